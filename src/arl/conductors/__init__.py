@@ -1,0 +1,1 @@
+"""The processes a run consists of: environment and agent conductors, simulation controllers."""

@@ -1,0 +1,270 @@
+"""SimulationController: drives the step loop of one worker for a phase.
+
+A step is one *turn*: the agents of the turn act on the same readings, then every
+environment of the worker steps with their setpoints. ``vanilla`` has one turn with all
+agents; ``taking_turns`` has one turn per agent, in the file's order.
+
+Each agent's action is stored once its rewards and objective are known: the rewards
+come from the environment step after it, the objective from the agent's next call
+(see :mod:`arl.messages.agent`). Records go to the StoreWriter as they happen, so a
+crash loses no completed step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from arl.codec import decode, encode
+from arl.conditions import StepView, TerminationCondition
+from arl.config.classref import import_class
+from arl.errors import ComponentCrashed, ProtocolError
+from arl.messages import agent as amsg
+from arl.messages import control
+from arl.messages import environment as emsg
+from arl.messages import store
+from arl.messages.common import ErrorReply
+from arl.proc.child import ChildContext
+from arl.seeding import derive_seed
+
+from .service import Service
+
+log = logging.getLogger("arl.controller")
+
+
+class Interrupted(Exception):
+    """The parent asked to stop while waiting for a reply."""
+
+
+@dataclass
+class _Pending:
+    inputs: dict[str, Any]
+    setpoints: dict[str, Any]
+    rewards: dict[str, float]
+    step: int
+
+
+@dataclass
+class _Episode:
+    phase: int
+    worker: int
+    index: int
+    step: int = 0
+    sensors: dict[str, Any] = field(default_factory=dict)
+    rewards: dict[str, float] = field(default_factory=dict)
+    terminated: bool = False
+    truncated: bool = False
+    pending: dict[str, _Pending] = field(default_factory=dict)
+
+
+class Links:
+    """Direct DEALER links to the conductors, and the PUSH link to the store."""
+
+    def __init__(self, service: Service, endpoints: dict[str, str], store_endpoint: str) -> None:
+        self._service = service
+        ctx = service.ctx.zmq
+        self.peers: dict[str, zmq.Socket[Any]] = {}
+        for name, endpoint in endpoints.items():
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(endpoint)
+            self.peers[name] = sock
+        self.store = ctx.socket(zmq.PUSH)
+        # Records must reach the writer even as this process exits; the governor waits.
+        self.store.setsockopt(zmq.LINGER, 5000)
+        self.store.connect(store_endpoint)
+        self._poller = zmq.Poller()
+        for sock in self.peers.values():
+            self._poller.register(sock, zmq.POLLIN)
+
+    def record(self, rec: Any) -> None:
+        self.store.send(encode(rec))
+
+    def call_all(self, requests: dict[str, Any], *, interruptible: bool = True) -> dict[str, Any]:
+        """Send every request at once, then collect every reply (they run in parallel).
+
+        An interruptible call gives up when the parent asks to stop; the call that
+        completes an episode's last actions is not, so a stop still stores them (the
+        governor's stop escalation bounds it if a peer hangs).
+        """
+        for name, request in requests.items():
+            self.peers[name].send(encode(request))
+        replies: dict[str, Any] = {}
+        waiting = {self.peers[name]: name for name in requests}
+        while waiting:
+            for sock, _ in self._poller.poll(50):
+                name = waiting.pop(sock, None)
+                if name is not None:
+                    replies[name] = self._check(name, decode(sock.recv()))
+            if waiting and self._service.pulse() and interruptible:
+                raise Interrupted
+        return replies
+
+    @staticmethod
+    def _check(name: str, reply: Any) -> Any:
+        if isinstance(reply, ErrorReply):
+            raise ComponentCrashed(reply.component, f"{reply.kind}: {reply.message}", reply.traceback)
+        return reply
+
+    def close(self) -> None:
+        for sock in self.peers.values():
+            sock.close()
+        self.store.close()
+
+
+class PhaseRunner:
+    """Runs one phase on one worker over its :class:`Links`."""
+
+    def __init__(self, request: control.RunPhase, links: Links, service: Service) -> None:
+        self.request = request
+        self.links = links
+        self.service = service
+        self.agents = {name: (frozenset(ids[0]), ids[1]) for name, ids in request.agents.items()}
+        if request.controller == "taking_turns":
+            self.turns = [[name] for name in request.agents]
+        else:
+            self.turns = [list(request.agents)]
+        self.conditions: list[TerminationCondition] = [
+            import_class(entry)(**params) for entry, params in request.conditions
+        ]
+        self.envs = {uid: f"env.{uid}.{request.worker}" for uid in request.environments}
+        self.steps = 0
+
+    def run(self) -> control.PhaseDone:
+        request = self.request
+        episodes, reason = 0, "episodes"
+        for index in range(request.episodes):
+            episode = _Episode(request.phase, request.worker, index)
+            ended = self._episode(episode)
+            episodes += 1
+            if ended == "interrupted":
+                reason = "interrupted"
+                break
+        return control.PhaseDone(request.phase, request.worker, episodes, self.steps, reason)
+
+    def _episode(self, ep: _Episode) -> str:
+        self.links.record(store.EpisodeStarted(ep.phase, ep.worker, ep.index, time.time()))
+        try:
+            self._reset(ep)
+            reason = None
+            while reason is None:
+                if self.service.pulse():
+                    reason = "interrupted"
+                    break
+                self._step(ep, self.turns[ep.step % len(self.turns)])
+                reason = self._episode_over(ep)
+            self._finish(ep)
+        except Interrupted:
+            reason = "interrupted"
+        self.links.record(store.EpisodeEnded(ep.phase, ep.worker, ep.index, ep.step, reason, time.time()))
+        return reason
+
+    def _reset(self, ep: _Episode) -> None:
+        seed = self.request.seed
+        replies = self.links.call_all(
+            {svc: emsg.Reset(derive_seed(seed, "episode", ep.index, uid)) for uid, svc in self.envs.items()}
+        )
+        for reply in replies.values():
+            ep.sensors.update(reply.sensors)
+
+    def _act_requests(self, ep: _Episode, names: list[str], *, final: bool) -> dict[str, amsg.Act]:
+        requests = {}
+        for name in names:
+            seen, _ = self.agents[name]
+            pending = ep.pending.get(name)
+            sensors = {k: v for k, v in ep.sensors.items() if k in seen}
+            rewards = pending.rewards if pending is not None else None
+            requests[f"agent.{name}"] = amsg.Act(
+                ep.worker, sensors, rewards, ep.terminated, ep.truncated, final
+            )
+        return requests
+
+    def _step(self, ep: _Episode, names: list[str]) -> None:
+        requests = self._act_requests(ep, names, final=False)
+        replies = self.links.call_all(requests)
+        setpoints: dict[str, dict[str, Any]] = {uid: {} for uid in self.envs}
+        acted: dict[str, amsg.Acted] = {}
+        for name in names:
+            reply = replies[f"agent.{name}"]
+            if not isinstance(reply, amsg.Acted):
+                raise ProtocolError(f"agent {name} answered Act with {type(reply).__name__}")
+            self._complete(ep, name, reply.objective)
+            acted[name] = reply
+            for aid, value in reply.setpoints.items():
+                setpoints[aid.partition(".")[0]][aid] = value
+        stepped = self.links.call_all({svc: emsg.Step(setpoints[uid]) for uid, svc in self.envs.items()})
+        ep.step += 1
+        self.steps += 1
+        rewards: dict[str, float] = {}
+        terminated = truncated = False
+        for uid, svc in self.envs.items():
+            result: emsg.Stepped = stepped[svc]
+            self.links.record(
+                store.EnvironmentStep(ep.phase, ep.worker, ep.index, ep.step, uid, result.sensors,
+                                      result.rewards, result.terminated, result.truncated)
+            )
+            ep.sensors.update(result.sensors)
+            rewards.update(result.rewards)
+            terminated |= result.terminated
+            truncated |= result.truncated
+        ep.rewards, ep.terminated, ep.truncated = rewards, terminated, truncated
+        for name in names:
+            request = requests[f"agent.{name}"]
+            ep.pending[name] = _Pending(request.sensors, acted[name].setpoints, rewards, ep.step)
+
+    def _complete(self, ep: _Episode, name: str, objective: float | None) -> None:
+        """Store the agent's previous action now that its objective is known."""
+        pending = ep.pending.pop(name, None)
+        if pending is None:
+            return
+        if objective is None:
+            raise ProtocolError(f"agent {name} returned no objective for its previous action")
+        self.links.record(
+            store.AgentAction(ep.phase, ep.worker, ep.index, pending.step, name,
+                              pending.inputs, pending.setpoints, pending.rewards, objective)
+        )
+
+    def _finish(self, ep: _Episode) -> None:
+        """The final call of an episode: every agent with an open action completes it."""
+        names = [name for name in self.agents if name in ep.pending]
+        if not names:
+            return
+        replies = self.links.call_all(self._act_requests(ep, names, final=True), interruptible=False)
+        for name in names:
+            self._complete(ep, name, replies[f"agent.{name}"].objective)
+
+    def _episode_over(self, ep: _Episode) -> str | None:
+        if self.request.max_steps is not None and ep.step >= self.request.max_steps:
+            return "max_steps"
+        view = StepView(ep.step, ep.terminated, ep.truncated, ep.rewards)
+        for condition in self.conditions:
+            reason = condition.episode_over(view)
+            if reason is not None:
+                return reason
+        return None
+
+
+class SimulationController:
+    def __init__(self, ctx: ChildContext) -> None:
+        self.ctx = ctx
+        self.service = Service(ctx, self.handle)
+
+    def handle(self, message: Any) -> Any:
+        if not isinstance(message, control.RunPhase):
+            raise TypeError(f"a simulation controller cannot handle {type(message).__name__}")
+        links = Links(self.service, message.endpoints, self.ctx.spec.args["store"])
+        try:
+            done = PhaseRunner(message, links, self.service).run()
+        finally:
+            links.close()
+        log.debug("worker %d ended phase %d: %s", message.worker, message.phase, done)
+        return done
+
+
+def main(ctx: ChildContext) -> None:
+    """Entry point of an ``arl[controller:...]`` process."""
+    SimulationController(ctx).service.serve()

@@ -1,0 +1,83 @@
+"""EnvironmentConductor: hosts one environment instance of one worker."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arl import spaces
+from arl.api import Environment
+from arl.config.classref import import_class
+from arl.messages import control
+from arl.messages import environment as msg
+from arl.proc.child import ChildContext
+
+from .service import Service
+
+log = logging.getLogger("arl.environment")
+
+
+class EnvironmentConductor:
+    """Turns control and step messages into calls on the user's Environment."""
+
+    def __init__(self) -> None:
+        self.env: Environment | None = None
+        self.uid = ""
+        self._qualified: dict[str, str] = {}  # local sensor id -> "uid.id"
+        self._prefix_len = 0
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, msg.Step):
+            return self.step(message)
+        if isinstance(message, msg.Reset):
+            return self.reset(message)
+        if isinstance(message, control.SetupEnvironment):
+            return self.setup(message)
+        if isinstance(message, control.Teardown):
+            return self.teardown(message)
+        raise TypeError(f"an environment conductor cannot handle {type(message).__name__}")
+
+    def setup(self, request: control.SetupEnvironment) -> control.EnvironmentReady:
+        self.teardown(control.Teardown(request.phase))
+        cls = import_class(request.entry_point)
+        env = cls(**request.params)
+        if not isinstance(env, Environment):
+            raise TypeError(f"{request.entry_point} is not an arl.Environment")
+        self.env, self.uid = env, request.env_uid
+        self._prefix_len = len(self.uid) + 1
+        sensors = [[f"{self.uid}.{s.id}", spaces.describe(s.space)] for s in env.sensors()]
+        actuators = [[f"{self.uid}.{a.id}", spaces.describe(a.space)] for a in env.actuators()]
+        self._qualified = {s.id: f"{self.uid}.{s.id}" for s in env.sensors()}
+        log.debug("environment %s set up for phase %d", self.uid, request.phase)
+        return control.EnvironmentReady(self.uid, sensors, actuators)
+
+    def _env(self) -> Environment:
+        if self.env is None:
+            raise RuntimeError("the environment is not set up for a phase")
+        return self.env
+
+    def _qualify(self, readings: Any) -> dict[str, Any]:
+        q = self._qualified
+        return {q.get(k) or f"{self.uid}.{k}": v for k, v in readings.items()}
+
+    def reset(self, request: msg.Reset) -> msg.Observation:
+        return msg.Observation(self._qualify(self._env().reset(seed=request.seed)))
+
+    def step(self, request: msg.Step) -> msg.Stepped:
+        cut = self._prefix_len
+        result = self._env().step({k[cut:]: v for k, v in request.setpoints.items()})
+        rewards = {f"{self.uid}.{k}": float(v) for k, v in result.rewards.items()}
+        return msg.Stepped(self._qualify(result.sensors), rewards, bool(result.terminated), bool(result.truncated))
+
+    def teardown(self, request: control.Teardown) -> control.TornDown:
+        if self.env is not None:
+            env, self.env = self.env, None
+            env.close()
+        return control.TornDown(self.uid)
+
+
+def main(ctx: ChildContext) -> None:
+    """Entry point of an ``arl[environment:...]`` process."""
+    conductor = EnvironmentConductor()
+    Service(ctx, conductor.handle).serve()
+    conductor.teardown(control.Teardown(-1))

@@ -1,0 +1,104 @@
+"""The serve loop every conductor runs: one MDP worker plus one direct link.
+
+The broker carries control requests (setup, run phase, save, teardown); the direct
+ROUTER carries the per-step requests of the simulation controllers, skipping the broker
+hop. Both go through :meth:`Service.dispatch`, the process's one error boundary: any
+exception becomes an :class:`~arl.messages.common.ErrorReply` with the traceback text.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from arl.codec import decode, encode
+from arl.mdp.worker import MdpWorker
+from arl.messages.common import ErrorReply
+from arl.proc.child import ChildContext
+
+log = logging.getLogger("arl.service")
+PULSE_INTERVAL = 0.02  # seconds between heartbeat/stop checks inside a long request
+
+
+class Service:
+    """Serves ``handle(message) -> reply`` as MDP service ``name`` until asked to stop."""
+
+    def __init__(self, ctx: ChildContext, handle: Callable[[Any], Any], *, heartbeat: float = 1.0) -> None:
+        args = ctx.spec.args
+        self.ctx = ctx
+        self.name: str = args["service"]
+        self._handle = handle
+        self._direct_endpoint: str | None = args.get("direct")
+        self._router: zmq.Socket[Any] | None = None
+        if self._direct_endpoint:
+            self._router = ctx.zmq.socket(zmq.ROUTER)
+            self._router.setsockopt(zmq.LINGER, 0)
+            self._router.bind(self._direct_endpoint)
+        metadata = {"direct": self._direct_endpoint} if self._direct_endpoint else {}
+        self.worker = MdpWorker(ctx.zmq, args["broker"], self.name, heartbeat=heartbeat, metadata=metadata)
+        self._heartbeat = heartbeat
+        self._next_pulse = 0.0
+        self._stopping = False
+
+    def dispatch(self, body: bytes) -> bytes:
+        """Decode, handle, encode — and turn any failure into an ErrorReply."""
+        try:
+            return encode(self._handle(decode(body)))
+        except Exception as exc:
+            log.error("%s failed: %s", self.name, exc, exc_info=True)
+            return encode(ErrorReply(self.name, type(exc).__name__, str(exc), traceback.format_exc()))
+
+    def pulse(self) -> bool:
+        """Keep the broker link alive during a long request; True if asked to stop.
+
+        Cheap enough for every step: it does real work at most every PULSE_INTERVAL.
+        """
+        now = time.monotonic()
+        if now < self._next_pulse:
+            return self._stopping
+        self._next_pulse = now + PULSE_INTERVAL
+        while self.worker.socket.poll(0):
+            if self.worker.recv() is not None:
+                log.error("%s got a request while busy; the broker should not send one", self.name)
+        self.worker.tick()
+        self._stopping = self._stopping or self.ctx.stop_requested()
+        return self._stopping
+
+    def serve(self) -> None:
+        """Serve until the parent asks this process to stop (or dies)."""
+        self.ctx.ready()
+        try:
+            while not self._serve_once():
+                pass
+        finally:
+            self.worker.close()
+            if self._router is not None:
+                self._router.close()
+
+    def _serve_once(self) -> bool:
+        poller = zmq.Poller()
+        worker_socket = self.worker.socket
+        poller.register(worker_socket, zmq.POLLIN)
+        poller.register(self.ctx.control_fd, zmq.POLLIN)
+        if self._router is not None:
+            poller.register(self._router, zmq.POLLIN)
+        timeout_ms = int(self._heartbeat * 1000 / 2)
+        while self.worker.socket is worker_socket:  # the worker may reconnect on a new socket
+            events = dict(poller.poll(timeout_ms))
+            if self._router is not None and self._router in events:
+                identity, body = self._router.recv_multipart(copy=True)
+                self._router.send_multipart([identity, self.dispatch(body)])
+            if worker_socket in events:
+                request = self.worker.recv()
+                if request is not None:
+                    self.worker.reply(request, self.dispatch(request.body))
+            # A stop seen by pulse() inside a long request has already been read off the pipe.
+            if self._stopping or (self.ctx.control_fd in events and self.ctx.stop_requested()):
+                return True
+            self.worker.tick()
+        return False

@@ -1,0 +1,147 @@
+"""Turning ``module:Class`` references into classes, with errors a user can act on.
+
+A misspelt class name and a missing dependency look alike as a bare ImportError; the
+messages here say which part is wrong (the module, something the module imports, or the
+attribute) and suggest the nearest names, because that is what the user has to fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import re
+from typing import Any
+
+from arl.errors import ComponentLoadError
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def split_entry_point(entry_point: str) -> tuple[str, str]:
+    """``(module, attribute)`` of ``"module:Class"`` or ``"module.Class"``.
+
+    The dotted form is what palaestrAI files often use; the last dotted part is taken as
+    the class. Raises ValueError (with a message meant for the user) if neither form fits.
+    """
+    text = entry_point.strip()
+    if ":" in text:
+        module, _, attribute = text.partition(":")
+    else:
+        module, _, attribute = text.rpartition(".")
+    parts = [*module.split("."), *attribute.split(".")]
+    if not module or not attribute or not all(_IDENTIFIER.match(p) for p in parts):
+        raise ValueError(
+            f"{entry_point!r} is not a class reference; write 'module:Class' "
+            "(for example 'arl.conditions:MaxSteps')"
+        )
+    return module, attribute
+
+
+def normalise_entry_point(entry_point: str) -> str:
+    """The ``"module:Class"`` spelling of either accepted form (raises ValueError)."""
+    module, attribute = split_entry_point(entry_point)
+    return f"{module}:{attribute}"
+
+
+def import_class(entry_point: str) -> type:
+    """The class ``entry_point`` names. Raises ComponentLoadError saying what is wrong."""
+    try:
+        module_name, attribute = split_entry_point(entry_point)
+    except ValueError as exc:
+        raise ComponentLoadError(str(exc)) from None
+    module = _import_module(module_name)
+    obj: Any = module
+    for depth, part in enumerate(attribute.split(".")):
+        if not hasattr(obj, part):
+            owner = ".".join([module_name, *attribute.split(".")[:depth]])
+            raise ComponentLoadError(_missing_attribute(owner, part, obj))
+        obj = getattr(obj, part)
+    if not inspect.isclass(obj):
+        raise ComponentLoadError(
+            f"'{module_name}:{attribute}' is not a class but a {type(obj).__name__} object"
+        )
+    return obj
+
+
+def _import_module(name: str) -> Any:
+    """Import ``name``, telling "no such module" apart from "the module failed to import"."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing == name or name.startswith(missing + "."):
+            raise ComponentLoadError(
+                f"module {name!r} not found (no module named {missing!r}); "
+                "is it installed, or on the Python path?"
+            ) from None
+        raise ComponentLoadError(
+            f"module {name!r} was found but could not be imported: it needs module "
+            f"{missing!r}, which is not installed"
+        ) from None
+    except Exception as exc:  # any error in the user's module becomes a message
+        raise ComponentLoadError(
+            f"importing module {name!r} raised {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _missing_attribute(owner: str, name: str, obj: Any) -> str:
+    """The message for ``owner`` lacking ``name``, with the nearest names it does have."""
+    close = difflib.get_close_matches(name, [n for n in dir(obj) if not n.startswith("__")])
+    message = f"module {owner!r} has no attribute {name!r}"
+    if close:
+        message += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return message
+
+
+def kind_problem(cls: type, base: type, role: str) -> str | None:
+    """Why ``cls`` cannot serve as ``role`` (needs to subclass ``base``), or None if it can."""
+    qualified = f"{base.__module__}.{base.__qualname__}"
+    if not issubclass(cls, base):
+        name = f"{cls.__module__}:{cls.__qualname__}"
+        return f"{name} is not a {base.__name__}; a {role} must subclass {qualified}"
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        return f"{cls.__module__}:{cls.__qualname__} is abstract: it does not implement {missing}"
+    return None
+
+
+def params_problems(cls: type, params: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """Mismatches between ``params`` and the constructor of ``cls``, as (param, message).
+
+    Checked here so that a misspelt parameter is reported with its line in the file,
+    instead of as a TypeError from a worker process minutes into a run. ``param`` is
+    None when the message is about the whole mapping (a missing parameter).
+    """
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # some C-implemented classes have no signature
+        return []
+    accepted = signature.parameters
+    named = [n for n, p in accepted.items() if p.kind in _KEYWORD_KINDS]
+    problems: list[tuple[str | None, str]] = []
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        problems += [(k, _unexpected(cls, k, named)) for k in params if k not in named]
+    missing = [
+        n
+        for n, p in accepted.items()
+        if p.kind in _KEYWORD_KINDS and p.default is inspect.Parameter.empty and n not in params
+    ]
+    if missing:
+        problems.append(
+            (None, f"{cls.__qualname__} needs parameter(s) " + ", ".join(map(repr, missing)))
+        )
+    return problems
+
+
+_KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def _unexpected(cls: type, key: str, named: list[str]) -> str:
+    message = f"{cls.__qualname__} takes no parameter {key!r}"
+    close = difflib.get_close_matches(key, named)
+    if close:
+        return message + f"; did you mean {close[0]!r}?"
+    if named:
+        return message + " (it takes " + ", ".join(map(repr, named)) + ")"
+    return message + " (it takes none)"

@@ -1,0 +1,178 @@
+"""What an experiment file says, in two layers.
+
+The *file schema* (``*File`` pydantic models) mirrors the YAML keys one to one, so that
+pydantic's error locations are paths into the document and can be mapped back to lines.
+The *specs* (frozen dataclasses) are what the rest of arl consumes: normalised, defaults
+filled in, inheritance between phases already applied. Keeping them apart lets the file
+vocabulary follow palaestrAI's while the specs stay convenient to use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class ClassRef:
+    """A user class named in the file, and the keyword arguments to construct it with."""
+
+    entry_point: str  # always "module:Class"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """One environment of a phase; ``uid`` qualifies its sensor and actuator ids."""
+
+    uid: str
+    entry: ClassRef
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """Where an agent's brain starts from: a brain saved at the end of an earlier phase.
+
+    ``run`` is None for this run; ``phase`` is None only when ``run`` is given (the store
+    then picks that run's last phase).
+    """
+
+    phase: str | None
+    agent: str
+    run: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One agent: its brain, muscle and objective, and the qualified ids it sees and drives."""
+
+    name: str
+    brain: ClassRef
+    muscle: ClassRef
+    objective: ClassRef
+    sensors: tuple[str, ...]
+    actuators: tuple[str, ...]
+    load: LoadSpec | None = None
+
+
+@dataclass(frozen=True)
+class SimulationSpec:
+    """How a phase steps its environments, and when an episode ends."""
+
+    controller: str  # "vanilla" | "taking_turns"
+    conditions: tuple[ClassRef, ...]
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """One phase of the schedule, with everything it inherited already filled in."""
+
+    name: str
+    index: int
+    mode: str  # "train" | "test"
+    episodes: int
+    workers: int
+    max_steps: int | None
+    environments: tuple[EnvironmentSpec, ...]
+    agents: tuple[AgentSpec, ...]
+    simulation: SimulationSpec
+
+    @property
+    def train(self) -> bool:
+        """Whether brains learn in this phase."""
+        return self.mode == "train"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A whole experiment run: ``source`` is the file's text as written, ``document`` the
+    file after inheritance as plain JSON-able data (both meant for the store)."""
+
+    uid: str
+    experiment_uid: str | None
+    seed: int
+    version: int
+    phases: tuple[PhaseSpec, ...]
+    source: str
+    document: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- file schema
+
+CONTROLLERS: tuple[str, ...] = ("vanilla", "taking_turns")
+DEFAULT_CONDITION = "arl.conditions:EnvironmentDone"
+
+
+class _FileModel(BaseModel):
+    """Strict: an experiment file should say ``3``, not ``"3"`` or ``3.0``; unknown keys
+    are mistakes (typos), not extensions."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class ClassRefFile(_FileModel):
+    name: str = Field(min_length=1)
+    params: dict[str, Any] | None = None
+
+
+class EnvironmentFile(_FileModel):
+    name: str = Field(min_length=1)
+    uid: str = Field(min_length=1)
+    params: dict[str, Any] | None = None
+
+
+class EnvironmentEntryFile(_FileModel):
+    environment: EnvironmentFile
+
+
+class LoadFile(_FileModel):
+    phase: str | None = Field(default=None, min_length=1)
+    agent: str | None = Field(default=None, min_length=1)
+    run: str | None = Field(default=None, min_length=1)
+
+
+class AgentFile(_FileModel):
+    name: str = Field(min_length=1)
+    brain: ClassRefFile
+    muscle: ClassRefFile
+    objective: ClassRefFile
+    sensors: list[str] = Field(default_factory=list)
+    actuators: list[str] = Field(default_factory=list)
+    load: LoadFile | None = None
+
+
+class SimulationFile(_FileModel):
+    name: str = Field(min_length=1)
+    conditions: list[ClassRefFile] | None = None
+
+
+class PhaseConfigFile(_FileModel):
+    mode: Literal["train", "test"] = "train"
+    episodes: int = Field(default=1, ge=1)
+    workers: int | None = Field(default=None, ge=1)
+    worker: int | None = Field(default=None, ge=1)  # palaestrAI's spelling
+    max_steps: int | None = Field(default=None, ge=1)
+
+
+class PhaseFile(_FileModel):
+    """One phase after inheritance: the three sections are required by then."""
+
+    environments: list[EnvironmentEntryFile] = Field(min_length=1)
+    agents: list[AgentFile]
+    simulation: SimulationFile
+    phase_config: PhaseConfigFile | None = None
+
+
+class RunFile(_FileModel):
+    """The top level; phases are validated one by one (after inheritance) as PhaseFile."""
+
+    uid: str = Field(min_length=1)
+    experiment_uid: str | None = Field(default=None, min_length=1)
+    seed: int = Field(default=0, ge=0)
+    version: int = 1
+    schedule: list[Any] = Field(min_length=1)
+    run_config: dict[str, Any] | None = None  # palaestrAI's; kept in the document, unused

@@ -1,0 +1,162 @@
+"""The Executor: runs experiment runs, each in its own RunGovernor process.
+
+It is the edge: it owns the LogServer, the console, the control socket the governors
+report to, and the signals. The first SIGINT/SIGTERM asks every governor to stop at a
+step boundary; a second one stops them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from arl import codec
+from arl.config.spec import RunSpec
+from arl.governor.shell import RunOptions, describe_exit
+from arl.messages import executor as emsg
+from arl.proc.child import ChildSpec, SupervisedChild
+from arl.proc.logs import LogConfig, LogServer
+
+log = logging.getLogger("arl.executor")
+OUTCOME_GRACE = 2.0  # seconds to wait for a governor's outcome message after it exited
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    store_url: str
+    checkpoint_dir: str
+    parallel: int = 1
+    level: int = logging.WARNING
+
+
+@dataclass
+class _Governor:
+    index: int
+    spec: RunSpec
+    child: SupervisedChild | None = None
+    outcome: asyncio.Future[emsg.RunOutcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def identity(self) -> bytes:
+        return f"g{self.index}".encode()
+
+
+class Executor:
+    """Runs runs; :meth:`execute` returns one outcome per run, in the order given."""
+
+    def __init__(self, options: ExecutorOptions, *, on_status: Callable[[str, str], None] | None = None) -> None:
+        self.options = options
+        self._on_status = on_status or (lambda uid, state: None)
+        self._workdir = ""
+        self._router: zmq.asyncio.Socket | None = None
+        self._governors: list[_Governor] = []
+        self._interrupts = 0
+        self._kills: set[asyncio.Task[int]] = set()  # forced stops after a second signal
+
+    async def execute(self, specs: list[RunSpec]) -> list[emsg.RunOutcome]:
+        self._workdir = tempfile.mkdtemp(prefix="arl-exec-")
+        logs = LogServer(f"ipc://{self._workdir}/log")
+        logs.start()
+        zctx = zmq.asyncio.Context()
+        self._router = zctx.socket(zmq.ROUTER)
+        self._router.bind(f"ipc://{self._workdir}/control")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            self._governors = [_Governor(i, spec) for i, spec in enumerate(specs)]
+            slots = asyncio.Semaphore(max(1, self.options.parallel))
+            listener = asyncio.create_task(self._listen())
+            try:
+                return list(await asyncio.gather(*(self._run(g, slots) for g in self._governors)))
+            finally:
+                listener.cancel()
+                await asyncio.gather(*self._kills, return_exceptions=True)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            self._router.close(linger=0)
+            zctx.term()
+            logs.close()
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    async def _run(self, governor: _Governor, slots: asyncio.Semaphore) -> emsg.RunOutcome:
+        async with slots:
+            if self._interrupts:
+                return self._synthetic(governor, "INTERRUPTED", "not started: interrupted before its turn")
+            options = RunOptions(
+                store_url=self.options.store_url,
+                checkpoint_dir=self.options.checkpoint_dir,
+                logs=LogConfig(f"ipc://{self._workdir}/log", self.options.level),
+                control=f"ipc://{self._workdir}/control",
+                control_id=governor.identity.decode(),
+            )
+            spec = ChildSpec("governor", governor.spec.uid, "arl.governor.shell:main",
+                             {"spec": governor.spec, "options": options})
+            governor.child = SupervisedChild(spec, options.logs, asynchronous=True)
+            try:
+                await governor.child.start(timeout=60.0)
+            except Exception as exc:
+                await governor.child.stop(grace=0)
+                return self._died(governor, f"the run's governor did not start: {exc}")
+            code = await governor.child.exited
+            await governor.child.stop(grace=0)  # reaps and closes the pipe; it has exited already
+            try:
+                return await asyncio.wait_for(asyncio.shield(governor.outcome), OUTCOME_GRACE)
+            except TimeoutError:
+                return self._died(governor, f"the run's governor process {describe_exit(code)} without reporting")
+
+    def _synthetic(self, governor: _Governor, status: str, error: str) -> emsg.RunOutcome:
+        return emsg.RunOutcome(governor.spec.uid, None, status, 0, 0, 0, error, self.options.store_url)
+
+    def _died(self, governor: _Governor, error: str) -> emsg.RunOutcome:
+        """The governor is gone without an outcome: record FAILED ourselves."""
+        log.error("run %s: %s", governor.spec.uid, error)
+        from arl.store.engine import open_store
+        from arl.store.query import mark_unfinished
+
+        engine = open_store(self.options.store_url)
+        try:
+            run_id = mark_unfinished(engine, governor.spec.uid, "FAILED", error)
+        finally:
+            engine.dispose()
+        return emsg.RunOutcome(governor.spec.uid, run_id, "FAILED", 0, 0, 0, error, self.options.store_url)
+
+    async def _listen(self) -> None:
+        assert self._router is not None
+        by_identity = {g.identity: g for g in self._governors}
+        while True:
+            identity, body = await self._router.recv_multipart()
+            message: Any = codec.decode(body)
+            governor = by_identity.get(identity)
+            if governor is None:
+                log.warning("a message from an unknown governor %r", identity)
+            elif isinstance(message, emsg.GovernorStatus):
+                self._on_status(message.run_uid, message.state)
+            elif isinstance(message, emsg.RunOutcome) and not governor.outcome.done():
+                governor.outcome.set_result(message)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._interrupts += 1
+        running = [g for g in self._governors if g.child is not None and g.child.exitcode is None]
+        if self._interrupts == 1:
+            log.warning("%s: stopping the runs at the next step boundary (again to stop at once)", sig.name)
+            assert self._router is not None
+            for g in running:
+                self._router.send_multipart([g.identity, codec.encode(emsg.StopRun("interrupted"))])
+        else:
+            log.warning("%s again: stopping the runs now", sig.name)
+            for g in running:
+                assert g.child is not None
+                task = asyncio.get_running_loop().create_task(g.child.stop(grace=0))
+                self._kills.add(task)
+                task.add_done_callback(self._kills.discard)

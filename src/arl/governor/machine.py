@@ -1,0 +1,290 @@
+"""The RunGovernor's logic: events in, commands out. No sockets, processes or clocks.
+
+::
+
+    PRISTINE --Begin--> STARTING --ChildrenStarted--> RUNNING --last phase done--> STOPPING
+                            |                            |  (failure / stop request)     |
+                            +----------------------------+----------------------------> STOPPING
+    STOPPING --ChildrenStopped--> STOPPED (finished or interrupted) | FAILED
+
+In RUNNING each phase goes SETTING_UP -> STEPPING -> SAVING (train phases only) and
+then on to the next phase. A stop request while stepping interrupts the workers and
+waits for them to end at a step boundary, so every completed step is stored.
+The shell executes the commands and feeds back the events they lead to.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from arl.config.spec import RunSpec
+
+
+class RunState(enum.Enum):
+    PRISTINE = "PRISTINE"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    FAILED = "FAILED"
+
+
+class PhaseStep(enum.Enum):
+    SETTING_UP = "SETTING_UP"
+    STEPPING = "STEPPING"
+    SAVING = "SAVING"
+
+
+class Outcome(enum.Enum):
+    """How the run ended, as the store records it."""
+
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    INTERRUPTED = "INTERRUPTED"
+
+
+# ---- events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Begin:
+    pass
+
+
+@dataclass(frozen=True)
+class ChildrenStarted:
+    pass
+
+
+@dataclass(frozen=True)
+class PhaseSetUp:
+    phase: int
+
+
+@dataclass(frozen=True)
+class WorkerDone:
+    phase: int
+    worker: int
+    episodes: int
+    steps: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class BrainsSaved:
+    phase: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Anything that makes the run fail: a crashed component, a dead process, a timeout."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChildrenStopped:
+    pass
+
+
+Event = Begin | ChildrenStarted | PhaseSetUp | WorkerDone | BrainsSaved | Failed | StopRequested | ChildrenStopped
+
+# ---- commands -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordRunStarted:
+    pass
+
+
+@dataclass(frozen=True)
+class StartChildren:
+    pass
+
+
+@dataclass(frozen=True)
+class SetupPhase:
+    phase: int
+
+
+@dataclass(frozen=True)
+class RunWorkers:
+    phase: int
+
+
+@dataclass(frozen=True)
+class InterruptWorkers:
+    pass
+
+
+@dataclass(frozen=True)
+class SaveBrains:
+    phase: int
+
+
+@dataclass(frozen=True)
+class RecordPhaseStarted:
+    phase: int
+
+
+@dataclass(frozen=True)
+class RecordPhaseEnded:
+    phase: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class StopChildren:
+    pass
+
+
+@dataclass(frozen=True)
+class Finish:
+    outcome: Outcome
+    error: str | None
+
+
+Command = (
+    RecordRunStarted | StartChildren | SetupPhase | RunWorkers | InterruptWorkers | SaveBrains
+    | RecordPhaseStarted | RecordPhaseEnded | StopChildren | Finish
+)
+
+
+@dataclass
+class Totals:
+    phases: int = 0
+    episodes: int = 0
+    steps: int = 0
+
+
+@dataclass
+class RunMachine:
+    """The run's state. Feed it events with :meth:`handle`; execute what it returns."""
+
+    spec: RunSpec
+    state: RunState = RunState.PRISTINE
+    phase: int = -1
+    phase_step: PhaseStep | None = None
+    outcome: Outcome | None = None
+    error: str | None = None
+    totals: Totals = field(default_factory=Totals)
+    _workers_done: set[int] = field(default_factory=set)
+    _interrupting: bool = False
+
+    def handle(self, event: Event) -> list[Command]:
+        """Apply one event; return the commands it leads to (possibly none)."""
+        handler = getattr(self, f"_on_{type(event).__name__}")
+        commands: list[Command] = handler(event)
+        return commands
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def _on_Begin(self, event: Begin) -> list[Command]:
+        self._expect(event, RunState.PRISTINE)
+        self.state = RunState.STARTING
+        return [RecordRunStarted(), StartChildren()]
+
+    def _on_ChildrenStarted(self, event: ChildrenStarted) -> list[Command]:
+        if self.state is not RunState.STARTING:
+            return []  # a stop overtook the start
+        self.state = RunState.RUNNING
+        return self._enter_phase(0)
+
+    def _on_Failed(self, event: Failed) -> list[Command]:
+        if self.state in (RunState.STOPPED, RunState.FAILED):
+            return []
+        if self.error is None:
+            self.error = event.error
+        if self.state is RunState.STOPPING:
+            return []  # already on the way down; keep the first error
+        self.outcome = Outcome.FAILED
+        return self._stop(phase_reason="failed")
+
+    def _on_StopRequested(self, event: StopRequested) -> list[Command]:
+        if self.state in (RunState.STOPPING, RunState.STOPPED, RunState.FAILED):
+            return []
+        self.outcome = Outcome.INTERRUPTED
+        if self.state is RunState.PRISTINE:
+            self.state = RunState.STOPPED
+            return [Finish(Outcome.INTERRUPTED, None)]
+        if self.state is RunState.RUNNING and self.phase_step is PhaseStep.STEPPING:
+            # End at a step boundary so every completed step is stored.
+            if not self._interrupting:
+                self._interrupting = True
+                return [InterruptWorkers()]
+            return []
+        return self._stop(phase_reason="interrupted")
+
+    def _on_ChildrenStopped(self, event: ChildrenStopped) -> list[Command]:
+        self._expect(event, RunState.STOPPING)
+        outcome = self.outcome or Outcome.FAILED
+        self.state = RunState.FAILED if outcome is Outcome.FAILED else RunState.STOPPED
+        return [Finish(outcome, self.error)]
+
+    # -- phases -------------------------------------------------------------------
+
+    def _on_PhaseSetUp(self, event: PhaseSetUp) -> list[Command]:
+        if not self._in_phase(event.phase, PhaseStep.SETTING_UP):
+            return []
+        self.phase_step = PhaseStep.STEPPING
+        self._workers_done.clear()
+        return [RunWorkers(event.phase)]
+
+    def _on_WorkerDone(self, event: WorkerDone) -> list[Command]:
+        if not self._in_phase(event.phase, PhaseStep.STEPPING) or event.worker in self._workers_done:
+            return []
+        self._workers_done.add(event.worker)
+        self.totals.episodes += event.episodes
+        self.totals.steps += event.steps
+        if len(self._workers_done) < self.spec.phases[event.phase].workers:
+            return []
+        if self._interrupting:
+            return self._stop(phase_reason="interrupted")
+        if self.spec.phases[event.phase].train:
+            self.phase_step = PhaseStep.SAVING
+            return [SaveBrains(event.phase)]
+        return self._next_phase()
+
+    def _on_BrainsSaved(self, event: BrainsSaved) -> list[Command]:
+        if not self._in_phase(event.phase, PhaseStep.SAVING):
+            return []
+        return self._next_phase()
+
+    def _next_phase(self) -> list[Command]:
+        commands: list[Command] = [RecordPhaseEnded(self.phase, "completed")]
+        self.totals.phases += 1
+        if self.phase + 1 < len(self.spec.phases):
+            return commands + self._enter_phase(self.phase + 1)
+        self.outcome = Outcome.FINISHED
+        self.phase_step = None
+        self.state = RunState.STOPPING
+        return [*commands, StopChildren()]
+
+    def _enter_phase(self, index: int) -> list[Command]:
+        self.phase, self.phase_step = index, PhaseStep.SETTING_UP
+        return [RecordPhaseStarted(index), SetupPhase(index)]
+
+    def _stop(self, *, phase_reason: str) -> list[Command]:
+        commands: list[Command] = []
+        if self.state is RunState.RUNNING and self.phase_step is not None:
+            commands.append(RecordPhaseEnded(self.phase, phase_reason))
+        self.phase_step = None
+        self.state = RunState.STOPPING
+        commands.append(StopChildren())
+        return commands
+
+    # -- guards -------------------------------------------------------------------
+
+    def _in_phase(self, phase: int, step: PhaseStep) -> bool:
+        return self.state is RunState.RUNNING and self.phase == phase and self.phase_step is step
+
+    def _expect(self, event: Any, state: RunState) -> None:
+        if self.state is not state:
+            raise RuntimeError(f"{type(event).__name__} arrived in state {self.state.name}")

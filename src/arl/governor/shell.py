@@ -1,0 +1,369 @@
+"""The RunGovernor's shell: executes the machine's commands, turns outcomes into events.
+
+It owns the run's MajorDomo broker, its StoreWriter (a thread in this process: a run
+needs one process fewer, and the writer shares nothing with the step loop), the
+supervised children, and the link to the executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+import arl
+from arl import codec
+from arl.config.spec import AgentSpec, PhaseSpec, RunSpec
+from arl.errors import ArlError, ComponentCrashed
+from arl.governor import machine as m
+from arl.governor.plan import Plan, agent_service, controller_service, env_service, plan_children
+from arl.mdp.broker import Broker
+from arl.mdp.client import MdpClient
+from arl.messages import control, executor, store
+from arl.messages.common import ErrorReply
+from arl.proc.child import ChildContext, SupervisedChild
+from arl.proc.logs import LogConfig
+from arl.seeding import derive_seed
+from arl.store.writer import StoreWriter
+
+log = logging.getLogger("arl.governor")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    start: float = 30.0  # a child must be ready within this
+    request: float = 60.0  # a control request (setup, save) must be answered within this
+    phase: float = 1e9  # a worker's whole phase; liveness is watched through process exits
+    stop_grace: float = 5.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    store_url: str
+    checkpoint_dir: str
+    logs: LogConfig
+    control: str | None = None  # the executor's control endpoint
+    control_id: str = "governor"  # this governor's identity on it
+    timeouts: Timeouts = Timeouts()
+
+
+def describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class GovernorShell:
+    """Runs one experiment run to its end. Use :meth:`run` once."""
+
+    def __init__(self, ctx: ChildContext | None, spec: RunSpec, options: RunOptions) -> None:
+        self.ctx = ctx
+        self.spec = spec
+        self.options = options
+        self.machine = m.RunMachine(spec)
+        self.rundir = tempfile.mkdtemp(prefix="arl-run-")
+        self.zctx = zmq.asyncio.Context()
+        self.broker_endpoint = f"ipc://{self.rundir}/broker"
+        self.store_endpoint = f"ipc://{self.rundir}/store"
+        self.plan: Plan = plan_children(spec, self.rundir, self.broker_endpoint, self.store_endpoint)
+        self.children = {c.label: SupervisedChild(c, options.logs) for c in self.plan.all}
+        self.writer = StoreWriter(options.store_url, self.store_endpoint)
+        self.client: MdpClient | None = None
+        self.run_id: int | None = None
+        self.checkpoints: dict[tuple[str, str], str] = {}  # (phase name, agent) -> directory
+        self._events: asyncio.Queue[m.Event] = asyncio.Queue()
+        self._activities: set[asyncio.Task[None]] = set()
+        self._background: list[asyncio.Task[None]] = []  # listeners and watchers, cancelled at the end
+        self._control: zmq.asyncio.Socket | None = None
+        self._outcome: executor.RunOutcome | None = None
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def run(self) -> executor.RunOutcome:
+        """Run to the end. Always stops every child and closes the store."""
+        self.writer.start()
+        try:
+            async with Broker(self.zctx, self.broker_endpoint), MdpClient(self.zctx, self.broker_endpoint) as client:
+                self.client = client
+                async with asyncio.TaskGroup() as group:
+                    self._group = group
+                    self._connect_control(group)
+                    if self.ctx is not None:
+                        self.ctx.ready()
+                    await self._loop()
+        finally:
+            await self._ensure_children_stopped()
+            self.writer.close()
+            if self._control is not None:
+                self._control.close(linger=2000)
+            self.zctx.term()
+            shutil.rmtree(self.rundir, ignore_errors=True)
+        assert self._outcome is not None
+        return self._outcome
+
+    async def _loop(self) -> None:
+        self._post(m.Begin())
+        while self._outcome is None:
+            event = await self._events.get()
+            before = self.machine.state
+            commands = self.machine.handle(event)
+            log.debug("%s: %s -> %s", type(event).__name__, before.name, [type(c).__name__ for c in commands])
+            if self.machine.state is not before:
+                await self._report(executor.GovernorStatus(self.spec.uid, self.machine.state.name))
+            for command in commands:
+                await self._execute(command)
+        for task in [*self._activities, *self._background]:
+            task.cancel()
+
+    def _post(self, event: m.Event) -> None:
+        self._events.put_nowait(event)
+
+    def _activity(self, work: Callable[[], Awaitable[m.Event | None]]) -> None:
+        """Run ``work`` as a task of the shell; its result, or its failure, becomes an event."""
+
+        async def wrapper() -> None:
+            try:
+                event = await work()
+            except asyncio.CancelledError:
+                raise
+            except ComponentCrashed as exc:
+                log.error("%s\n%s", exc, exc.remote_traceback.rstrip())
+                self._post(m.Failed(f"{exc}\n{exc.remote_traceback}".rstrip()))
+            except ArlError as exc:
+                log.error("%s", exc)
+                self._post(m.Failed(str(exc)))
+            except Exception as exc:  # the shell's error boundary: the run fails, with the reason
+                log.error("%s", exc, exc_info=True)
+                self._post(m.Failed(f"{type(exc).__name__}: {exc}"))
+            else:
+                if event is not None:
+                    self._post(event)
+
+        task = self._group.create_task(wrapper())
+        self._activities.add(task)
+        task.add_done_callback(self._activities.discard)
+
+    async def _execute(self, command: m.Command) -> None:
+        match command:
+            case m.RecordRunStarted():
+                await self._record_run_started()
+            case m.StartChildren():
+                self._activity(self._start_children)
+            case m.SetupPhase(phase=phase):
+                self._activity(lambda: self._setup_phase(self.spec.phases[phase]))
+            case m.RunWorkers(phase=phase):
+                for worker in range(self.spec.phases[phase].workers):
+                    self._activity(lambda w=worker: self._run_worker(self.spec.phases[phase], w))  # type: ignore[misc]
+            case m.InterruptWorkers():
+                for child in self.children.values():
+                    if child.spec.role == "controller":
+                        child.request_stop()
+            case m.SaveBrains(phase=phase):
+                self._activity(lambda: self._save_brains(self.spec.phases[phase]))
+            case m.RecordPhaseStarted(phase=phase):
+                p = self.spec.phases[phase]
+                self.writer.submit(store.PhaseStarted(phase, p.name, p.mode, time.time()))
+            case m.RecordPhaseEnded(phase=phase, reason=reason):
+                self.writer.submit(store.PhaseEnded(phase, reason, time.time()))
+            case m.StopChildren():
+                for task in list(self._activities):
+                    task.cancel()
+                self._activity(self._stop_children)
+            case m.Finish(outcome=outcome, error=error):
+                await self._finish(outcome, error)
+
+    # -- commands -----------------------------------------------------------------
+
+    async def _record_run_started(self) -> None:
+        spec = self.spec
+        self.writer.submit(
+            store.RunStarted(spec.uid, spec.experiment_uid, spec.seed, spec.document, arl.__version__,
+                             socket.gethostname(), time.time())
+        )
+        await asyncio.to_thread(self.writer.flush)
+        self.run_id = self.writer.run_id
+
+    async def _start_children(self) -> m.Event:
+        timeout = self.options.timeouts.start
+        await asyncio.gather(*(child.start(timeout) for child in self.children.values()))
+        for child in self.children.values():
+            self._background.append(self._group.create_task(self._watch(child)))
+        return m.ChildrenStarted()
+
+    async def _watch(self, child: SupervisedChild) -> None:
+        code = await child.exited
+        if self.machine.state in (m.RunState.STARTING, m.RunState.RUNNING):
+            self._post(m.Failed(f"process arl[{child.spec.label}] {describe_exit(code)}"))
+
+    async def _request(self, service: str, message: Any, timeout: float) -> Any:
+        assert self.client is not None
+        reply = codec.decode(await self.client.request(service, codec.encode(message), timeout=timeout))
+        if isinstance(reply, ErrorReply):
+            raise ComponentCrashed(reply.component, f"{reply.kind}: {reply.message}", reply.traceback)
+        return reply
+
+    async def _setup_phase(self, phase: PhaseSpec) -> m.Event:
+        timeout = self.options.timeouts.request
+        envs = [(env, w) for w in range(phase.workers) for env in phase.environments]
+        readies = await asyncio.gather(*(
+            self._request(env_service(env.uid, w),
+                          control.SetupEnvironment(phase.index, env.uid, env.entry.entry_point, dict(env.entry.params),
+                                                   derive_seed(self.spec.seed, phase.name, env.uid, w)), timeout)
+            for env, w in envs
+        ))
+        sensors: dict[str, Any] = {}
+        actuators: dict[str, Any] = {}
+        for ready in readies:
+            sensors.update((sid, desc) for sid, desc in ready.sensors)
+            actuators.update((aid, desc) for aid, desc in ready.actuators)
+        await asyncio.gather(*(
+            self._request(agent_service(agent.name), self._setup_agent(phase, agent, sensors, actuators), timeout)
+            for agent in phase.agents
+        ))
+        return m.PhaseSetUp(phase.index)
+
+    def _setup_agent(self, phase: PhaseSpec, agent: AgentSpec, sensors: dict[str, Any],
+                     actuators: dict[str, Any]) -> control.SetupAgent:
+        missing = [s for s in agent.sensors if s not in sensors] + [a for a in agent.actuators if a not in actuators]
+        if missing:
+            raise ValueError(
+                f"phase {phase.name}: agent {agent.name} names ids no environment provides: {', '.join(missing)}"
+            )
+
+        def ref(r: Any) -> list[Any]:
+            return [r.entry_point, dict(r.params)]
+
+        return control.SetupAgent(
+            phase.index, agent.name, ref(agent.brain), ref(agent.muscle), ref(agent.objective),
+            [[s, sensors[s]] for s in agent.sensors], [[a, actuators[a]] for a in agent.actuators],
+            phase.workers, phase.train, derive_seed(self.spec.seed, phase.name, "agent", agent.name),
+            self._load_from(phase, agent),
+        )
+
+    def _load_from(self, phase: PhaseSpec, agent: AgentSpec) -> str | None:
+        load = agent.load
+        if load is None:
+            return None
+        if load.run is not None:
+            from arl.store.query import find_checkpoint
+
+            found = find_checkpoint(self.options.store_url, load.run, load.phase, load.agent)
+            if found is None:
+                raise ValueError(f"phase {phase.name}: agent {agent.name}: no saved brain of agent {load.agent} "
+                                 f"in phase {load.phase} of run {load.run} in the store")
+            return found
+        key = (load.phase or "", load.agent)
+        if key not in self.checkpoints:
+            raise ValueError(f"phase {phase.name}: agent {agent.name}: phase {load.phase} saved no brain of agent "
+                             f"{load.agent} (only train phases save brains)")
+        return self.checkpoints[key]
+
+    async def _run_worker(self, phase: PhaseSpec, worker: int) -> m.Event:
+        assert self.client is not None
+        endpoints: dict[str, str] = {}
+        services = [agent_service(a.name) for a in phase.agents]
+        services += [env_service(e.uid, worker) for e in phase.environments]
+        for service in services:
+            metadata = await self.client.lookup(service, timeout=self.options.timeouts.request)
+            if not metadata or not metadata.get("direct"):
+                raise ArlError(f"service {service} is not registered with the broker")
+            endpoints[service] = metadata["direct"]
+        request = control.RunPhase(
+            phase.index, worker, phase.simulation.controller,
+            [[c.entry_point, dict(c.params)] for c in phase.simulation.conditions],
+            phase.episodes, phase.max_steps,
+            {a.name: [list(a.sensors), list(a.actuators)] for a in phase.agents},
+            [e.uid for e in phase.environments], endpoints,
+            derive_seed(self.spec.seed, phase.name, "worker", worker),
+        )
+        done = await self._request(controller_service(worker), request, self.options.timeouts.phase)
+        return m.WorkerDone(done.phase, done.worker, done.episodes, done.steps, done.reason)
+
+    async def _save_brains(self, phase: PhaseSpec) -> m.Event:
+        root = Path(self.options.checkpoint_dir).resolve() / f"{self.spec.uid}-{self.run_id}" / phase.name
+        saved = await asyncio.gather(*(
+            self._request(agent_service(a.name), control.SaveBrain(str(root / a.name)), self.options.timeouts.request)
+            for a in phase.agents
+        ))
+        for reply in saved:
+            self.checkpoints[(phase.name, reply.name)] = reply.directory
+            self.writer.submit(store.CheckpointSaved(phase.index, reply.name, reply.directory, reply.sha256, time.time()))
+        return m.BrainsSaved(phase.index)
+
+    async def _stop_children(self) -> m.Event:
+        await self._ensure_children_stopped()
+        # Every producer has exited; collect what they sent before they went.
+        await asyncio.to_thread(self.writer.drain)
+        return m.ChildrenStopped()
+
+    async def _ensure_children_stopped(self) -> None:
+        """Controllers first (they end at a step boundary), then conductors. Reaps all."""
+        grace = self.options.timeouts.stop_grace
+        for role in ("controller", "agent", "environment"):
+            group = [c for c in self.children.values() if c.spec.role == role]
+            results = await asyncio.gather(*(c.stop(grace=grace) for c in group), return_exceptions=True)
+            for child, result in zip(group, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.error("could not stop arl[%s]: %s", child.spec.label, result)
+
+    async def _finish(self, outcome: m.Outcome, error: str | None) -> None:
+        self.writer.submit(store.RunEnded(outcome.value, error, time.time()))
+        await asyncio.to_thread(self.writer.flush)
+        totals = self.machine.totals
+        self._outcome = executor.RunOutcome(
+            self.spec.uid, self.run_id, outcome.value, totals.phases, totals.episodes, totals.steps, error,
+            self.options.store_url,
+        )
+        await self._report(self._outcome)
+
+    # -- the executor link --------------------------------------------------------
+
+    def _connect_control(self, group: asyncio.TaskGroup) -> None:
+        if self.options.control is not None:
+            self._control = self.zctx.socket(zmq.DEALER)
+            self._control.setsockopt(zmq.IDENTITY, self.options.control_id.encode())
+            self._control.connect(self.options.control)
+            self._background.append(group.create_task(self._listen_control()))
+        if self.ctx is not None:
+            self._background.append(group.create_task(self._listen_pipe(self.ctx)))
+
+    async def _listen_control(self) -> None:
+        assert self._control is not None
+        while True:
+            message = codec.decode(await self._control.recv())
+            if isinstance(message, executor.StopRun):
+                log.info("run %s: stop requested (%s)", self.spec.uid, message.reason)
+                self._post(m.StopRequested(message.reason))
+
+    async def _listen_pipe(self, ctx: ChildContext) -> None:
+        readable = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(ctx.control_fd, readable.set)
+        try:
+            await readable.wait()
+        finally:
+            loop.remove_reader(ctx.control_fd)
+        if ctx.stop_requested():
+            self._post(m.StopRequested("interrupted"))
+
+    async def _report(self, message: Any) -> None:
+        if self._control is not None:
+            await self._control.send(codec.encode(message))
+
+
+async def main(ctx: ChildContext) -> None:
+    """Entry point of an ``arl[governor:<run uid>]`` process (started by aiomultiprocess)."""
+    spec: RunSpec = ctx.spec.args["spec"]
+    options: RunOptions = ctx.spec.args["options"]
+    outcome = await GovernorShell(ctx, spec, options).run()
+    log.debug("run %s ended %s", spec.uid, outcome.status)

@@ -1,0 +1,310 @@
+"""The MajorDomo broker: routes control requests from clients to service workers.
+
+It runs inside the RunGovernor's asyncio loop on one ROUTER socket that both clients and
+workers connect to (the wire format is documented in :mod:`arl.mdp.protocol`).
+
+Behaviour, and why:
+
+* A request for a service with no idle worker waits in that service's queue, so the
+  governor may send control requests before a conductor has finished starting.
+* Each worker holds at most one request; idle workers of one service are served round
+  robin (least recently used first) so load spreads evenly.
+* Every message from a worker refreshes its expiry; a worker silent for
+  ``heartbeat * liveness`` seconds is purged, since ZeroMQ never tells a ROUTER that a
+  peer died. A request that purged worker was holding is dropped, not re-sent: control
+  requests must not run twice, and the client's timeout reports the loss.
+* The broker heartbeats every worker it has not sent anything to for ``heartbeat``
+  seconds - busy ones too, because a conductor may legitimately hold a control request
+  for longer than its liveness window while it keeps ticking.
+* A worker the broker does not know (e.g. after a broker restart) is told DISCONNECT,
+  which makes it reconnect and send READY again.
+* Malformed frames are logged as warnings on ``arl.mdp`` and dropped; they never stop
+  the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from arl.errors import ProtocolError
+from arl.mdp import protocol
+
+logger = logging.getLogger("arl.mdp")
+
+_BATCH = 100
+"""Messages handled per wake-up before heartbeats and purges run again, so a flood of
+requests cannot starve liveness bookkeeping."""
+
+
+@dataclass(eq=False)
+class _Worker:
+    identity: bytes
+    service: str
+    metadata: dict[str, Any]
+    expiry: float
+    last_sent: float
+    busy: bool = False
+
+
+@dataclass(eq=False)
+class _Service:
+    name: str
+    requests: deque[tuple[bytes, bytes, bytes]] = field(default_factory=deque)
+    """Waiting requests as (client identity, correlation id, body), oldest first."""
+    idle: deque[bytes] = field(default_factory=deque)
+    """Identities of idle workers, least recently used first."""
+    workers: dict[bytes, _Worker] = field(default_factory=dict)
+    """Live workers in registration order."""
+
+
+class Broker:
+    """An asyncio MDP broker bound to ``endpoint``; use as ``async with Broker(...)``."""
+
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        endpoint: str,
+        *,
+        heartbeat: float = 1.0,
+        liveness: int = 3,
+    ) -> None:
+        if heartbeat <= 0:
+            raise ValueError(f"heartbeat must be positive, got {heartbeat}")
+        if liveness < 1:
+            raise ValueError(f"liveness must be at least 1, got {liveness}")
+        self._ctx = ctx
+        self.endpoint = endpoint
+        self._heartbeat = heartbeat
+        self._expiry_after = heartbeat * liveness
+        self._socket: zmq.asyncio.Socket | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._workers: dict[bytes, _Worker] = {}
+        self._services: dict[str, _Service] = {}
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> Broker:
+        """Bind the ROUTER and start the loop; requests can be routed once this returns."""
+        if self._socket is not None:
+            raise RuntimeError("this broker is already running")
+        socket = self._ctx.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 0)
+        try:
+            socket.bind(self.endpoint)
+        except zmq.ZMQError:
+            socket.close(linger=0)
+            raise
+        self._socket = socket
+        self._task = asyncio.create_task(self._run(), name=f"mdp-broker {self.endpoint}")
+        self._task.add_done_callback(_log_crash)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Stop the loop and close the socket; re-raise a loop crash if nothing else is."""
+        task, socket = self._task, self._socket
+        self._task = self._socket = None
+        crash: BaseException | None = None
+        try:
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task])
+                if not task.cancelled():
+                    crash = task.exception()
+        finally:
+            if socket is not None:
+                socket.close(linger=0)
+            self._workers.clear()
+            self._services.clear()
+        if crash is not None and (not exc or exc[0] is None):
+            raise crash
+
+    def services(self) -> dict[str, int]:
+        """Service name -> number of live workers, for services that have any."""
+        return {name: len(s.workers) for name, s in self._services.items() if s.workers}
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        socket = self._socket
+        assert socket is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            # Rounded up: waking a hair early would only spin until the duty is due.
+            timeout_ms = math.ceil(self._seconds_to_next_duty(loop.time()) * 1000)
+            if await socket.poll(timeout_ms):  # POLLIN is the default
+                await self._drain(socket)
+            now = loop.time()
+            self._purge(now)
+            await self._send_heartbeats(socket, now)
+
+    def _seconds_to_next_duty(self, now: float) -> float:
+        """Time until the next heartbeat or expiry is due, at most one heartbeat."""
+        due = now + self._heartbeat
+        for worker in self._workers.values():
+            due = min(due, worker.last_sent + self._heartbeat, worker.expiry)
+        return max(0.0, due - now)
+
+    async def _drain(self, socket: zmq.asyncio.Socket) -> None:
+        for _ in range(_BATCH):
+            try:
+                frames = await socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                await self._handle(socket, frames)
+            except ProtocolError as exc:
+                logger.warning("MDP broker dropped a malformed message: %s", exc)
+
+    async def _handle(self, socket: zmq.asyncio.Socket, raw: list[bytes]) -> None:
+        sender, frames = protocol.split_envelope(raw)
+        kind = protocol.header(frames)
+        if kind == protocol.CLIENT:
+            await self._on_client(socket, sender, protocol.parse_client_request(frames))
+        elif kind == protocol.WORKER:
+            await self._on_worker(socket, sender, protocol.parse_worker_message(frames))
+        else:
+            raise ProtocolError(f"unknown protocol header {kind!r}")
+
+    # -- clients ----------------------------------------------------------------------
+
+    async def _on_client(
+        self, socket: zmq.asyncio.Socket, client: bytes, request: protocol.ClientRequest
+    ) -> None:
+        if request.service == protocol.MMI_LOOKUP:
+            body = protocol.lookup_reply(self._lookup(request.body))
+            reply = protocol.client_report(request.service, request.correlation, body)
+            await socket.send_multipart([client, *reply])
+            return
+        if request.service.startswith(protocol.MMI_PREFIX):
+            raise ProtocolError(f"unknown broker-internal service {request.service!r}")
+        service = self._service(request.service)
+        service.requests.append((client, request.correlation, request.body))
+        await self._dispatch(socket, service)
+
+    def _lookup(self, body: bytes) -> dict[str, Any] | None:
+        """Metadata of the newest live worker of the named service: after a reconnect the
+        newest registration is the one most likely still alive."""
+        try:
+            name = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"mmi.lookup needs a UTF-8 service name, got {body!r}") from exc
+        service = self._services.get(name)
+        if service is None or not service.workers:
+            return None
+        return next(reversed(service.workers.values())).metadata
+
+    # -- workers ----------------------------------------------------------------------
+
+    async def _on_worker(
+        self, socket: zmq.asyncio.Socket, identity: bytes, message: protocol.WorkerMessage
+    ) -> None:
+        worker = self._workers.get(identity)
+        if isinstance(message, protocol.Ready):
+            await self._on_ready(socket, identity, worker, message)
+        elif worker is None:
+            if not isinstance(message, protocol.Disconnect):
+                logger.info("MDP broker: unknown worker %s; asking it to re-register", identity)
+                await socket.send_multipart([identity, *protocol.disconnect()])
+        else:
+            worker.expiry = asyncio.get_running_loop().time() + self._expiry_after
+            if isinstance(message, protocol.WorkerReport):
+                await self._on_report(socket, worker, message)
+            elif isinstance(message, protocol.Disconnect):
+                self._delete(worker)
+
+    async def _on_ready(
+        self,
+        socket: zmq.asyncio.Socket,
+        identity: bytes,
+        known: _Worker | None,
+        ready: protocol.Ready,
+    ) -> None:
+        if known is not None:
+            # A second READY on one connection is a protocol violation; start it afresh.
+            self._delete(known)
+            await self._send(socket, known, protocol.disconnect())
+            raise ProtocolError(f"worker of {known.service!r} sent READY twice; disconnected")
+        if ready.service.startswith(protocol.MMI_PREFIX):
+            raise ProtocolError(f"a worker may not register the reserved service {ready.service!r}")
+        now = asyncio.get_running_loop().time()
+        worker = _Worker(identity, ready.service, ready.metadata, now + self._expiry_after, now)
+        service = self._service(ready.service)
+        self._workers[identity] = worker
+        service.workers[identity] = worker
+        service.idle.append(identity)
+        logger.debug("MDP broker: worker registered for %r", ready.service)
+        await self._dispatch(socket, service)
+
+    async def _on_report(
+        self, socket: zmq.asyncio.Socket, worker: _Worker, report: protocol.WorkerReport
+    ) -> None:
+        reply = protocol.client_report(worker.service, report.correlation, report.body)
+        await socket.send_multipart([report.client, *reply])
+        if worker.busy:
+            worker.busy = False
+            service = self._services[worker.service]
+            service.idle.append(worker.identity)
+            await self._dispatch(socket, service)
+
+    async def _dispatch(self, socket: zmq.asyncio.Socket, service: _Service) -> None:
+        """Hand waiting requests to idle workers, least recently used worker first."""
+        while service.requests and service.idle:
+            worker = self._workers[service.idle.popleft()]
+            client, correlation, body = service.requests.popleft()
+            worker.busy = True
+            await self._send(socket, worker, protocol.worker_request(client, correlation, body))
+
+    async def _send(self, socket: zmq.asyncio.Socket, worker: _Worker, frames: list[bytes]) -> None:
+        worker.last_sent = asyncio.get_running_loop().time()
+        await socket.send_multipart([worker.identity, *frames])
+
+    # -- liveness ---------------------------------------------------------------------
+
+    def _purge(self, now: float) -> None:
+        for worker in [w for w in self._workers.values() if w.expiry <= now]:
+            lost = " and its request is lost" if worker.busy else ""
+            logger.warning(
+                "MDP broker: a worker of %r was silent for %.3g s; purged%s",
+                worker.service,
+                self._expiry_after,
+                lost,
+            )
+            self._delete(worker)
+
+    async def _send_heartbeats(self, socket: zmq.asyncio.Socket, now: float) -> None:
+        for worker in list(self._workers.values()):
+            if now - worker.last_sent >= self._heartbeat:
+                await self._send(socket, worker, protocol.heartbeat())
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def _service(self, name: str) -> _Service:
+        service = self._services.get(name)
+        if service is None:
+            service = self._services[name] = _Service(name)
+        return service
+
+    def _delete(self, worker: _Worker) -> None:
+        self._workers.pop(worker.identity, None)
+        service = self._services.get(worker.service)
+        if service is None:
+            return
+        service.workers.pop(worker.identity, None)
+        if worker.identity in service.idle:
+            service.idle.remove(worker.identity)
+        if not service.workers and not service.requests:
+            del self._services[worker.service]
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    """Report a broker loop that died at once, not only when the broker is closed."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("MDP broker loop crashed", exc_info=task.exception())

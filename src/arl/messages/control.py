@@ -1,0 +1,108 @@
+"""RunGovernor -> conductors and controllers, through the MajorDomo broker.
+
+Each request names a phase by its index in the run's schedule. A conductor answers a
+request with the reply named beside it, or with :class:`arl.messages.common.ErrorReply`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arl.codec import message
+
+
+@message("control.setup_environment")
+class SetupEnvironment:
+    """Build the phase's environment instance. Reply: :class:`EnvironmentReady`."""
+
+    phase: int
+    env_uid: str
+    entry_point: str
+    params: dict[str, Any]
+    seed: int
+
+
+@message("control.environment_ready")
+class EnvironmentReady:
+    """Sensors and actuators as ``[qualified id, space description]`` pairs."""
+
+    env_uid: str
+    sensors: list[list[Any]]
+    actuators: list[list[Any]]
+
+
+@message("control.setup_agent")
+class SetupAgent:
+    """Build the phase's brain, objective and one muscle per worker. Reply: :class:`AgentReady`."""
+
+    phase: int
+    name: str
+    brain: list[Any]  # [entry point, params]
+    muscle: list[Any]
+    objective: list[Any]
+    sensors: list[list[Any]]  # [qualified id, space description]
+    actuators: list[list[Any]]
+    workers: int
+    train: bool
+    seed: int
+    load_from: str | None  # a checkpoint directory, or None
+
+
+@message("control.agent_ready")
+class AgentReady:
+    name: str
+
+
+@message("control.run_phase")
+class RunPhase:
+    """Run a phase on one worker; the reply :class:`PhaseDone` comes when it has ended.
+
+    ``agents`` maps agent name to [sensor ids, actuator ids]; ``environments`` lists the
+    env uids of this worker, and ``endpoints`` maps service names to their direct links.
+    """
+
+    phase: int
+    worker: int
+    controller: str  # "vanilla" | "taking_turns"
+    conditions: list[list[Any]]  # [entry point, params] of each termination condition
+    episodes: int
+    max_steps: int | None
+    agents: dict[str, list[list[str]]]
+    environments: list[str]
+    endpoints: dict[str, str]
+    seed: int
+
+
+@message("control.phase_done")
+class PhaseDone:
+    phase: int
+    worker: int
+    episodes: int
+    steps: int
+    reason: str  # "episodes" | "interrupted"
+
+
+@message("control.save_brain")
+class SaveBrain:
+    """Save the agent's brain into ``directory``. Reply: :class:`BrainSaved`."""
+
+    directory: str
+
+
+@message("control.brain_saved")
+class BrainSaved:
+    name: str
+    directory: str
+    sha256: str
+
+
+@message("control.teardown")
+class Teardown:
+    """Close the phase's components. Reply: :class:`TornDown`."""
+
+    phase: int
+
+
+@message("control.torn_down")
+class TornDown:
+    name: str

@@ -1,0 +1,101 @@
+"""Records for the StoreWriter. Phases, episodes and steps are named by natural keys
+(phase index, worker, episode index, step); the writer owns the database ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arl.codec import message
+
+
+@message("store.run_started")
+class RunStarted:
+    uid: str
+    experiment_uid: str | None
+    seed: int
+    document: dict[str, Any]
+    arl_version: str
+    host: str
+    started_at: float
+
+
+@message("store.phase_started")
+class PhaseStarted:
+    index: int
+    name: str
+    mode: str
+    started_at: float
+
+
+@message("store.episode_started")
+class EpisodeStarted:
+    phase: int
+    worker: int
+    episode: int
+    started_at: float
+
+
+@message("store.env_step")
+class EnvironmentStep:
+    phase: int
+    worker: int
+    episode: int
+    step: int
+    env_uid: str
+    sensors: dict[str, Any]
+    rewards: dict[str, float]
+    terminated: bool
+    truncated: bool
+
+
+@message("store.agent_action")
+class AgentAction:
+    phase: int
+    worker: int
+    episode: int
+    step: int
+    agent: str
+    inputs: dict[str, Any]
+    setpoints: dict[str, Any]
+    rewards: dict[str, float]
+    objective: float
+
+
+@message("store.episode_ended")
+class EpisodeEnded:
+    phase: int
+    worker: int
+    episode: int
+    steps: int
+    reason: str  # "terminated" | "truncated" | "max_steps" | "interrupted" | "failed"
+    ended_at: float
+
+
+@message("store.phase_ended")
+class PhaseEnded:
+    index: int
+    reason: str
+    ended_at: float
+
+
+@message("store.checkpoint")
+class CheckpointSaved:
+    phase: int
+    agent: str
+    path: str
+    sha256: str
+    saved_at: float
+
+
+@message("store.run_ended")
+class RunEnded:
+    status: str  # "FINISHED" | "FAILED" | "INTERRUPTED"
+    error: str | None
+    ended_at: float
+
+
+@message("store.flush")
+class Flush:
+    """Commit everything received so far; the writer answers on its reply socket."""
+
+    token: int

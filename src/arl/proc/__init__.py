@@ -1,0 +1,1 @@
+"""Processes: the supervised-child abstraction and the LogServer."""

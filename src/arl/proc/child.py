@@ -1,0 +1,270 @@
+"""One supervised-child abstraction for every process arl starts.
+
+In the child, :func:`_bootstrap` names the process ``arl[<role>:<name>]``, ignores
+SIGINT (the parent decides), asks the kernel to kill it if its parent dies, sends its
+logging to the LogServer, then calls the target with a :class:`ChildContext`.
+
+The parent side, :class:`SupervisedChild`, bounds the start (the child must call
+``ChildContext.ready()`` in time) and escalates the stop: ask over the control pipe →
+wait → SIGTERM → wait → SIGKILL → reap.
+
+The control pipe carries single words as raw bytes (``ready`` up, ``stop`` down); no
+objects cross it. Its end of file tells a child that its parent is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import importlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from arl.errors import ComponentCrashed, ShutdownTimeout, StartTimeout
+from arl.proc.logs import LogConfig, install_child_logging
+
+log = logging.getLogger("arl.proc")
+
+READY = b"ready"
+STOP = b"stop"
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """What to run in a child: ``target`` is ``"module:function"`` taking a ChildContext."""
+
+    role: str
+    name: str
+    target: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.role}:{self.name}"
+
+
+class ChildContext:
+    """What a child's target gets: its spec, a ZeroMQ context, and the control pipe."""
+
+    def __init__(self, spec: ChildSpec, conn: multiprocessing.connection.Connection) -> None:
+        self.spec = spec
+        self.conn = conn
+        self.zmq: zmq.Context[Any] = zmq.Context()
+        self._stop_requested = False
+
+    @property
+    def control_fd(self) -> int:
+        """Poll this (zmq.Poller accepts plain fds): readable on ``stop`` or parent death."""
+        return self.conn.fileno()
+
+    def ready(self) -> None:
+        """Tell the parent this child has started and serves."""
+        self.conn.send_bytes(READY)
+
+    def stop_requested(self) -> bool:
+        """True once the parent asked this child to stop, or went away. Never blocks."""
+        if not self._stop_requested and self.conn.poll(0):
+            try:
+                word = self.conn.recv_bytes()
+            except (EOFError, OSError):
+                word = STOP
+            self._stop_requested = word == STOP
+        return self._stop_requested
+
+
+def _die_with_parent() -> None:
+    """If the parent dies without reaping us, the kernel sends SIGKILL (Linux only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        log.debug("prctl(PR_SET_PDEATHSIG) unavailable; relying on the control pipe")
+
+
+def _prepare(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> ChildContext:
+    from setproctitle import setproctitle
+
+    setproctitle(f"arl[{spec.label}]")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    ctx = ChildContext(spec, conn)
+    install_child_logging(ctx.zmq, logs, spec.label)
+    return ctx
+
+
+def _resolve(target: str) -> Callable[[ChildContext], Any]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def _finish(ctx: ChildContext) -> None:
+    logging.shutdown()  # closes the remote log handler, letting queued records leave
+    ctx.zmq.term()
+
+
+def _bootstrap(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> None:
+    """The first function a child runs (top level, so ``spawn`` can find it)."""
+    ctx = _prepare(spec, conn, logs)
+    try:
+        _resolve(spec.target)(ctx)
+    except BaseException:
+        logging.getLogger(f"arl.{spec.role}").critical("%s crashed", spec.label, exc_info=True)
+        _finish(ctx)
+        os._exit(1)
+    _finish(ctx)
+
+
+async def _abootstrap(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> None:
+    """Like :func:`_bootstrap` for an async target, run by aiomultiprocess."""
+    ctx = _prepare(spec, conn, logs)
+    try:
+        await _resolve(spec.target)(ctx)
+    except BaseException:
+        logging.getLogger(f"arl.{spec.role}").critical("%s crashed", spec.label, exc_info=True)
+        _finish(ctx)
+        os._exit(1)
+    _finish(ctx)
+
+
+class SupervisedChild:
+    """The parent's handle on one child process.
+
+    ``asynchronous=True`` runs an async target through aiomultiprocess (used for the
+    RunGovernor); otherwise a plain ``spawn`` process runs a synchronous target.
+    """
+
+    def __init__(self, spec: ChildSpec, logs: LogConfig, *, asynchronous: bool = False) -> None:
+        self.spec = spec
+        self._logs = logs
+        self._asynchronous = asynchronous
+        self._conn: multiprocessing.connection.Connection | None = None
+        self._process: Any = None  # a multiprocessing.Process
+        self._aio: Any = None  # keeps aiomultiprocess's wrapper alive when asynchronous
+        self._exited: asyncio.Future[int] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid  # type: ignore[no-any-return]
+
+    @property
+    def exitcode(self) -> int | None:
+        return None if self._process is None else self._process.exitcode  # type: ignore[no-any-return]
+
+    def _spawn(self) -> None:
+        parent_end, child_end = multiprocessing.Pipe(duplex=True)
+        args = (self.spec, child_end, self._logs)
+        if self._asynchronous:
+            import aiomultiprocess
+
+            self._aio = aiomultiprocess.Process(target=_abootstrap, args=args, daemon=False)
+            # Supervise through the multiprocessing process underneath: its join is not async.
+            self._process = self._aio.aio_process
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            self._process = ctx.Process(target=_bootstrap, args=args, daemon=False, name=self.spec.label)
+        self._process.start()
+        child_end.close()
+        self._conn = parent_end
+        loop = asyncio.get_running_loop()
+        self._exited = loop.create_future()
+        sentinel = self._process.sentinel
+        loop.add_reader(sentinel, self._on_exit, sentinel)
+
+    def _on_exit(self, sentinel: int) -> None:
+        asyncio.get_running_loop().remove_reader(sentinel)
+        # The sentinel closes as the child's files close, a moment before the kernel lets
+        # it be reaped; this join returns within microseconds, bounded for safety.
+        self._process.join(1.0)
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(self._process.exitcode)
+
+    async def start(self, timeout: float) -> None:
+        """Spawn the child and wait until it says ready.
+
+        Raises :class:`StartTimeout` if it does not within ``timeout`` (the child is then
+        stopped), or :class:`ComponentCrashed` if it exits first.
+        """
+        self._spawn()
+        assert self._conn is not None and self._exited is not None
+        loop = asyncio.get_running_loop()
+        said: asyncio.Future[bytes] = loop.create_future()
+        conn = self._conn
+
+        def on_readable() -> None:
+            loop.remove_reader(conn.fileno())
+            try:
+                said.set_result(conn.recv_bytes())
+            except (EOFError, OSError):
+                said.set_result(b"")
+
+        loop.add_reader(conn.fileno(), on_readable)
+        try:
+            done, _ = await asyncio.wait({said, self._exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not said.done():
+                loop.remove_reader(conn.fileno())
+                said.cancel()
+        if said in done and said.result() == READY:
+            return
+        if self._exited.done():
+            raise ComponentCrashed(self.spec.label, f"exited with code {self._exited.result()} before it was ready")
+        await self.stop(grace=0.0)
+        raise StartTimeout(f"{self.spec.label} did not report ready within {timeout:.1f} s")
+
+    @property
+    def exited(self) -> asyncio.Future[int]:
+        """Resolves with the exit code when the child has exited (and been reaped)."""
+        assert self._exited is not None, "start() first"
+        return self._exited
+
+    def request_stop(self) -> None:
+        """Ask the child to stop (it decides when: a controller finishes its step)."""
+        if self._conn is not None:
+            try:
+                self._conn.send_bytes(STOP)
+            except (BrokenPipeError, OSError):
+                pass  # it is gone already; stop() will reap it
+
+    async def stop(self, *, grace: float = 3.0, term_timeout: float = 2.0, kill_timeout: float = 2.0) -> int:
+        """Stop the child: ask, wait ``grace``; SIGTERM, wait; SIGKILL, wait.
+
+        When this returns, the process has been reaped and its exit code is returned.
+        Raises :class:`ShutdownTimeout` only if even SIGKILL did not end it in time.
+        """
+        if self._exited is None:
+            return 0
+        if not self._exited.done() and grace > 0:
+            self.request_stop()
+            if await self._wait_exit(grace):
+                return self._close()
+        for send, timeout in ((self._process.terminate, term_timeout), (self._process.kill, kill_timeout)):
+            if self._exited.done():
+                break
+            log.debug("%s did not stop in time; escalating with %s", self.spec.label, send.__name__)
+            send()
+            # A fresh timeout per step: a slow SIGTERM handler must not eat SIGKILL's time.
+            await self._wait_exit(timeout)
+        if not self._exited.done():
+            raise ShutdownTimeout(f"{self.spec.label} (pid {self.pid}) survived SIGKILL")
+        return self._close()
+
+    async def _wait_exit(self, timeout: float) -> bool:
+        assert self._exited is not None
+        done, _ = await asyncio.wait({self._exited}, timeout=timeout)
+        return bool(done)
+
+    def _close(self) -> int:
+        assert self._exited is not None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        return self._exited.result()

@@ -1,0 +1,11 @@
+"""The SQL store: every run, phase, episode, environment step and agent action.
+
+:mod:`arl.store.schema` holds the tables, :mod:`arl.store.engine` opens a store,
+:class:`arl.store.writer.StoreWriter` is the one writer of a run, and
+:mod:`arl.store.query` answers the questions the rest of arl asks of a store.
+"""
+
+from arl.store.engine import DEFAULT_URL, describe_location, open_store, store_url
+from arl.store.schema import Base, RunStatus
+
+__all__ = ["DEFAULT_URL", "Base", "RunStatus", "describe_location", "open_store", "store_url"]

@@ -1,0 +1,186 @@
+"""How many rows a second the StoreWriter puts into SQLite. A figure, not a test.
+
+A producer process sends pre-encoded records over ipc, as controllers do: episodes of 100
+steps, each step one environment step and two agent actions (so two thirds of the rows
+are actions). The clock runs from the first record sent to the last row committed. A
+second figure, "writer alone", feeds the same frames straight to the writer's record
+handling: the difference is what the sockets and the producer beside it (on a 2-core
+machine) cost.
+
+What a row holds matters most: every float becomes JSON text, and formatting a float
+costs about as much as inserting a row. So the figure is given for three row shapes:
+
+``lean``   3 sensor readings, 2 rewards; an action has 1 input, 1 setpoint, 1 reward
+``numpy``  a float32 array of 8 and 2 scalars as sensors; numpy scalars in actions
+``dummy``  the dummy experiment: 10 sensors, each agent seeing 5 and driving 5
+
+    .venv/bin/python tests/benchmarks/bench_store.py [--rows 100000] [--shape lean]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing as mp
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from arl.codec import encode
+from arl.messages import store as rec
+from arl.store.engine import open_store
+from arl.store.query import run_counts
+from arl.store.writer import COUNTED, StoreWriter, _Recorder
+
+STEPS = 100
+WORKERS = 4
+AGENTS = ("attacker", "defender")
+LAST_TOKEN = 7  # the producer's own Flush: commit the tail at once
+
+Values = dict[str, Any]
+# (rng, agent) -> (sensors, env rewards, inputs, setpoints, action rewards)
+Shape = Callable[[np.random.Generator, str], tuple[Values, Values, Values, Values, Values]]
+
+
+def lean(rng: np.random.Generator, agent: str) -> tuple[Values, ...]:
+    v = rng.random(4).tolist()
+    sensors = {"grid.voltage": v[0], "grid.load": v[1], "grid.frequency": v[2]}
+    return sensors, {"attacker": -v[3], "defender": v[3]}, {"grid.voltage": v[0]}, \
+        {"grid.switch": v[1]}, {agent: v[3]}  # fmt: skip
+
+
+def with_numpy(rng: np.random.Generator, agent: str) -> tuple[Values, ...]:
+    obs = rng.random(8, dtype=np.float32)
+    sensors = {"grid.voltage": float(obs[0]), "grid.load": np.float64(obs[1]), "grid.obs": obs}
+    return sensors, {"attacker": -0.5, "defender": 0.5}, {"grid.voltage": float(obs[0])}, \
+        {"grid.switch": np.float32(obs[2])}, {agent: np.float64(0.5)}  # fmt: skip
+
+
+def dummy(rng: np.random.Generator, agent: str) -> tuple[Values, ...]:
+    readings = rng.random(10).tolist()
+    sensors = {f"env.s{i}": x for i, x in enumerate(readings)}
+    half = 0 if agent == AGENTS[0] else 5
+    inputs = {f"env.s{i}": readings[i] for i in range(half, half + 5)}
+    setpoints = {
+        f"env.a{i}": x for i, x in zip(range(half, half + 5), rng.random(5).tolist(), strict=True)
+    }
+    return sensors, {"reward": readings[0]}, inputs, setpoints, {"reward": readings[0]}
+
+
+SHAPES: dict[str, Shape] = {"lean": lean, "numpy": with_numpy, "dummy": dummy}
+
+
+def frames(rows: int, shape: Shape) -> list[bytes]:
+    """The records of enough episodes for ``rows`` step and action rows."""
+    episodes = math.ceil(rows / (3 * STEPS))
+    rng = np.random.default_rng(0)
+    out: list[bytes] = []
+    now = time.time()
+    for e in range(episodes):
+        worker, index = e % WORKERS, e // WORKERS
+        out.append(encode(rec.EpisodeStarted(0, worker, index, now)))
+        for step in range(STEPS):
+            sensors, rewards, *_ = shape(rng, AGENTS[0])
+            out.append(encode(rec.EnvironmentStep(0, worker, index, step, "grid", sensors, rewards,
+                                                  False, False)))  # fmt: skip
+            for agent in AGENTS:
+                _, _, inputs, setpoints, agent_rewards = shape(rng, agent)
+                out.append(encode(rec.AgentAction(0, worker, index, step, agent, inputs, setpoints,
+                                                  agent_rewards, np.float64(0.5))))  # fmt: skip
+        out.append(encode(rec.EpisodeEnded(0, worker, index, STEPS, "max_steps", now)))
+    out.append(encode(rec.Flush(LAST_TOKEN)))
+    return out
+
+
+def produce(endpoint: str, rows: int, shape: str, pipe: Connection) -> None:
+    batch = frames(rows, SHAPES[shape])
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 10_000)
+    push.connect(endpoint)
+    pipe.send(len(batch))
+    pipe.recv()  # go
+    for frame in batch:
+        push.send(frame)
+    push.close()
+    ctx.term()
+
+
+def measure(rows: int, shape: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        endpoint = f"ipc://{Path(tmp) / 'store'}"
+        spawn = mp.get_context("spawn")
+        mine, theirs = spawn.Pipe()
+        producer = spawn.Process(target=produce, args=(endpoint, rows, shape, theirs))
+        with StoreWriter(url, endpoint) as writer:
+            writer.submit(rec.RunStarted("bench", None, 0, {}, "bench", "localhost", time.time()))
+            writer.submit(rec.PhaseStarted(0, "train", "train", time.time()))
+            writer.flush()
+            producer.start()
+            total = mine.recv()
+            time.sleep(0.2)  # let the producer connect
+            start = time.perf_counter()
+            mine.send("go")
+            expected = 3 * STEPS * math.ceil(rows / (3 * STEPS))
+            while writer.counts["environment_steps"] + writer.counts["agent_actions"] < expected:
+                time.sleep(0.005)  # the producer's Flush, sent last, commits the tail at once
+            elapsed = time.perf_counter() - start
+            run_id = writer.run_id
+            dropped = writer.counts["dropped"]
+        producer.join()
+        engine = open_store(url)
+        try:
+            assert run_id is not None
+            stored = run_counts(engine, run_id)
+        finally:
+            engine.dispose()
+    written = stored["environment_steps"] + stored["agent_actions"]
+    print(f"{shape:6s} {written} rows, end to end ({stored['episodes']} episodes, {total} records, "
+          f"{dropped} dropped), in {elapsed:.3f} s: {written / elapsed:,.0f} rows/s")  # fmt: skip
+
+
+def measure_alone(rows: int, shape: str) -> None:
+    """The writer thread's own work on the same frames, no socket and no producer beside
+    it: decode, JSON, insert, commit every 2000 rows (the default batch)."""
+    batch = frames(rows, SHAPES[shape])
+    with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
+        engine = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        try:
+            with engine.connect() as conn:
+                counts = dict.fromkeys(COUNTED, 0)
+                recorder = _Recorder(conn, counts)
+                recorder.handle(encode(rec.RunStarted("bench", None, 0, {}, "bench", "h", 0.0)))
+                recorder.handle(encode(rec.PhaseStarted(0, "train", "train", 0.0)))
+                start = time.perf_counter()
+                for frame in batch:
+                    recorder.handle(frame)
+                    if recorder.pending_rows >= 2000:
+                        recorder.commit()
+                recorder.commit()
+                elapsed = time.perf_counter() - start
+        finally:
+            engine.dispose()
+    written = counts["environment_steps"] + counts["agent_actions"]
+    print(f"{shape:6s} {written} rows, writer alone, in {elapsed:.3f} s: "
+          f"{written / elapsed:,.0f} rows/s")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--shape", choices=[*SHAPES, "all"], default="all")
+    args = parser.parse_args()
+    for shape in SHAPES if args.shape == "all" else [args.shape]:
+        measure(args.rows, shape)
+        measure_alone(args.rows, shape)
+
+
+if __name__ == "__main__":
+    main()

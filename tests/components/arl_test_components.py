@@ -1,0 +1,51 @@
+"""Components the end-to-end tests name in their experiment files (on PYTHONPATH there)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from arl.api import StepResult
+from arl.dummy import DummyEnvironment, DummyMuscle
+
+
+class CrashingEnvironment(DummyEnvironment):
+    """Raises in the step numbered ``crash_at`` (counting from 1, over the whole phase)."""
+
+    def __init__(self, crash_at: int, **params: Any) -> None:
+        super().__init__(**params)
+        self.crash_at = crash_at
+        self.steps = 0
+
+    def step(self, setpoints: Mapping[str, Any]) -> StepResult:
+        self.steps += 1
+        if self.steps == self.crash_at:
+            raise RuntimeError(f"boom at step {self.steps}")
+        return super().step(setpoints)
+
+
+class SlowEnvironment(DummyEnvironment):
+    """Takes ``delay`` seconds a step, so a test can act on a run in progress."""
+
+    def __init__(self, delay: float, **params: Any) -> None:
+        super().__init__(**params)
+        self.delay = delay
+
+    def step(self, setpoints: Mapping[str, Any]) -> StepResult:
+        time.sleep(self.delay)
+        return super().step(setpoints)
+
+
+class CrashingMuscle(DummyMuscle):
+    """Raises on its ``crash_at``-th call."""
+
+    def __init__(self, crash_at: int) -> None:
+        self.crash_at = crash_at
+        self.calls = 0
+
+    def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
+        self.calls += 1
+        if self.calls == self.crash_at:
+            raise ValueError("the muscle cannot decide")
+        return super().act(sensors)

@@ -1,0 +1,67 @@
+"""Shared fixtures: experiment files written on the fly, arl-run as a subprocess, leak checks."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arl.testing import check_process_leak
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS = Path(__file__).resolve().parent / "components"
+
+
+@pytest.fixture
+def no_leaks() -> Iterator[None]:
+    """Fail the test if it leaves an arl[...] process behind."""
+    with check_process_leak():
+        yield
+
+
+class ArlRun:
+    """Runs ``arl-run`` in a subprocess against a store and checkpoint dir in ``tmp``."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.db = tmp / "arl.db"
+        self.url = f"sqlite:///{self.db}"
+        self.env = {**os.environ, "PYTHONPATH": str(COMPONENTS), "ARL_STORE_URL": self.url}
+        self.env.pop("PYTHONWARNINGS", None)
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "arl.cli", *args]
+
+    def run(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args, "--checkpoint-dir", str(self.tmp / "ckpt")) if args and args[0].endswith(".yml")
+            else self.argv(*args),
+            env=self.env, cwd=self.tmp, capture_output=True, text=True, timeout=timeout,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """Start in a new session, as a shell would start a foreground job."""
+        return subprocess.Popen(
+            self.argv(*args, "--checkpoint-dir", str(self.tmp / "ckpt")),
+            env=self.env, cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.db) as db:
+            return db.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, *params: Any) -> Any:
+        rows = self.query(sql, *params)
+        return rows[0][0] if rows else None
+
+
+@pytest.fixture
+def arl_run(tmp_path: Path) -> ArlRun:
+    return ArlRun(tmp_path)

@@ -1,0 +1,185 @@
+"""arl-run end to end: a real subprocess, real processes, a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from arl.testing import poll_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+ROOT = Path(__file__).resolve().parents[2]
+
+TEMPLATE = """\
+uid: {uid}
+seed: 7
+schedule:
+  - train:
+      environments:
+        - environment:
+            name: {env}
+            uid: env
+            params: {env_params}
+      agents:
+        - name: defender
+          brain: {{name: arl.dummy:DummyBrain}}
+          muscle: {{name: {muscle}, params: {muscle_params}}}
+          objective: {{name: arl.dummy:DummyObjective}}
+          sensors: [env.s0, env.s1]
+          actuators: [env.a0, env.a1]
+        - name: attacker
+          brain: {{name: arl.dummy:DummyBrain}}
+          muscle: {{name: arl.dummy:DummyMuscle}}
+          objective: {{name: arl.dummy:DummyObjective, params: {{sign: -1}}}}
+          sensors: [env.s2, env.s3]
+          actuators: [env.a2, env.a3]
+      simulation: {{name: vanilla}}
+      phase_config: {{mode: train, episodes: {episodes}}}
+"""
+
+
+def write(tmp: Path, *, uid: str = "e2e", env: str = "arl.dummy:DummyEnvironment", env_params: str = "{}",
+          muscle: str = "arl.dummy:DummyMuscle", muscle_params: str = "{}", episodes: int = 1) -> str:
+    path = tmp / f"{uid}.yml"
+    path.write_text(TEMPLATE.format(uid=uid, env=env, env_params=env_params, muscle=muscle,
+                                    muscle_params=muscle_params, episodes=episodes))
+    return str(path)
+
+
+def test_help_explains_every_option(arl_run) -> None:
+    top = arl_run.run("--help")
+    assert top.returncode == 0
+    assert "run" in top.stdout
+    sub = arl_run.run("run", "--help")
+    assert sub.returncode == 0
+    for option in ("--parallel", "--store", "--checkpoint-dir", "--verbose"):
+        assert option in sub.stdout
+
+
+def test_the_dummy_experiment_stores_every_step_exactly_once(arl_run, no_leaks) -> None:
+    done = arl_run.run(str(ROOT / "experiments" / "dummy.yml"), "-v")
+    assert done.returncode == 0, done.stderr
+    assert "run dummy-run (run id 1): FINISHED" in done.stdout
+    assert "phases 2, episodes 2, steps 20" in done.stdout
+    assert str(arl_run.db) in done.stdout
+    q = arl_run.scalar
+    assert q("select status from experiment_runs") == "FINISHED"
+    assert q("select count(*) from phases") == 2
+    assert q("select count(*) from episodes") == 2
+    assert q("select count(*) from environment_steps") == 20
+    assert q("select count(*) from agent_actions") == 40
+    assert q("select count(distinct episode_id || '/' || step || '/' || agent) from agent_actions") == 40
+    assert q("select count(distinct episode_id || '/' || step) from environment_steps") == 20
+    assert q("select count(*) from episodes where end_reason = 'terminated' and steps = 10") == 2
+    # Both brains saved after the train phase, and loaded by the test phase.
+    checkpoints = arl_run.query("select agent, path from brain_checkpoints order by agent")
+    assert [agent for agent, _ in checkpoints] == ["attacker", "defender"]
+    for _, path in checkpoints:
+        assert json.loads((Path(path) / "dummy_brain.json").read_text())["experiences"] == 10
+    assert done.stderr.count("loaded its brain from") == 2
+    # The defender sees and sets only its own ids.
+    inputs, setpoints = arl_run.query("select inputs, setpoints from agent_actions where agent = 'defender'")[0]
+    assert sorted(json.loads(inputs)) == ["env.s0", "env.s1", "env.s2", "env.s3", "env.s4"]
+    assert sorted(json.loads(setpoints)) == ["env.a0", "env.a1", "env.a2", "env.a3", "env.a4"]
+
+
+def test_the_short_form_equals_run_and_runs_twice_into_one_store(arl_run, no_leaks) -> None:
+    file = write(arl_run.tmp, episodes=2)
+    assert arl_run.run(file).returncode == 0
+    second = arl_run.run("run", file, "--checkpoint-dir", str(arl_run.tmp / "c2"))
+    assert second.returncode == 0, second.stderr
+    assert arl_run.query("select id, status from experiment_runs order by id") == [(1, "FINISHED"), (2, "FINISHED")]
+    assert arl_run.scalar("select count(*) from environment_steps") == 2 * 2 * 10
+
+
+def test_an_exception_in_the_environment_fails_the_run_with_its_traceback(arl_run, no_leaks) -> None:
+    file = write(arl_run.tmp, env="arl_test_components:CrashingEnvironment", env_params="{crash_at: 5}")
+    done = arl_run.run(file)
+    assert done.returncode == 1
+    assert "RuntimeError: boom at step 5" in done.stderr
+    assert "Traceback" in done.stderr
+    assert "FAILED" in done.stdout
+    status, error = arl_run.query("select status, error from experiment_runs")[0]
+    assert status == "FAILED"
+    assert "boom at step 5" in error and "Traceback" in error
+    # Steps 1-4 completed before the crash: each stored once, with both agents' actions.
+    assert arl_run.query("select step from environment_steps order by step") == [(1,), (2,), (3,), (4,)]
+    assert arl_run.scalar("select count(*) from agent_actions") == 8
+
+
+def test_a_muscle_that_raises_fails_the_run_instead_of_acting_empty(arl_run, no_leaks) -> None:
+    file = write(arl_run.tmp, muscle="arl_test_components:CrashingMuscle", muscle_params="{crash_at: 3}")
+    done = arl_run.run(file)
+    assert done.returncode == 1
+    assert "ValueError: the muscle cannot decide" in done.stderr
+    assert arl_run.scalar("select status from experiment_runs") == "FAILED"
+    assert arl_run.scalar("select count(*) from environment_steps") == 2
+    assert arl_run.scalar("select count(*) from agent_actions where setpoints = '{}'") == 0
+
+
+def _slow_run(arl_run) -> subprocess.Popen[str]:
+    file = write(arl_run.tmp, env="arl_test_components:SlowEnvironment",
+                 env_params="{delay: 0.01, episode_length: 100000}")
+    proc = arl_run.start(file)
+    poll_for(lambda: arl_run.db.exists() and _steps(arl_run) >= 20, timeout=30, what="steps in the store")
+    return proc
+
+
+def _steps(arl_run) -> int:
+    try:
+        return int(arl_run.scalar("select count(*) from environment_steps"))
+    except Exception:  # the schema may not exist yet
+        return 0
+
+
+def test_a_child_killed_with_sigkill_fails_the_run_cleanly(arl_run, no_leaks) -> None:
+    proc = _slow_run(arl_run)
+    victim = poll_for(lambda: [p for p in psutil.Process(proc.pid).children(recursive=True)
+                               if p.cmdline() and p.cmdline()[0].startswith("arl[environment:")])
+    victim[0].kill()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    status, error = arl_run.query("select status, error from experiment_runs")[0]
+    assert status == "FAILED"
+    assert "arl[environment:env.0] was killed by signal 9" in error
+    stored = _steps(arl_run)
+    assert arl_run.scalar("select count(distinct step) from environment_steps") == stored
+
+
+def test_ctrl_c_stops_at_a_step_boundary_and_marks_the_run_interrupted(arl_run, no_leaks) -> None:
+    proc = _slow_run(arl_run)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "INTERRUPTED" in out
+    assert arl_run.scalar("select status from experiment_runs") == "INTERRUPTED"
+    assert arl_run.scalar("select end_reason from episodes") == "interrupted"
+    steps = arl_run.scalar("select steps from episodes")
+    assert _steps(arl_run) == steps
+    assert arl_run.scalar("select count(distinct step) from environment_steps") == steps
+    # Every stored step has both agents' actions: the run stopped between steps.
+    assert arl_run.scalar("select count(*) from agent_actions") == 2 * steps
+
+
+def test_an_unknown_class_is_reported_with_its_location_and_nothing_runs(arl_run, no_leaks) -> None:
+    file = write(arl_run.tmp, env="arl.dummy:NoSuchEnvironment")
+    done = arl_run.run(file)
+    assert done.returncode == 2
+    assert f"{file}:7:19: schedule.0.train.environments.0.environment.name" in done.stderr
+    assert "NoSuchEnvironment" in done.stderr
+    assert not arl_run.db.exists()
+
+
+def test_an_unknown_module_is_reported_as_such(arl_run, no_leaks) -> None:
+    file = write(arl_run.tmp, muscle="no_such_package.muscles:Muscle")
+    done = arl_run.run(file)
+    assert done.returncode == 2
+    assert f"{file}:13:26: schedule.0.train.agents.0.muscle" in done.stderr
+    assert "no_such_package" in done.stderr
+    assert not arl_run.db.exists()

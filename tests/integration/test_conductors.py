@@ -1,0 +1,134 @@
+"""Conductors and a controller in-process (threads), a real broker on ipc:// in a temp dir."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import shutil
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import zmq
+import zmq.asyncio
+
+from arl import codec
+from arl.conductors.agent import AgentConductor
+from arl.conductors.controller import SimulationController
+from arl.conductors.environment import EnvironmentConductor
+from arl.conductors.service import Service
+from arl.mdp.broker import Broker
+from arl.mdp.client import MdpClient
+from arl.messages import control, store
+from arl.messages.common import ErrorReply
+from arl.proc.child import ChildContext, ChildSpec
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def rundir() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="arl-t-")  # ipc paths must stay short
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class InProcess:
+    """Runs a conductor's serve loop in a thread, stopped through its control pipe."""
+
+    def __init__(self, spec: ChildSpec, make: Callable[[ChildContext], Service]) -> None:
+        self._parent, child = multiprocessing.Pipe()
+        self.ctx = ChildContext(spec, child)
+        self.service = make(self.ctx)
+        self.thread = threading.Thread(target=self.service.serve, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._parent.send_bytes(b"stop")
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+        self.ctx.zmq.term()
+        self._parent.close()
+        self.ctx.conn.close()
+
+
+def _spec(role: str, service: str, rundir: str, direct: str | None, **extra: str) -> ChildSpec:
+    broker = f"ipc://{rundir}/broker"
+    return ChildSpec(role, service, "", {"service": service, "broker": broker, "direct": direct, **extra})
+
+
+def _records(pull: zmq.Socket[Any]) -> list[Any]:
+    found = []
+    while pull.poll(200):
+        found.append(codec.decode(pull.recv()))
+    return found
+
+
+async def _request(client: MdpClient, service: str, message: Any) -> Any:
+    return codec.decode(await client.request(service, codec.encode(message), timeout=10))
+
+
+def test_a_phase_runs_through_real_sockets(rundir: str) -> None:
+    zctx = zmq.Context()
+    pull = zctx.socket(zmq.PULL)
+    pull.bind(f"ipc://{rundir}/store")
+    env = EnvironmentConductor()
+    defender, attacker = AgentConductor(), AgentConductor()
+    parts = [
+        InProcess(_spec("environment", "env.env.0", rundir, f"ipc://{rundir}/e0"), lambda c: Service(c, env.handle)),
+        InProcess(_spec("agent", "agent.d", rundir, f"ipc://{rundir}/a0"), lambda c: Service(c, defender.handle)),
+        InProcess(_spec("agent", "agent.a", rundir, f"ipc://{rundir}/a1"), lambda c: Service(c, attacker.handle)),
+        InProcess(_spec("controller", "controller.0", rundir, None, store=f"ipc://{rundir}/store"),
+                  lambda c: SimulationController(c).service),
+    ]
+
+    async def drive() -> Any:
+        actx = zmq.asyncio.Context()
+        try:
+            async with Broker(actx, f"ipc://{rundir}/broker"), MdpClient(actx, f"ipc://{rundir}/broker") as client:
+                ready = await _request(client, "env.env.0", control.SetupEnvironment(
+                    0, "env", "arl.dummy:DummyEnvironment", {"sensors": 4, "actuators": 4, "episode_length": 5}, 1))
+                spaces = dict(ready.sensors) | dict(ready.actuators)
+                for service, name, ids in (("agent.d", "d", (["env.s0", "env.s1"], ["env.a0"])),
+                                           ("agent.a", "a", (["env.s2"], ["env.a1", "env.a2"]))):
+                    setup = control.SetupAgent(
+                        0, name, ["arl.dummy:DummyBrain", {}], ["arl.dummy:DummyMuscle", {}],
+                        ["arl.dummy:DummyObjective", {}], [[i, spaces[i]] for i in ids[0]],
+                        [[i, spaces[i]] for i in ids[1]], 1, True, 3, None)
+                    assert isinstance(await _request(client, service, setup), control.AgentReady)
+                endpoints = {s: (await client.lookup(s))["direct"] for s in ("agent.d", "agent.a", "env.env.0")}
+                run = control.RunPhase(0, 0, "vanilla", [["arl.conditions:EnvironmentDone", {}]], 2, None,
+                                       {"d": [["env.s0", "env.s1"], ["env.a0"]], "a": [["env.s2"], ["env.a1", "env.a2"]]},
+                                       ["env"], endpoints, 5)
+                done = await _request(client, "controller.0", run)
+                broken = await _request(client, "env.env.0", control.SetupEnvironment(
+                    1, "env", "arl.dummy:Nope", {}, 1))
+                return done, broken
+        finally:
+            actx.term()
+
+    try:
+        done, broken = asyncio.run(drive())
+        records = _records(pull)
+    finally:
+        for part in parts:
+            part.stop()
+        pull.close()
+        zctx.term()
+    assert done == control.PhaseDone(0, 0, 2, 10, "episodes")
+    kinds = Counter(type(r).__name__ for r in records)
+    assert kinds == {"EpisodeStarted": 2, "EnvironmentStep": 10, "AgentAction": 20, "EpisodeEnded": 2}
+    actions = [r for r in records if isinstance(r, store.AgentAction)]
+    assert {(r.episode, r.step, r.agent) for r in actions} == {
+        (e, s, a) for e in range(2) for s in range(1, 6) for a in "da"}
+    assert all(set(r.setpoints) == {"env.a0"} for r in actions if r.agent == "d")
+    assert all(set(r.inputs) == {"env.s2"} for r in actions if r.agent == "a")
+    # The defender's objective is the sum of the rewards that followed its action.
+    first = next(r for r in actions if r.agent == "d")
+    assert first.objective == pytest.approx(sum(first.rewards.values()))
+    assert defender.brain is not None and defender.brain.experiences == 10  # type: ignore[attr-defined]
+    assert isinstance(broken, ErrorReply)
+    assert broken.kind == "ComponentLoadError" and "Nope" in broken.message

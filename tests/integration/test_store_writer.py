@@ -1,0 +1,494 @@
+"""The StoreWriter against a real SQLite file, fed by a producer's PUSH socket over ipc://
+(as controllers feed it) and by the owner's submit (as the governor does)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zmq
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from arl.codec import encode
+from arl.errors import ArlError
+from arl.messages.common import ErrorReply
+from arl.messages.store import (
+    AgentAction,
+    CheckpointSaved,
+    EnvironmentStep,
+    EpisodeEnded,
+    EpisodeStarted,
+    PhaseEnded,
+    PhaseStarted,
+    RunEnded,
+    RunStarted,
+)
+from arl.store.engine import DEFAULT_URL, describe_location, open_store, store_url
+from arl.store.query import find_checkpoint, mark_unfinished, run_counts
+from arl.store.schema import AgentActionRow, EnvironmentStepRow, EpisodeRow, PhaseRow, RunRow
+from arl.store.writer import StoreWriter
+
+T0 = 1_700_000_000.0
+STEPS = 10
+AGENTS = ("attacker", "defender")
+DEADLINE = 5.0
+
+
+# -- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path) -> Iterator[str]:
+    """The writer's endpoint, in a directory short enough for the ipc path limit."""
+    if len(str(tmp_path)) < 80:
+        yield f"ipc://{tmp_path}/store"
+        return
+    short = tempfile.mkdtemp(prefix="arl-")
+    try:
+        yield f"ipc://{short}/store"
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+@pytest.fixture
+def make_writer(url: str, endpoint: str) -> Iterator[Callable[..., StoreWriter]]:
+    """Started writers, all closed at the end (close is idempotent)."""
+    writers: list[StoreWriter] = []
+
+    def make(**options: Any) -> StoreWriter:
+        writer = StoreWriter(url, endpoint, **options)
+        writers.append(writer)
+        writer.start()
+        return writer
+
+    yield make
+    for writer in writers:
+        with contextlib.suppress(ArlError):  # a failure the test provoked, and checked
+            writer.close()
+
+
+class Producer:
+    """A controller's link to the store: a PUSH socket with its own context."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.PUSH)
+        self.sock.setsockopt(zmq.LINGER, 2000)
+        self.sock.connect(endpoint)
+
+    def send(self, records: list[Any]) -> int:
+        for record in records:
+            self.sock.send(encode(record))
+        return len(records)
+
+    def send_raw(self, frames: list[bytes]) -> int:
+        for frame in frames:
+            self.sock.send(frame)
+        return len(frames)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.ctx.term()
+
+
+@pytest.fixture
+def connect(endpoint: str) -> Iterator[Callable[[], Producer]]:
+    """Producers, connected once called: after the writer has bound, so that no first
+    connect fails and waits out zmq's reconnect interval."""
+    producers: list[Producer] = []
+
+    def make() -> Producer:
+        producers.append(Producer(endpoint))
+        return producers[-1]
+
+    yield make
+    for p in producers:
+        p.close()
+
+
+@pytest.fixture
+def reader(url: str) -> Iterator[Engine]:
+    """A second engine on the same file, as a dashboard or a query would have."""
+    engine = open_store(url)
+    yield engine
+    engine.dispose()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def wait_received(writer: StoreWriter, count: int) -> None:
+    """Wait until the writer has taken ``count`` frames off its socket (and processed them)."""
+    wait_until(lambda: writer.received >= count, f"{count} frames to reach the writer")
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+def run_started(uid: str = "exp-1") -> RunStarted:
+    document = {"uid": uid, "phases": [{"name": "train"}], "weights": np.array([1, 2, 3])}
+    return RunStarted(uid, "file-1", 42, document, "0.1.0", "testhost", T0)
+
+
+def sensors(step: int) -> dict[str, Any]:
+    return {"grid.obs": np.array([step, step + 0.25]), "grid.voltage": np.float32(0.5)}
+
+
+def env_rewards(step: int) -> dict[str, Any]:
+    return {"attacker": np.float64(-0.25 * step), "defender": 0.25 * step}
+
+
+def episode(phase: int, worker: int, index: int, steps: int = STEPS) -> list[Any]:
+    """An episode as a controller records it: each step one env step and two actions."""
+    records: list[Any] = [EpisodeStarted(phase, worker, index, T0 + 1)]
+    for step in range(steps):
+        last = step == steps - 1
+        records.append(
+            EnvironmentStep(
+                phase, worker, index, step, "grid", sensors(step), env_rewards(step), last, False
+            )
+        )
+        for agent in AGENTS:
+            records.append(
+                AgentAction(
+                    phase, worker, index, step, agent, {"grid.voltage": 0.5},
+                    {"grid.switch": np.int64(step % 2), "grid.level": np.float32(0.75)},
+                    {agent: np.float32(0.5)}, np.float64(step),
+                )
+            )  # fmt: skip
+    records.append(EpisodeEnded(phase, worker, index, steps, "terminated", T0 + 2))
+    return records
+
+
+def begin_run(writer: StoreWriter, phases: int = 1) -> int:
+    """The governor's part: the run and its phases, committed; returns the run's id."""
+    writer.submit(run_started())
+    for index in range(phases):
+        writer.submit(PhaseStarted(index, f"phase-{index}", "train", T0 + index))
+    writer.flush()
+    assert writer.run_id is not None
+    return writer.run_id
+
+
+def count_steps(engine: Engine, run_id: int) -> int:
+    counts = run_counts(engine, run_id)
+    return counts["environment_steps"] + counts["agent_actions"]
+
+
+# -- the writer ---------------------------------------------------------------------------
+
+
+def test_a_full_run_round_trips(
+    make_writer: Callable[..., StoreWriter],
+    connect: Callable[[], Producer],
+    reader: Engine,
+    url: str,
+) -> None:
+    writer = make_writer()
+    producer = connect()
+    writer.submit(run_started())
+    writer.flush()
+    run_id = writer.run_id
+    assert run_id is not None
+    for phase in range(2):
+        writer.submit(PhaseStarted(phase, f"phase-{phase}", ("train", "test")[phase], T0 + phase))
+        writer.flush()
+        base = writer.received
+        sent = producer.send(episode(phase, 0, 0) + episode(phase, 1, 0))
+        wait_received(writer, base + sent)
+        writer.submit(PhaseEnded(phase, "episodes", T0 + phase + 0.5))
+    writer.submit(CheckpointSaved(0, "attacker", "/ckpt/attacker", "ab" * 32, T0 + 0.75))
+    writer.submit(RunEnded("FINISHED", None, T0 + 10))
+    writer.flush()
+
+    expected = {
+        "phases": 2,
+        "episodes": 4,
+        "environment_steps": 40,
+        "agent_actions": 80,
+        "checkpoints": 1,
+    }
+    assert writer.counts == {**expected, "dropped": 0}
+    assert run_counts(reader, run_id) == expected
+
+    with Session(reader) as session:
+        run = session.get(RunRow, run_id)
+        assert run is not None
+        assert (run.uid, run.experiment_uid, run.seed, run.status, run.error) == (
+            "exp-1", "file-1", 42, "FINISHED", None,
+        )  # fmt: skip
+        assert run.document == {"uid": "exp-1", "phases": [{"name": "train"}], "weights": [1, 2, 3]}
+        assert run.started_at == datetime.fromtimestamp(T0, UTC)
+        assert run.started_at.tzinfo is UTC
+        assert run.ended_at == datetime.fromtimestamp(T0 + 10, UTC)
+
+        phases = session.scalars(select(PhaseRow).order_by(PhaseRow.index)).all()
+        assert [(p.index, p.name, p.mode, p.end_reason) for p in phases] == [
+            (0, "phase-0", "train", "episodes"),
+            (1, "phase-1", "test", "episodes"),
+        ]
+        assert phases[1].ended_at == datetime.fromtimestamp(T0 + 1.5, UTC)
+
+        episodes = session.scalars(select(EpisodeRow).order_by(EpisodeRow.id)).all()
+        assert [(e.phase_id, e.worker, e.index, e.steps, e.end_reason) for e in episodes] == [
+            (phases[0].id, 0, 0, STEPS, "terminated"),
+            (phases[0].id, 1, 0, STEPS, "terminated"),
+            (phases[1].id, 0, 0, STEPS, "terminated"),
+            (phases[1].id, 1, 0, STEPS, "terminated"),
+        ]
+
+        steps = session.scalars(
+            select(EnvironmentStepRow)
+            .where(EnvironmentStepRow.episode_id == episodes[3].id)
+            .order_by(EnvironmentStepRow.step)
+        ).all()
+        assert [s.step for s in steps] == list(range(STEPS))
+        assert steps[3].env_uid == "grid"
+        assert steps[3].sensors == {"grid.obs": [3.0, 3.25], "grid.voltage": 0.5}
+        assert steps[3].rewards == {"attacker": -0.75, "defender": 0.75}
+        assert [(s.terminated, s.truncated) for s in steps[-2:]] == [(False, False), (True, False)]
+
+        actions = session.scalars(
+            select(AgentActionRow)
+            .where(AgentActionRow.episode_id == episodes[3].id, AgentActionRow.step == 3)
+            .order_by(AgentActionRow.agent)
+        ).all()
+        assert [a.agent for a in actions] == list(AGENTS)
+        assert actions[1].inputs == {"grid.voltage": 0.5}
+        assert actions[1].setpoints == {"grid.switch": 1, "grid.level": 0.75}
+        assert actions[1].rewards == {"defender": 0.5}
+        assert actions[1].objective == 3.0
+
+    assert find_checkpoint(url, "exp-1", "phase-0", "attacker") == "/ckpt/attacker"
+    assert find_checkpoint(url, "exp-1", None, "attacker") == "/ckpt/attacker"
+    assert find_checkpoint(url, str(run_id), "phase-0", "attacker") == "/ckpt/attacker"
+    assert find_checkpoint(url, "exp-1", "phase-1", "attacker") is None
+    assert find_checkpoint(url, "exp-1", "phase-0", "defender") is None
+
+
+def test_flush_makes_rows_visible_to_a_second_engine(
+    make_writer: Callable[..., StoreWriter], connect: Callable[[], Producer], reader: Engine
+) -> None:
+    # Neither the batch size nor the timer commits: only the flush can.
+    writer = make_writer(batch_rows=1_000_000, flush_interval=3600)
+    producer = connect()
+    run_id = begin_run(writer)
+    base = writer.received
+    wait_received(writer, base + producer.send(episode(0, 0, 0)))
+    assert count_steps(reader, run_id) == 0
+
+    writer.flush()
+    assert count_steps(reader, run_id) == 3 * STEPS
+    assert run_counts(reader, run_id)["episodes"] == 1
+
+
+def test_close_drains_records_sent_just_before(
+    make_writer: Callable[..., StoreWriter], connect: Callable[[], Producer], reader: Engine
+) -> None:
+    writer = make_writer(batch_rows=1_000_000, flush_interval=3600)
+    producer = connect()
+    run_id = begin_run(writer)
+    producer.send(episode(0, 0, 0) + episode(0, 1, 0))
+    writer.submit(RunEnded("INTERRUPTED", "stopped by the user", T0 + 5))
+    writer.close()
+
+    assert count_steps(reader, run_id) == 2 * 3 * STEPS
+    assert writer.counts["dropped"] == 0
+    with Session(reader) as session:
+        run = session.get(RunRow, run_id)
+        assert run is not None
+        assert (run.status, run.error) == ("INTERRUPTED", "stopped by the user")
+    writer.close()  # a second close does nothing
+
+
+def test_a_live_reader_sees_progress_without_a_flush(
+    make_writer: Callable[..., StoreWriter], connect: Callable[[], Producer], reader: Engine
+) -> None:
+    writer = make_writer(batch_rows=1_000_000, flush_interval=0.05)
+    producer = connect()
+    run_id = begin_run(writer)
+    producer.send(episode(0, 0, 0))
+    wait_until(lambda: count_steps(reader, run_id) == 3 * STEPS, "the first episode's rows")
+    producer.send(episode(0, 0, 1))
+    wait_until(lambda: count_steps(reader, run_id) == 6 * STEPS, "the second episode's rows")
+    assert writer.counts["environment_steps"] == 2 * STEPS
+
+
+def test_a_record_of_an_unknown_episode_is_dropped_and_counted(
+    make_writer: Callable[..., StoreWriter], reader: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="arl.store")
+    writer = make_writer()
+    run_id = begin_run(writer)
+    writer.submit(EpisodeStarted(0, 0, 0, T0))
+    writer.submit(EnvironmentStep(0, 0, 7, 0, "grid", {}, {}, False, False))  # no episode 7
+    writer.submit(AgentAction(3, 0, 0, 0, "attacker", {}, {}, {}, 0.0))  # no phase 3
+    writer.submit(EpisodeStarted(9, 0, 0, T0))  # no phase 9
+    writer.submit(EnvironmentStep(0, 0, 0, 0, "grid", {"s": 1.0}, {}, False, False))
+    writer.flush()
+
+    assert writer.counts["dropped"] == 3
+    assert (writer.counts["environment_steps"], writer.counts["episodes"]) == (1, 1)
+    assert count_steps(reader, run_id) == 1
+    dropped = [r.getMessage() for r in caplog.records if r.name == "arl.store"]
+    assert len(dropped) == 3
+    assert "unknown episode (0, 0, 7)" in dropped[0]
+
+
+def test_malformed_frames_are_dropped_and_the_rest_stored(
+    make_writer: Callable[..., StoreWriter], connect: Callable[[], Producer], reader: Engine
+) -> None:
+    writer = make_writer()
+    producer = connect()
+    run_id = begin_run(writer)
+    base = writer.received
+    sent = producer.send_raw(
+        [
+            b"\xc1 not msgpack",
+            encode(ErrorReply("x", "y", "z", "")),  # a message, but not a store record
+            encode(EpisodeStarted(0, 0, 0, T0)),
+            encode(EnvironmentStep(0, 0, 0, 0, "grid", ["not", "a", "dict"], {}, False, False)),
+            encode(EnvironmentStep(0, 0, 0, 1, "grid", {"s": 1.0}, {}, False, False)),
+        ]
+    )
+    wait_received(writer, base + sent)
+    writer.flush()
+    assert writer.counts["dropped"] == 3
+    assert count_steps(reader, run_id) == 1
+
+
+def test_numpy_scalars_in_rewards_become_plain_json(
+    make_writer: Callable[..., StoreWriter], reader: Engine
+) -> None:
+    writer = make_writer()
+    begin_run(writer)
+    rewards = {
+        "f32": np.float32(0.5),
+        "f64": np.float64(0.25),
+        "i64": np.int64(3),
+        "b": np.bool_(True),
+    }
+    writer.submit(EpisodeStarted(0, 0, 0, T0))
+    writer.submit(
+        EnvironmentStep(
+            0, 0, 0, 0, "grid", {"m": np.eye(2, dtype=np.float32)}, rewards, np.bool_(True), False
+        )
+    )
+    writer.submit(AgentAction(0, 0, 0, 0, "attacker", {}, {}, rewards, np.float32(1.5)))
+    writer.flush()
+
+    plain = {"f32": 0.5, "f64": 0.25, "i64": 3, "b": True}
+    with Session(reader) as session:
+        step = session.scalars(select(EnvironmentStepRow)).one()
+        action = session.scalars(select(AgentActionRow)).one()
+    assert step.rewards == plain
+    assert type(step.rewards["i64"]) is int
+    assert step.rewards["b"] is True
+    assert step.sensors == {"m": [[1.0, 0.0], [0.0, 1.0]]}
+    assert step.terminated is True
+    assert action.rewards == plain
+    assert action.objective == 1.5
+
+
+def test_a_database_error_stops_the_writer_and_is_reported(
+    make_writer: Callable[..., StoreWriter], reader: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.CRITICAL, logger="arl.store")  # the failure is expected
+    writer = make_writer()
+    begin_run(writer)
+    writer.submit(EpisodeStarted(0, 0, 0, T0))
+    writer.flush()
+    with reader.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE agent_actions")
+    writer.submit(AgentAction(0, 0, 0, 0, "attacker", {}, {}, {}, 0.0))
+
+    with pytest.raises(ArlError, match="failed") as failed:
+        writer.flush()
+    assert failed.value.__cause__ is writer.error
+    assert "agent_actions" in str(writer.error)
+    with pytest.raises(ArlError):
+        writer.submit(AgentAction(0, 0, 0, 1, "attacker", {}, {}, {}, 0.0))
+    with pytest.raises(ArlError):
+        writer.close()
+    writer.close()  # closed now: nothing more to report
+
+
+def test_start_fails_clearly_on_a_bad_endpoint(url: str, tmp_path: Path) -> None:
+    writer = StoreWriter(url, f"ipc://{tmp_path}/missing/dir/store")
+    with pytest.raises(ArlError, match="cannot start the store writer"):
+        writer.start()
+    writer.close()
+
+
+# -- engine and queries -------------------------------------------------------------------
+
+
+def test_sqlite_connections_get_the_pragmas(reader: Engine) -> None:
+    with reader.connect() as conn:
+        pragmas = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")
+        }
+    assert pragmas == {
+        "journal_mode": "wal",
+        "busy_timeout": 5000,
+        "foreign_keys": 1,
+        "synchronous": 1,
+    }
+
+
+def test_store_url_and_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("ARL_STORE_URL", raising=False)
+    assert store_url(None) == DEFAULT_URL
+    monkeypatch.setenv("ARL_STORE_URL", "sqlite:///from-env.db")
+    assert store_url(None) == "sqlite:///from-env.db"
+    assert store_url("sqlite:///explicit.db") == "sqlite:///explicit.db"
+
+    monkeypatch.chdir(tmp_path)
+    assert describe_location("sqlite:///runs/arl.db") == str(tmp_path / "runs" / "arl.db")
+    masked = describe_location("postgresql://arl:s3cret@db.example:5432/arl")
+    assert "s3cret" not in masked
+    assert masked == "postgresql://arl:***@db.example:5432/arl"
+
+
+def test_mark_unfinished_ends_the_newest_unfinished_run(
+    make_writer: Callable[..., StoreWriter], reader: Engine
+) -> None:
+    ended = make_writer()
+    first = begin_run(ended)
+    ended.submit(RunEnded("FINISHED", None, T0 + 1))
+    ended.close()
+    died = make_writer()  # the same file runs again, and its process dies
+    second = begin_run(died)
+    died.close()
+
+    assert mark_unfinished(reader, "exp-1", "FAILED", "the governor died") == second
+    assert mark_unfinished(reader, "exp-1", "FAILED", "again") is None
+    assert mark_unfinished(reader, "no-such-run", "FAILED", "x") is None
+    with Session(reader) as session:
+        runs = {r.id: r for r in session.scalars(select(RunRow))}
+    assert (runs[first].status, runs[first].error) == ("FINISHED", None)
+    assert (runs[second].status, runs[second].error) == ("FAILED", "the governor died")
+    ended_at = runs[second].ended_at
+    assert ended_at is not None
+    assert abs((datetime.now(UTC) - ended_at).total_seconds()) < 60

@@ -1,0 +1,149 @@
+"""The RunGovernor's pure core, transition by transition: events in, commands out."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from arl.governor import machine as m
+from arl.governor.machine import Outcome, PhaseStep, RunMachine, RunState
+
+
+def _spec(*phases: tuple[int, bool]) -> Any:
+    """A stand-in RunSpec: the machine only reads phases' workers and train flags."""
+    return SimpleNamespace(
+        phases=[SimpleNamespace(workers=w, train=train) for w, train in phases],
+    )
+
+
+def _running(*phases: tuple[int, bool]) -> RunMachine:
+    machine = RunMachine(_spec(*phases))
+    machine.handle(m.Begin())
+    machine.handle(m.ChildrenStarted())
+    return machine
+
+
+def test_begin_records_the_run_and_starts_children() -> None:
+    machine = RunMachine(_spec((1, True)))
+    assert machine.handle(m.Begin()) == [m.RecordRunStarted(), m.StartChildren()]
+    assert machine.state is RunState.STARTING
+
+
+def test_begin_twice_is_a_bug() -> None:
+    machine = RunMachine(_spec((1, True)))
+    machine.handle(m.Begin())
+    with pytest.raises(RuntimeError, match="Begin arrived in state STARTING"):
+        machine.handle(m.Begin())
+
+
+def test_children_started_enters_the_first_phase() -> None:
+    machine = RunMachine(_spec((1, True)))
+    machine.handle(m.Begin())
+    assert machine.handle(m.ChildrenStarted()) == [m.RecordPhaseStarted(0), m.SetupPhase(0)]
+    assert (machine.state, machine.phase, machine.phase_step) == (RunState.RUNNING, 0, PhaseStep.SETTING_UP)
+
+
+def test_a_set_up_phase_runs_its_workers() -> None:
+    machine = _running((2, True))
+    assert machine.handle(m.PhaseSetUp(0)) == [m.RunWorkers(0)]
+    assert machine.phase_step is PhaseStep.STEPPING
+
+
+def test_a_train_phase_saves_brains_once_every_worker_is_done() -> None:
+    machine = _running((2, True), (1, False))
+    machine.handle(m.PhaseSetUp(0))
+    assert machine.handle(m.WorkerDone(0, 0, 1, 10, "episodes")) == []
+    assert machine.handle(m.WorkerDone(0, 0, 1, 10, "episodes")) == []  # a duplicate counts once
+    assert machine.handle(m.WorkerDone(0, 1, 1, 10, "episodes")) == [m.SaveBrains(0)]
+    assert machine.totals.steps == 20 and machine.totals.episodes == 2
+
+
+def test_saved_brains_lead_to_the_next_phase() -> None:
+    machine = _running((1, True), (1, False))
+    machine.handle(m.PhaseSetUp(0))
+    machine.handle(m.WorkerDone(0, 0, 1, 10, "episodes"))
+    assert machine.handle(m.BrainsSaved(0)) == [
+        m.RecordPhaseEnded(0, "completed"), m.RecordPhaseStarted(1), m.SetupPhase(1)
+    ]
+    assert machine.phase == 1
+
+
+def test_the_last_test_phase_ends_the_run_finished() -> None:
+    machine = _running((1, False))
+    machine.handle(m.PhaseSetUp(0))
+    assert machine.handle(m.WorkerDone(0, 0, 3, 30, "episodes")) == [
+        m.RecordPhaseEnded(0, "completed"), m.StopChildren()
+    ]
+    assert machine.state is RunState.STOPPING
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None)]
+    assert machine.state is RunState.STOPPED
+    assert machine.totals.phases == 1
+
+
+def test_a_failure_while_stepping_stops_everything_and_fails() -> None:
+    machine = _running((1, True))
+    machine.handle(m.PhaseSetUp(0))
+    assert machine.handle(m.Failed("agent.x: ValueError: boom")) == [
+        m.RecordPhaseEnded(0, "failed"), m.StopChildren()
+    ]
+    assert machine.handle(m.Failed("a second error")) == []
+    assert machine.handle(m.WorkerDone(0, 0, 1, 3, "episodes")) == []  # late replies are ignored
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FAILED, "agent.x: ValueError: boom")]
+    assert machine.state is RunState.FAILED
+
+
+def test_a_failure_while_starting_stops_without_a_phase_record() -> None:
+    machine = RunMachine(_spec((1, True)))
+    machine.handle(m.Begin())
+    assert machine.handle(m.Failed("arl[agent:a] exited with code 1")) == [m.StopChildren()]
+    assert machine.handle(m.ChildrenStarted()) == []
+
+
+def test_a_stop_while_stepping_interrupts_workers_and_waits_for_them() -> None:
+    machine = _running((2, True), (1, False))
+    machine.handle(m.PhaseSetUp(0))
+    assert machine.handle(m.StopRequested("interrupted")) == [m.InterruptWorkers()]
+    assert machine.handle(m.StopRequested("interrupted")) == []  # asked once
+    assert machine.handle(m.WorkerDone(0, 0, 1, 4, "interrupted")) == []
+    assert machine.handle(m.WorkerDone(0, 1, 1, 5, "interrupted")) == [
+        m.RecordPhaseEnded(0, "interrupted"), m.StopChildren()
+    ]
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None)]
+    assert machine.state is RunState.STOPPED
+    assert machine.totals.steps == 9
+
+
+def test_a_stop_while_setting_up_stops_at_once() -> None:
+    machine = _running((1, True))
+    assert machine.handle(m.StopRequested("interrupted")) == [
+        m.RecordPhaseEnded(0, "interrupted"), m.StopChildren()
+    ]
+
+
+def test_a_stop_while_starting_stops_children() -> None:
+    machine = RunMachine(_spec((1, True)))
+    machine.handle(m.Begin())
+    assert machine.handle(m.StopRequested("interrupted")) == [m.StopChildren()]
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None)]
+
+
+def test_a_stop_before_begin_finishes_without_records() -> None:
+    machine = RunMachine(_spec((1, True)))
+    assert machine.handle(m.StopRequested("interrupted")) == [m.Finish(Outcome.INTERRUPTED, None)]
+
+
+def test_a_failure_during_an_interrupt_makes_the_run_failed() -> None:
+    machine = _running((1, True))
+    machine.handle(m.PhaseSetUp(0))
+    machine.handle(m.StopRequested("interrupted"))
+    assert machine.handle(m.Failed("env crashed")) == [m.RecordPhaseEnded(0, "failed"), m.StopChildren()]
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FAILED, "env crashed")]
+
+
+def test_events_of_another_phase_are_ignored() -> None:
+    machine = _running((1, True), (1, True))
+    assert machine.handle(m.PhaseSetUp(1)) == []
+    assert machine.handle(m.BrainsSaved(0)) == []
+    assert machine.phase_step is PhaseStep.SETTING_UP
