@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, dataclass_transform
 
 import msgpack
 import numpy as np
@@ -22,11 +22,12 @@ _EXT_NDARRAY = 1
 _EXT_NPSCALAR = 2
 
 _registry: dict[str, type[Any]] = {}
-_tags: dict[type[Any], str] = {}
+_layouts: dict[type[Any], tuple[str, tuple[str, ...]]] = {}  # class -> (tag, field names)
 
 M = TypeVar("M")
 
 
+@dataclass_transform(frozen_default=True)
 def message(tag: str) -> Callable[[type[M]], type[M]]:
     """Class decorator: make a frozen, slotted dataclass and register it under ``tag``."""
 
@@ -35,7 +36,7 @@ def message(tag: str) -> Callable[[type[M]], type[M]]:
             raise ValueError(f"message tag {tag!r} is registered twice")
         data_cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
         _registry[tag] = data_cls
-        _tags[data_cls] = tag
+        _layouts[data_cls] = (tag, tuple(f.name for f in dataclasses.fields(data_cls)))
         return data_cls
 
     return register
@@ -83,11 +84,10 @@ def unpack(data: bytes) -> Any:
 def encode(msg: Any) -> bytes:
     """Encode a registered message."""
     try:
-        tag = _tags[type(msg)]
+        tag, names = _layouts[type(msg)]
     except KeyError:
         raise TypeError(f"{type(msg).__name__} is not a registered message") from None
-    fields = [getattr(msg, f.name) for f in dataclasses.fields(msg)]
-    return pack([CODEC_VERSION, tag, *fields])
+    return pack([CODEC_VERSION, tag, *[getattr(msg, name) for name in names]])
 
 
 def decode(data: bytes) -> Any:

@@ -56,16 +56,19 @@ class DummyEnvironment(Environment):
 
 
 class DummyMuscle(Muscle):
-    """Draws setpoints at random (seeded) from each actuator's space."""
+    """Draws setpoints at random (seeded) from each scalar Box actuator's range."""
 
     def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
         super().setup(sensors, actuators, seed)
         self._rng = np.random.default_rng(seed)
-        self._bounds = [(a.id, float(np.min(a.space.low)), float(np.max(a.space.high))) for a in actuators
-                        if isinstance(a.space, spaces.Box)]
+        boxes = [a for a in actuators if isinstance(a.space, spaces.Box) and a.space.shape == ()]
+        self._ids = [a.id for a in boxes]
+        self._low = np.array([float(a.space.low) for a in boxes])  # type: ignore[attr-defined]
+        self._high = np.array([float(a.space.high) for a in boxes])  # type: ignore[attr-defined]
 
     def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
-        return {aid: float(self._rng.uniform(low, high)) for aid, low, high in self._bounds}
+        values = self._rng.uniform(self._low, self._high).tolist()
+        return dict(zip(self._ids, values, strict=True))
 
 
 class DummyBrain(Brain):

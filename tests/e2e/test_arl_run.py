@@ -183,3 +183,18 @@ def test_an_unknown_module_is_reported_as_such(arl_run, no_leaks) -> None:
     assert f"{file}:13:26: schedule.0.train.agents.0.muscle" in done.stderr
     assert "no_such_package" in done.stderr
     assert not arl_run.db.exists()
+
+
+def test_parallel_runs_each_get_their_own_governor_and_rows(arl_run, no_leaks) -> None:
+    a = write(arl_run.tmp, uid="first", episodes=2)
+    b = write(arl_run.tmp, uid="second", episodes=3)
+    done = arl_run.run(a, b, "--parallel", "2")
+    assert done.returncode == 0, done.stderr
+    assert "run first" in done.stdout and "run second" in done.stdout
+    rows = arl_run.query(
+        "select r.uid, count(s.id) from experiment_runs r join phases p on p.run_id = r.id "
+        "join episodes e on e.phase_id = p.id join environment_steps s on s.episode_id = e.id "
+        "group by r.uid order by r.uid"
+    )
+    assert rows == [("first", 20), ("second", 30)]
+    assert {s for (s,) in arl_run.query("select status from experiment_runs")} == {"FINISHED"}

@@ -71,7 +71,8 @@ async def _request(client: MdpClient, service: str, message: Any) -> Any:
     return codec.decode(await client.request(service, codec.encode(message), timeout=10))
 
 
-def test_a_phase_runs_through_real_sockets(rundir: str) -> None:
+@pytest.mark.parametrize("controller", ["vanilla", "taking_turns"])
+def test_a_phase_runs_through_real_sockets(rundir: str, controller: str) -> None:
     zctx = zmq.Context()
     pull = zctx.socket(zmq.PULL)
     pull.bind(f"ipc://{rundir}/store")
@@ -100,7 +101,7 @@ def test_a_phase_runs_through_real_sockets(rundir: str) -> None:
                         [[i, spaces[i]] for i in ids[1]], 1, True, 3, None)
                     assert isinstance(await _request(client, service, setup), control.AgentReady)
                 endpoints = {s: (await client.lookup(s))["direct"] for s in ("agent.d", "agent.a", "env.env.0")}
-                run = control.RunPhase(0, 0, "vanilla", [["arl.conditions:EnvironmentDone", {}]], 2, None,
+                run = control.RunPhase(0, 0, controller, [["arl.conditions:EnvironmentDone", {}]], 2, None,
                                        {"d": [["env.s0", "env.s1"], ["env.a0"]], "a": [["env.s2"], ["env.a1", "env.a2"]]},
                                        ["env"], endpoints, 5)
                 done = await _request(client, "controller.0", run)
@@ -120,15 +121,21 @@ def test_a_phase_runs_through_real_sockets(rundir: str) -> None:
         zctx.term()
     assert done == control.PhaseDone(0, 0, 2, 10, "episodes")
     kinds = Counter(type(r).__name__ for r in records)
-    assert kinds == {"EpisodeStarted": 2, "EnvironmentStep": 10, "AgentAction": 20, "EpisodeEnded": 2}
     actions = [r for r in records if isinstance(r, store.AgentAction)]
-    assert {(r.episode, r.step, r.agent) for r in actions} == {
-        (e, s, a) for e in range(2) for s in range(1, 6) for a in "da"}
+    if controller == "vanilla":  # every agent acts in every step
+        assert kinds == {"EpisodeStarted": 2, "EnvironmentStep": 10, "AgentAction": 20, "EpisodeEnded": 2}
+        assert {(r.episode, r.step, r.agent) for r in actions} == {
+            (e, s, a) for e in range(2) for s in range(1, 6) for a in "da"}
+    else:  # one agent a step, in the file's order: d, a, d, a, d
+        assert kinds == {"EpisodeStarted": 2, "EnvironmentStep": 10, "AgentAction": 10, "EpisodeEnded": 2}
+        assert sorted((r.episode, r.step, r.agent) for r in actions) == [
+            (e, s, "d" if s % 2 else "a") for e in range(2) for s in range(1, 6)]
     assert all(set(r.setpoints) == {"env.a0"} for r in actions if r.agent == "d")
     assert all(set(r.inputs) == {"env.s2"} for r in actions if r.agent == "a")
     # The defender's objective is the sum of the rewards that followed its action.
     first = next(r for r in actions if r.agent == "d")
     assert first.objective == pytest.approx(sum(first.rewards.values()))
-    assert defender.brain is not None and defender.brain.experiences == 10  # type: ignore[attr-defined]
+    experiences = 10 if controller == "vanilla" else 6
+    assert defender.brain is not None and defender.brain.experiences == experiences  # type: ignore[attr-defined]
     assert isinstance(broken, ErrorReply)
     assert broken.kind == "ComponentLoadError" and "Nope" in broken.message

@@ -10,7 +10,7 @@ from typing import Any
 
 from arl import spaces
 from arl.api import ActuatorInfo, Brain, Experience, Muscle, Objective, SensorInfo
-from arl.config.classref import import_class
+from arl.classref import import_class
 from arl.messages import agent as msg
 from arl.messages import control
 from arl.proc.child import ChildContext

@@ -21,7 +21,7 @@ import zmq
 
 from arl.codec import decode, encode
 from arl.conditions import StepView, TerminationCondition
-from arl.config.classref import import_class
+from arl.classref import import_class
 from arl.errors import ComponentCrashed, ProtocolError
 from arl.messages import agent as amsg
 from arl.messages import control

@@ -7,7 +7,7 @@ from typing import Any
 
 from arl import spaces
 from arl.api import Environment
-from arl.config.classref import import_class
+from arl.classref import import_class
 from arl.messages import control
 from arl.messages import environment as msg
 from arl.proc.child import ChildContext

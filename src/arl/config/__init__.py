@@ -4,7 +4,7 @@
 file, each with its line and column, so a user fixes them in one go.
 """
 
-from arl.config.classref import import_class
+from arl.classref import import_class
 from arl.config.loader import load_experiment, load_experiment_text
 from arl.config.spec import (
     AgentSpec,

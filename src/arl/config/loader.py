@@ -39,7 +39,7 @@ from ruamel.yaml.reader import ReaderError
 
 from arl.api import Brain, Environment, Muscle, Objective
 from arl.conditions import TerminationCondition
-from arl.config.classref import import_class, kind_problem, normalise_entry_point, params_problems
+from arl.classref import import_class, kind_problem, normalise_entry_point, params_problems
 from arl.config.spec import (
     CONTROLLERS,
     DEFAULT_CONDITION,

@@ -138,8 +138,8 @@ async def _abootstrap(spec: ChildSpec, conn: multiprocessing.connection.Connecti
 class SupervisedChild:
     """The parent's handle on one child process.
 
-    ``asynchronous=True`` runs an async target through aiomultiprocess (used for the
-    RunGovernor); otherwise a plain ``spawn`` process runs a synchronous target.
+    ``asynchronous=True`` runs an async target through aiomultiprocess's runner (used
+    for the RunGovernor); otherwise a plain ``spawn`` process runs a synchronous target.
     """
 
     def __init__(self, spec: ChildSpec, logs: LogConfig, *, asynchronous: bool = False) -> None:
@@ -148,7 +148,6 @@ class SupervisedChild:
         self._asynchronous = asynchronous
         self._conn: multiprocessing.connection.Connection | None = None
         self._process: Any = None  # a multiprocessing.Process
-        self._aio: Any = None  # keeps aiomultiprocess's wrapper alive when asynchronous
         self._exited: asyncio.Future[int] | None = None
 
     @property
@@ -162,14 +161,17 @@ class SupervisedChild:
     def _spawn(self) -> None:
         parent_end, child_end = multiprocessing.Pipe(duplex=True)
         args = (self.spec, child_end, self._logs)
+        ctx = multiprocessing.get_context("spawn")
         if self._asynchronous:
-            import aiomultiprocess
+            from aiomultiprocess import Process as AioProcess
+            from aiomultiprocess.types import Unit
 
-            self._aio = aiomultiprocess.Process(target=_abootstrap, args=args, daemon=False)
-            # Supervise through the multiprocessing process underneath: its join is not async.
-            self._process = self._aio.aio_process
+            # aiomultiprocess's runner sets up the child's event loop and runs the coroutine.
+            # Its Process wrapper would also start a multiprocessing Manager (one more
+            # process, ~40 MB) only to carry results back, which the control socket does.
+            unit = Unit(target=_abootstrap, args=args, kwargs={}, namespace=None)
+            self._process = ctx.Process(target=AioProcess.run_async, args=(unit,), daemon=False, name=self.spec.label)
         else:
-            ctx = multiprocessing.get_context("spawn")
             self._process = ctx.Process(target=_bootstrap, args=args, daemon=False, name=self.spec.label)
         self._process.start()
         child_end.close()

@@ -6,7 +6,7 @@ owner (the governor's asyncio thread) submits through an inproc PUSH to the same
 so the owner's records travel one ordered pipe. Records are processed strictly in arrival
 order: parent rows (run, phase, episode) are inserted at once so their ids are known to
 the rows that follow, while environment steps and agent actions are collected and inserted
-in batches, one executemany per table per transaction.
+in batches: a few multi-row INSERTs per table per transaction, never a commit per step.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain
 from types import TracebackType
 from typing import Any, Self
 
@@ -221,7 +220,7 @@ class _BulkInsert:
             return
         whole = len(rows) - len(rows) % ROWS_PER_INSERT
         if whole:
-            flat = list(chain.from_iterable(rows[:whole]))
+            flat = list(itertools.chain.from_iterable(rows[:whole]))
             width = len(self.columns) * ROWS_PER_INSERT
             chunks = [tuple(flat[i : i + width]) for i in range(0, len(flat), width)]
             conn.exec_driver_sql(self._many_rows, chunks)
