@@ -34,6 +34,7 @@ class ArlRun:
         self.url = f"sqlite:///{self.db}"
         self.env = {**os.environ, "PYTHONPATH": str(COMPONENTS), "ARL_STORE_URL": self.url}
         self.env.pop("PYTHONWARNINGS", None)
+        self.started: list[subprocess.Popen[str]] = []
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "arl.cli", *args]
@@ -47,11 +48,27 @@ class ArlRun:
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         """Start in a new session, as a shell would start a foreground job."""
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             self.argv(*args, "--checkpoint-dir", str(self.tmp / "ckpt")),
             env=self.env, cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             start_new_session=True,
         )
+        self.started.append(proc)
+        return proc
+
+    def count(self, table: str) -> int:
+        """Rows in ``table`` now, 0 while the store or its schema does not exist yet."""
+        try:
+            return int(self.scalar(f"select count(*) from {table}"))
+        except sqlite3.OperationalError:
+            return 0
+
+    def reap(self) -> None:
+        """Kill and wait for whatever a test started and left running (after a failure)."""
+        for proc in self.started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+            proc.communicate(timeout=30)
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.db) as db:
@@ -63,5 +80,7 @@ class ArlRun:
 
 
 @pytest.fixture
-def arl_run(tmp_path: Path) -> ArlRun:
-    return ArlRun(tmp_path)
+def arl_run(tmp_path: Path) -> Iterator[ArlRun]:
+    runner = ArlRun(tmp_path)
+    yield runner
+    runner.reap()

@@ -81,7 +81,8 @@ class Environment(ABC):
         """Apply the setpoints (keyed by actuator id; an id may be missing) and advance."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Release what the environment holds. Called once, at the end of a phase."""
+        """Release what the environment holds. Called once, when the instance is done:
+        before the next phase sets up a new one, or when the run ends."""
 
 
 class Muscle(ABC):

@@ -70,6 +70,19 @@ def _load(files: tuple[str, ...]) -> list[Any]:
     return specs
 
 
+def _check_store(url: str) -> None:
+    """Open (and on first use create) the store now, so a bad URL stops us before any run."""
+    from arl.errors import ArlError
+    from arl.store.engine import open_store
+
+    try:
+        open_store(url).dispose()
+    except ArlError as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo("Give a working SQLAlchemy URL with --store or ARL_STORE_URL; nothing was run.", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--parallel", "-j", default=1, show_default=True, type=click.IntRange(min=1),
@@ -92,6 +105,7 @@ def run(files: tuple[str, ...], parallel: int, store: str | None, checkpoint_dir
     from arl.store.engine import describe_location, store_url
 
     url = store_url(store)
+    _check_store(url)
     options = ExecutorOptions(url, str(Path(checkpoint_dir).resolve()), parallel, level)
 
     def on_status(uid: str, state: str) -> None:

@@ -51,12 +51,18 @@ class ComponentLoadError(ArlError):
 
 
 class ComponentCrashed(ArlError):
-    """A user's component, or the process hosting it, failed during a run."""
+    """A user's component, or the process hosting it, failed during a run.
 
-    def __init__(self, component: str, message: str, remote_traceback: str = "") -> None:
+    ``kind`` and ``detail`` are the remote exception's type name and message;
+    ``remote_traceback`` is the traceback text from the process where it was raised.
+    """
+
+    def __init__(self, component: str, kind: str, detail: str, remote_traceback: str = "") -> None:
         self.component = component
+        self.kind = kind
+        self.detail = detail
         self.remote_traceback = remote_traceback
-        super().__init__(f"{component}: {message}")
+        super().__init__(f"{component}: {kind}: {detail}")
 
 
 class ProtocolError(ArlError):

@@ -99,6 +99,8 @@ class Executor:
                 logs=LogConfig(f"ipc://{self._workdir}/log", self.options.level),
                 control=f"ipc://{self._workdir}/control",
                 control_id=governor.identity.decode(),
+                # Inside the executor's directory, so even a killed governor leaves nothing.
+                rundir=f"{self._workdir}/{governor.identity.decode()}",
             )
             spec = ChildSpec("governor", governor.spec.uid, "arl.governor.shell:main",
                              {"spec": governor.spec, "options": options})
@@ -107,29 +109,40 @@ class Executor:
                 await governor.child.start(timeout=60.0)
             except Exception as exc:
                 await governor.child.stop(grace=0)
-                return self._died(governor, f"the run's governor did not start: {exc}")
+                return self._died(governor, "FAILED", f"the run's governor did not start: {exc}")
             code = await governor.child.exited
             await governor.child.stop(grace=0)  # reaps and closes the pipe; it has exited already
+            # A governor that ended normally sent its outcome just before; one that was
+            # killed sent none, so there is nothing to wait for.
+            grace = OUTCOME_GRACE if code == 0 else 0.1
             try:
-                return await asyncio.wait_for(asyncio.shield(governor.outcome), OUTCOME_GRACE)
+                return await asyncio.wait_for(asyncio.shield(governor.outcome), grace)
             except TimeoutError:
-                return self._died(governor, f"the run's governor process {describe_exit(code)} without reporting")
+                if self._interrupts > 1:
+                    return self._died(governor, "INTERRUPTED", "stopped at once by a second interrupt")
+                return self._died(governor, "FAILED", f"the run's governor process {describe_exit(code)} "
+                                  "without reporting")
 
     def _synthetic(self, governor: _Governor, status: str, error: str) -> emsg.RunOutcome:
         return emsg.RunOutcome(governor.spec.uid, None, status, 0, 0, 0, error, self.options.store_url)
 
-    def _died(self, governor: _Governor, error: str) -> emsg.RunOutcome:
-        """The governor is gone without an outcome: record FAILED ourselves."""
+    def _died(self, governor: _Governor, status: str, error: str) -> emsg.RunOutcome:
+        """The governor is gone without an outcome: record how the run ended ourselves."""
         log.error("run %s: %s", governor.spec.uid, error)
+        from arl.errors import ArlError
         from arl.store.engine import open_store
         from arl.store.query import mark_unfinished
 
-        engine = open_store(self.options.store_url)
+        run_id = None
         try:
-            run_id = mark_unfinished(engine, governor.spec.uid, "FAILED", error)
-        finally:
-            engine.dispose()
-        return emsg.RunOutcome(governor.spec.uid, run_id, "FAILED", 0, 0, 0, error, self.options.store_url)
+            engine = open_store(self.options.store_url)
+            try:
+                run_id = mark_unfinished(engine, governor.spec.uid, status, error)
+            finally:
+                engine.dispose()
+        except ArlError as exc:
+            log.error("run %s: could not record its end in the store: %s", governor.spec.uid, exc)
+        return emsg.RunOutcome(governor.spec.uid, run_id, status, 0, 0, 0, error, self.options.store_url)
 
     async def _listen(self) -> None:
         assert self._router is not None

@@ -10,6 +10,7 @@ import asyncio
 import ctypes
 import logging
 import signal
+import threading
 import time
 
 from arl.proc.child import ChildContext
@@ -100,5 +101,11 @@ async def async_cooperative(ctx: ChildContext) -> None:
 
 
 def returns_before_ready(ctx: ChildContext) -> None:
-    """Ends at once, cleanly (exit code 0), without ever saying ready."""
+    """Returns without ever saying ready; exits cleanly (code 0) half a second later.
+
+    The control pipe closes as soon as this returns (nothing holds the ChildContext any
+    more); the process exits only when its non-daemon worker thread ends. The worker
+    makes the gap between the two deterministic, not a race.
+    """
     log.info("%s has nothing to do", ctx.spec.label)
+    threading.Thread(target=time.sleep, args=(0.5,), name="lingering-worker").start()

@@ -107,7 +107,10 @@ def test_an_exception_in_the_environment_fails_the_run_with_its_traceback(arl_ru
     assert "FAILED" in done.stdout
     status, error = arl_run.query("select status, error from experiment_runs")[0]
     assert status == "FAILED"
-    assert "boom at step 5" in error and "Traceback" in error
+    # The traceback is the environment's own, from its process, not a re-wrapped one.
+    assert error.startswith("env.env.0: RuntimeError: boom at step 5")
+    assert "arl_test_components.py" in error and "in step" in error
+    assert arl_run.scalar("select end_reason from episodes") == "failed"
     # Steps 1-4 completed before the crash: each stored once, with both agents' actions.
     assert arl_run.query("select step from environment_steps order by step") == [(1,), (2,), (3,), (4,)]
     assert arl_run.scalar("select count(*) from agent_actions") == 8
@@ -127,15 +130,12 @@ def _slow_run(arl_run) -> subprocess.Popen[str]:
     file = write(arl_run.tmp, env="arl_test_components:SlowEnvironment",
                  env_params="{delay: 0.01, episode_length: 100000}")
     proc = arl_run.start(file)
-    poll_for(lambda: arl_run.db.exists() and _steps(arl_run) >= 20, timeout=30, what="steps in the store")
+    poll_for(lambda: _steps(arl_run) >= 20, timeout=30, what="steps in the store")
     return proc
 
 
 def _steps(arl_run) -> int:
-    try:
-        return int(arl_run.scalar("select count(*) from environment_steps"))
-    except Exception:  # the schema may not exist yet
-        return 0
+    return arl_run.count("environment_steps")
 
 
 def test_a_child_killed_with_sigkill_fails_the_run_cleanly(arl_run, no_leaks) -> None:
@@ -198,3 +198,74 @@ def test_parallel_runs_each_get_their_own_governor_and_rows(arl_run, no_leaks) -
     )
     assert rows == [("first", 20), ("second", 30)]
     assert {s for (s,) in arl_run.query("select status from experiment_runs")} == {"FINISHED"}
+
+
+TWO_PHASES = """\
+uid: two-phases
+schedule:
+  - wide:
+      environments:
+        - environment:
+            name: arl_test_components:SlowEnvironment
+            uid: env
+            params: {delay: 0.01, episode_length: 100000}
+      agents:
+        - name: solo
+          brain: {name: arl.dummy:DummyBrain}
+          muscle: {name: arl.dummy:DummyMuscle}
+          objective: {name: arl.dummy:DummyObjective}
+          sensors: [env.s0]
+          actuators: [env.a0]
+      simulation: {name: vanilla}
+      phase_config: {mode: train, episodes: 1, workers: 2}
+  - narrow:
+      phase_config: {mode: test, workers: 1}
+"""
+
+
+def test_ctrl_c_with_a_worker_idle_in_this_phase_still_ends_interrupted(arl_run, no_leaks) -> None:
+    """Phase 1 uses one of two controllers; the idle one exits on the stop word: not a crash."""
+    file = arl_run.tmp / "two.yml"
+    file.write_text(TWO_PHASES.replace("episode_length: 100000", "episode_length: 5").replace(
+        "  - narrow:\n      phase_config: {mode: test, workers: 1}",
+        "  - narrow:\n      environments:\n        - environment:\n            name: arl_test_components:SlowEnvironment\n"
+        "            uid: env\n            params: {delay: 0.01, episode_length: 100000}\n"
+        "      phase_config: {mode: test, workers: 1}"))
+    proc = arl_run.start(str(file))
+    poll_for(lambda: arl_run.count("phases") == 2 and _steps(arl_run) > 20,
+             timeout=30, what="the second phase to step")
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert arl_run.scalar("select status from experiment_runs") == "INTERRUPTED"
+
+
+
+
+def test_a_second_ctrl_c_stops_at_once_and_still_says_interrupted(arl_run, no_leaks) -> None:
+    file = write(arl_run.tmp, env="arl_test_components:SlowEnvironment",
+                 env_params="{delay: 30, episode_length: 10}")  # a step that will not end soon
+    proc = arl_run.start(file)
+    poll_for(lambda: arl_run.count("episodes") == 1,
+             timeout=30, what="the episode to start")
+    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert arl_run.scalar("select status from experiment_runs") == "INTERRUPTED"
+
+
+@pytest.mark.parametrize("when", ["as conductors start", "mid-run"])
+def test_kill_9_of_arl_run_leaves_no_process_behind(arl_run, no_leaks, when: str) -> None:
+    file = write(arl_run.tmp, env="arl_test_components:SlowEnvironment",
+                 env_params="{delay: 0.01, episode_length: 100000}")
+    proc = arl_run.start(file)
+    tree = psutil.Process(proc.pid)
+    if when == "mid-run":
+        poll_for(lambda: _steps(arl_run) >= 5, timeout=30, what="steps")
+    else:
+        poll_for(lambda: any(p.cmdline()[:1] and p.cmdline()[0].startswith(("arl[agent", "arl[environment"))
+                             for p in tree.children(recursive=True)), timeout=30, interval=0.001,
+                 what="a conductor")
+    proc.kill()
+    proc.communicate(timeout=10)

@@ -132,7 +132,7 @@ async def settle(c: SupervisedChild) -> None:
 
 
 @pytest.mark.usefixtures("components", "no_leaks")
-def test_start_names_the_child_ignores_sigint_and_sends_its_logs_home(logs: Logs) -> None:
+def test_start_waits_for_ready_names_the_child_and_sends_its_logs_home(logs: Logs) -> None:
     with collect(CHILD_LOGGER) as got:
 
         async def main() -> tuple[int, list[str], int]:
@@ -151,7 +151,7 @@ def test_start_names_the_child_ignores_sigint_and_sends_its_logs_home(logs: Logs
 
     assert cmdline[0] == "arl[test:name]"
     assert code == 0
-    assert gone(pid)
+    assert not psutil.pid_exists(pid)
     hello = [r for r in got.records if r.getMessage() == "hello from test:name"]
     careful = [r for r in got.records if r.getMessage() == "careful from test:name"]
     assert len(hello) == 1
@@ -171,11 +171,11 @@ def test_bootstrap_sets_title_ignores_sigint_and_asks_to_die_with_its_parent(log
             try:
                 await c.start(START)
                 poll_for(lambda: got.messages("test:title"), timeout=10, what="the report")
-                # SIGINT is ignored: the child survives it (the parent decides, not ^C).
+                # SIGINT is ignored: the parent decides, not ^C. Were it not, the signal
+                # (pending at once) would interrupt the child's wait before the stop word
+                # arrives, and KeyboardInterrupt would end it with code 1, not 0.
                 assert c.pid is not None
                 os.kill(c.pid, signal.SIGINT)
-                done, _ = await asyncio.wait({c.exited}, timeout=0.3)
-                assert not done, "SIGINT ended the child"
                 return await c.stop(grace=5.0)
             finally:
                 await settle(c)
@@ -197,7 +197,7 @@ def test_start_of_a_child_that_crashes_raises_component_crashed(logs: Logs) -> N
             try:
                 with pytest.raises(ComponentCrashed) as info:
                     await c.start(START)
-                assert info.value.component == "test:crash"
+                assert "test:crash" in info.value.component
                 assert "test:crash" in str(info.value)
                 assert "before it was ready" in str(info.value)
                 return c
@@ -237,6 +237,23 @@ def test_start_of_a_child_that_never_says_ready_times_out_and_leaves_no_process(
     assert c.pid is not None
     assert c.exitcode == -signal.SIGTERM
     assert not psutil.pid_exists(c.pid)  # reaped, not only dead
+
+
+@pytest.mark.usefixtures("components", "no_leaks")
+def test_start_of_a_child_that_returns_before_ready_raises_component_crashed(
+    logs: Logs,
+) -> None:
+    async def main() -> SupervisedChild:
+        c = child("quitter", "returns_before_ready", logs)
+        try:
+            with pytest.raises(ComponentCrashed, match=r"test:quitter"):
+                await c.start(START)
+            return c
+        finally:
+            await settle(c)
+
+    c = asyncio.run(main())
+    assert c.exitcode == 0  # it ended on its own; nobody had to signal it
 
 
 # --- stop ---------------------------------------------------------------------------------
@@ -279,7 +296,7 @@ def test_stop_escalates_to_sigterm_when_the_stop_word_is_ignored(logs: Logs) -> 
 
     pid, code, took = asyncio.run(main())
     assert code == -signal.SIGTERM
-    assert 0.3 <= took < 3.0
+    assert 0.3 <= took < 5.0
     assert not psutil.pid_exists(pid)
 
 
@@ -298,7 +315,7 @@ def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(logs: Logs) -> None:
 
     pid, code, took = asyncio.run(main())
     assert code == -signal.SIGKILL
-    assert 0.6 <= took < 3.0
+    assert 0.6 <= took < 5.0
     assert not psutil.pid_exists(pid)
 
 
@@ -427,32 +444,31 @@ def test_log_server_drops_a_malformed_frame_with_a_warning_and_keeps_serving(log
         push.send(b"\xc1 not msgpack at all")
         push.send(pack([1, 2, 3]))  # msgpack, but not a map
         push.send(pack({"levelno": 30}))  # a map without a logger name
-        push.send(record("arl.test.raw", "after the garbage"))
+        push.send(record("arl.test.raw", "after the garbage: 100% %s"))
         poll_for(lambda: got.messages(), timeout=10, what="the good record")
         poll_for(lambda: len(warned.records) >= 3, timeout=10, what="three warnings")
 
-    assert got.messages() == ["after the garbage"]
+    assert got.messages() == ["after the garbage: 100% %s"]  # sent formatted; not re-formatted
     assert got.records[0].arl_process == "test:raw"  # type: ignore[attr-defined]
     assert all(r.getMessage().startswith("dropped a malformed log frame") for r in warned.records)
     assert len(warned.records) == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "LogServer._handle catches only ProtocolError: a map with a logger name but no "
-    "(or a non-int) levelno makes logger.isEnabledFor(None) raise TypeError, which kills "
-    "the server thread; every later record is lost"))
 def test_log_server_survives_a_frame_without_a_level(
     logs: Logs, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     died: list[BaseException | None] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
-    with collect("arl.test.raw") as got, pusher(logs.config.endpoint) as push:
+    with collect("arl.logs", logging.WARNING) as warned, collect("arl.test.raw") as got, \
+            pusher(logs.config.endpoint) as push:
         push.send(pack({"name": "arl.test.raw", "msg": "no level"}))
         push.send(pack({"name": "arl.test.raw", "levelno": "high", "msg": "a level that is text"}))
         push.send(record("arl.test.raw", "after the levelless frames"))
         poll_for(lambda: got.messages() or died, timeout=10, what="the good record or a death")
+        poll_for(lambda: len(warned.records) >= 2 or died, timeout=10, what="two warnings")
     assert not died, f"the LogServer thread died: {died[0]!r}"
-    assert "after the levelless frames" in got.messages()
+    assert got.messages() == ["after the levelless frames"]
+    assert len(warned.records) == 2
 
 
 def test_log_server_close_handles_records_that_arrived_before_it(rundir: str) -> None:
@@ -496,3 +512,15 @@ def test_log_server_close_handles_records_that_arrived_before_it(rundir: str) ->
         else:
             server.close()
     assert [r.getMessage() for r in handler.records] == [str(i) for i in range(50)]
+
+
+def test_log_server_close_is_idempotent_and_a_bad_endpoint_fails_start(rundir: str) -> None:
+    server = LogServer(f"ipc://{rundir}/twice")
+    server.start()
+    server.close()
+    server.close()
+    LogServer(f"ipc://{rundir}/never-started").close()
+    broken = LogServer(f"ipc://{rundir}/no/such/dir/log")
+    with pytest.raises(zmq.ZMQError):
+        broken.start()
+    broken.close()

@@ -65,8 +65,6 @@ class AgentConductor:
             return self.setup(message)
         if isinstance(message, control.SaveBrain):
             return self.save(message)
-        if isinstance(message, control.Teardown):
-            return self.teardown(message)
         raise TypeError(f"an agent conductor cannot handle {type(message).__name__}")
 
     def setup(self, request: control.SetupAgent) -> control.AgentReady:
@@ -130,11 +128,6 @@ class AgentConductor:
         directory.mkdir(parents=True, exist_ok=True)
         self.brain.save(directory)
         return control.BrainSaved(self.name, str(directory), directory_digest(directory))
-
-    def teardown(self, request: control.Teardown) -> control.TornDown:
-        self.brain, self.objective, self.muscles = None, None, []
-        self._pending.clear()
-        return control.TornDown(self.name)
 
 
 def main(ctx: ChildContext) -> None:

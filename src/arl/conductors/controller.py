@@ -77,12 +77,20 @@ class Links:
         # Records must reach the writer even as this process exits; the governor waits.
         self.store.setsockopt(zmq.LINGER, 5000)
         self.store.connect(store_endpoint)
+        self._outbox: list[bytes] = []
         self._poller = zmq.Poller()
         for sock in self.peers.values():
             self._poller.register(sock, zmq.POLLIN)
 
     def record(self, rec: Any) -> None:
-        self.store.send(encode(rec))
+        """Queue a record; :meth:`send_records` sends the queue as one message."""
+        self._outbox.append(encode(rec))
+
+    def send_records(self) -> None:
+        """One message a step: a ZeroMQ send costs more than the encoding of a record."""
+        if self._outbox:
+            self.store.send_multipart(self._outbox)
+            self._outbox = []
 
     def call_all(self, requests: dict[str, Any], *, interruptible: bool = True) -> dict[str, Any]:
         """Send every request at once, then collect every reply (they run in parallel).
@@ -107,7 +115,7 @@ class Links:
     @staticmethod
     def _check(name: str, reply: Any) -> Any:
         if isinstance(reply, ErrorReply):
-            raise ComponentCrashed(reply.component, f"{reply.kind}: {reply.message}", reply.traceback)
+            raise ComponentCrashed(reply.component, reply.kind, reply.message, reply.traceback)
         return reply
 
     def close(self) -> None:
@@ -147,7 +155,9 @@ class PhaseRunner:
         return control.PhaseDone(request.phase, request.worker, episodes, self.steps, reason)
 
     def _episode(self, ep: _Episode) -> str:
-        self.links.record(store.EpisodeStarted(ep.phase, ep.worker, ep.index, time.time()))
+        links = self.links
+        links.record(store.EpisodeStarted(ep.phase, ep.worker, ep.index, time.time()))
+        links.send_records()  # a live query sees the episode begin, not only its first step
         try:
             self._reset(ep)
             reason = None
@@ -156,11 +166,18 @@ class PhaseRunner:
                     reason = "interrupted"
                     break
                 self._step(ep, self.turns[ep.step % len(self.turns)])
+                links.send_records()
                 reason = self._episode_over(ep)
             self._finish(ep)
         except Interrupted:
             reason = "interrupted"
-        self.links.record(store.EpisodeEnded(ep.phase, ep.worker, ep.index, ep.step, reason, time.time()))
+        except Exception:
+            # What completed is stored, and the episode says why it ended; the run fails.
+            links.record(store.EpisodeEnded(ep.phase, ep.worker, ep.index, ep.step, "failed", time.time()))
+            links.send_records()
+            raise
+        links.record(store.EpisodeEnded(ep.phase, ep.worker, ep.index, ep.step, reason, time.time()))
+        links.send_records()
         return reason
 
     def _reset(self, ep: _Episode) -> None:

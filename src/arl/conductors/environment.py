@@ -33,12 +33,10 @@ class EnvironmentConductor:
             return self.reset(message)
         if isinstance(message, control.SetupEnvironment):
             return self.setup(message)
-        if isinstance(message, control.Teardown):
-            return self.teardown(message)
         raise TypeError(f"an environment conductor cannot handle {type(message).__name__}")
 
     def setup(self, request: control.SetupEnvironment) -> control.EnvironmentReady:
-        self.teardown(control.Teardown(request.phase))
+        self.close()
         cls = import_class(request.entry_point)
         env = cls(**request.params)
         if not isinstance(env, Environment):
@@ -69,15 +67,17 @@ class EnvironmentConductor:
         rewards = {f"{self.uid}.{k}": float(v) for k, v in result.rewards.items()}
         return msg.Stepped(self._qualify(result.sensors), rewards, bool(result.terminated), bool(result.truncated))
 
-    def teardown(self, request: control.Teardown) -> control.TornDown:
+    def close(self) -> None:
+        """Close the current environment instance, if any (at the next setup, or at exit)."""
         if self.env is not None:
             env, self.env = self.env, None
             env.close()
-        return control.TornDown(self.uid)
 
 
 def main(ctx: ChildContext) -> None:
     """Entry point of an ``arl[environment:...]`` process."""
     conductor = EnvironmentConductor()
-    Service(ctx, conductor.handle).serve()
-    conductor.teardown(control.Teardown(-1))
+    try:
+        Service(ctx, conductor.handle).serve()
+    finally:
+        conductor.close()

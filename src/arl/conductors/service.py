@@ -1,6 +1,6 @@
 """The serve loop every conductor runs: one MDP worker plus one direct link.
 
-The broker carries control requests (setup, run phase, save, teardown); the direct
+The broker carries control requests (setup, run phase, save); the direct
 ROUTER carries the per-step requests of the simulation controllers, skipping the broker
 hop. Both go through :meth:`Service.dispatch`, the process's one error boundary: any
 exception becomes an :class:`~arl.messages.common.ErrorReply` with the traceback text.
@@ -17,18 +17,24 @@ from typing import Any
 import zmq
 
 from arl.codec import decode, encode
+from arl.errors import ComponentCrashed
 from arl.mdp.worker import MdpWorker
 from arl.messages.common import ErrorReply
 from arl.proc.child import ChildContext
 
 log = logging.getLogger("arl.service")
 PULSE_INTERVAL = 0.02  # seconds between heartbeat/stop checks inside a long request
+HEARTBEAT = 1.0
+# A control request runs user code (constructors, imports, brain.load) that sends no
+# heartbeats; a minute of silence is allowed before the broker gives up on a worker.
+# Dead processes are noticed sooner through their exit, not through heartbeats.
+LIVENESS = 60
 
 
 class Service:
     """Serves ``handle(message) -> reply`` as MDP service ``name`` until asked to stop."""
 
-    def __init__(self, ctx: ChildContext, handle: Callable[[Any], Any], *, heartbeat: float = 1.0) -> None:
+    def __init__(self, ctx: ChildContext, handle: Callable[[Any], Any], *, heartbeat: float = HEARTBEAT) -> None:
         args = ctx.spec.args
         self.ctx = ctx
         self.name: str = args["service"]
@@ -40,7 +46,8 @@ class Service:
             self._router.setsockopt(zmq.LINGER, 0)
             self._router.bind(self._direct_endpoint)
         metadata = {"direct": self._direct_endpoint} if self._direct_endpoint else {}
-        self.worker = MdpWorker(ctx.zmq, args["broker"], self.name, heartbeat=heartbeat, metadata=metadata)
+        self.worker = MdpWorker(ctx.zmq, args["broker"], self.name, heartbeat=heartbeat, liveness=LIVENESS,
+                                metadata=metadata)
         self._heartbeat = heartbeat
         self._next_pulse = 0.0
         self._stopping = False
@@ -49,8 +56,10 @@ class Service:
         """Decode, handle, encode — and turn any failure into an ErrorReply."""
         try:
             return encode(self._handle(decode(body)))
+        except ComponentCrashed as exc:  # another component's failure, passed on as it was
+            return encode(ErrorReply(exc.component, exc.kind, exc.detail, exc.remote_traceback))
         except Exception as exc:
-            log.error("%s failed: %s", self.name, exc, exc_info=True)
+            log.debug("%s failed: %s", self.name, exc, exc_info=True)
             return encode(ErrorReply(self.name, type(exc).__name__, str(exc), traceback.format_exc()))
 
     def pulse(self) -> bool:
@@ -97,6 +106,10 @@ class Service:
                 request = self.worker.recv()
                 if request is not None:
                     self.worker.reply(request, self.dispatch(request.body))
+                    # Heartbeats queued while the request ran prove the broker alive.
+                    while worker_socket.poll(0) and self.worker.socket is worker_socket:
+                        if (queued := self.worker.recv()) is not None:
+                            self.worker.reply(queued, self.dispatch(queued.body))
             # A stop seen by pulse() inside a long request has already been read off the pipe.
             if self._stopping or (self.ctx.control_fd in events and self.ctx.stop_requested()):
                 return True

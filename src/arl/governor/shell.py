@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import socket
 import tempfile
@@ -23,6 +24,7 @@ import zmq.asyncio
 
 import arl
 from arl import codec
+from arl.conductors.service import HEARTBEAT, LIVENESS
 from arl.config.spec import AgentSpec, PhaseSpec, RunSpec
 from arl.errors import ArlError, ComponentCrashed
 from arl.governor import machine as m
@@ -53,6 +55,7 @@ class RunOptions:
     checkpoint_dir: str
     logs: LogConfig
     control: str | None = None  # the executor's control endpoint
+    rundir: str | None = None  # a private directory for ipc endpoints; made (and removed) here if None
     control_id: str = "governor"  # this governor's identity on it
     timeouts: Timeouts = Timeouts()
 
@@ -71,7 +74,8 @@ class GovernorShell:
         self.spec = spec
         self.options = options
         self.machine = m.RunMachine(spec)
-        self.rundir = tempfile.mkdtemp(prefix="arl-run-")
+        self.rundir = options.rundir or tempfile.mkdtemp(prefix="arl-run-")
+        os.makedirs(self.rundir, exist_ok=True)
         self.zctx = zmq.asyncio.Context()
         self.broker_endpoint = f"ipc://{self.rundir}/broker"
         self.store_endpoint = f"ipc://{self.rundir}/store"
@@ -91,9 +95,10 @@ class GovernorShell:
 
     async def run(self) -> executor.RunOutcome:
         """Run to the end. Always stops every child and closes the store."""
-        self.writer.start()
         try:
-            async with Broker(self.zctx, self.broker_endpoint), MdpClient(self.zctx, self.broker_endpoint) as client:
+            self.writer.start()
+            broker = Broker(self.zctx, self.broker_endpoint, heartbeat=HEARTBEAT, liveness=LIVENESS)
+            async with broker, MdpClient(self.zctx, self.broker_endpoint) as client:
                 self.client = client
                 async with asyncio.TaskGroup() as group:
                     self._group = group
@@ -202,6 +207,8 @@ class GovernorShell:
 
     async def _watch(self, child: SupervisedChild) -> None:
         code = await child.exited
+        if child.stop_requested and code == 0:
+            return  # an interrupted controller that had nothing (more) to do
         if self.machine.state in (m.RunState.STARTING, m.RunState.RUNNING):
             self._post(m.Failed(f"process arl[{child.spec.label}] {describe_exit(code)}"))
 
@@ -209,7 +216,7 @@ class GovernorShell:
         assert self.client is not None
         reply = codec.decode(await self.client.request(service, codec.encode(message), timeout=timeout))
         if isinstance(reply, ErrorReply):
-            raise ComponentCrashed(reply.component, f"{reply.kind}: {reply.message}", reply.traceback)
+            raise ComponentCrashed(reply.component, reply.kind, reply.message, reply.traceback)
         return reply
 
     async def _setup_phase(self, phase: PhaseSpec) -> m.Event:

@@ -94,15 +94,3 @@ class BrainSaved:
     name: str
     directory: str
     sha256: str
-
-
-@message("control.teardown")
-class Teardown:
-    """Close the phase's components. Reply: :class:`TornDown`."""
-
-    phase: int
-
-
-@message("control.torn_down")
-class TornDown:
-    name: str

@@ -82,12 +82,19 @@ class ChildContext:
 
 
 def _die_with_parent() -> None:
-    """If the parent dies without reaping us, the kernel sends SIGKILL (Linux only)."""
+    """If the parent dies without reaping us, the kernel sends SIGKILL (Linux only).
+
+    The request only covers a parent that dies after it is made, so a parent already
+    gone by then (we were re-parented) means exiting now.
+    """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         log.debug("prctl(PR_SET_PDEATHSIG) unavailable; relying on the control pipe")
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)
 
 
 def _prepare(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> ChildContext:
@@ -108,7 +115,9 @@ def _resolve(target: str) -> Callable[[ChildContext], Any]:
 
 def _finish(ctx: ChildContext) -> None:
     logging.shutdown()  # closes the remote log handler, letting queued records leave
-    ctx.zmq.term()
+    # destroy, not term: after a crash some sockets may still be open, and term would
+    # wait for them forever. What is still queued gets a bounded second to leave.
+    ctx.zmq.destroy(linger=1000)
 
 
 def _bootstrap(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> None:
@@ -149,6 +158,7 @@ class SupervisedChild:
         self._conn: multiprocessing.connection.Connection | None = None
         self._process: Any = None  # a multiprocessing.Process
         self._exited: asyncio.Future[int] | None = None
+        self._stop_requested = False
 
     @property
     def pid(self) -> int | None:
@@ -217,8 +227,12 @@ class SupervisedChild:
                 said.cancel()
         if said in done and said.result() == READY:
             return
+        if said in done:  # the pipe closed: the child is exiting; its exit code follows
+            await self._wait_exit(timeout)
         if self._exited.done():
-            raise ComponentCrashed(self.spec.label, f"exited with code {self._exited.result()} before it was ready")
+            code = self._exited.result()
+            raise ComponentCrashed(f"arl[{self.spec.label}]", "ProcessExited",
+                                   f"exited with code {code} before it was ready (see its log above)")
         await self.stop(grace=0.0)
         raise StartTimeout(f"{self.spec.label} did not report ready within {timeout:.1f} s")
 
@@ -228,8 +242,14 @@ class SupervisedChild:
         assert self._exited is not None, "start() first"
         return self._exited
 
+    @property
+    def stop_requested(self) -> bool:
+        """True once the parent asked this child to stop: its exit is then expected."""
+        return self._stop_requested
+
     def request_stop(self) -> None:
         """Ask the child to stop (it decides when: a controller finishes its step)."""
+        self._stop_requested = True
         if self._conn is not None:
             try:
                 self._conn.send_bytes(STOP)

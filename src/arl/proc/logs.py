@@ -92,6 +92,8 @@ def restore_record(fields: dict[str, Any]) -> logging.LogRecord:
     """Re-create a LogRecord from what :class:`RemoteLogHandler` sent."""
     if not isinstance(fields, dict) or not isinstance(fields.get("name"), str):
         raise ProtocolError("a log frame must be a map with a logger name")
+    if not isinstance(fields.get("levelno"), int) or isinstance(fields.get("levelno"), bool):
+        raise ProtocolError("a log frame must carry an integer levelno")
     record = logging.makeLogRecord(fields)
     record.args = None
     return record

@@ -797,25 +797,26 @@ class StoreWriter:
         assert self._pull is not None
         assert self._recorder is not None
         recorder = self._recorder
-        recv = self._pull.recv
+        recv = self._pull.recv_multipart  # a producer may send several records as one message
         handle = recorder.handle
         batch_rows = self.batch_rows
         tokens: list[int] = []
         taken = 0
         while True:
             try:
-                frame = recv(zmq.NOBLOCK)
+                frames = recv(zmq.NOBLOCK)
             except zmq.Again:
                 self.received += taken
                 return tokens
-            taken += 1
-            if not frame:
-                if not self._stop.is_set():
-                    recorder.drop("an empty frame")
-                continue
-            token = handle(frame)
-            if token is not None:
-                tokens.append(token)
+            for frame in frames:
+                taken += 1
+                if not frame:
+                    if not self._stop.is_set():
+                        recorder.drop("an empty frame")
+                    continue
+                token = handle(frame)
+                if token is not None:
+                    tokens.append(token)
             if recorder.pending_rows >= batch_rows:
                 recorder.commit()
             elif taken & 0xFF == 0:  # the clock, on a queue that never runs empty
