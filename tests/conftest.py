@@ -32,9 +32,14 @@ class ArlRun:
         self.tmp = tmp
         self.db = tmp / "arl.db"
         self.url = f"sqlite:///{self.db}"
-        self.env = {**os.environ, "PYTHONPATH": str(COMPONENTS), "ARL_STORE_URL": self.url}
-        self.env.pop("PYTHONWARNINGS", None)
         self.started: list[subprocess.Popen[str]] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Read at each start, so a leak-check token set after this object was made is passed on."""
+        env = {**os.environ, "PYTHONPATH": str(COMPONENTS), "ARL_STORE_URL": self.url}
+        env.pop("PYTHONWARNINGS", None)
+        return env
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "arl.cli", *args]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -24,13 +26,23 @@ def poll_for(predicate: Callable[[], T], *, timeout: float = 10.0, interval: flo
         time.sleep(interval)
 
 
-def arl_processes() -> list[psutil.Process]:
-    """Every live process on this machine whose title is ``arl[...]``."""
+LEAK_TOKEN_VARIABLE = "ARL_LEAK_TOKEN"
+
+
+def arl_processes(token: str | None = None) -> list[psutil.Process]:
+    """Live processes titled ``arl[...]``; with ``token``, only those started under it.
+
+    Processes inherit their environment, so a token set in the environment of the
+    process that started a run marks every process of that run, even after a parent
+    died and the kernel re-parented its children.
+    """
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         try:
             cmdline = proc.info["cmdline"] or []
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and cmdline and cmdline[0].startswith("arl["):
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or not cmdline or not cmdline[0].startswith("arl["):
+                continue
+            if token is None or proc.environ().get(LEAK_TOKEN_VARIABLE) == token:
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -38,18 +50,31 @@ def arl_processes() -> list[psutil.Process]:
 
 
 @contextmanager
-def check_process_leak(*, timeout: float = 10.0) -> Iterator[None]:
-    """Fail if the block leaves an ``arl[...]`` process behind that was not there before."""
-    before = {p.pid for p in arl_processes()}
-    yield
+def check_process_leak(*, timeout: float = 10.0) -> Iterator[str]:
+    """Fail if the block leaves an ``arl[...]`` process behind.
 
-    def leaked() -> list[psutil.Process]:
-        return [p for p in arl_processes() if p.pid not in before]
-
+    Sets a fresh token in ``os.environ`` for the block: only processes started from
+    here (directly, or from a subprocess given a copy of ``os.environ``) are
+    considered, so tests running elsewhere on the machine are never touched.
+    """
+    token = uuid.uuid4().hex
+    # setproctitle reuses the environment's memory for long titles unless SPT_NOENV is
+    # set, which would erase the token from /proc/<pid>/environ.
+    marks = {LEAK_TOKEN_VARIABLE: token, "SPT_NOENV": "1"}
+    previous = {name: os.environ.get(name) for name in marks}
+    os.environ.update(marks)
     try:
-        poll_for(lambda: not leaked(), timeout=timeout, what="arl processes to exit")
+        yield token
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    try:
+        poll_for(lambda: not arl_processes(token), timeout=timeout, what="arl processes to exit")
     except TimeoutError:
-        left = leaked()
+        left = arl_processes(token)
         for proc in left:
             proc.kill()
         raise AssertionError(f"processes leaked: {[(p.pid, p.info['cmdline'][0]) for p in left]}") from None
