@@ -46,16 +46,25 @@ class ArlRun:
 
     def run(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.argv(*args, "--checkpoint-dir", str(self.tmp / "ckpt")) if args and args[0].endswith(".yml")
+            self.argv(*args, "--checkpoint-dir", str(self.tmp / "ckpt"))
+            if args and args[0].endswith(".yml")
             else self.argv(*args),
-            env=self.env, cwd=self.tmp, capture_output=True, text=True, timeout=timeout,
+            env=self.env,
+            cwd=self.tmp,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         """Start in a new session, as a shell would start a foreground job."""
         proc = subprocess.Popen(
             self.argv(*args, "--checkpoint-dir", str(self.tmp / "ckpt")),
-            env=self.env, cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=self.env,
+            cwd=self.tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             start_new_session=True,
         )
         self.started.append(proc)

@@ -32,8 +32,7 @@ def split_entry_point(entry_point: str) -> tuple[str, str]:
     parts = [*module.split("."), *attribute.split(".")]
     if not module or not attribute or not all(_IDENTIFIER.match(p) for p in parts):
         raise ValueError(
-            f"{entry_point!r} is not a class reference; write 'module:Class' "
-            "(for example 'arl.conditions:MaxSteps')"
+            f"{entry_point!r} is not a class reference; write 'module:Class' (for example 'arl.conditions:MaxSteps')"
         )
     return module, attribute
 
@@ -58,9 +57,7 @@ def import_class(entry_point: str) -> type:
             raise ComponentLoadError(_missing_attribute(owner, part, obj))
         obj = getattr(obj, part)
     if not inspect.isclass(obj):
-        raise ComponentLoadError(
-            f"'{module_name}:{attribute}' is not a class but a {type(obj).__name__} object"
-        )
+        raise ComponentLoadError(f"'{module_name}:{attribute}' is not a class but a {type(obj).__name__} object")
     return obj
 
 
@@ -72,17 +69,13 @@ def _import_module(name: str) -> Any:
         missing = exc.name or ""
         if missing == name or name.startswith(missing + "."):
             raise ComponentLoadError(
-                f"module {name!r} not found (no module named {missing!r}); "
-                "is it installed, or on the Python path?"
+                f"module {name!r} not found (no module named {missing!r}); is it installed, or on the Python path?"
             ) from None
         raise ComponentLoadError(
-            f"module {name!r} was found but could not be imported: it needs module "
-            f"{missing!r}, which is not installed"
+            f"module {name!r} was found but could not be imported: it needs module {missing!r}, which is not installed"
         ) from None
     except Exception as exc:  # any error in the user's module becomes a message
-        raise ComponentLoadError(
-            f"importing module {name!r} raised {type(exc).__name__}: {exc}"
-        ) from None
+        raise ComponentLoadError(f"importing module {name!r} raised {type(exc).__name__}: {exc}") from None
 
 
 def _missing_attribute(owner: str, name: str, obj: Any) -> str:
@@ -128,9 +121,7 @@ def params_problems(cls: type, params: dict[str, Any]) -> list[tuple[str | None,
         if p.kind in _KEYWORD_KINDS and p.default is inspect.Parameter.empty and n not in params
     ]
     if missing:
-        problems.append(
-            (None, f"{cls.__qualname__} needs parameter(s) " + ", ".join(map(repr, missing)))
-        )
+        problems.append((None, f"{cls.__qualname__} needs parameter(s) " + ", ".join(map(repr, missing))))
     return problems
 
 

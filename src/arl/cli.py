@@ -85,12 +85,28 @@ def _check_store(url: str) -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--parallel", "-j", default=1, show_default=True, type=click.IntRange(min=1),
-              help="How many runs to execute side by side.")
-@click.option("--store", "store", metavar="URL", default=None,
-              help="SQLAlchemy URL of the store [default: $ARL_STORE_URL, else sqlite:///arl.db].")
-@click.option("--checkpoint-dir", default="arl-checkpoints", show_default=True, type=click.Path(file_okay=False),
-              help="Where brains are saved at the end of each train phase.")
+@click.option(
+    "--parallel",
+    "-j",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many runs to execute side by side.",
+)
+@click.option(
+    "--store",
+    "store",
+    metavar="URL",
+    default=None,
+    help="SQLAlchemy URL of the store [default: $ARL_STORE_URL, else sqlite:///arl.db].",
+)
+@click.option(
+    "--checkpoint-dir",
+    default="arl-checkpoints",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where brains are saved at the end of each train phase.",
+)
 @click.option("--verbose", "-v", count=True, help="Log more: -v for progress, -vv for debugging.")
 def run(files: tuple[str, ...], parallel: int, store: str | None, checkpoint_dir: str, verbose: int) -> None:
     """Run the experiment FILES and record every step in the store.

@@ -36,7 +36,7 @@ def message(tag: str) -> Callable[[type[M]], type[M]]:
             raise ValueError(f"message tag {tag!r} is registered twice")
         data_cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
         _registry[tag] = data_cls
-        _layouts[data_cls] = (tag, tuple(f.name for f in dataclasses.fields(data_cls)))
+        _layouts[data_cls] = (tag, tuple(f.name for f in dataclasses.fields(data_cls)))  # type: ignore[arg-type]
         return data_cls
 
     return register

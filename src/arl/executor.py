@@ -102,8 +102,9 @@ class Executor:
                 # Inside the executor's directory, so even a killed governor leaves nothing.
                 rundir=f"{self._workdir}/{governor.identity.decode()}",
             )
-            spec = ChildSpec("governor", governor.spec.uid, "arl.governor.shell:main",
-                             {"spec": governor.spec, "options": options})
+            spec = ChildSpec(
+                "governor", governor.spec.uid, "arl.governor.shell:main", {"spec": governor.spec, "options": options}
+            )
             governor.child = SupervisedChild(spec, options.logs, asynchronous=True)
             try:
                 await governor.child.start(timeout=60.0)
@@ -120,8 +121,9 @@ class Executor:
             except TimeoutError:
                 if self._interrupts > 1:
                     return self._died(governor, "INTERRUPTED", "stopped at once by a second interrupt")
-                return self._died(governor, "FAILED", f"the run's governor process {describe_exit(code)} "
-                                  "without reporting")
+                return self._died(
+                    governor, "FAILED", f"the run's governor process {describe_exit(code)} without reporting"
+                )
 
     def _synthetic(self, governor: _Governor, status: str, error: str) -> emsg.RunOutcome:
         return emsg.RunOutcome(governor.spec.uid, None, status, 0, 0, 0, error, self.options.store_url)

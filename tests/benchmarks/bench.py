@@ -10,6 +10,7 @@ test: the machines are noisy, so compare ratios measured in one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import sqlite3
@@ -66,8 +67,13 @@ def run_arl(args: list[str], cwd: Path) -> Sampled:
     """Run arl-run, sampling its process tree's count and summed RSS every 20 ms."""
     env = {**os.environ, "ARL_STORE_URL": f"sqlite:///{cwd / 'arl.db'}"}
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "arl.cli", *args, "--checkpoint-dir", str(cwd / "ckpt")],
-                            cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arl.cli", *args, "--checkpoint-dir", str(cwd / "ckpt")],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     root = psutil.Process(proc.pid)
     peak_n = peak_rss = 0
     while proc.poll() is None:
@@ -75,10 +81,8 @@ def run_arl(args: list[str], cwd: Path) -> Sampled:
             tree = [root, *root.children(recursive=True)]
             rss = 0
             for p in tree:
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     rss += p.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
             peak_n, peak_rss = max(peak_n, len(tree)), max(peak_rss, rss)
         except psutil.NoSuchProcess:
             pass
@@ -175,8 +179,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
         dummy = run_arl([str(ROOT / "experiments" / "dummy.yml")], Path(tmp))
-    print(f"dummy   experiment wall time (arl-run, 2 phases x 10 steps): {dummy.wall:6.2f} s "
-          f"(target <= 5 s; palaestrAI 3.5.18: ~55 s)")
+    print(
+        f"dummy   experiment wall time (arl-run, 2 phases x 10 steps): {dummy.wall:6.2f} s "
+        f"(target <= 5 s; palaestrAI 3.5.18: ~55 s)"
+    )
 
     with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
         file = Path(tmp) / "steady.yml"
@@ -184,14 +190,20 @@ def main() -> None:
         steady = run_arl([str(file)], Path(tmp))
         steps, seconds = loop_rate(Path(tmp) / "arl.db")
     per_step = seconds / steps
-    print(f"steady  {steps} steps, 2 agents, 1 env, every step stored: {steps / seconds:8.0f} steps/s "
-          f"({per_step * 1e6:.0f} us/step; target >= 1,000/s; palaestrAI: ~30/s)")
+    print(
+        f"steady  {steps} steps, 2 agents, 1 env, every step stored: {steps / seconds:8.0f} steps/s "
+        f"({per_step * 1e6:.0f} us/step; target >= 1,000/s; palaestrAI: ~30/s)"
+    )
     print(f"steady  whole run wall time: {steady.wall:.2f} s, exit code {steady.returncode}")
-    print(f"steady  processes (peak, incl. arl-run): {steady.peak_processes}   "
-          f"summed peak RSS: {steady.peak_rss / 2**20:.0f} MiB (target <= 500 MiB; palaestrAI: 15, ~1.8 GB)")
-    print(f"ratio   one arl step = {per_step / direct:.1f} direct round trips "
-          f"= {per_step / brokered:.1f} brokered round trips "
-          f"(a step makes 2 round trips in sequence: agents in parallel, then the environment)")
+    print(
+        f"steady  processes (peak, incl. arl-run): {steady.peak_processes}   "
+        f"summed peak RSS: {steady.peak_rss / 2**20:.0f} MiB (target <= 500 MiB; palaestrAI: 15, ~1.8 GB)"
+    )
+    print(
+        f"ratio   one arl step = {per_step / direct:.1f} direct round trips "
+        f"= {per_step / brokered:.1f} brokered round trips "
+        f"(a step makes 2 round trips in sequence: agents in parallel, then the environment)"
+    )
 
 
 if __name__ == "__main__":

@@ -67,9 +67,7 @@ def dummy(rng: np.random.Generator, agent: str) -> tuple[Values, ...]:
     sensors = {f"env.s{i}": x for i, x in enumerate(readings)}
     half = 0 if agent == AGENTS[0] else 5
     inputs = {f"env.s{i}": readings[i] for i in range(half, half + 5)}
-    setpoints = {
-        f"env.a{i}": x for i, x in zip(range(half, half + 5), rng.random(5).tolist(), strict=True)
-    }
+    setpoints = {f"env.a{i}": x for i, x in zip(range(half, half + 5), rng.random(5).tolist(), strict=True)}
     return sensors, {"reward": readings[0]}, inputs, setpoints, {"reward": readings[0]}
 
 

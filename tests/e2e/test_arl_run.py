@@ -44,11 +44,22 @@ schedule:
 """
 
 
-def write(tmp: Path, *, uid: str = "e2e", env: str = "arl.dummy:DummyEnvironment", env_params: str = "{}",
-          muscle: str = "arl.dummy:DummyMuscle", muscle_params: str = "{}", episodes: int = 1) -> str:
+def write(
+    tmp: Path,
+    *,
+    uid: str = "e2e",
+    env: str = "arl.dummy:DummyEnvironment",
+    env_params: str = "{}",
+    muscle: str = "arl.dummy:DummyMuscle",
+    muscle_params: str = "{}",
+    episodes: int = 1,
+) -> str:
     path = tmp / f"{uid}.yml"
-    path.write_text(TEMPLATE.format(uid=uid, env=env, env_params=env_params, muscle=muscle,
-                                    muscle_params=muscle_params, episodes=episodes))
+    path.write_text(
+        TEMPLATE.format(
+            uid=uid, env=env, env_params=env_params, muscle=muscle, muscle_params=muscle_params, episodes=episodes
+        )
+    )
     return str(path)
 
 
@@ -109,7 +120,8 @@ def test_an_exception_in_the_environment_fails_the_run_with_its_traceback(arl_ru
     assert status == "FAILED"
     # The traceback is the environment's own, from its process, not a re-wrapped one.
     assert error.startswith("env.env.0: RuntimeError: boom at step 5")
-    assert "arl_test_components.py" in error and "in step" in error
+    assert "arl_test_components.py" in error
+    assert "in step" in error
     assert arl_run.scalar("select end_reason from episodes") == "failed"
     # Steps 1-4 completed before the crash: each stored once, with both agents' actions.
     assert arl_run.query("select step from environment_steps order by step") == [(1,), (2,), (3,), (4,)]
@@ -127,8 +139,9 @@ def test_a_muscle_that_raises_fails_the_run_instead_of_acting_empty(arl_run, no_
 
 
 def _slow_run(arl_run) -> subprocess.Popen[str]:
-    file = write(arl_run.tmp, env="arl_test_components:SlowEnvironment",
-                 env_params="{delay: 0.01, episode_length: 100000}")
+    file = write(
+        arl_run.tmp, env="arl_test_components:SlowEnvironment", env_params="{delay: 0.01, episode_length: 100000}"
+    )
     proc = arl_run.start(file)
     poll_for(lambda: _steps(arl_run) >= 20, timeout=30, what="steps in the store")
     return proc
@@ -140,10 +153,15 @@ def _steps(arl_run) -> int:
 
 def test_a_child_killed_with_sigkill_fails_the_run_cleanly(arl_run, no_leaks) -> None:
     proc = _slow_run(arl_run)
-    victim = poll_for(lambda: [p for p in psutil.Process(proc.pid).children(recursive=True)
-                               if p.cmdline() and p.cmdline()[0].startswith("arl[environment:")])
+    victim = poll_for(
+        lambda: [
+            p
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if p.cmdline() and p.cmdline()[0].startswith("arl[environment:")
+        ]
+    )
     victim[0].kill()
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
     status, error = arl_run.query("select status, error from experiment_runs")[0]
     assert status == "FAILED"
@@ -190,7 +208,8 @@ def test_parallel_runs_each_get_their_own_governor_and_rows(arl_run, no_leaks) -
     b = write(arl_run.tmp, uid="second", episodes=3)
     done = arl_run.run(a, b, "--parallel", "2")
     assert done.returncode == 0, done.stderr
-    assert "run first" in done.stdout and "run second" in done.stdout
+    assert "run first" in done.stdout
+    assert "run second" in done.stdout
     rows = arl_run.query(
         "select r.uid, count(s.id) from experiment_runs r join phases p on p.run_id = r.id "
         "join episodes e on e.phase_id = p.id join environment_steps s on s.episode_id = e.id "
@@ -206,9 +225,9 @@ schedule:
   - wide:
       environments:
         - environment:
-            name: arl_test_components:SlowEnvironment
+            name: arl.dummy:DummyEnvironment
             uid: env
-            params: {delay: 0.01, episode_length: 100000}
+            params: {episode_length: 5}
       agents:
         - name: solo
           brain: {name: arl.dummy:DummyBrain}
@@ -219,6 +238,11 @@ schedule:
       simulation: {name: vanilla}
       phase_config: {mode: train, episodes: 1, workers: 2}
   - narrow:
+      environments:
+        - environment:
+            name: arl_test_components:SlowEnvironment
+            uid: env
+            params: {delay: 0.01, episode_length: 100000}
       phase_config: {mode: test, workers: 1}
 """
 
@@ -226,46 +250,46 @@ schedule:
 def test_ctrl_c_with_a_worker_idle_in_this_phase_still_ends_interrupted(arl_run, no_leaks) -> None:
     """Phase 1 uses one of two controllers; the idle one exits on the stop word: not a crash."""
     file = arl_run.tmp / "two.yml"
-    file.write_text(TWO_PHASES.replace("episode_length: 100000", "episode_length: 5").replace(
-        "  - narrow:\n      phase_config: {mode: test, workers: 1}",
-        "  - narrow:\n      environments:\n        - environment:\n            name: arl_test_components:SlowEnvironment\n"
-        "            uid: env\n            params: {delay: 0.01, episode_length: 100000}\n"
-        "      phase_config: {mode: test, workers: 1}"))
+    file.write_text(TWO_PHASES)
     proc = arl_run.start(str(file))
-    poll_for(lambda: arl_run.count("phases") == 2 and _steps(arl_run) > 20,
-             timeout=30, what="the second phase to step")
+    poll_for(lambda: arl_run.count("phases") == 2 and _steps(arl_run) > 20, timeout=30, what="phase 2 to step")
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert arl_run.scalar("select status from experiment_runs") == "INTERRUPTED"
 
 
-
-
 def test_a_second_ctrl_c_stops_at_once_and_still_says_interrupted(arl_run, no_leaks) -> None:
-    file = write(arl_run.tmp, env="arl_test_components:SlowEnvironment",
-                 env_params="{delay: 30, episode_length: 10}")  # a step that will not end soon
+    file = write(
+        arl_run.tmp, env="arl_test_components:SlowEnvironment", env_params="{delay: 30, episode_length: 10}"
+    )  # a step that will not end soon
     proc = arl_run.start(file)
-    poll_for(lambda: arl_run.count("episodes") == 1,
-             timeout=30, what="the episode to start")
+    poll_for(lambda: arl_run.count("episodes") == 1, timeout=30, what="the episode to start")
     os.killpg(proc.pid, signal.SIGINT)
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert arl_run.scalar("select status from experiment_runs") == "INTERRUPTED"
 
 
 @pytest.mark.parametrize("when", ["as conductors start", "mid-run"])
 def test_kill_9_of_arl_run_leaves_no_process_behind(arl_run, no_leaks, when: str) -> None:
-    file = write(arl_run.tmp, env="arl_test_components:SlowEnvironment",
-                 env_params="{delay: 0.01, episode_length: 100000}")
+    file = write(
+        arl_run.tmp, env="arl_test_components:SlowEnvironment", env_params="{delay: 0.01, episode_length: 100000}"
+    )
     proc = arl_run.start(file)
     tree = psutil.Process(proc.pid)
     if when == "mid-run":
         poll_for(lambda: _steps(arl_run) >= 5, timeout=30, what="steps")
     else:
-        poll_for(lambda: any(p.cmdline()[:1] and p.cmdline()[0].startswith(("arl[agent", "arl[environment"))
-                             for p in tree.children(recursive=True)), timeout=30, interval=0.001,
-                 what="a conductor")
+        poll_for(
+            lambda: any(
+                p.cmdline()[:1] and p.cmdline()[0].startswith(("arl[agent", "arl[environment"))
+                for p in tree.children(recursive=True)
+            ),
+            timeout=30,
+            interval=0.001,
+            what="a conductor",
+        )
     proc.kill()
     proc.communicate(timeout=10)

@@ -82,31 +82,59 @@ def test_a_phase_runs_through_real_sockets(rundir: str, controller: str) -> None
         InProcess(_spec("environment", "env.env.0", rundir, f"ipc://{rundir}/e0"), lambda c: Service(c, env.handle)),
         InProcess(_spec("agent", "agent.d", rundir, f"ipc://{rundir}/a0"), lambda c: Service(c, defender.handle)),
         InProcess(_spec("agent", "agent.a", rundir, f"ipc://{rundir}/a1"), lambda c: Service(c, attacker.handle)),
-        InProcess(_spec("controller", "controller.0", rundir, None, store=f"ipc://{rundir}/store"),
-                  lambda c: SimulationController(c).service),
+        InProcess(
+            _spec("controller", "controller.0", rundir, None, store=f"ipc://{rundir}/store"),
+            lambda c: SimulationController(c).service,
+        ),
     ]
 
     async def drive() -> Any:
         actx = zmq.asyncio.Context()
         try:
             async with Broker(actx, f"ipc://{rundir}/broker"), MdpClient(actx, f"ipc://{rundir}/broker") as client:
-                ready = await _request(client, "env.env.0", control.SetupEnvironment(
-                    0, "env", "arl.dummy:DummyEnvironment", {"sensors": 4, "actuators": 4, "episode_length": 5}, 1))
+                ready = await _request(
+                    client,
+                    "env.env.0",
+                    control.SetupEnvironment(
+                        0, "env", "arl.dummy:DummyEnvironment", {"sensors": 4, "actuators": 4, "episode_length": 5}, 1
+                    ),
+                )
                 spaces = dict(ready.sensors) | dict(ready.actuators)
-                for service, name, ids in (("agent.d", "d", (["env.s0", "env.s1"], ["env.a0"])),
-                                           ("agent.a", "a", (["env.s2"], ["env.a1", "env.a2"]))):
+                for service, name, ids in (
+                    ("agent.d", "d", (["env.s0", "env.s1"], ["env.a0"])),
+                    ("agent.a", "a", (["env.s2"], ["env.a1", "env.a2"])),
+                ):
                     setup = control.SetupAgent(
-                        0, name, ["arl.dummy:DummyBrain", {}], ["arl.dummy:DummyMuscle", {}],
-                        ["arl.dummy:DummyObjective", {}], [[i, spaces[i]] for i in ids[0]],
-                        [[i, spaces[i]] for i in ids[1]], 1, True, 3, None)
+                        0,
+                        name,
+                        ["arl.dummy:DummyBrain", {}],
+                        ["arl.dummy:DummyMuscle", {}],
+                        ["arl.dummy:DummyObjective", {}],
+                        [[i, spaces[i]] for i in ids[0]],
+                        [[i, spaces[i]] for i in ids[1]],
+                        1,
+                        True,
+                        3,
+                        None,
+                    )
                     assert isinstance(await _request(client, service, setup), control.AgentReady)
                 endpoints = {s: (await client.lookup(s))["direct"] for s in ("agent.d", "agent.a", "env.env.0")}
-                run = control.RunPhase(0, 0, controller, [["arl.conditions:EnvironmentDone", {}]], 2, None,
-                                       {"d": [["env.s0", "env.s1"], ["env.a0"]], "a": [["env.s2"], ["env.a1", "env.a2"]]},
-                                       ["env"], endpoints, 5)
+                run = control.RunPhase(
+                    0,
+                    0,
+                    controller,
+                    [["arl.conditions:EnvironmentDone", {}]],
+                    2,
+                    None,
+                    {"d": [["env.s0", "env.s1"], ["env.a0"]], "a": [["env.s2"], ["env.a1", "env.a2"]]},
+                    ["env"],
+                    endpoints,
+                    5,
+                )
                 done = await _request(client, "controller.0", run)
-                broken = await _request(client, "env.env.0", control.SetupEnvironment(
-                    1, "env", "arl.dummy:Nope", {}, 1))
+                broken = await _request(
+                    client, "env.env.0", control.SetupEnvironment(1, "env", "arl.dummy:Nope", {}, 1)
+                )
                 return done, broken
         finally:
             actx.term()
@@ -125,17 +153,21 @@ def test_a_phase_runs_through_real_sockets(rundir: str, controller: str) -> None
     if controller == "vanilla":  # every agent acts in every step
         assert kinds == {"EpisodeStarted": 2, "EnvironmentStep": 10, "AgentAction": 20, "EpisodeEnded": 2}
         assert {(r.episode, r.step, r.agent) for r in actions} == {
-            (e, s, a) for e in range(2) for s in range(1, 6) for a in "da"}
+            (e, s, a) for e in range(2) for s in range(1, 6) for a in "da"
+        }
     else:  # one agent a step, in the file's order: d, a, d, a, d
         assert kinds == {"EpisodeStarted": 2, "EnvironmentStep": 10, "AgentAction": 10, "EpisodeEnded": 2}
         assert sorted((r.episode, r.step, r.agent) for r in actions) == [
-            (e, s, "d" if s % 2 else "a") for e in range(2) for s in range(1, 6)]
+            (e, s, "d" if s % 2 else "a") for e in range(2) for s in range(1, 6)
+        ]
     assert all(set(r.setpoints) == {"env.a0"} for r in actions if r.agent == "d")
     assert all(set(r.inputs) == {"env.s2"} for r in actions if r.agent == "a")
     # The defender's objective is the sum of the rewards that followed its action.
     first = next(r for r in actions if r.agent == "d")
     assert first.objective == pytest.approx(sum(first.rewards.values()))
     experiences = 10 if controller == "vanilla" else 6
-    assert defender.brain is not None and defender.brain.experiences == experiences  # type: ignore[attr-defined]
+    assert defender.brain is not None
+    assert defender.brain.experiences == experiences
     assert isinstance(broken, ErrorReply)
-    assert broken.kind == "ComponentLoadError" and "Nope" in broken.message
+    assert broken.kind == "ComponentLoadError"
+    assert "Nope" in broken.message

@@ -133,18 +133,14 @@ class WorkerThread:
 
 
 async def broker_has(broker: Broker, service: str, count: int) -> None:
-    await wait_until(
-        lambda: broker.services().get(service, 0) == count, f"{count} worker(s) of {service!r}"
-    )
+    await wait_until(lambda: broker.services().get(service, 0) == count, f"{count} worker(s) of {service!r}")
 
 
 def test_request_reply(endpoint: str) -> None:
     async def main(ctx: zmq.asyncio.Context) -> None:
         async with fast_broker(ctx, endpoint) as broker, MdpClient(ctx, endpoint) as client:
             with WorkerThread(endpoint, "agent.defender"):
-                assert await client.request("agent.defender", b"hi", timeout=DEADLINE) == (
-                    b"agent.defender:hi"
-                )
+                assert await client.request("agent.defender", b"hi", timeout=DEADLINE) == (b"agent.defender:hi")
                 assert broker.services() == {"agent.defender": 1}
 
     run(main)
@@ -157,14 +153,9 @@ def test_concurrent_requests_to_two_services(endpoint: str) -> None:
                 services = ["env.a.0", "env.b.0"] * 10
                 bodies = [str(i).encode() for i in range(len(services))]
                 replies = await asyncio.gather(
-                    *(
-                        client.request(s, b, timeout=DEADLINE)
-                        for s, b in zip(services, bodies, strict=True)
-                    )
+                    *(client.request(s, b, timeout=DEADLINE) for s, b in zip(services, bodies, strict=True))
                 )
-                assert replies == [
-                    f"{s}:{b.decode()}".encode() for s, b in zip(services, bodies, strict=True)
-                ]
+                assert replies == [f"{s}:{b.decode()}".encode() for s, b in zip(services, bodies, strict=True)]
 
     run(main)
 
@@ -175,9 +166,7 @@ def test_concurrent_requests_to_one_service_round_robin(endpoint: str) -> None:
             with WorkerThread(endpoint, "svc") as one, WorkerThread(endpoint, "svc") as two:
                 await broker_has(broker, "svc", 2)
                 bodies = [str(i).encode() for i in range(20)]
-                replies = await asyncio.gather(
-                    *(client.request("svc", b, timeout=DEADLINE) for b in bodies)
-                )
+                replies = await asyncio.gather(*(client.request("svc", b, timeout=DEADLINE) for b in bodies))
                 assert replies == [b"svc:" + b for b in bodies]
                 assert sorted(one.served + two.served) == sorted(bodies)
                 assert one.served, "round robin left the first worker idle"
@@ -203,9 +192,7 @@ def test_request_timeout_names_the_service(endpoint: str) -> None:
     async def main(ctx: zmq.asyncio.Context) -> None:
         async with fast_broker(ctx, endpoint), MdpClient(ctx, endpoint) as client:
             started = time.monotonic()
-            with pytest.raises(
-                RequestTimeout, match=r"no reply from service 'ghost' within 0\.2 s"
-            ):
+            with pytest.raises(RequestTimeout, match=r"no reply from service 'ghost' within 0\.2 s"):
                 await client.request("ghost", b"?", timeout=0.2)
             assert time.monotonic() - started < 2.0
 
@@ -263,9 +250,7 @@ def test_worker_reregisters_after_broker_restart(endpoint: str) -> None:
     run(main)
 
 
-def test_broker_drops_malformed_frames_and_keeps_serving(
-    endpoint: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_broker_drops_malformed_frames_and_keeps_serving(endpoint: str, caplog: pytest.LogCaptureFixture) -> None:
     async def main(ctx: zmq.asyncio.Context) -> None:
         rogue = ctx.socket(zmq.DEALER)
         rogue.setsockopt(zmq.LINGER, 0)

@@ -164,9 +164,7 @@ def episode(phase: int, worker: int, index: int, steps: int = STEPS) -> list[Any
     for step in range(steps):
         last = step == steps - 1
         records.append(
-            EnvironmentStep(
-                phase, worker, index, step, "grid", sensors(step), env_rewards(step), last, False
-            )
+            EnvironmentStep(phase, worker, index, step, "grid", sensors(step), env_rewards(step), last, False)
         )
         for agent in AGENTS:
             records.append(
@@ -377,9 +375,7 @@ def test_malformed_frames_are_dropped_and_the_rest_stored(
     assert count_steps(reader, run_id) == 1
 
 
-def test_numpy_scalars_in_rewards_become_plain_json(
-    make_writer: Callable[..., StoreWriter], reader: Engine
-) -> None:
+def test_numpy_scalars_in_rewards_become_plain_json(make_writer: Callable[..., StoreWriter], reader: Engine) -> None:
     writer = make_writer()
     begin_run(writer)
     rewards = {
@@ -390,9 +386,7 @@ def test_numpy_scalars_in_rewards_become_plain_json(
     }
     writer.submit(EpisodeStarted(0, 0, 0, T0))
     writer.submit(
-        EnvironmentStep(
-            0, 0, 0, 0, "grid", {"m": np.eye(2, dtype=np.float32)}, rewards, np.bool_(True), False
-        )
+        EnvironmentStep(0, 0, 0, 0, "grid", {"m": np.eye(2, dtype=np.float32)}, rewards, np.bool_(True), False)
     )
     writer.submit(AgentAction(0, 0, 0, 0, "attacker", {}, {}, rewards, np.float32(1.5)))
     writer.flush()

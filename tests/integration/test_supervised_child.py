@@ -49,11 +49,7 @@ class ListHandler(logging.Handler):
         self.records.append(record)
 
     def messages(self, label: str | None = None) -> list[str]:
-        return [
-            r.getMessage()
-            for r in list(self.records)
-            if label is None or getattr(r, "arl_process", None) == label
-        ]
+        return [r.getMessage() for r in list(self.records) if label is None or getattr(r, "arl_process", None) == label]
 
 
 @contextmanager
@@ -183,9 +179,7 @@ def test_bootstrap_sets_title_ignores_sigint_and_asks_to_die_with_its_parent(log
         code = asyncio.run(main())
 
     assert code == 0
-    assert got.messages("test:title")[0] == (
-        f"title=arl[test:title] sigint=ignored pdeathsig={int(signal.SIGKILL)}"
-    )
+    assert got.messages("test:title")[0] == (f"title=arl[test:title] sigint=ignored pdeathsig={int(signal.SIGKILL)}")
 
 
 @pytest.mark.usefixtures("components", "no_leaks")
@@ -207,7 +201,8 @@ def test_start_of_a_child_that_crashes_raises_component_crashed(logs: Logs) -> N
         c = asyncio.run(main())
         crashed = poll_for(
             lambda: [r for r in got.records if r.levelno == logging.CRITICAL],
-            timeout=10, what="the crash report",
+            timeout=10,
+            what="the crash report",
         )
 
     assert c.exitcode == 1
@@ -353,8 +348,11 @@ def test_async_child_starts_and_stops(logs: Logs) -> None:
                 await settle(c)
 
         pid, cmdline, code = asyncio.run(main())
-        poll_for(lambda: "async stopping test:aio" in got.messages("test:aio"), timeout=10,
-                 what="the async child's last line")
+        poll_for(
+            lambda: "async stopping test:aio" in got.messages("test:aio"),
+            timeout=10,
+            what="the async child's last line",
+        )
 
     assert cmdline[0] == "arl[test:aio]"
     assert code == 0
@@ -389,7 +387,10 @@ def test_a_child_dies_with_its_parent(logs: Logs, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     parent = subprocess.Popen(
         [sys.executable, str(script), logs.config.endpoint],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     orphan: int | None = None
     try:
@@ -418,11 +419,21 @@ def test_a_child_dies_with_its_parent(logs: Logs, tmp_path: Path) -> None:
 
 def record(name: str, msg: str, level: int = logging.WARNING, label: str = "test:raw") -> bytes:
     """A frame as RemoteLogHandler sends it."""
-    return pack({
-        "name": name, "levelno": level, "levelname": logging.getLevelName(level),
-        "pathname": __file__, "lineno": 1, "funcName": "record", "created": time.time(),
-        "msecs": 0.0, "msg": msg, "exc_text": None, "arl_process": label,
-    })
+    return pack(
+        {
+            "name": name,
+            "levelno": level,
+            "levelname": logging.getLevelName(level),
+            "pathname": __file__,
+            "lineno": 1,
+            "funcName": "record",
+            "created": time.time(),
+            "msecs": 0.0,
+            "msg": msg,
+            "exc_text": None,
+            "arl_process": label,
+        }
+    )
 
 
 @contextmanager
@@ -439,8 +450,11 @@ def pusher(endpoint: str) -> Iterator[zmq.Socket[Any]]:
 
 
 def test_log_server_drops_a_malformed_frame_with_a_warning_and_keeps_serving(logs: Logs) -> None:
-    with collect("arl.logs", logging.WARNING) as warned, collect("arl.test.raw") as got, \
-            pusher(logs.config.endpoint) as push:
+    with (
+        collect("arl.logs", logging.WARNING) as warned,
+        collect("arl.test.raw") as got,
+        pusher(logs.config.endpoint) as push,
+    ):
         push.send(b"\xc1 not msgpack at all")
         push.send(pack([1, 2, 3]))  # msgpack, but not a map
         push.send(pack({"levelno": 30}))  # a map without a logger name
@@ -455,12 +469,16 @@ def test_log_server_drops_a_malformed_frame_with_a_warning_and_keeps_serving(log
 
 
 def test_log_server_survives_a_frame_without_a_level(
-    logs: Logs, monkeypatch: pytest.MonkeyPatch,
+    logs: Logs,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     died: list[BaseException | None] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
-    with collect("arl.logs", logging.WARNING) as warned, collect("arl.test.raw") as got, \
-            pusher(logs.config.endpoint) as push:
+    with (
+        collect("arl.logs", logging.WARNING) as warned,
+        collect("arl.test.raw") as got,
+        pusher(logs.config.endpoint) as push,
+    ):
         push.send(pack({"name": "arl.test.raw", "msg": "no level"}))
         push.send(pack({"name": "arl.test.raw", "levelno": "high", "msg": "a level that is text"}))
         push.send(record("arl.test.raw", "after the levelless frames"))

@@ -22,9 +22,11 @@ def _titled(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def test_a_process_left_behind_is_reported_and_killed() -> None:
-    with pytest.raises(AssertionError, match=r"processes leaked: .*arl\[leak:test\]"):  # noqa: PT012
-        with check_process_leak(timeout=0.5):
-            proc = _titled(dict(os.environ))
+    with (
+        pytest.raises(AssertionError, match=r"processes leaked: .*arl\[leak:test\]"),
+        check_process_leak(timeout=0.5),
+    ):
+        proc = _titled(dict(os.environ))
     assert proc.wait(5) == -9
 
 

@@ -130,9 +130,7 @@ schedule:
 """
 
 
-CONDITIONS = (
-    "        conditions:\n          - {name: arl.conditions:MaxSteps, params: {steps: 10}}\n"
-)
+CONDITIONS = "        conditions:\n          - {name: arl.conditions:MaxSteps, params: {steps: 10}}\n"
 
 
 def edit(old: str, new: str, text: str = GOOD) -> str:
@@ -201,8 +199,7 @@ def test_document_is_the_resolved_file_and_loads_again() -> None:
 
 def test_defaults_and_palaestrai_spellings() -> None:
     text = edit(
-        "      phase_config:\n        mode: train\n        episodes: 2\n"
-        "        workers: 1\n        max_steps: 50\n",
+        "      phase_config:\n        mode: train\n        episodes: 2\n        workers: 1\n        max_steps: 50\n",
         "      phase_config: {worker: 3}\n",
     )
     text = edit(
@@ -304,10 +301,7 @@ BROKEN: list[tuple[str, str, list[str]]] = [
     (
         "control-character",
         edit("uid: dummy-run", "uid: dummy\x07run"),
-        [
-            "exp.yml:1:11: YAML syntax error: unacceptable character #x0007: special "
-            "characters are not allowed"
-        ],
+        ["exp.yml:1:11: YAML syntax error: unacceptable character #x0007: special characters are not allowed"],
     ),
     (
         "unknown-key",
@@ -385,10 +379,7 @@ BROKEN: list[tuple[str, str, list[str]]] = [
             "test_config_loader:GoodObjective}\n          sensors: [env.s0, env.s1]",
             "arl.api:Objective}\n          sensors: [env.s0, env.s1]",
         ),
-        [
-            f"exp.yml:18:29: {A0}.objective.name: arl.api:Objective is abstract: "
-            "it does not implement evaluate"
-        ],
+        [f"exp.yml:18:29: {A0}.objective.name: arl.api:Objective is abstract: it does not implement evaluate"],
     ),
     (
         "wrong-condition-class",
@@ -410,10 +401,7 @@ BROKEN: list[tuple[str, str, list[str]]] = [
     (
         "missing-param",
         edit("params: {steps: 10}", "params: {}"),
-        [
-            f"exp.yml:24:53: {P0}.simulation.conditions.0.params: "
-            "MaxSteps needs parameter(s) 'steps'"
-        ],
+        [f"exp.yml:24:53: {P0}.simulation.conditions.0.params: MaxSteps needs parameter(s) 'steps'"],
     ),
     (
         "duplicate-env-uid",
@@ -422,10 +410,7 @@ BROKEN: list[tuple[str, str, list[str]]] = [
             "            params: {sensors: 10}\n"
             "        - environment: {name: test_config_loader:GoodEnvironment, uid: env}\n",
         ),
-        [
-            f"exp.yml:14:72: {P0}.environments.1.environment.uid: "
-            "duplicate environment uid 'env' (first at line 12)"
-        ],
+        [f"exp.yml:14:72: {P0}.environments.1.environment.uid: duplicate environment uid 'env' (first at line 12)"],
     ),
     (
         "duplicate-agent-name",
@@ -437,10 +422,7 @@ BROKEN: list[tuple[str, str, list[str]]] = [
             "          muscle: {name: test_config_loader:GoodMuscle}\n"
             "          objective: {name: test_config_loader:GoodObjective}\n",
         ),
-        [
-            "exp.yml:39:17: schedule.1.phase_1.agents.1.name: "
-            "duplicate agent name 'defender' (first at line 32)"
-        ],
+        ["exp.yml:39:17: schedule.1.phase_1.agents.1.name: duplicate agent name 'defender' (first at line 32)"],
     ),
     (
         "sensor-of-unknown-environment",
@@ -453,10 +435,7 @@ BROKEN: list[tuple[str, str, list[str]]] = [
     (
         "unqualified-actuator",
         edit("actuators: [env.a0]\n      simulation", "actuators: [a0]\n      simulation"),
-        [
-            f"exp.yml:20:23: {A0}.actuators.0: "
-            "actuator id 'a0' must be '<environment uid>.<actuator id>'"
-        ],
+        [f"exp.yml:20:23: {A0}.actuators.0: actuator id 'a0' must be '<environment uid>.<actuator id>'"],
     ),
     (
         "load-from-a-later-phase",
@@ -519,10 +498,7 @@ BROKEN: list[tuple[str, str, list[str]]] = [
     (
         "worker-and-workers",
         edit("workers: 1", "workers: 1\n        worker: 1"),
-        [
-            f"exp.yml:29:9: {P0}.phase_config.worker: "
-            "give 'workers' or palaestrAI's 'worker', not both"
-        ],
+        [f"exp.yml:29:9: {P0}.phase_config.worker: give 'workers' or palaestrAI's 'worker', not both"],
     ),
     (
         "phase-not-indented",
@@ -545,10 +521,7 @@ BROKEN: list[tuple[str, str, list[str]]] = [
     (
         "non-string-key",
         edit("params: {sensors: 10}", "params: {1: 10}"),
-        [
-            f"exp.yml:13:22: {P0}.environments.0.environment.params.1: "
-            "keys must be strings, got integer 1"
-        ],
+        [f"exp.yml:13:22: {P0}.environments.0.environment.params.1: keys must be strings, got integer 1"],
     ),
     (
         "custom-tag",
@@ -678,8 +651,7 @@ def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         ("arl_cfgtest_fine:value", "'arl_cfgtest_fine:value' is not a class but a int object"),
         (
             "arl_cfgtest_fine",
-            "'arl_cfgtest_fine' is not a class reference; write 'module:Class' "
-            "(for example 'arl.conditions:MaxSteps')",
+            "'arl_cfgtest_fine' is not a class reference; write 'module:Class' (for example 'arl.conditions:MaxSteps')",
         ),
     ],
 )

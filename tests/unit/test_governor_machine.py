@@ -57,7 +57,8 @@ def test_a_train_phase_saves_brains_once_every_worker_is_done() -> None:
     assert machine.handle(m.WorkerDone(0, 0, 1, 10, "episodes")) == []
     assert machine.handle(m.WorkerDone(0, 0, 1, 10, "episodes")) == []  # a duplicate counts once
     assert machine.handle(m.WorkerDone(0, 1, 1, 10, "episodes")) == [m.SaveBrains(0)]
-    assert machine.totals.steps == 20 and machine.totals.episodes == 2
+    assert machine.totals.steps == 20
+    assert machine.totals.episodes == 2
 
 
 def test_saved_brains_lead_to_the_next_phase() -> None:
@@ -65,7 +66,9 @@ def test_saved_brains_lead_to_the_next_phase() -> None:
     machine.handle(m.PhaseSetUp(0))
     machine.handle(m.WorkerDone(0, 0, 1, 10, "episodes"))
     assert machine.handle(m.BrainsSaved(0)) == [
-        m.RecordPhaseEnded(0, "completed"), m.RecordPhaseStarted(1), m.SetupPhase(1)
+        m.RecordPhaseEnded(0, "completed"),
+        m.RecordPhaseStarted(1),
+        m.SetupPhase(1),
     ]
     assert machine.phase == 1
 
@@ -74,7 +77,8 @@ def test_the_last_test_phase_ends_the_run_finished() -> None:
     machine = _running((1, False))
     machine.handle(m.PhaseSetUp(0))
     assert machine.handle(m.WorkerDone(0, 0, 3, 30, "episodes")) == [
-        m.RecordPhaseEnded(0, "completed"), m.StopChildren()
+        m.RecordPhaseEnded(0, "completed"),
+        m.StopChildren(),
     ]
     assert machine.state is RunState.STOPPING
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None)]
@@ -85,9 +89,7 @@ def test_the_last_test_phase_ends_the_run_finished() -> None:
 def test_a_failure_while_stepping_stops_everything_and_fails() -> None:
     machine = _running((1, True))
     machine.handle(m.PhaseSetUp(0))
-    assert machine.handle(m.Failed("agent.x: ValueError: boom")) == [
-        m.RecordPhaseEnded(0, "failed"), m.StopChildren()
-    ]
+    assert machine.handle(m.Failed("agent.x: ValueError: boom")) == [m.RecordPhaseEnded(0, "failed"), m.StopChildren()]
     assert machine.handle(m.Failed("a second error")) == []
     assert machine.handle(m.WorkerDone(0, 0, 1, 3, "episodes")) == []  # late replies are ignored
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FAILED, "agent.x: ValueError: boom")]
@@ -108,7 +110,8 @@ def test_a_stop_while_stepping_interrupts_workers_and_waits_for_them() -> None:
     assert machine.handle(m.StopRequested("interrupted")) == []  # asked once
     assert machine.handle(m.WorkerDone(0, 0, 1, 4, "interrupted")) == []
     assert machine.handle(m.WorkerDone(0, 1, 1, 5, "interrupted")) == [
-        m.RecordPhaseEnded(0, "interrupted"), m.StopChildren()
+        m.RecordPhaseEnded(0, "interrupted"),
+        m.StopChildren(),
     ]
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None)]
     assert machine.state is RunState.STOPPED
@@ -117,9 +120,7 @@ def test_a_stop_while_stepping_interrupts_workers_and_waits_for_them() -> None:
 
 def test_a_stop_while_setting_up_stops_at_once() -> None:
     machine = _running((1, True))
-    assert machine.handle(m.StopRequested("interrupted")) == [
-        m.RecordPhaseEnded(0, "interrupted"), m.StopChildren()
-    ]
+    assert machine.handle(m.StopRequested("interrupted")) == [m.RecordPhaseEnded(0, "interrupted"), m.StopChildren()]
 
 
 def test_a_stop_while_starting_stops_children() -> None:

@@ -105,7 +105,8 @@ class AgentConductor:
         return msg.Acted(setpoints, objective)
 
     def _learn(self, request: msg.Act, pending: _Pending, objective: float) -> None:
-        assert self.brain is not None and request.rewards is not None
+        assert self.brain is not None
+        assert request.rewards is not None
         experience = Experience(
             worker=request.worker,
             inputs=pending.inputs,

@@ -19,14 +19,13 @@ from typing import Any
 
 import zmq
 
+from arl.classref import import_class
 from arl.codec import decode, encode
 from arl.conditions import StepView, TerminationCondition
-from arl.classref import import_class
 from arl.errors import ComponentCrashed, ProtocolError
 from arl.messages import agent as amsg
-from arl.messages import control
+from arl.messages import control, store
 from arl.messages import environment as emsg
-from arl.messages import store
 from arl.messages.common import ErrorReply
 from arl.proc.child import ChildContext
 from arl.seeding import derive_seed
@@ -105,8 +104,8 @@ class Links:
         waiting = {self.peers[name]: name for name in requests}
         while waiting:
             for sock, _ in self._poller.poll(50):
-                name = waiting.pop(sock, None)
-                if name is not None:
+                if sock in waiting:
+                    name = waiting.pop(sock)
                     replies[name] = self._check(name, decode(sock.recv()))
             if waiting and self._service.pulse() and interruptible:
                 raise Interrupted
@@ -195,9 +194,7 @@ class PhaseRunner:
             pending = ep.pending.get(name)
             sensors = {k: v for k, v in ep.sensors.items() if k in seen}
             rewards = pending.rewards if pending is not None else None
-            requests[f"agent.{name}"] = amsg.Act(
-                ep.worker, sensors, rewards, ep.terminated, ep.truncated, final
-            )
+            requests[f"agent.{name}"] = amsg.Act(ep.worker, sensors, rewards, ep.terminated, ep.truncated, final)
         return requests
 
     def _step(self, ep: _Episode, names: list[str]) -> None:
@@ -221,8 +218,17 @@ class PhaseRunner:
         for uid, svc in self.envs.items():
             result: emsg.Stepped = stepped[svc]
             self.links.record(
-                store.EnvironmentStep(ep.phase, ep.worker, ep.index, ep.step, uid, result.sensors,
-                                      result.rewards, result.terminated, result.truncated)
+                store.EnvironmentStep(
+                    ep.phase,
+                    ep.worker,
+                    ep.index,
+                    ep.step,
+                    uid,
+                    result.sensors,
+                    result.rewards,
+                    result.terminated,
+                    result.truncated,
+                )
             )
             ep.sensors.update(result.sensors)
             rewards.update(result.rewards)
@@ -241,8 +247,17 @@ class PhaseRunner:
         if objective is None:
             raise ProtocolError(f"agent {name} returned no objective for its previous action")
         self.links.record(
-            store.AgentAction(ep.phase, ep.worker, ep.index, pending.step, name,
-                              pending.inputs, pending.setpoints, pending.rewards, objective)
+            store.AgentAction(
+                ep.phase,
+                ep.worker,
+                ep.index,
+                pending.step,
+                name,
+                pending.inputs,
+                pending.setpoints,
+                pending.rewards,
+                objective,
+            )
         )
 
     def _finish(self, ep: _Episode) -> None:

@@ -46,8 +46,9 @@ class Service:
             self._router.setsockopt(zmq.LINGER, 0)
             self._router.bind(self._direct_endpoint)
         metadata = {"direct": self._direct_endpoint} if self._direct_endpoint else {}
-        self.worker = MdpWorker(ctx.zmq, args["broker"], self.name, heartbeat=heartbeat, liveness=LIVENESS,
-                                metadata=metadata)
+        self.worker = MdpWorker(
+            ctx.zmq, args["broker"], self.name, heartbeat=heartbeat, liveness=LIVENESS, metadata=metadata
+        )
         self._heartbeat = heartbeat
         self._next_pulse = 0.0
         self._stopping = False

@@ -38,8 +38,8 @@ from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from arl.api import Brain, Environment, Muscle, Objective
-from arl.conditions import TerminationCondition
 from arl.classref import import_class, kind_problem, normalise_entry_point, params_problems
+from arl.conditions import TerminationCondition
 from arl.config.spec import (
     CONTROLLERS,
     DEFAULT_CONDITION,
@@ -65,8 +65,7 @@ SCHEMA_VERSION = 1
 MAX_VALUES = 1_000_000  # far beyond any real experiment file
 
 _STANDARD_TAGS = frozenset(
-    "tag:yaml.org,2002:" + t
-    for t in ("map", "seq", "str", "int", "float", "bool", "null", "merge", "timestamp")
+    "tag:yaml.org,2002:" + t for t in ("map", "seq", "str", "int", "float", "bool", "null", "merge", "timestamp")
 )
 
 
@@ -76,9 +75,7 @@ def load_experiment(path: str | Path, *, resolve_classes: bool = True) -> RunSpe
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            [Problem(Location(str(path)), "", f"cannot read the file: {exc}")]
-        ) from None
+        raise ConfigError([Problem(Location(str(path)), "", f"cannot read the file: {exc}")]) from None
     return load_experiment_text(text, str(path), resolve_classes=resolve_classes)
 
 
@@ -180,9 +177,7 @@ def _syntax_problem(exc: YAMLError, filename: str, text: str) -> Problem:
         what = exc.problem or str(exc)
         if exc.context:
             what = f"{exc.context}: {what}"
-        return Problem(
-            Location(filename, mark.line + 1, mark.column + 1), "", f"YAML syntax error: {what}"
-        )
+        return Problem(Location(filename, mark.line + 1, mark.column + 1), "", f"YAML syntax error: {what}")
     if isinstance(exc, ReaderError):  # a character YAML does not allow; it has no mark
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
@@ -207,9 +202,7 @@ def _expanded_size(node: Node | None, sizes: dict[int, int]) -> int:
     return sizes[id(node)]
 
 
-def _unsafe_tags(
-    node: Node | None, path: DocPath, seen: set[int], filename: str
-) -> Iterator[Problem]:
+def _unsafe_tags(node: Node | None, path: DocPath, seen: set[int], filename: str) -> Iterator[Problem]:
     """Problems for nodes with non-standard tags, found before anything is constructed."""
     if node is None or id(node) in seen:
         return
@@ -566,9 +559,7 @@ class _Checker:
             [(name, body)] = entry.items()
             if name in first:
                 where = self.report.line(first[name])
-                self.report.add(
-                    (*path, name), f"duplicate phase name {name!r} (first at {where})", at_key=True
-                )
+                self.report.add((*path, name), f"duplicate phase name {name!r} (first at {where})", at_key=True)
             first.setdefault(name, (*path, name))
             if not isinstance(body, dict | None):
                 self.report.add((*path, name), f"a phase must be a mapping, got {_show(body)}")
@@ -576,9 +567,7 @@ class _Checker:
             phases.append(_inherit(name, index, body, phases[-1] if phases else None))
         return phases
 
-    def _check_phase(
-        self, phase: _Phase, earlier: list[_Phase], names: list[str]
-    ) -> PhaseFile | None:
+    def _check_phase(self, phase: _Phase, earlier: list[_Phase], names: list[str]) -> PhaseFile | None:
         model, found = _schema_problems(PhaseFile, phase.body, phase.missing_before)
         for loc, message, at_key in found:
             self.report.add(phase.source(loc), message, at_key=at_key)
@@ -659,9 +648,7 @@ class _Checker:
 
     # -- agents
 
-    def _check_agents(
-        self, phase: _Phase, env_uids: list[str] | None, earlier: list[_Phase], names: list[str]
-    ) -> None:
+    def _check_agents(self, phase: _Phase, env_uids: list[str] | None, earlier: list[_Phase], names: list[str]) -> None:
         agents = phase.body.get("agents")
         if not isinstance(agents, list):
             return
@@ -673,9 +660,7 @@ class _Checker:
             name = agent.get("name")
             if isinstance(name, str) and name in seen:
                 where = self.report.line(seen[name])
-                self._add(
-                    phase, (*rel, "name"), f"duplicate agent name {name!r} (first at {where})"
-                )
+                self._add(phase, (*rel, "name"), f"duplicate agent name {name!r} (first at {where})")
             if isinstance(name, str):
                 seen.setdefault(name, phase.source((*rel, "name")))
             for role, base in _AGENT_ROLES:
@@ -685,9 +670,7 @@ class _Checker:
             if isinstance(agent.get("load"), dict):
                 self._check_load(phase, (*rel, "load"), agent["load"], name, earlier, names)
 
-    def _check_ids(
-        self, phase: _Phase, rel: DocPath, ids: Any, env_uids: list[str] | None, kind: str
-    ) -> None:
+    def _check_ids(self, phase: _Phase, rel: DocPath, ids: Any, env_uids: list[str] | None, kind: str) -> None:
         """Each id must be ``<environment uid>.<id>`` with an environment of this phase."""
         if not isinstance(ids, list):
             return
@@ -767,9 +750,7 @@ class _Checker:
             self._check_class(phase, rel, condition, TerminationCondition, "termination condition")
         config = phase.body.get("phase_config")
         if not conditions and not (isinstance(config, dict) and config.get("max_steps")):
-            message = (
-                "no termination conditions and no phase_config.max_steps: episodes would never end"
-            )
+            message = "no termination conditions and no phase_config.max_steps: episodes would never end"
             self._add(phase, ("simulation", "conditions"), message, contextual=True)
 
     # -- classes
@@ -788,11 +769,7 @@ class _Checker:
         if not self.resolve:
             return
         cls = self._import(entry_point)
-        problem = (
-            _palaestrai_hint(cls, name, base)
-            if isinstance(cls, str)
-            else kind_problem(cls, base, role)
-        )
+        problem = _palaestrai_hint(cls, name, base) if isinstance(cls, str) else kind_problem(cls, base, role)
         if problem is not None:
             self._add(phase, (*rel, "name"), problem)
             return
@@ -800,9 +777,7 @@ class _Checker:
         if isinstance(cls, type) and isinstance(params, dict | None):
             for key, message in params_problems(cls, params or {}):
                 where = (*rel, "params", key) if key is not None else (*rel, "params")
-                self._add(
-                    phase, where if params is not None else rel, message, at_key=key is not None
-                )
+                self._add(phase, where if params is not None else rel, message, at_key=key is not None)
 
     def _import(self, entry_point: str) -> type | str:
         """The class, or why it cannot be had; imported once per file."""
@@ -826,9 +801,7 @@ def _not_earlier(target: str, current: str, names: list[str], earlier: list[str]
     if target == current:
         return f"a phase cannot load from itself: {target!r} is this phase"
     if target in names:
-        return (
-            f"phase {target!r} does not come before phase {current!r}; load from an earlier phase"
-        )
+        return f"phase {target!r} does not come before phase {current!r}; load from an earlier phase"
     hint = _did_you_mean(target, earlier)
     return f"no phase {target!r} before this one{hint} (give 'run' to load from another run)"
 
@@ -867,14 +840,10 @@ def _palaestrai_hint(message: str, name: str, base: type) -> str:
 # --------------------------------------------------------------------------- building
 
 
-def _build_run(
-    top: RunFile, phases: list[_Phase], models: list[PhaseFile], data: dict[str, Any], text: str
-) -> RunSpec:
+def _build_run(top: RunFile, phases: list[_Phase], models: list[PhaseFile], data: dict[str, Any], text: str) -> RunSpec:
     specs = tuple(_build_phase(p, m) for p, m in zip(phases, models, strict=True))
     document = {
-        key: [{p.name: _resolved_body(p)} for p in phases]
-        if key == "schedule"
-        else copy.deepcopy(value)
+        key: [{p.name: _resolved_body(p)} for p in phases] if key == "schedule" else copy.deepcopy(value)
         for key, value in data.items()
     }
     return RunSpec(
@@ -903,16 +872,12 @@ def _build_phase(phase: _Phase, model: PhaseFile) -> PhaseSpec:
         episodes=config.episodes,
         workers=config.workers or config.worker or 1,
         max_steps=config.max_steps,
-        environments=tuple(
-            EnvironmentSpec(e.environment.uid, _ref(e.environment)) for e in model.environments
-        ),
+        environments=tuple(EnvironmentSpec(e.environment.uid, _ref(e.environment)) for e in model.environments),
         agents=tuple(_build_agent(a) for a in model.agents),
         simulation=SimulationSpec(
             controller=model.simulation.name,
             conditions=(
-                tuple(_ref(c) for c in conditions)
-                if conditions is not None
-                else (ClassRef(DEFAULT_CONDITION, {}),)
+                tuple(_ref(c) for c in conditions) if conditions is not None else (ClassRef(DEFAULT_CONDITION, {}),)
             ),
         ),
     )

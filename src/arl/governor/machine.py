@@ -152,8 +152,16 @@ class Finish:
 
 
 Command = (
-    RecordRunStarted | StartChildren | SetupPhase | RunWorkers | InterruptWorkers | SaveBrains
-    | RecordPhaseStarted | RecordPhaseEnded | StopChildren | Finish
+    RecordRunStarted
+    | StartChildren
+    | SetupPhase
+    | RunWorkers
+    | InterruptWorkers
+    | SaveBrains
+    | RecordPhaseStarted
+    | RecordPhaseEnded
+    | StopChildren
+    | Finish
 )
 
 

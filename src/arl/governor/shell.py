@@ -52,7 +52,7 @@ class Timeouts:
 @dataclass(frozen=True)
 class RunOptions:
     store_url: str
-    checkpoint_dir: str
+    checkpoint_dir: str  # absolute
     logs: LogConfig
     control: str | None = None  # the executor's control endpoint
     rundir: str | None = None  # a private directory for ipc endpoints; made (and removed) here if None
@@ -192,8 +192,15 @@ class GovernorShell:
     async def _record_run_started(self) -> None:
         spec = self.spec
         self.writer.submit(
-            store.RunStarted(spec.uid, spec.experiment_uid, spec.seed, spec.document, arl.__version__,
-                             socket.gethostname(), time.time())
+            store.RunStarted(
+                spec.uid,
+                spec.experiment_uid,
+                spec.seed,
+                spec.document,
+                arl.__version__,
+                socket.gethostname(),
+                time.time(),
+            )
         )
         await asyncio.to_thread(self.writer.flush)
         self.run_id = self.writer.run_id
@@ -222,25 +229,38 @@ class GovernorShell:
     async def _setup_phase(self, phase: PhaseSpec) -> m.Event:
         timeout = self.options.timeouts.request
         envs = [(env, w) for w in range(phase.workers) for env in phase.environments]
-        readies = await asyncio.gather(*(
-            self._request(env_service(env.uid, w),
-                          control.SetupEnvironment(phase.index, env.uid, env.entry.entry_point, dict(env.entry.params),
-                                                   derive_seed(self.spec.seed, phase.name, env.uid, w)), timeout)
-            for env, w in envs
-        ))
+        readies = await asyncio.gather(
+            *(
+                self._request(
+                    env_service(env.uid, w),
+                    control.SetupEnvironment(
+                        phase.index,
+                        env.uid,
+                        env.entry.entry_point,
+                        dict(env.entry.params),
+                        derive_seed(self.spec.seed, phase.name, env.uid, w),
+                    ),
+                    timeout,
+                )
+                for env, w in envs
+            )
+        )
         sensors: dict[str, Any] = {}
         actuators: dict[str, Any] = {}
         for ready in readies:
             sensors.update((sid, desc) for sid, desc in ready.sensors)
             actuators.update((aid, desc) for aid, desc in ready.actuators)
-        await asyncio.gather(*(
-            self._request(agent_service(agent.name), self._setup_agent(phase, agent, sensors, actuators), timeout)
-            for agent in phase.agents
-        ))
+        await asyncio.gather(
+            *(
+                self._request(agent_service(agent.name), self._setup_agent(phase, agent, sensors, actuators), timeout)
+                for agent in phase.agents
+            )
+        )
         return m.PhaseSetUp(phase.index)
 
-    def _setup_agent(self, phase: PhaseSpec, agent: AgentSpec, sensors: dict[str, Any],
-                     actuators: dict[str, Any]) -> control.SetupAgent:
+    def _setup_agent(
+        self, phase: PhaseSpec, agent: AgentSpec, sensors: dict[str, Any], actuators: dict[str, Any]
+    ) -> control.SetupAgent:
         missing = [s for s in agent.sensors if s not in sensors] + [a for a in agent.actuators if a not in actuators]
         if missing:
             raise ValueError(
@@ -251,9 +271,16 @@ class GovernorShell:
             return [r.entry_point, dict(r.params)]
 
         return control.SetupAgent(
-            phase.index, agent.name, ref(agent.brain), ref(agent.muscle), ref(agent.objective),
-            [[s, sensors[s]] for s in agent.sensors], [[a, actuators[a]] for a in agent.actuators],
-            phase.workers, phase.train, derive_seed(self.spec.seed, phase.name, "agent", agent.name),
+            phase.index,
+            agent.name,
+            ref(agent.brain),
+            ref(agent.muscle),
+            ref(agent.objective),
+            [[s, sensors[s]] for s in agent.sensors],
+            [[a, actuators[a]] for a in agent.actuators],
+            phase.workers,
+            phase.train,
+            derive_seed(self.spec.seed, phase.name, "agent", agent.name),
             self._load_from(phase, agent),
         )
 
@@ -266,13 +293,17 @@ class GovernorShell:
 
             found = find_checkpoint(self.options.store_url, load.run, load.phase, load.agent)
             if found is None:
-                raise ValueError(f"phase {phase.name}: agent {agent.name}: no saved brain of agent {load.agent} "
-                                 f"in phase {load.phase} of run {load.run} in the store")
+                raise ValueError(
+                    f"phase {phase.name}: agent {agent.name}: no saved brain of agent {load.agent} "
+                    f"in phase {load.phase} of run {load.run} in the store"
+                )
             return found
         key = (load.phase or "", load.agent)
         if key not in self.checkpoints:
-            raise ValueError(f"phase {phase.name}: agent {agent.name}: phase {load.phase} saved no brain of agent "
-                             f"{load.agent} (only train phases save brains)")
+            raise ValueError(
+                f"phase {phase.name}: agent {agent.name}: phase {load.phase} saved no brain of agent "
+                f"{load.agent} (only train phases save brains)"
+            )
         return self.checkpoints[key]
 
     async def _run_worker(self, phase: PhaseSpec, worker: int) -> m.Event:
@@ -286,25 +317,35 @@ class GovernorShell:
                 raise ArlError(f"service {service} is not registered with the broker")
             endpoints[service] = metadata["direct"]
         request = control.RunPhase(
-            phase.index, worker, phase.simulation.controller,
+            phase.index,
+            worker,
+            phase.simulation.controller,
             [[c.entry_point, dict(c.params)] for c in phase.simulation.conditions],
-            phase.episodes, phase.max_steps,
+            phase.episodes,
+            phase.max_steps,
             {a.name: [list(a.sensors), list(a.actuators)] for a in phase.agents},
-            [e.uid for e in phase.environments], endpoints,
+            [e.uid for e in phase.environments],
+            endpoints,
             derive_seed(self.spec.seed, phase.name, "worker", worker),
         )
         done = await self._request(controller_service(worker), request, self.options.timeouts.phase)
         return m.WorkerDone(done.phase, done.worker, done.episodes, done.steps, done.reason)
 
     async def _save_brains(self, phase: PhaseSpec) -> m.Event:
-        root = Path(self.options.checkpoint_dir).resolve() / f"{self.spec.uid}-{self.run_id}" / phase.name
-        saved = await asyncio.gather(*(
-            self._request(agent_service(a.name), control.SaveBrain(str(root / a.name)), self.options.timeouts.request)
-            for a in phase.agents
-        ))
+        root = Path(self.options.checkpoint_dir) / f"{self.spec.uid}-{self.run_id}" / phase.name
+        saved = await asyncio.gather(
+            *(
+                self._request(
+                    agent_service(a.name), control.SaveBrain(str(root / a.name)), self.options.timeouts.request
+                )
+                for a in phase.agents
+            )
+        )
         for reply in saved:
             self.checkpoints[(phase.name, reply.name)] = reply.directory
-            self.writer.submit(store.CheckpointSaved(phase.index, reply.name, reply.directory, reply.sha256, time.time()))
+            self.writer.submit(
+                store.CheckpointSaved(phase.index, reply.name, reply.directory, reply.sha256, time.time())
+            )
         return m.BrainsSaved(phase.index)
 
     async def _stop_children(self) -> m.Event:
@@ -328,7 +369,13 @@ class GovernorShell:
         await asyncio.to_thread(self.writer.flush)
         totals = self.machine.totals
         self._outcome = executor.RunOutcome(
-            self.spec.uid, self.run_id, outcome.value, totals.phases, totals.episodes, totals.steps, error,
+            self.spec.uid,
+            self.run_id,
+            outcome.value,
+            totals.phases,
+            totals.episodes,
+            totals.steps,
+            error,
             self.options.store_url,
         )
         await self._report(self._outcome)

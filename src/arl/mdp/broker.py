@@ -175,9 +175,7 @@ class Broker:
 
     # -- clients ----------------------------------------------------------------------
 
-    async def _on_client(
-        self, socket: zmq.asyncio.Socket, client: bytes, request: protocol.ClientRequest
-    ) -> None:
+    async def _on_client(self, socket: zmq.asyncio.Socket, client: bytes, request: protocol.ClientRequest) -> None:
         if request.service == protocol.MMI_LOOKUP:
             body = protocol.lookup_reply(self._lookup(request.body))
             reply = protocol.client_report(request.service, request.correlation, body)
@@ -203,9 +201,7 @@ class Broker:
 
     # -- workers ----------------------------------------------------------------------
 
-    async def _on_worker(
-        self, socket: zmq.asyncio.Socket, identity: bytes, message: protocol.WorkerMessage
-    ) -> None:
+    async def _on_worker(self, socket: zmq.asyncio.Socket, identity: bytes, message: protocol.WorkerMessage) -> None:
         worker = self._workers.get(identity)
         if isinstance(message, protocol.Ready):
             await self._on_ready(socket, identity, worker, message)
@@ -243,9 +239,7 @@ class Broker:
         logger.debug("MDP broker: worker registered for %r", ready.service)
         await self._dispatch(socket, service)
 
-    async def _on_report(
-        self, socket: zmq.asyncio.Socket, worker: _Worker, report: protocol.WorkerReport
-    ) -> None:
+    async def _on_report(self, socket: zmq.asyncio.Socket, worker: _Worker, report: protocol.WorkerReport) -> None:
         reply = protocol.client_report(worker.service, report.correlation, report.body)
         await socket.send_multipart([report.client, *reply])
         if worker.busy:

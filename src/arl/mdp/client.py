@@ -47,7 +47,7 @@ class MdpClient:
         service: str,
         body: bytes,
         *,
-        timeout: float,  # noqa: ASYNC109 - a per-request deadline is the API asked for
+        timeout: float,
     ) -> bytes:
         """Send ``body`` to ``service`` and return the reply body.
 
@@ -60,14 +60,10 @@ class MdpClient:
         self._pending[correlation] = reply
         try:
             async with asyncio.timeout(timeout):
-                await self._socket.send_multipart(
-                    protocol.client_request(service, correlation, body)
-                )
+                await self._socket.send_multipart(protocol.client_request(service, correlation, body))
                 return await reply
         except TimeoutError:
-            raise RequestTimeout(
-                f"no reply from service {service!r} within {float(timeout)} s"
-            ) from None
+            raise RequestTimeout(f"no reply from service {service!r} within {float(timeout)} s") from None
         finally:
             self._pending.pop(correlation, None)
 
@@ -75,7 +71,7 @@ class MdpClient:
         self,
         service: str,
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109 - a per-request deadline is the API asked for
+        timeout: float = 5.0,
     ) -> dict[str, Any] | None:
         """The metadata a live worker of ``service`` registered, or None if there is none."""
         body = await self.request(protocol.MMI_LOOKUP, service.encode("utf-8"), timeout=timeout)

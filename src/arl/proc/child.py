@@ -15,6 +15,7 @@ objects cross it. Its end of file tells a child that its parent is gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import importlib
 import logging
@@ -162,11 +163,11 @@ class SupervisedChild:
 
     @property
     def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid  # type: ignore[no-any-return]
+        return None if self._process is None else self._process.pid
 
     @property
     def exitcode(self) -> int | None:
-        return None if self._process is None else self._process.exitcode  # type: ignore[no-any-return]
+        return None if self._process is None else self._process.exitcode
 
     def _spawn(self) -> None:
         parent_end, child_end = multiprocessing.Pipe(duplex=True)
@@ -206,7 +207,8 @@ class SupervisedChild:
         stopped), or :class:`ComponentCrashed` if it exits first.
         """
         self._spawn()
-        assert self._conn is not None and self._exited is not None
+        assert self._conn is not None
+        assert self._exited is not None
         loop = asyncio.get_running_loop()
         said: asyncio.Future[bytes] = loop.create_future()
         conn = self._conn
@@ -220,7 +222,8 @@ class SupervisedChild:
 
         loop.add_reader(conn.fileno(), on_readable)
         try:
-            done, _ = await asyncio.wait({said, self._exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            either: set[asyncio.Future[Any]] = {said, self._exited}
+            done, _ = await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not said.done():
                 loop.remove_reader(conn.fileno())
@@ -231,8 +234,11 @@ class SupervisedChild:
             await self._wait_exit(timeout)
         if self._exited.done():
             code = self._exited.result()
-            raise ComponentCrashed(f"arl[{self.spec.label}]", "ProcessExited",
-                                   f"exited with code {code} before it was ready (see its log above)")
+            raise ComponentCrashed(
+                f"arl[{self.spec.label}]",
+                "ProcessExited",
+                f"exited with code {code} before it was ready (see its log above)",
+            )
         await self.stop(grace=0.0)
         raise StartTimeout(f"{self.spec.label} did not report ready within {timeout:.1f} s")
 
@@ -251,10 +257,8 @@ class SupervisedChild:
         """Ask the child to stop (it decides when: a controller finishes its step)."""
         self._stop_requested = True
         if self._conn is not None:
-            try:
+            with contextlib.suppress(OSError):  # it is gone already; stop() will reap it
                 self._conn.send_bytes(STOP)
-            except (BrokenPipeError, OSError):
-                pass  # it is gone already; stop() will reap it
 
     async def stop(self, *, grace: float = 3.0, term_timeout: float = 2.0, kill_timeout: float = 2.0) -> int:
         """Stop the child: ask, wait ``grace``; SIGTERM, wait; SIGKILL, wait.

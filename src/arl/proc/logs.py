@@ -69,7 +69,7 @@ class RemoteLogHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def formatException(self, exc_info: Any) -> str:  # noqa: N802 - logging's naming
+    def formatException(self, exc_info: Any) -> str:
         return logging.Formatter().formatException(exc_info)
 
     def close(self) -> None:

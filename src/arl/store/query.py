@@ -26,12 +26,8 @@ def run_counts(engine: Engine, run_id: int) -> dict[str, int]:
     queries = {
         "phases": count.select_from(PhaseRow).where(PhaseRow.run_id == run_id),
         "episodes": count.select_from(EpisodeRow).join(PhaseRow).where(PhaseRow.run_id == run_id),
-        "environment_steps": count.select_from(EnvironmentStepRow).where(
-            EnvironmentStepRow.episode_id.in_(episodes)
-        ),
-        "agent_actions": count.select_from(AgentActionRow).where(
-            AgentActionRow.episode_id.in_(episodes)
-        ),
+        "environment_steps": count.select_from(EnvironmentStepRow).where(EnvironmentStepRow.episode_id.in_(episodes)),
+        "agent_actions": count.select_from(AgentActionRow).where(AgentActionRow.episode_id.in_(episodes)),
         "checkpoints": count.select_from(CheckpointRow).where(CheckpointRow.run_id == run_id),
     }
     with engine.connect() as conn:
@@ -49,10 +45,7 @@ def mark_unfinished(engine: Engine, uid: str, status: str, error: str) -> int | 
     unfinished = RunRow.status.in_([str(s) for s in UNFINISHED_STATUSES])
     with engine.begin() as conn:
         run_id = conn.execute(
-            select(RunRow.id)
-            .where(RunRow.uid == uid, unfinished)
-            .order_by(RunRow.id.desc())
-            .limit(1)
+            select(RunRow.id).where(RunRow.uid == uid, unfinished).order_by(RunRow.id.desc()).limit(1)
         ).scalar_one_or_none()
         if run_id is None:
             return None

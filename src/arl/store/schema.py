@@ -83,9 +83,7 @@ class Base(DeclarativeBase):
 
 def _parent(target: str, *, nullable: bool = False) -> Mapped[Any]:
     """A foreign key column, indexed: every query walks from a run down to its steps."""
-    return mapped_column(
-        IdType, ForeignKey(target, ondelete="CASCADE"), index=True, nullable=nullable
-    )
+    return mapped_column(IdType, ForeignKey(target, ondelete="CASCADE"), index=True, nullable=nullable)
 
 
 class RunRow(Base):

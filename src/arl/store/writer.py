@@ -185,9 +185,7 @@ class _BulkInsert:
     batches rows into multi-row statements for them.
     """
 
-    def __init__(
-        self, model: type[Base], columns: Sequence[str], json_columns: set[str], dialect: Dialect
-    ) -> None:
+    def __init__(self, model: type[Base], columns: Sequence[str], json_columns: set[str], dialect: Dialect) -> None:
         self.columns = tuple(columns)
         self._names = tuple(f"v_{c}" for c in columns)  # insert() reserves the column names
         values = {
@@ -464,9 +462,7 @@ class _Recorder:
         if r.status not in TERMINAL_STATUSES:
             self.drop(f"RunEnded with status {r.status!r}, not one of {sorted(TERMINAL_STATUSES)}")
             return
-        self._update(
-            RunRow, self._run, status=str(r.status), error=r.error, ended_at=utc(r.ended_at)
-        )
+        self._update(RunRow, self._run, status=str(r.status), error=r.error, ended_at=utc(r.ended_at))
         self.commit()  # how a run ended must not wait for a timer
 
     def _insert(self, model: type[Base], **values: Any) -> int:
@@ -524,9 +520,7 @@ class StoreWriter:
     ``received`` is the number of frames taken off the socket.
     """
 
-    def __init__(
-        self, url: str, endpoint: str, *, batch_rows: int = 2000, flush_interval: float = 0.25
-    ) -> None:
+    def __init__(self, url: str, endpoint: str, *, batch_rows: int = 2000, flush_interval: float = 0.25) -> None:
         if batch_rows < 1 or flush_interval <= 0:
             raise ValueError("batch_rows must be at least 1 and flush_interval positive")
         self.url = url
@@ -567,9 +561,7 @@ class StoreWriter:
         self.start()
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     # -- the owner's side ----------------------------------------------------------------
@@ -587,8 +579,7 @@ class StoreWriter:
         if not self._ready.wait(START_TIMEOUT):
             self._stop.set()
             raise StartTimeout(
-                f"the store writer did not open {describe_location(self.url)} "
-                f"within {START_TIMEOUT:g} s"
+                f"the store writer did not open {describe_location(self.url)} within {START_TIMEOUT:g} s"
             )
         if self._start_error is not None:
             self._thread.join()
@@ -648,9 +639,7 @@ class StoreWriter:
             self._ctx.term()
             self._ctx = None
         if self.counts["dropped"]:
-            log.warning(
-                "store: %d records were dropped, see the errors above", self.counts["dropped"]
-            )
+            log.warning("store: %d records were dropped, see the errors above", self.counts["dropped"])
         self._raise_if_failed()
 
     def _wake(self) -> None:
@@ -670,7 +659,7 @@ class StoreWriter:
             # A drain stops taking records with a quarter of the time left, for the commit.
             self._waiting[token] = deadline - timeout / 4 if drain else None
         try:
-            self._send(encode(rec.Flush(token)), deadline)  # type: ignore[call-arg]
+            self._send(encode(rec.Flush(token)), deadline)
             with self._cond:
                 self._cond.wait_for(
                     lambda: token in self._answered or self._stopped,
@@ -704,9 +693,7 @@ class StoreWriter:
 
     def _raise_if_failed(self) -> None:
         if self.error is not None:
-            raise ArlError(
-                f"the store writer of {describe_location(self.url)} failed: {self.error}"
-            ) from self.error
+            raise ArlError(f"the store writer of {describe_location(self.url)} failed: {self.error}") from self.error
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -784,10 +771,7 @@ class StoreWriter:
         since = recorder.dirty_since
         if since is None:
             return
-        if (
-            recorder.pending_rows >= self.batch_rows
-            or time.monotonic() - since >= self.flush_interval
-        ):
+        if recorder.pending_rows >= self.batch_rows or time.monotonic() - since >= self.flush_interval:
             recorder.commit()
 
     def _pump(self) -> list[int]:
