@@ -3,7 +3,8 @@
 Prints: the dummy experiment's wall time; steady-state steps per second for 2 agents and
 1 environment over 10,000 steps with every step stored; the processes and summed peak
 RSS of that run; a REQ/REP round trip between two processes, direct and through a
-broker process; and arl's per-step time as a ratio to that floor. Never a pass/fail
+broker process; arl's step pattern in bare ZeroMQ; and arl's per-step time as ratios
+to those floors. Never a pass/fail
 test: the machines are noisy, so compare ratios measured in one run.
 """
 
@@ -157,6 +158,67 @@ def round_trip(n: int, *, through_broker: bool) -> float:
     return elapsed
 
 
+def _router_echo(endpoint: str) -> None:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.bind(endpoint)
+    while True:
+        identity, msg = sock.recv_multipart()
+        sock.send_multipart([identity, msg])
+        if msg == b"quit":
+            break
+    sock.close()
+    ctx.term()
+
+
+def topology_floor(n: int) -> float:
+    """Seconds per step of arl's own message pattern with nothing else in it: one process
+    asks two peers at once and waits for both, then asks a third (agents, then the
+    environment), four processes in all, 300-byte messages."""
+    workdir = tempfile.mkdtemp(prefix="arl-b-")
+    endpoints = [f"ipc://{workdir}/{name}" for name in ("a", "b", "e")]
+    procs = [multiprocessing.get_context("spawn").Process(target=_router_echo, args=(e,)) for e in endpoints]
+    for p in procs:
+        p.start()
+    ctx = zmq.Context()
+    socks = []
+    for endpoint in endpoints:
+        sock = ctx.socket(zmq.DEALER)
+        sock.connect(endpoint)
+        socks.append(sock)
+    agent_a, agent_b, env = socks
+    poller = zmq.Poller()
+    for sock in (agent_a, agent_b):
+        poller.register(sock, zmq.POLLIN)
+    payload = b"x" * 300
+
+    def step() -> None:
+        agent_a.send(payload)
+        agent_b.send(payload)
+        waiting = {agent_a, agent_b}
+        while waiting:
+            for sock, _ in poller.poll(1000):
+                sock.recv()
+                waiting.discard(sock)
+        env.send(payload)
+        env.recv()
+
+    for _ in range(300):
+        step()
+    started = time.perf_counter()
+    for _ in range(n):
+        step()
+    elapsed = (time.perf_counter() - started) / n
+    for sock in socks:
+        sock.send(b"quit")
+    for p in procs:
+        p.join(5)
+    for sock in socks:
+        sock.close(linger=0)
+    ctx.term()
+    return elapsed
+
+
 def loop_rate(db: Path) -> tuple[int, float]:
     """Steps and seconds of the stepping loop itself, from the stored episode times."""
     with sqlite3.connect(db) as conn:
@@ -176,6 +238,11 @@ def main() -> None:
     brokered = round_trip(args.round_trips, through_broker=True)
     print(f"floor   ZeroMQ REQ/REP round trip, 2 processes:     {direct * 1e6:8.1f} us")
     print(f"floor   ... through a broker process:               {brokered * 1e6:8.1f} us")
+    topology = topology_floor(args.round_trips)
+    print(
+        f"floor   arl's step pattern in bare ZeroMQ (2 peers at once, then 1; 4 processes): "
+        f"{topology * 1e6:.0f} us = {1 / topology:.0f} steps/s"
+    )
 
     with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
         dummy = run_arl([str(ROOT / "experiments" / "dummy.yml")], Path(tmp))
@@ -204,6 +271,7 @@ def main() -> None:
         f"= {per_step / brokered:.1f} brokered round trips "
         f"(a step makes 2 round trips in sequence: agents in parallel, then the environment)"
     )
+    print(f"ratio   one arl step = {per_step / topology:.1f} x the bare-ZeroMQ step pattern")
 
 
 if __name__ == "__main__":
