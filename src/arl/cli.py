@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -12,7 +14,8 @@ from typing import Any
 import click
 
 import arl
-from arl.errors import ConfigError
+from arl.codec import pack, unpack
+from arl.errors import ConfigError, Location, Problem
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -52,35 +55,68 @@ def _setup_console_logging(verbose: int) -> int:
     return level
 
 
-def _load(files: tuple[str, ...]) -> list[Any]:
+def _preflight(files: tuple[str, ...], url: str) -> tuple[list[Any], str]:
+    """Every file's runs, after a complete check; or exit 2 having printed every problem.
+
+    The complete check imports every class the files name and opens (creating on first
+    use) the store. It runs in a forked child: importing users' modules would otherwise
+    bring what they import (torch, say) into this process for the whole run, where only
+    the processes hosting a component need it. Forking is cheap and safe here, as no
+    thread or socket exists yet; meanwhile this process parses the files for itself.
+    """
     from arl.config import load_experiment
 
-    specs, problems = [], []
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+    checker = ctx.Process(target=_check, args=(files, url, sender), name="arl-check")
+    checker.start()
+    sender.close()
+    specs = []
     for file in files:
-        try:
-            specs.append(load_experiment(file))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+        with contextlib.suppress(ConfigError):  # the checker reports every problem
+            specs.append(load_experiment(file, resolve_classes=False))
+    try:
+        found, store_error, location = unpack(receiver.recv_bytes())
+    except EOFError:
+        checker.join()
+        raise click.ClickException(f"checking the experiment files failed (exit code {checker.exitcode})") from None
+    checker.join()
+    problems = [Problem(Location(*where), path, message) for where, path, message in found]
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
     if problems:
-        for problem in problems:
-            click.echo(f"error: {problem}", err=True)
         count = len(problems)
         click.echo(f"{count} problem{'s' if count > 1 else ''} found; nothing was run.", err=True)
         sys.exit(EXIT_CONFIG)
-    return specs
-
-
-def _check_store(url: str) -> None:
-    """Open (and on first use create) the store now, so a bad URL stops us before any run."""
-    from arl.errors import ArlError
-    from arl.store.engine import open_store
-
-    try:
-        open_store(url).dispose()
-    except ArlError as exc:
-        click.echo(f"error: {exc}", err=True)
+    if store_error is not None:
+        click.echo(f"error: {store_error}", err=True)
         click.echo("Give a working SQLAlchemy URL with --store or ARL_STORE_URL; nothing was run.", err=True)
         sys.exit(EXIT_CONFIG)
+    return specs, location
+
+
+def _check(files: tuple[str, ...], url: str, sender: Any) -> None:
+    """In the checking child: every problem of every file, then whether the store opens."""
+    from arl.config import load_experiment
+    from arl.errors import ArlError
+
+    found = []
+    for file in files:
+        try:
+            load_experiment(file)
+        except ConfigError as exc:
+            found += [[[p.location.file, p.location.line, p.location.column], p.path, p.message] for p in exc.problems]
+    store_error = location = None
+    if not found:  # a wrong file must not create a store
+        from arl.store.engine import describe_location, open_store
+
+        try:
+            open_store(url).dispose()
+            location = describe_location(url)
+        except ArlError as exc:
+            store_error = str(exc)
+    sender.send_bytes(pack([found, store_error, location]))
+    sender.close()
 
 
 @main.command()
@@ -116,12 +152,12 @@ def run(files: tuple[str, ...], parallel: int, store: str | None, checkpoint_dir
     runs finished, 1 a run failed, 130 interrupted (Ctrl-C).
     """
     level = _setup_console_logging(verbose)
-    specs = _load(files)
-    from arl.executor import Executor, ExecutorOptions
-    from arl.store.engine import describe_location, store_url
+    from arl.store.location import store_url
 
     url = store_url(store)
-    _check_store(url)
+    specs, location = _preflight(files, url)
+    from arl.executor import Executor, ExecutorOptions
+
     options = ExecutorOptions(url, str(Path(checkpoint_dir).resolve()), parallel, level)
 
     def on_status(uid: str, state: str) -> None:
@@ -137,7 +173,7 @@ def run(files: tuple[str, ...], parallel: int, store: str | None, checkpoint_dir
         if outcome.error:
             first_line = outcome.error.strip().splitlines()[0]
             click.echo(f"  error: {first_line}")
-    click.echo(f"results: {describe_location(url)}  ({elapsed:.1f} s)")
+    click.echo(f"results: {location}  ({elapsed:.1f} s)")
     statuses = {o.status for o in outcomes}
     if "FAILED" in statuses:
         sys.exit(EXIT_FAILED)

@@ -21,7 +21,7 @@ import zmq.asyncio
 
 from arl import codec
 from arl.config.spec import RunSpec
-from arl.governor.shell import RunOptions, describe_exit
+from arl.governor.options import RunOptions, describe_exit
 from arl.messages import executor as emsg
 from arl.proc.child import ChildSpec, SupervisedChild
 from arl.proc.logs import LogConfig, LogServer

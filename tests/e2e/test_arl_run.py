@@ -94,6 +94,10 @@ def test_the_dummy_experiment_stores_every_step_exactly_once(arl_run, no_leaks) 
     for _, path in checkpoints:
         assert json.loads((Path(path) / "dummy_brain.json").read_text())["experiences"] == 10
     assert done.stderr.count("loaded its brain from") == 2
+    # Each log line names the process it came from, through the LogServer.
+    loaded = [line for line in done.stderr.splitlines() if "loaded its brain from" in line]
+    assert any("agent:defender" in line for line in loaded)
+    assert any("agent:attacker" in line for line in loaded)
     # The defender sees and sets only its own ids.
     inputs, setpoints = arl_run.query("select inputs, setpoints from agent_actions where agent = 'defender'")[0]
     assert sorted(json.loads(inputs)) == ["env.s0", "env.s1", "env.s2", "env.s3", "env.s4"]
@@ -293,3 +297,27 @@ def test_kill_9_of_arl_run_leaves_no_process_behind(arl_run, no_leaks, when: str
         )
     proc.kill()
     proc.communicate(timeout=10)
+
+
+def test_user_modules_are_imported_only_where_components_live(arl_run, no_leaks, monkeypatch) -> None:
+    """arl-run checks classes in a short-lived child: torch-like imports stay out of it."""
+    imports = arl_run.tmp / "imports.log"
+    monkeypatch.setenv("ARL_TEST_IMPORT_LOG", str(imports))
+    file = write(arl_run.tmp)
+    text = Path(file).read_text().replace("arl.dummy:DummyBrain}", "arl_test_heavy:HeavyBrain}", 1)
+    Path(file).write_text(text)
+    proc = arl_run.start(file)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    pids = [int(line) for line in imports.read_text().split()]
+    assert proc.pid not in pids
+    assert len(pids) == 2  # the checking child, and the defender's agent conductor
+
+
+def test_a_store_that_cannot_be_opened_is_an_error_before_anything_runs(arl_run, no_leaks) -> None:
+    file = write(arl_run.tmp)
+    done = arl_run.run(file, "--store", "sqlite:////proc/arl-cannot-write-here/x.db")
+    assert done.returncode == 2
+    assert "error: cannot open the store" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (arl_run.tmp / "ckpt").exists()

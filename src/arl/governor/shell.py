@@ -15,7 +15,6 @@ import socket
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,42 +27,17 @@ from arl.conductors.service import HEARTBEAT, LIVENESS
 from arl.config.spec import AgentSpec, PhaseSpec, RunSpec
 from arl.errors import ArlError, ComponentCrashed
 from arl.governor import machine as m
+from arl.governor.options import RunOptions, describe_exit
 from arl.governor.plan import Plan, agent_service, controller_service, env_service, plan_children
 from arl.mdp.broker import Broker
 from arl.mdp.client import MdpClient
 from arl.messages import control, executor, store
 from arl.messages.common import ErrorReply
 from arl.proc.child import ChildContext, SupervisedChild
-from arl.proc.logs import LogConfig
 from arl.seeding import derive_seed
 from arl.store.writer import StoreWriter
 
 log = logging.getLogger("arl.governor")
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    start: float = 30.0  # a child must be ready within this
-    request: float = 60.0  # a control request (setup, save) must be answered within this
-    phase: float = 1e9  # a worker's whole phase; liveness is watched through process exits
-    stop_grace: float = 5.0
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    store_url: str
-    checkpoint_dir: str  # absolute
-    logs: LogConfig
-    control: str | None = None  # the executor's control endpoint
-    rundir: str | None = None  # a private directory for ipc endpoints; made (and removed) here if None
-    control_id: str = "governor"  # this governor's identity on it
-    timeouts: Timeouts = Timeouts()
-
-
-def describe_exit(code: int | None) -> str:
-    if code is not None and code < 0:
-        return f"was killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 class GovernorShell:

@@ -5,7 +5,4 @@
 :mod:`arl.store.query` answers the questions the rest of arl asks of a store.
 """
 
-from arl.store.engine import DEFAULT_URL, describe_location, open_store, store_url
-from arl.store.schema import Base, RunStatus
-
-__all__ = ["DEFAULT_URL", "Base", "RunStatus", "describe_location", "open_store", "store_url"]
+# Nothing is imported here: the CLI needs `arl.store.location` without SQLAlchemy.

@@ -13,20 +13,13 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from arl.errors import ArlError
+from arl.store.location import DEFAULT_URL, URL_ENV_VAR, store_url  # noqa: F401 - re-exported
 from arl.store.schema import Base
-
-DEFAULT_URL = "sqlite:///arl.db"
-URL_ENV_VAR = "ARL_STORE_URL"
 
 SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=5000", "foreign_keys=ON", "synchronous=NORMAL")
 """WAL lets readers (a live dashboard, a query) run while the writer commits; the busy
 timeout makes a second writer (marking a dead run) wait instead of failing; NORMAL sync is
 durable across process crashes in WAL mode and much faster than FULL."""
-
-
-def store_url(explicit: str | None) -> str:
-    """The store to use: the one given, else ``$ARL_STORE_URL``, else ``sqlite:///arl.db``."""
-    return explicit or os.environ.get(URL_ENV_VAR) or DEFAULT_URL
 
 
 def open_store(url: str) -> Engine:
