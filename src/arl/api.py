@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,45 +85,42 @@ class Environment(ABC):
         before the next phase sets up a new one, or when the run ends."""
 
 
-class Muscle(ABC):
-    """An agent's policy in action: turns sensor readings into actuator setpoints."""
+class _AgentPart:
+    """What a muscle and a brain both learn before the first step."""
 
     sensors: Sequence[SensorInfo] = ()
     actuators: Sequence[ActuatorInfo] = ()
     seed: int = 0
 
     def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
-        """Called once before the first step with what the agent sees and drives."""
+        """Called once before the first step with what the agent sees and drives, and a
+        seed of its own (derived from the run's seed). Call super() when overriding."""
         self.sensors, self.actuators, self.seed = sensors, actuators, seed
+
+
+class Muscle(_AgentPart, ABC):
+    """An agent's policy in action: turns sensor readings into actuator setpoints."""
 
     @abstractmethod
     def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
         """Return setpoints keyed by (qualified) actuator id."""
 
-    def update(self, update: Any) -> None:  # noqa: B027 - optional hook
+    def update(self, update: Any) -> None:
         """Take what the brain's :meth:`Brain.learn` returned (new weights, say)."""
 
 
-class Brain(ABC):
+class Brain(_AgentPart, ABC):
     """An agent's learner. Sees every transition its muscles made while training."""
-
-    sensors: Sequence[SensorInfo] = ()
-    actuators: Sequence[ActuatorInfo] = ()
-    seed: int = 0
-
-    def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
-        """Called once before the first step with what the agent sees and drives."""
-        self.sensors, self.actuators, self.seed = sensors, actuators, seed
 
     @abstractmethod
     def learn(self, experience: Experience) -> Any:
         """Learn from one transition (train mode only). A non-None result goes to
         every muscle of this brain through :meth:`Muscle.update`."""
 
-    def save(self, directory: Path) -> None:  # noqa: B027 - optional hook
+    def save(self, directory: Path) -> None:
         """Write everything needed to resume into ``directory`` (which exists)."""
 
-    def load(self, directory: Path) -> None:  # noqa: B027 - optional hook
+    def load(self, directory: Path) -> None:
         """Read back what :meth:`save` wrote."""
 
 
@@ -133,12 +130,3 @@ class Objective(ABC):
     @abstractmethod
     def evaluate(self, rewards: Mapping[str, float]) -> float:
         """The agent's objective value for one step's rewards."""
-
-
-@dataclass(frozen=True)
-class Components:
-    """Instances a conductor hosts for one phase (used by the in-process harness)."""
-
-    brain: Brain
-    muscles: list[Muscle] = field(default_factory=list)
-    objective: Objective | None = None
