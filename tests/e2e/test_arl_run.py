@@ -321,3 +321,33 @@ def test_a_store_that_cannot_be_opened_is_an_error_before_anything_runs(arl_run,
     assert "error: cannot open the store" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (arl_run.tmp / "ckpt").exists()
+
+
+def test_the_same_file_twice_stores_identical_trajectories(arl_run, no_leaks) -> None:
+    """Every component's seed derives from the run's seed: deterministic components repeat."""
+    file = write(arl_run.tmp, episodes=2)
+    for _ in range(2):
+        assert arl_run.run(file).returncode == 0
+
+    def trajectory(run_id: int, table: str, columns: str) -> list[tuple[object, ...]]:
+        return arl_run.query(
+            f'select e.worker, e."index", t.step, {columns} from {table} t join episodes e on t.episode_id = e.id '
+            f'join phases p on e.phase_id = p.id where p.run_id = ? order by e."index", t.step, {columns.split(",")[0]}',
+            run_id,
+        )
+
+    steps = "t.env_uid, t.sensors, t.rewards, t.terminated, t.truncated"
+    actions = "t.agent, t.inputs, t.setpoints, t.rewards, t.objective"
+    assert trajectory(1, "environment_steps", steps) == trajectory(2, "environment_steps", steps)
+    assert trajectory(1, "agent_actions", actions) == trajectory(2, "agent_actions", actions)
+    assert len(trajectory(1, "agent_actions", actions)) == 2 * 2 * 10
+    # ... and the episodes differ from each other (seeds differ per episode).
+    first, second = (
+        arl_run.query(
+            "select sensors from environment_steps s join episodes e on s.episode_id = e.id "
+            'where e."index" = ? and s.step = 1 and e.phase_id = 1',
+            i,
+        )[0]
+        for i in (0, 1)
+    )
+    assert first != second
