@@ -117,6 +117,14 @@ class Brain(_AgentPart, ABC):
         """Learn from one transition (train mode only). A non-None result goes to
         every muscle of this brain through :meth:`Muscle.update`."""
 
+    def policy(self) -> Any:
+        """What a fresh muscle needs to act as this brain would have it (weights, say).
+
+        Called after setup and after a load; a non-None result goes to every muscle
+        through :meth:`Muscle.update`. The default, None, sends nothing.
+        """
+        return None
+
     def save(self, directory: Path) -> None:
         """Write everything needed to resume into ``directory`` (which exists)."""
 

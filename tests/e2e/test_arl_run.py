@@ -332,7 +332,8 @@ def test_the_same_file_twice_stores_identical_trajectories(arl_run, no_leaks) ->
     def trajectory(run_id: int, table: str, columns: str) -> list[tuple[object, ...]]:
         return arl_run.query(
             f'select e.worker, e."index", t.step, {columns} from {table} t join episodes e on t.episode_id = e.id '
-            f'join phases p on e.phase_id = p.id where p.run_id = ? order by e."index", t.step, {columns.split(",")[0]}',
+            f"join phases p on e.phase_id = p.id where p.run_id = ? "
+            f'order by e."index", t.step, {columns.split(",")[0]}',
             run_id,
         )
 
@@ -351,3 +352,25 @@ def test_the_same_file_twice_stores_identical_trajectories(arl_run, no_leaks) ->
         for i in (0, 1)
     )
     assert first != second
+
+
+def test_the_cartpole_example_trains_then_tests_a_gymnasium_environment(arl_run, no_leaks) -> None:
+    done = arl_run.run(str(ROOT / "experiments" / "cartpole.yml"))
+    assert done.returncode == 0, done.stderr
+    assert arl_run.query('select name, mode from phases order by "index"') == [("train", "train"), ("test", "test")]
+    assert arl_run.scalar("select count(*) from episodes") == 25
+    # Gymnasium's two endings stay apart, step by step and per episode.
+    for steps, reason, last_terminated, last_truncated in arl_run.query(
+        "select e.steps, e.end_reason, s.terminated, s.truncated from episodes e "
+        "join environment_steps s on s.episode_id = e.id and s.step = e.steps"
+    ):
+        assert reason == ("terminated" if last_terminated else "truncated")
+        assert bool(last_truncated) == (reason == "truncated")
+        assert steps <= 500
+    sensors, setpoints = arl_run.query("select inputs, setpoints from agent_actions limit 1")[0]
+    assert len(json.loads(sensors)["cartpole.obs"]) == 4
+    assert json.loads(setpoints)["cartpole.action"] in (0, 1)
+    # The tuned gains reached the test phase's muscle: it balances to the time limit.
+    assert arl_run.query(
+        "select distinct e.end_reason from episodes e join phases p on e.phase_id = p.id where p.name = 'test'"
+    ) == [("truncated",)]

@@ -80,6 +80,10 @@ class AgentConductor:
             muscle: Muscle = _build(request.muscle, Muscle, "muscle")
             muscle.setup(sensors, actuators, derive_seed(request.seed, "muscle", worker))
             muscles.append(muscle)
+        policy = brain.policy()
+        if policy is not None:
+            for muscle in muscles:
+                muscle.update(policy)
         self.objective = _build(request.objective, Objective, "objective")
         self.name, self.brain, self.muscles, self.train = request.name, brain, muscles, request.train
         self._actuators = frozenset(a.id for a in actuators)
