@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import multiprocessing
 import sys
@@ -55,7 +56,7 @@ def _setup_console_logging(verbose: int) -> int:
     return level
 
 
-def _preflight(files: tuple[str, ...], url: str) -> tuple[list[Any], str]:
+def _preflight(files: tuple[str, ...], url: str | None) -> tuple[list[Any], str | None]:
     """Every file's runs, after a complete check; or exit 2 having printed every problem.
 
     The complete check imports every class the files name and opens (creating on first
@@ -63,6 +64,7 @@ def _preflight(files: tuple[str, ...], url: str) -> tuple[list[Any], str]:
     bring what they import (torch, say) into this process for the whole run, where only
     the processes hosting a component need it. Forking is cheap and safe here, as no
     thread or socket exists yet; meanwhile this process parses the files for itself.
+    With ``url`` None the store is left alone.
     """
     from arl.config import load_experiment
 
@@ -95,7 +97,7 @@ def _preflight(files: tuple[str, ...], url: str) -> tuple[list[Any], str]:
     return specs, location
 
 
-def _check(files: tuple[str, ...], url: str, sender: Any) -> None:
+def _check(files: tuple[str, ...], url: str | None, sender: Any) -> None:
     """In the checking child: every problem of every file, then whether the store opens."""
     from arl.config import load_experiment
     from arl.errors import ArlError
@@ -107,7 +109,7 @@ def _check(files: tuple[str, ...], url: str, sender: Any) -> None:
         except ConfigError as exc:
             found += [[[p.location.file, p.location.line, p.location.column], p.path, p.message] for p in exc.problems]
     store_error = location = None
-    if not found:  # a wrong file must not create a store
+    if not found and url is not None:  # a wrong file must not create a store
         from arl.store.engine import describe_location, open_store
 
         try:
@@ -119,8 +121,53 @@ def _check(files: tuple[str, ...], url: str, sender: Any) -> None:
     sender.close()
 
 
+def _describe(file: str, spec: Any) -> None:
+    """Print what a run will do: its uid, seed and phases."""
+    group = f", experiment {spec.experiment_uid}" if spec.experiment_uid else ""
+    click.echo(f"run {spec.uid}{group}, seed {spec.seed}  ({file})")
+    for phase in spec.phases:
+        limit = f", at most {phase.max_steps} steps an episode" if phase.max_steps else ""
+        click.echo(
+            f"  phase {phase.index} {phase.name}: {phase.mode}, {phase.episodes} episode(s) x {phase.workers} "
+            f"worker(s), {phase.simulation.controller}{limit}"
+        )
+        for env in phase.environments:
+            click.echo(f"    environment {env.uid}: {env.entry.entry_point} {dict(env.entry.params) or ''}".rstrip())
+        for agent in phase.agents:
+            load = ""
+            if agent.load is not None:
+                source = f"run {agent.load.run} " if agent.load.run else ""
+                load = f", loads {agent.load.agent} from {source}{agent.load.phase or 'its last phase'}"
+            click.echo(f"    agent {agent.name}: {len(agent.sensors)} sensors, {len(agent.actuators)} actuators{load}")
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def check(files: tuple[str, ...]) -> None:
+    """Check experiment FILES completely and print the runs they describe.
+
+    Every class named is imported and checked against what it must be; every problem
+    is reported with its file, line and column (exit code 2). Nothing runs and the
+    store is not touched.
+    """
+    _setup_console_logging(0)
+    specs, _ = _preflight(files, None)
+    for file, spec in zip(files, specs, strict=True):
+        _describe(file, spec)
+    click.echo(f"{len(files)} file{'s' if len(files) > 1 else ''} checked: no problems.")
+
+
+@main.command()
+def schema() -> None:
+    """Print a JSON Schema of the experiment file, for editors to validate and complete."""
+    from arl.config.schema import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check the files and print the runs they describe; run nothing.")
 @click.option(
     "--parallel",
     "-j",
@@ -144,7 +191,9 @@ def _check(files: tuple[str, ...], url: str, sender: Any) -> None:
     help="Where brains are saved at the end of each train phase.",
 )
 @click.option("--verbose", "-v", count=True, help="Log more: -v for progress, -vv for debugging.")
-def run(files: tuple[str, ...], parallel: int, store: str | None, checkpoint_dir: str, verbose: int) -> None:
+def run(
+    files: tuple[str, ...], dry_run: bool, parallel: int, store: str | None, checkpoint_dir: str, verbose: int
+) -> None:
     """Run the experiment FILES and record every step in the store.
 
     The files are checked completely before anything starts: a mistake is reported
@@ -155,6 +204,11 @@ def run(files: tuple[str, ...], parallel: int, store: str | None, checkpoint_dir
     from arl.store.location import store_url
 
     url = store_url(store)
+    if dry_run:
+        specs, _ = _preflight(files, None)
+        for file, spec in zip(files, specs, strict=True):
+            _describe(file, spec)
+        return
     specs, location = _preflight(files, url)
     from arl.executor import Executor, ExecutorOptions
 

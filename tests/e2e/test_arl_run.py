@@ -374,3 +374,29 @@ def test_the_cartpole_example_trains_then_tests_a_gymnasium_environment(arl_run,
     assert arl_run.query(
         "select distinct e.end_reason from episodes e join phases p on e.phase_id = p.id where p.name = 'test'"
     ) == [("truncated",)]
+
+
+def test_check_prints_the_runs_and_touches_no_store(arl_run) -> None:
+    done = arl_run.run("check", str(ROOT / "experiments" / "dummy.yml"), str(ROOT / "experiments" / "cartpole.yml"))
+    assert done.returncode == 0, done.stderr
+    assert "run dummy-run, experiment dummy, seed 42" in done.stdout
+    assert "agent defender: 5 sensors, 5 actuators, loads defender from phase_0" in done.stdout
+    assert "2 files checked: no problems." in done.stdout
+    assert not arl_run.db.exists()
+
+
+def test_check_and_dry_run_report_problems_like_run(arl_run) -> None:
+    file = write(arl_run.tmp, muscle="arl.dummy:DummyMuscel")
+    for args in (("check", file), ("run", "--dry-run", file)):
+        done = arl_run.run(*args)
+        assert done.returncode == 2
+        assert f"{file}:13:26: schedule.0.train.agents.0.muscle.name" in done.stderr
+        assert "did you mean 'DummyMuscle'?" in done.stderr
+    assert not arl_run.db.exists()
+
+
+def test_dry_run_prints_the_runs_and_runs_nothing(arl_run, no_leaks) -> None:
+    done = arl_run.run("run", "--dry-run", str(ROOT / "experiments" / "dummy.yml"))
+    assert done.returncode == 0, done.stderr
+    assert "phase 1 phase_1: test, 1 episode(s) x 1 worker(s), vanilla" in done.stdout
+    assert not arl_run.db.exists()
