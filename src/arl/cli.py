@@ -27,8 +27,9 @@ class DefaultToRun(click.Group):
     """A group where an unknown first word that is not an option means ``run``."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and not args[0].startswith("-") and args[0] not in self.commands:
-            args = ["run", *args]
+        words = [a for a in args if not a.startswith("-")]
+        if words and words[0] not in self.commands and not {"--help", "-h", "--version"} & set(args):
+            args = ["run", *args]  # arl-run [run options] FILE... (also: arl-run -v a.yml)
         return super().parse_args(ctx, args)
 
 
@@ -79,6 +80,10 @@ def _preflight(files: tuple[str, ...], url: str | None) -> tuple[list[Any], str 
             specs.append(load_experiment(file, resolve_classes=False))
     try:
         found, store_error, location = unpack(receiver.recv_bytes())
+    except KeyboardInterrupt:
+        checker.join()
+        click.echo("interrupted while checking; nothing was run.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except EOFError:
         checker.join()
         raise click.ClickException(f"checking the experiment files failed (exit code {checker.exitcode})") from None
@@ -223,7 +228,9 @@ def run(
     for outcome in outcomes:
         run_id = f" (run id {outcome.run_id})" if outcome.run_id is not None else ""
         click.echo(f"run {outcome.run_uid}{run_id}: {outcome.status}")
-        click.echo(f"  phases {outcome.phases}, episodes {outcome.episodes}, steps {outcome.steps}")
+        click.echo(
+            f"  phases {outcome.phases}, episodes {outcome.episodes}, steps {outcome.steps}, actions {outcome.actions}"
+        )
         if outcome.error:
             first_line = outcome.error.strip().splitlines()[0]
             click.echo(f"  error: {first_line}")

@@ -21,6 +21,7 @@ import zmq.asyncio
 
 from arl import codec
 from arl.config.spec import RunSpec
+from arl.errors import ProtocolError
 from arl.governor.options import RunOptions, describe_exit
 from arl.messages import executor as emsg
 from arl.proc.child import ChildSpec, SupervisedChild
@@ -43,6 +44,7 @@ class _Governor:
     index: int
     spec: RunSpec
     child: SupervisedChild | None = None
+    run_id: int | None = None  # its row in the store, once the governor has reported it
     outcome: asyncio.Future[emsg.RunOutcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     @property
@@ -126,36 +128,41 @@ class Executor:
                 )
 
     def _synthetic(self, governor: _Governor, status: str, error: str) -> emsg.RunOutcome:
-        return emsg.RunOutcome(governor.spec.uid, None, status, 0, 0, 0, error, self.options.store_url)
+        return emsg.RunOutcome(governor.spec.uid, governor.run_id, status, 0, 0, 0, 0, error, self.options.store_url)
 
     def _died(self, governor: _Governor, status: str, error: str) -> emsg.RunOutcome:
-        """The governor is gone without an outcome: record how the run ended ourselves."""
+        """The governor is gone without an outcome: record how its run ended ourselves."""
         log.error("run %s: %s", governor.spec.uid, error)
-        from arl.errors import ArlError
-        from arl.store.engine import open_store
-        from arl.store.query import mark_unfinished
+        if governor.run_id is not None:  # no row yet: nothing was stored, nothing to end
+            from arl.errors import ArlError
+            from arl.store.engine import open_store
+            from arl.store.query import end_run
 
-        run_id = None
-        try:
-            engine = open_store(self.options.store_url)
             try:
-                run_id = mark_unfinished(engine, governor.spec.uid, status, error)
-            finally:
-                engine.dispose()
-        except ArlError as exc:
-            log.error("run %s: could not record its end in the store: %s", governor.spec.uid, exc)
-        return emsg.RunOutcome(governor.spec.uid, run_id, status, 0, 0, 0, error, self.options.store_url)
+                engine = open_store(self.options.store_url)
+                try:
+                    end_run(engine, governor.run_id, status, error)
+                finally:
+                    engine.dispose()
+            except ArlError as exc:
+                log.error("run %s: could not record its end in the store: %s", governor.spec.uid, exc)
+        return self._synthetic(governor, status, error)
 
     async def _listen(self) -> None:
         assert self._router is not None
         by_identity = {g.identity: g for g in self._governors}
         while True:
-            identity, body = await self._router.recv_multipart()
-            message: Any = codec.decode(body)
+            identity, *frames = await self._router.recv_multipart()
             governor = by_identity.get(identity)
-            if governor is None:
-                log.warning("a message from an unknown governor %r", identity)
+            try:
+                message: Any = codec.decode(frames[0]) if len(frames) == 1 else None
+            except ProtocolError as exc:
+                message = None
+                log.warning("a malformed message from governor %r: %s", identity, exc)
+            if governor is None or message is None:
+                log.warning("dropped a message from %r", identity)
             elif isinstance(message, emsg.GovernorStatus):
+                governor.run_id = message.run_id if message.run_id is not None else governor.run_id
                 self._on_status(message.run_uid, message.state)
             elif isinstance(message, emsg.RunOutcome) and not governor.outcome.done():
                 governor.outcome.set_result(message)
@@ -165,9 +172,9 @@ class Executor:
         running = [g for g in self._governors if g.child is not None and g.child.exitcode is None]
         if self._interrupts == 1:
             log.warning("%s: stopping the runs at the next step boundary (again to stop at once)", sig.name)
-            assert self._router is not None
             for g in running:
-                self._router.send_multipart([g.identity, codec.encode(emsg.StopRun("interrupted"))])
+                assert g.child is not None
+                g.child.request_stop()  # the pipe keeps the word even if the governor is still starting
         else:
             log.warning("%s again: stopping the runs now", sig.name)
             for g in running:

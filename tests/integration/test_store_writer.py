@@ -34,7 +34,7 @@ from arl.messages.store import (
     RunStarted,
 )
 from arl.store.engine import DEFAULT_URL, describe_location, open_store, store_url
-from arl.store.query import find_checkpoint, mark_unfinished, run_counts
+from arl.store.query import end_run, find_checkpoint, run_counts
 from arl.store.schema import AgentActionRow, EnvironmentStepRow, EpisodeRow, PhaseRow, RunRow
 from arl.store.writer import StoreWriter
 
@@ -465,24 +465,25 @@ def test_store_url_and_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert masked == "postgresql://arl:***@db.example:5432/arl"
 
 
-def test_mark_unfinished_ends_the_newest_unfinished_run(
+def test_end_run_ends_only_an_unfinished_run_and_closes_its_open_rows(
     make_writer: Callable[..., StoreWriter], reader: Engine
 ) -> None:
     ended = make_writer()
     first = begin_run(ended)
     ended.submit(RunEnded("FINISHED", None, T0 + 1))
     ended.close()
-    died = make_writer()  # the same file runs again, and its process dies
+    died = make_writer()  # the same file runs again, and its process dies mid-episode
     second = begin_run(died)
+    died.submit(EpisodeStarted(0, 0, 0, T0))
     died.close()
 
-    assert mark_unfinished(reader, "exp-1", "FAILED", "the governor died") == second
-    assert mark_unfinished(reader, "exp-1", "FAILED", "again") is None
-    assert mark_unfinished(reader, "no-such-run", "FAILED", "x") is None
+    assert end_run(reader, second, "FAILED", "the governor died") is True
+    assert end_run(reader, second, "FAILED", "again") is False
+    assert end_run(reader, first, "FAILED", "not this one") is False
+    assert end_run(reader, 999, "FAILED", "x") is False
     with Session(reader) as session:
         runs = {r.id: r for r in session.scalars(select(RunRow))}
+        assert session.scalar(select(EpisodeRow.end_reason)) == "failed"
+        assert session.scalars(select(PhaseRow.end_reason).order_by(PhaseRow.run_id)).all() == [None, "failed"]
     assert (runs[first].status, runs[first].error) == ("FINISHED", None)
     assert (runs[second].status, runs[second].error) == ("FAILED", "the governor died")
-    ended_at = runs[second].ended_at
-    assert ended_at is not None
-    assert abs((datetime.now(UTC) - ended_at).total_seconds()) < 60

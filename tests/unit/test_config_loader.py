@@ -457,6 +457,14 @@ BROKEN: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "load-from-a-test-phase",
+        edit("        mode: train\n", "        mode: test\n"),
+        [
+            "exp.yml:38:25: schedule.1.phase_1.agents.0.load.phase: phase 'phase_0' is a test phase and "
+            "saves no brain; load from a train phase"
+        ],
+    ),
+    (
         "load-an-unknown-agent",
         edit("load: {phase: phase_0}", "load: {phase: phase_0, agent: defnder}"),
         [

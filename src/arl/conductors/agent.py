@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,9 @@ class AgentConductor:
         if self.brain is None:
             raise RuntimeError(f"agent {self.name!r} has no brain to save")
         directory = Path(request.directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        if directory.exists():  # left by an earlier store's run of the same id: not ours
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
         self.brain.save(directory)
         return control.BrainSaved(self.name, str(directory), directory_digest(directory))
 

@@ -22,7 +22,7 @@ import zmq
 from arl.classref import import_class
 from arl.codec import decode, encode
 from arl.conditions import StepView, TerminationCondition
-from arl.errors import ComponentCrashed, ProtocolError
+from arl.errors import ArlError, ComponentCrashed, ProtocolError
 from arl.messages import agent as amsg
 from arl.messages import control, store
 from arl.messages import environment as emsg
@@ -60,6 +60,16 @@ class _Episode:
     pending: dict[str, _Pending] = field(default_factory=dict)
 
 
+def raise_failures(replies: dict[str, Any]) -> None:
+    """Raise the first failure among ``replies`` as the component's own crash."""
+    for reply in replies.values():
+        if isinstance(reply, ErrorReply):
+            raise ComponentCrashed(reply.component, reply.kind, reply.message, reply.traceback)
+
+
+ACT_GRACE = 1.0  # seconds to let agents finish an act after a stop: their actions are stored
+
+
 class Links:
     """Direct DEALER links to the conductors, and the PUSH link to the store."""
 
@@ -75,6 +85,8 @@ class Links:
         self.store = ctx.socket(zmq.PUSH)
         # Records must reach the writer even as this process exits; the governor waits.
         self.store.setsockopt(zmq.LINGER, 5000)
+        # A writer that stopped taking records must not block the step loop for ever.
+        self.store.setsockopt(zmq.SNDTIMEO, 5000)
         self.store.connect(store_endpoint)
         self._outbox: list[bytes] = []
         self._poller = zmq.Poller()
@@ -88,34 +100,35 @@ class Links:
     def send_records(self) -> None:
         """One message a step: a ZeroMQ send costs more than the encoding of a record."""
         if self._outbox:
-            self.store.send_multipart(self._outbox)
+            try:
+                self.store.send_multipart(self._outbox)
+            except zmq.Again:
+                raise ArlError("the store writer has taken no records for 5 s") from None
             self._outbox = []
 
-    def call_all(self, requests: dict[str, Any], *, interruptible: bool = True) -> dict[str, Any]:
+    def call_all(self, requests: dict[str, Any], *, grace: float = 0.0) -> dict[str, Any]:
         """Send every request at once, then collect every reply (they run in parallel).
 
-        An interruptible call gives up when the parent asks to stop; the call that
-        completes an episode's last actions is not, so a stop still stores them (the
-        governor's stop escalation bounds it if a peer hangs).
+        Every reply is collected before a failure is raised, so the caller can store
+        what the peers that did answer completed (see :func:`raise_failures`). When the
+        parent asks to stop, replies are still awaited for ``grace`` seconds (a peer
+        that is alive answers well within it; a dead one never does), then
+        :class:`Interrupted` is raised.
         """
         for name, request in requests.items():
             self.peers[name].send(encode(request))
         replies: dict[str, Any] = {}
         waiting = {self.peers[name]: name for name in requests}
+        give_up = None
         while waiting:
             for sock, _ in self._poller.poll(50):
                 if sock in waiting:
-                    name = waiting.pop(sock)
-                    replies[name] = self._check(name, decode(sock.recv()))
-            if waiting and self._service.pulse() and interruptible:
-                raise Interrupted
+                    replies[waiting.pop(sock)] = decode(sock.recv())
+            if waiting and self._service.pulse():
+                give_up = give_up or time.monotonic() + grace
+                if time.monotonic() >= give_up:
+                    raise Interrupted
         return replies
-
-    @staticmethod
-    def _check(name: str, reply: Any) -> Any:
-        if isinstance(reply, ErrorReply):
-            raise ComponentCrashed(reply.component, reply.kind, reply.message, reply.traceback)
-        return reply
 
     def close(self) -> None:
         for sock in self.peers.values():
@@ -130,7 +143,8 @@ class PhaseRunner:
         self.request = request
         self.links = links
         self.service = service
-        self.agents = {name: (frozenset(ids[0]), ids[1]) for name, ids in request.agents.items()}
+        self.agents = {name: (tuple(ids[0]), ids[1]) for name, ids in request.agents.items()}
+        self.services = {name: f"agent.{name}" for name in request.agents}
         if request.controller == "taking_turns":
             self.turns = [[name] for name in request.agents]
         else:
@@ -184,33 +198,49 @@ class PhaseRunner:
         replies = self.links.call_all(
             {svc: emsg.Reset(derive_seed(seed, "episode", ep.index, uid)) for uid, svc in self.envs.items()}
         )
+        raise_failures(replies)
         for reply in replies.values():
             ep.sensors.update(reply.sensors)
 
     def _act_requests(self, ep: _Episode, names: list[str], *, final: bool) -> dict[str, amsg.Act]:
         requests = {}
+        sensors = ep.sensors
         for name in names:
-            seen, _ = self.agents[name]
             pending = ep.pending.get(name)
-            sensors = {k: v for k, v in ep.sensors.items() if k in seen}
-            rewards = pending.rewards if pending is not None else None
-            requests[f"agent.{name}"] = amsg.Act(ep.worker, sensors, rewards, ep.terminated, ep.truncated, final)
+            requests[self.services[name]] = amsg.Act(
+                ep.worker,
+                {k: sensors[k] for k in self.agents[name][0] if k in sensors},
+                pending.rewards if pending is not None else None,
+                ep.terminated,
+                ep.truncated,
+                final,
+            )
         return requests
+
+    def _acted(self, ep: _Episode, names: list[str], replies: dict[str, Any]) -> dict[str, amsg.Acted]:
+        """Store the previous actions of every agent that answered, then raise a failure."""
+        acted = {}
+        for name in names:
+            reply = replies[self.services[name]]
+            if isinstance(reply, amsg.Acted):
+                self._complete(ep, name, reply.objective)
+                acted[name] = reply
+            elif not isinstance(reply, ErrorReply):
+                raise ProtocolError(f"agent {name} answered Act with {type(reply).__name__}")
+        raise_failures(replies)
+        return acted
 
     def _step(self, ep: _Episode, names: list[str]) -> None:
         requests = self._act_requests(ep, names, final=False)
-        replies = self.links.call_all(requests)
+        acted = self._acted(ep, names, self.links.call_all(requests, grace=ACT_GRACE))
+        if self.service.pulse():
+            raise Interrupted  # the new setpoints are never applied, so never stored
         setpoints: dict[str, dict[str, Any]] = {uid: {} for uid in self.envs}
-        acted: dict[str, amsg.Acted] = {}
-        for name in names:
-            reply = replies[f"agent.{name}"]
-            if not isinstance(reply, amsg.Acted):
-                raise ProtocolError(f"agent {name} answered Act with {type(reply).__name__}")
-            self._complete(ep, name, reply.objective)
-            acted[name] = reply
+        for reply in acted.values():
             for aid, value in reply.setpoints.items():
                 setpoints[aid.partition(".")[0]][aid] = value
         stepped = self.links.call_all({svc: emsg.Step(setpoints[uid]) for uid, svc in self.envs.items()})
+        raise_failures(stepped)
         ep.step += 1
         self.steps += 1
         rewards: dict[str, float] = {}
@@ -219,24 +249,17 @@ class PhaseRunner:
             result: emsg.Stepped = stepped[svc]
             self.links.record(
                 store.EnvironmentStep(
-                    ep.phase,
-                    ep.worker,
-                    ep.index,
-                    ep.step,
-                    uid,
-                    result.sensors,
-                    result.rewards,
-                    result.terminated,
-                    result.truncated,
+                    ep.phase, ep.worker, ep.index, ep.step, uid,
+                    result.sensors, result.rewards, result.terminated, result.truncated,
                 )
-            )
+            )  # fmt: skip
             ep.sensors.update(result.sensors)
             rewards.update(result.rewards)
             terminated |= result.terminated
             truncated |= result.truncated
         ep.rewards, ep.terminated, ep.truncated = rewards, terminated, truncated
         for name in names:
-            request = requests[f"agent.{name}"]
+            request = requests[self.services[name]]
             ep.pending[name] = _Pending(request.sensors, acted[name].setpoints, rewards, ep.step)
 
     def _complete(self, ep: _Episode, name: str, objective: float | None) -> None:
@@ -265,9 +288,7 @@ class PhaseRunner:
         names = [name for name in self.agents if name in ep.pending]
         if not names:
             return
-        replies = self.links.call_all(self._act_requests(ep, names, final=True), interruptible=False)
-        for name in names:
-            self._complete(ep, name, replies[f"agent.{name}"].objective)
+        self._acted(ep, names, self.links.call_all(self._act_requests(ep, names, final=True), grace=ACT_GRACE))
 
     def _episode_over(self, ep: _Episode) -> str | None:
         if self.request.max_steps is not None and ep.step >= self.request.max_steps:

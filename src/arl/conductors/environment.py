@@ -55,8 +55,15 @@ class EnvironmentConductor:
         return self.env
 
     def _qualify(self, readings: Any) -> dict[str, Any]:
+        """Readings keyed by qualified id; ids are qualified once, then looked up."""
         q = self._qualified
-        return {q.get(k) or f"{self.uid}.{k}": v for k, v in readings.items()}
+        out = {}
+        for k, v in readings.items():
+            key = q.get(k)
+            if key is None:
+                key = q[k] = f"{self.uid}.{k}"
+            out[key] = v
+        return out
 
     def reset(self, request: msg.Reset) -> msg.Observation:
         return msg.Observation(self._qualify(self._env().reset(seed=request.seed)))
@@ -64,7 +71,7 @@ class EnvironmentConductor:
     def step(self, request: msg.Step) -> msg.Stepped:
         cut = self._prefix_len
         result = self._env().step({k[cut:]: v for k, v in request.setpoints.items()})
-        rewards = {f"{self.uid}.{k}": float(v) for k, v in result.rewards.items()}
+        rewards = {key: float(v) for key, v in self._qualify(result.rewards).items()}
         return msg.Stepped(self._qualify(result.sensors), rewards, bool(result.terminated), bool(result.truncated))
 
     def close(self) -> None:

@@ -726,6 +726,12 @@ class _Checker:
                 contextual=True,
             )
             return
+        config = before[target].body.get("phase_config")
+        mode = config.get("mode", "train") if isinstance(config, dict) else "train"
+        if mode == "test":  # (a mode that is neither is reported where it is written)
+            message = f"phase {target!r} is a test phase and saves no brain; load from a train phase"
+            self._add(phase, (*rel, "phase"), message, contextual=True)
+            return
         agent = load.get("agent", name)
         known = _agent_names(before[target])
         if isinstance(agent, str) and known is not None and agent not in known:

@@ -35,7 +35,7 @@ from arl.messages import control, executor, store
 from arl.messages.common import ErrorReply
 from arl.proc.child import ChildContext, SupervisedChild
 from arl.seeding import derive_seed
-from arl.store.writer import StoreWriter
+from arl.store.writer import StoreWriter, short_error
 
 log = logging.getLogger("arl.governor")
 
@@ -55,7 +55,7 @@ class GovernorShell:
         self.store_endpoint = f"ipc://{self.rundir}/store"
         self.plan: Plan = plan_children(spec, self.rundir, self.broker_endpoint, self.store_endpoint)
         self.children = {c.label: SupervisedChild(c, options.logs) for c in self.plan.all}
-        self.writer = StoreWriter(options.store_url, self.store_endpoint)
+        self.writer = StoreWriter(options.store_url, self.store_endpoint, on_failure=self._writer_failed)
         self.client: MdpClient | None = None
         self.run_id: int | None = None
         self.checkpoints: dict[tuple[str, str], str] = {}  # (phase name, agent) -> directory
@@ -69,6 +69,7 @@ class GovernorShell:
 
     async def run(self) -> executor.RunOutcome:
         """Run to the end. Always stops every child and closes the store."""
+        self._event_loop = asyncio.get_running_loop()
         try:
             self.writer.start()
             broker = Broker(self.zctx, self.broker_endpoint, heartbeat=HEARTBEAT, liveness=LIVENESS)
@@ -98,7 +99,7 @@ class GovernorShell:
             commands = self.machine.handle(event)
             log.debug("%s: %s -> %s", type(event).__name__, before.name, [type(c).__name__ for c in commands])
             if self.machine.state is not before:
-                await self._report(executor.GovernorStatus(self.spec.uid, self.machine.state.name))
+                await self._report(executor.GovernorStatus(self.spec.uid, self.machine.state.name, self.run_id))
             for command in commands:
                 await self._execute(command)
         for task in [*self._activities, *self._background]:
@@ -106,6 +107,11 @@ class GovernorShell:
 
     def _post(self, event: m.Event) -> None:
         self._events.put_nowait(event)
+
+    def _writer_failed(self, exc: BaseException) -> None:
+        """From the writer's thread: a run that cannot be stored must stop."""
+        error = f"the store failed: {short_error(exc)}"
+        self._event_loop.call_soon_threadsafe(self._post, m.Failed(error))
 
     def _activity(self, work: Callable[[], Awaitable[m.Event | None]]) -> None:
         """Run ``work`` as a task of the shell; its result, or its failure, becomes an event."""
@@ -152,6 +158,9 @@ class GovernorShell:
             case m.RecordPhaseStarted(phase=phase):
                 p = self.spec.phases[phase]
                 self.writer.submit(store.PhaseStarted(phase, p.name, p.mode, time.time()))
+                # Committed before any controller can send an episode of this phase:
+                # records from different pipes may arrive in any order.
+                await asyncio.to_thread(self.writer.flush)
             case m.RecordPhaseEnded(phase=phase, reason=reason):
                 self.writer.submit(store.PhaseEnded(phase, reason, time.time()))
             case m.StopChildren():
@@ -178,6 +187,7 @@ class GovernorShell:
         )
         await asyncio.to_thread(self.writer.flush)
         self.run_id = self.writer.run_id
+        await self._report(executor.GovernorStatus(self.spec.uid, self.machine.state.name, self.run_id))
 
     async def _start_children(self) -> m.Event:
         timeout = self.options.timeouts.start
@@ -189,7 +199,12 @@ class GovernorShell:
     async def _watch(self, child: SupervisedChild) -> None:
         code = await child.exited
         if child.stop_requested and code == 0:
-            return  # an interrupted controller that had nothing (more) to do
+            # An interrupted controller ends its phase and exits; one that had not got its
+            # RunPhase yet exits without a reply, so its worker counts as done here.
+            worker = int(child.spec.name) if child.spec.role == "controller" else None
+            if worker is not None and self.machine.phase >= 0:
+                self._post(m.WorkerDone(self.machine.phase, worker, 0, 0, "interrupted"))
+            return
         if self.machine.state in (m.RunState.STARTING, m.RunState.RUNNING):
             self._post(m.Failed(f"process arl[{child.spec.label}] {describe_exit(code)}"))
 
@@ -324,8 +339,13 @@ class GovernorShell:
 
     async def _stop_children(self) -> m.Event:
         await self._ensure_children_stopped()
-        # Every producer has exited; collect what they sent before they went.
-        await asyncio.to_thread(self.writer.drain)
+        # Every producer has exited; collect what they sent before they went. A writer
+        # that failed has said so already (a Failed event); stopping goes on regardless.
+        if self.writer.error is None:
+            try:
+                await asyncio.to_thread(self.writer.drain)
+            except ArlError as exc:
+                log.error("%s", exc)
         return m.ChildrenStopped()
 
     async def _ensure_children_stopped(self) -> None:
@@ -339,20 +359,32 @@ class GovernorShell:
                     log.error("could not stop arl[%s]: %s", child.spec.label, result)
 
     async def _finish(self, outcome: m.Outcome, error: str | None) -> None:
-        self.writer.submit(store.RunEnded(outcome.value, error, time.time()))
-        await asyncio.to_thread(self.writer.flush)
-        totals = self.machine.totals
+        ended = store.RunEnded(outcome.value, error, time.time())
+        if self.writer.error is None:
+            self.writer.submit(ended)
+            await asyncio.to_thread(self.writer.flush)
+        elif self.run_id is not None:  # one more try, on a connection of its own
+            await asyncio.to_thread(self._record_end_directly, ended)
+        counts = self.writer.counts
         self._outcome = executor.RunOutcome(
-            self.spec.uid,
-            self.run_id,
-            outcome.value,
-            totals.phases,
-            totals.episodes,
-            totals.steps,
-            error,
-            self.options.store_url,
-        )
+            self.spec.uid, self.run_id, outcome.value, counts.get("phases", 0), counts.get("episodes", 0),
+            counts.get("environment_steps", 0), counts.get("agent_actions", 0), error, self.options.store_url,
+        )  # fmt: skip
         await self._report(self._outcome)
+
+    def _record_end_directly(self, ended: store.RunEnded) -> None:
+        from arl.store.engine import open_store
+        from arl.store.query import end_run
+
+        assert self.run_id is not None
+        try:
+            engine = open_store(self.options.store_url)
+            try:
+                end_run(engine, self.run_id, ended.status, ended.error)
+            finally:
+                engine.dispose()
+        except Exception as exc:  # the store is broken: the outcome still reaches the executor
+            log.error("run %s: could not record its end in the store: %s", self.spec.uid, short_error(exc))
 
     # -- the executor link --------------------------------------------------------
 
@@ -361,17 +393,8 @@ class GovernorShell:
             self._control = self.zctx.socket(zmq.DEALER)
             self._control.setsockopt(zmq.IDENTITY, self.options.control_id.encode())
             self._control.connect(self.options.control)
-            self._background.append(group.create_task(self._listen_control()))
         if self.ctx is not None:
             self._background.append(group.create_task(self._listen_pipe(self.ctx)))
-
-    async def _listen_control(self) -> None:
-        assert self._control is not None
-        while True:
-            message = codec.decode(await self._control.recv())
-            if isinstance(message, executor.StopRun):
-                log.info("run %s: stop requested (%s)", self.spec.uid, message.reason)
-                self._post(m.StopRequested(message.reason))
 
     async def _listen_pipe(self, ctx: ChildContext) -> None:
         readable = asyncio.Event()

@@ -1,4 +1,6 @@
-"""Executor <-> RunGovernor, over the executor's control socket."""
+"""RunGovernor -> Executor, over the executor's control socket. (The executor asks a
+governor to stop through its supervised-child pipe, which buffers the word even
+before the governor has connected this socket.)"""
 
 from __future__ import annotations
 
@@ -9,13 +11,7 @@ from arl.codec import message
 class GovernorStatus:
     run_uid: str
     state: str  # a RunState name
-
-
-@message("exec.stop")
-class StopRun:
-    """Stop the run at the next step boundary."""
-
-    reason: str  # "interrupted"
+    run_id: int | None  # the run's row in the store, once it has one
 
 
 @message("exec.outcome")
@@ -23,8 +19,9 @@ class RunOutcome:
     run_uid: str
     run_id: int | None
     status: str  # "FINISHED" | "FAILED" | "INTERRUPTED"
-    phases: int
+    phases: int  # as stored: phases started, episodes started, environment steps, actions
     episodes: int
     steps: int
+    actions: int
     error: str | None
     store_url: str

@@ -23,7 +23,8 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +146,21 @@ async def _abootstrap(spec: ChildSpec, conn: multiprocessing.connection.Connecti
     _finish(ctx)
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while a child is created: it inherits the disposition through exec,
+    so a Ctrl-C arriving before its bootstrap runs cannot kill it. The parent's own
+    handler is back right after (a Ctrl-C in between is lost, not misdelivered)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class SupervisedChild:
     """The parent's handle on one child process.
 
@@ -160,14 +176,18 @@ class SupervisedChild:
         self._process: Any = None  # a multiprocessing.Process
         self._exited: asyncio.Future[int] | None = None
         self._stop_requested = False
+        self._pid: int | None = None
 
     @property
     def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
+        return self._pid
 
     @property
     def exitcode(self) -> int | None:
-        return None if self._process is None else self._process.exitcode
+        """The exit code once the child has exited and been reaped, else None."""
+        if self._exited is None or not self._exited.done():
+            return None
+        return self._exited.result()
 
     def _spawn(self) -> None:
         parent_end, child_end = multiprocessing.Pipe(duplex=True)
@@ -184,7 +204,9 @@ class SupervisedChild:
             self._process = ctx.Process(target=AioProcess.run_async, args=(unit,), daemon=False, name=self.spec.label)
         else:
             self._process = ctx.Process(target=_bootstrap, args=args, daemon=False, name=self.spec.label)
-        self._process.start()
+        with _sigint_ignored():
+            self._process.start()
+        self._pid = self._process.pid
         child_end.close()
         self._conn = parent_end
         loop = asyncio.get_running_loop()
@@ -293,4 +315,5 @@ class SupervisedChild:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            self._process.close()  # frees its sentinel and pipe descriptors
         return self._exited.result()

@@ -34,28 +34,35 @@ def run_counts(engine: Engine, run_id: int) -> dict[str, int]:
         return {name: conn.execute(query).scalar_one() for name, query in queries.items()}
 
 
-def mark_unfinished(engine: Engine, uid: str, status: str, error: str) -> int | None:
-    """End the newest SCHEDULED or RUNNING run with this uid as ``status`` with ``error``.
+def end_run(engine: Engine, run_id: int, status: str, error: str | None) -> bool:
+    """End run ``run_id`` as ``status`` if it is still unfinished, and close its open
+    phases and episodes with that status as their end reason.
 
-    For a run whose process died without reporting: its own writer never wrote the end.
-    Returns the run's id, or None when no such run is unfinished (it may have ended after
-    all, or never started).
+    For a run whose process died without writing its end. Returns False when the run
+    had ended after all (its own writer got there first) or does not exist.
     """
     status = RunStatus(status)
+    now = datetime.now(UTC)
+    reason = str(status).lower()
     unfinished = RunRow.status.in_([str(s) for s in UNFINISHED_STATUSES])
     with engine.begin() as conn:
-        run_id = conn.execute(
-            select(RunRow.id).where(RunRow.uid == uid, unfinished).order_by(RunRow.id.desc()).limit(1)
-        ).scalar_one_or_none()
-        if run_id is None:
-            return None
-        # The status guard again: the run's own writer may have ended it meanwhile.
         done = conn.execute(
-            update(RunRow)
-            .where(RunRow.id == run_id, unfinished)
-            .values(status=str(status), error=error, ended_at=datetime.now(UTC))
+            update(RunRow).where(RunRow.id == run_id, unfinished).values(status=str(status), error=error, ended_at=now)
         )
-        return run_id if done.rowcount == 1 else None
+        if done.rowcount != 1:
+            return False
+        phases = select(PhaseRow.id).where(PhaseRow.run_id == run_id)
+        conn.execute(
+            update(EpisodeRow)
+            .where(EpisodeRow.phase_id.in_(phases), EpisodeRow.ended_at.is_(None))
+            .values(ended_at=now, end_reason=reason)
+        )
+        conn.execute(
+            update(PhaseRow)
+            .where(PhaseRow.run_id == run_id, PhaseRow.ended_at.is_(None))
+            .values(ended_at=now, end_reason=reason)
+        )
+        return True
 
 
 def find_checkpoint(url: str, run: str, phase: str | None, agent: str) -> str | None:

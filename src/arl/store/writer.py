@@ -15,6 +15,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 import secrets
 import threading
 import time
@@ -160,9 +161,23 @@ def to_json_text(value: Any) -> str:
     numpy scalar as a key) take the slow path through :func:`to_jsonable`.
     """
     try:
-        return _join(_json_chunks(value, 0))
+        text = _join(_json_chunks(value, 0))
     except TypeError:
-        return _join(_json_chunks(to_jsonable(value), 0))
+        text = _join(_json_chunks(to_jsonable(value), 0))
+    if "NaN" in text or "Infinity" in text:  # rare: only then pay for a second pass
+        text = json.dumps(_finite(json.loads(text)), allow_nan=False)
+    return text
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: non-finite floats become null (strings stay as they are)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 # -- batched inserts ----------------------------------------------------------------------
@@ -224,6 +239,14 @@ class _BulkInsert:
             conn.exec_driver_sql(self._many_rows, chunks)
         if whole < len(rows):
             conn.exec_driver_sql(self._one_row, rows[whole:])
+
+
+def short_error(exc: BaseException) -> str:
+    """The database's own message, without SQLAlchemy's statement and parameters (which
+    for a batch of steps would fill a screen)."""
+    orig = getattr(exc, "orig", None)
+    cause = orig if isinstance(orig, BaseException) else exc
+    return f"{type(cause).__name__}: {cause}"
 
 
 # -- the records --------------------------------------------------------------------------
@@ -520,9 +543,19 @@ class StoreWriter:
     ``received`` is the number of frames taken off the socket.
     """
 
-    def __init__(self, url: str, endpoint: str, *, batch_rows: int = 2000, flush_interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        url: str,
+        endpoint: str,
+        *,
+        batch_rows: int = 2000,
+        flush_interval: float = 0.25,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """``on_failure`` is called from the writer's thread if it dies, with the cause."""
         if batch_rows < 1 or flush_interval <= 0:
             raise ValueError("batch_rows must be at least 1 and flush_interval positive")
+        self.on_failure = on_failure
         self.url = url
         self.endpoint = endpoint
         self.batch_rows = batch_rows
@@ -693,7 +726,8 @@ class StoreWriter:
 
     def _raise_if_failed(self) -> None:
         if self.error is not None:
-            raise ArlError(f"the store writer of {describe_location(self.url)} failed: {self.error}") from self.error
+            where = describe_location(self.url)
+            raise ArlError(f"the store writer of {where} failed: {short_error(self.error)}") from self.error
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -710,8 +744,10 @@ class StoreWriter:
                 self._ready.set()
             self._serve()
         except BaseException as exc:
-            log.error("store: the writer of %s failed", describe_location(self.url), exc_info=True)
+            log.error("store: the writer of %s failed: %s", describe_location(self.url), short_error(exc))
             self.error = exc
+            if self.on_failure is not None:
+                self.on_failure(exc)
         finally:
             self._cleanup()
             with self._cond:
