@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from arl.api import StepResult
-from arl.dummy import DummyEnvironment, DummyMuscle
+from arl.dummy import DummyBrain, DummyEnvironment, DummyMuscle, DummyObjective
 
 
 class CrashingEnvironment(DummyEnvironment):
@@ -49,3 +49,28 @@ class CrashingMuscle(DummyMuscle):
         if self.calls == self.crash_at:
             raise ValueError("the muscle cannot decide")
         return super().act(sensors)
+
+
+class SlowMuscle(DummyMuscle):
+    """Takes ``delay`` seconds to act, so a stop lands while agents act."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
+        time.sleep(self.delay)
+        return super().act(sensors)
+
+
+class LearnRaisingBrain(DummyBrain):
+    """Raises when asked to learn: fine in a test phase, fatal in a train phase."""
+
+    def learn(self, experience: Any) -> Any:
+        raise RuntimeError("this brain cannot learn")
+
+
+class RaisingObjective(DummyObjective):
+    """Raises on its first evaluation."""
+
+    def evaluate(self, rewards: Mapping[str, float]) -> float:
+        raise ArithmeticError("no objective today")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,9 +29,9 @@ schedule:
             params: {env_params}
       agents:
         - name: defender
-          brain: {{name: arl.dummy:DummyBrain}}
+          brain: {{name: {brain}}}
           muscle: {{name: {muscle}, params: {muscle_params}}}
-          objective: {{name: arl.dummy:DummyObjective}}
+          objective: {{name: {objective}}}
           sensors: [env.s0, env.s1]
           actuators: [env.a0, env.a1]
         - name: attacker
@@ -40,26 +41,29 @@ schedule:
           sensors: [env.s2, env.s3]
           actuators: [env.a2, env.a3]
       simulation: {{name: vanilla}}
-      phase_config: {{mode: train, episodes: {episodes}}}
+      phase_config: {{mode: {mode}, episodes: {episodes}, workers: {workers}}}
 """
 
 
-def write(
-    tmp: Path,
-    *,
-    uid: str = "e2e",
-    env: str = "arl.dummy:DummyEnvironment",
-    env_params: str = "{}",
-    muscle: str = "arl.dummy:DummyMuscle",
-    muscle_params: str = "{}",
-    episodes: int = 1,
-) -> str:
-    path = tmp / f"{uid}.yml"
-    path.write_text(
-        TEMPLATE.format(
-            uid=uid, env=env, env_params=env_params, muscle=muscle, muscle_params=muscle_params, episodes=episodes
-        )
-    )
+def write(tmp: Path, **fields: object) -> str:
+    """An experiment file from TEMPLATE; ``fields`` override the defaults below."""
+    values: dict[str, object] = {
+        "uid": "e2e",
+        "env": "arl.dummy:DummyEnvironment",
+        "env_params": "{}",
+        "brain": "arl.dummy:DummyBrain",
+        "muscle": "arl.dummy:DummyMuscle",
+        "muscle_params": "{}",
+        "objective": "arl.dummy:DummyObjective",
+        "mode": "train",
+        "episodes": 1,
+        "workers": 1,
+    }
+    unknown = fields.keys() - values.keys()
+    assert not unknown, f"write() has no field {unknown}"
+    values.update(fields)
+    path = tmp / f"{values['uid']}.yml"
+    path.write_text(TEMPLATE.format(**values))
     return str(path)
 
 
@@ -140,6 +144,9 @@ def test_a_muscle_that_raises_fails_the_run_instead_of_acting_empty(arl_run, no_
     assert arl_run.scalar("select status from experiment_runs") == "FAILED"
     assert arl_run.scalar("select count(*) from environment_steps") == 2
     assert arl_run.scalar("select count(*) from agent_actions where setpoints = '{}'") == 0
+    # Step 1's two actions, and the attacker's step 2 (its reply came with the crash).
+    actions = arl_run.query("select step, agent from agent_actions order by step, agent")
+    assert actions == [(1, "attacker"), (1, "defender"), (2, "attacker")]
 
 
 def _slow_run(arl_run) -> subprocess.Popen[str]:
@@ -157,13 +164,7 @@ def _steps(arl_run) -> int:
 
 def test_a_child_killed_with_sigkill_fails_the_run_cleanly(arl_run, no_leaks) -> None:
     proc = _slow_run(arl_run)
-    victim = poll_for(
-        lambda: [
-            p
-            for p in psutil.Process(proc.pid).children(recursive=True)
-            if p.cmdline() and p.cmdline()[0].startswith("arl[environment:")
-        ]
-    )
+    victim = poll_for(lambda: _titled(proc.pid, "arl[environment:env.0]"))
     victim[0].kill()
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
@@ -400,3 +401,94 @@ def test_dry_run_prints_the_runs_and_runs_nothing(arl_run, no_leaks) -> None:
     assert done.returncode == 0, done.stderr
     assert "phase 1 phase_1: test, 1 episode(s) x 1 worker(s), vanilla" in done.stdout
     assert not arl_run.db.exists()
+
+
+def test_ctrl_c_while_agents_act_still_stores_every_completed_action(arl_run, no_leaks) -> None:
+    file = write(arl_run.tmp, muscle="arl_test_components:SlowMuscle", muscle_params="{delay: 0.02}",
+                 env_params="{episode_length: 100000}")  # fmt: skip
+    proc = arl_run.start(file)
+    poll_for(lambda: _steps(arl_run) >= 10, timeout=30, what="steps")
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    steps = arl_run.scalar("select steps from episodes")
+    assert _steps(arl_run) == steps
+    assert arl_run.scalar("select count(*) from agent_actions") == 2 * steps
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"brain": "arl_test_components:LearnRaisingBrain"}, "RuntimeError: this brain cannot learn"),
+        ({"objective": "arl_test_components:RaisingObjective"}, "ArithmeticError: no objective today"),
+    ],
+    ids=["brain", "objective"],
+)
+def test_a_brain_or_objective_that_raises_fails_the_run(arl_run, no_leaks, fields, message) -> None:
+    done = arl_run.run(write(arl_run.tmp, **fields))
+    assert done.returncode == 1
+    assert message in done.stderr
+    status, error = arl_run.query("select status, error from experiment_runs")[0]
+    assert status == "FAILED"
+    assert error.startswith(f"agent.defender: {message}")
+
+
+def test_a_test_phase_never_asks_a_brain_to_learn(arl_run, no_leaks) -> None:
+    done = arl_run.run(write(arl_run.tmp, brain="arl_test_components:LearnRaisingBrain", mode="test"))
+    assert done.returncode == 0, done.stderr
+    assert arl_run.scalar("select count(*) from agent_actions") == 20
+    assert arl_run.scalar("select count(*) from brain_checkpoints") == 0  # test phases save nothing
+
+
+def test_several_workers_each_run_their_episodes(arl_run, no_leaks) -> None:
+    done = arl_run.run(write(arl_run.tmp, episodes=2, workers=2))
+    assert done.returncode == 0, done.stderr
+    assert "phases 1, episodes 4, steps 40, actions 80" in done.stdout
+    assert arl_run.query("select worker, count(*) from episodes group by worker") == [(0, 2), (1, 2)]
+    assert arl_run.scalar("select count(distinct episode_id || '/' || step) from environment_steps") == 40
+
+
+@pytest.mark.parametrize("role", ["agent:attacker", "controller:0", "governor:e2e"])
+def test_sigkill_of_any_process_of_a_run_fails_it_cleanly(arl_run, no_leaks, role: str) -> None:
+    proc = _slow_run(arl_run)
+    victim = poll_for(lambda: _titled(proc.pid, f"arl[{role}]"))
+    victim[0].kill()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    status, error = arl_run.query("select status, error from experiment_runs")[0]
+    assert status == "FAILED"
+    assert "signal 9" in error
+    assert arl_run.scalar("select count(*) from episodes where ended_at is null") == 0
+
+
+def _titled(root: int, title: str) -> list[psutil.Process]:
+    """Live descendants of ``root`` titled ``title``; processes that vanish are skipped."""
+    found = []
+    for child in psutil.Process(root).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if child.cmdline()[:1] == [title]:
+                found.append(child)
+    return found
+
+
+def test_ctrl_c_while_the_run_starts_ends_it_interrupted(arl_run, no_leaks) -> None:
+    proc = arl_run.start(write(arl_run.tmp))
+    poll_for(lambda: _titled(proc.pid, "arl[governor:e2e]"), timeout=30, interval=0.001, what="the governor")
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "INTERRUPTED" in out
+    assert {s for (s,) in arl_run.query("select status from experiment_runs")} <= {"INTERRUPTED"}
+
+
+def test_a_store_that_fails_mid_run_fails_the_run_without_hanging(arl_run, no_leaks) -> None:
+    proc = _slow_run(arl_run)
+    import sqlite3
+
+    with sqlite3.connect(arl_run.db, timeout=1) as blocker:
+        blocker.execute("begin exclusive")  # the writer's next commit waits 5 s, then fails
+        out, err = proc.communicate(timeout=60)
+        blocker.rollback()
+    assert proc.returncode == 1, err
+    assert "error: the store failed: OperationalError: database is locked" in out
+    assert "Traceback" not in err

@@ -484,6 +484,6 @@ def test_end_run_ends_only_an_unfinished_run_and_closes_its_open_rows(
     with Session(reader) as session:
         runs = {r.id: r for r in session.scalars(select(RunRow))}
         assert session.scalar(select(EpisodeRow.end_reason)) == "failed"
-        assert session.scalars(select(PhaseRow.end_reason).order_by(PhaseRow.run_id)).all() == [None, "failed"]
+        assert session.scalars(select(PhaseRow.end_reason).order_by(PhaseRow.run_id)).all() == ["finished", "failed"]
     assert (runs[first].status, runs[first].error) == ("FINISHED", None)
     assert (runs[second].status, runs[second].error) == ("FAILED", "the governor died")

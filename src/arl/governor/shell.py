@@ -83,7 +83,10 @@ class GovernorShell:
                     await self._loop()
         finally:
             await self._ensure_children_stopped()
-            self.writer.close()
+            try:
+                self.writer.close()
+            except ArlError as exc:  # reported as the run's failure already
+                log.debug("closing the store writer: %s", exc)
             if self._control is not None:
                 self._control.close(linger=2000)
             self.zctx.term()
@@ -157,12 +160,11 @@ class GovernorShell:
                 self._activity(lambda: self._save_brains(self.spec.phases[phase]))
             case m.RecordPhaseStarted(phase=phase):
                 p = self.spec.phases[phase]
-                self.writer.submit(store.PhaseStarted(phase, p.name, p.mode, time.time()))
                 # Committed before any controller can send an episode of this phase:
                 # records from different pipes may arrive in any order.
-                await asyncio.to_thread(self.writer.flush)
+                await self._record(store.PhaseStarted(phase, p.name, p.mode, time.time()), flush=True)
             case m.RecordPhaseEnded(phase=phase, reason=reason):
-                self.writer.submit(store.PhaseEnded(phase, reason, time.time()))
+                await self._record(store.PhaseEnded(phase, reason, time.time()))
             case m.StopChildren():
                 for task in list(self._activities):
                     task.cancel()
@@ -172,20 +174,21 @@ class GovernorShell:
 
     # -- commands -----------------------------------------------------------------
 
+    async def _record(self, record: Any, *, flush: bool = False) -> None:
+        """Hand a record to the writer. A writer that died has already failed the run
+        (through ``on_failure``), so what it can no longer take is dropped here."""
+        try:
+            self.writer.submit(record)
+            if flush:
+                await asyncio.to_thread(self.writer.flush)
+        except ArlError as exc:
+            log.debug("not stored (%s): %s", exc, type(record).__name__)
+
     async def _record_run_started(self) -> None:
         spec = self.spec
-        self.writer.submit(
-            store.RunStarted(
-                spec.uid,
-                spec.experiment_uid,
-                spec.seed,
-                spec.document,
-                arl.__version__,
-                socket.gethostname(),
-                time.time(),
-            )
-        )
-        await asyncio.to_thread(self.writer.flush)
+        host, now = socket.gethostname(), time.time()
+        started = store.RunStarted(spec.uid, spec.experiment_uid, spec.seed, spec.document, arl.__version__, host, now)
+        await self._record(started, flush=True)
         self.run_id = self.writer.run_id
         await self._report(executor.GovernorStatus(self.spec.uid, self.machine.state.name, self.run_id))
 
@@ -332,7 +335,7 @@ class GovernorShell:
         )
         for reply in saved:
             self.checkpoints[(phase.name, reply.name)] = reply.directory
-            self.writer.submit(
+            await self._record(
                 store.CheckpointSaved(phase.index, reply.name, reply.directory, reply.sha256, time.time())
             )
         return m.BrainsSaved(phase.index)
@@ -360,10 +363,8 @@ class GovernorShell:
 
     async def _finish(self, outcome: m.Outcome, error: str | None) -> None:
         ended = store.RunEnded(outcome.value, error, time.time())
-        if self.writer.error is None:
-            self.writer.submit(ended)
-            await asyncio.to_thread(self.writer.flush)
-        elif self.run_id is not None:  # one more try, on a connection of its own
+        await self._record(ended, flush=True)
+        if self.writer.error is not None and self.run_id is not None:  # once more, on a connection of its own
             await asyncio.to_thread(self._record_end_directly, ended)
         counts = self.writer.counts
         self._outcome = executor.RunOutcome(

@@ -266,9 +266,13 @@ class SupervisedChild:
 
     @property
     def exited(self) -> asyncio.Future[int]:
-        """Resolves with the exit code when the child has exited (and been reaped)."""
+        """Resolves with the exit code when the child has exited (and been reaped).
+
+        Shielded: a task that awaits it and is cancelled must not cancel the one future
+        that says whether the child has exited (stop() relies on it).
+        """
         assert self._exited is not None, "start() first"
-        return self._exited
+        return asyncio.shield(self._exited)
 
     @property
     def stop_requested(self) -> bool:

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import zmq
-from sqlalchemy import Connection, Dialect, Engine, String, Table, bindparam, cast, insert, update
+from sqlalchemy import Connection, Dialect, Engine, String, Table, bindparam, cast, insert, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
@@ -485,7 +485,14 @@ class _Recorder:
         if r.status not in TERMINAL_STATUSES:
             self.drop(f"RunEnded with status {r.status!r}, not one of {sorted(TERMINAL_STATUSES)}")
             return
-        self._update(RunRow, self._run, status=str(r.status), error=r.error, ended_at=utc(r.ended_at))
+        ended_at, reason = utc(r.ended_at), str(r.status).lower()
+        self._update(RunRow, self._run, status=str(r.status), error=r.error, ended_at=ended_at)
+        # A process killed mid-episode never ended its episode: the run's end does.
+        phases = select(PhaseRow.id).where(PhaseRow.run_id == self._run)
+        for model, mine in ((EpisodeRow, EpisodeRow.phase_id.in_(phases)), (PhaseRow, PhaseRow.run_id == self._run)):
+            self._conn.execute(
+                update(model).where(mine, model.ended_at.is_(None)).values(ended_at=ended_at, end_reason=reason)
+            )
         self.commit()  # how a run ended must not wait for a timer
 
     def _insert(self, model: type[Base], **values: Any) -> int:
