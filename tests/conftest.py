@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,11 +36,14 @@ class ArlRun:
         self.db = tmp / "arl.db"
         self.url = f"sqlite:///{self.db}"
         self.started: list[subprocess.Popen[str]] = []
+        # arl-run's private directories go here, so even a killed run leaves nothing in /tmp
+        # (kept short: ipc socket paths are limited to about 100 characters).
+        self.private = tempfile.mkdtemp(prefix="arl-e2e-")
 
     @property
     def env(self) -> dict[str, str]:
         """Read at each start, so a leak-check token set after this object was made is passed on."""
-        env = {**os.environ, "PYTHONPATH": str(COMPONENTS), "ARL_STORE_URL": self.url}
+        env = {**os.environ, "PYTHONPATH": str(COMPONENTS), "ARL_STORE_URL": self.url, "TMPDIR": self.private}
         env.pop("PYTHONWARNINGS", None)
         return env
 
@@ -81,8 +87,10 @@ class ArlRun:
         """Kill and wait for whatever a test started and left running (after a failure)."""
         for proc in self.started:
             if proc.poll() is None:
-                os.killpg(proc.pid, 9)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)
             proc.communicate(timeout=30)
+        shutil.rmtree(self.private, ignore_errors=True)
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.db) as db:

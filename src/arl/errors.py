@@ -79,7 +79,3 @@ class ShutdownTimeout(ArlError):
 
 class StartTimeout(ArlError):
     """A process did not report ready within its bounded start."""
-
-
-class RunFailed(ArlError):
-    """An experiment run ended FAILED."""

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -155,6 +156,7 @@ def round_trip(n: int, *, through_broker: bool) -> float:
         p.join()
     req.close(linger=0)
     ctx.term()
+    shutil.rmtree(workdir, ignore_errors=True)
     return elapsed
 
 
@@ -216,6 +218,7 @@ def topology_floor(n: int) -> float:
     for sock in socks:
         sock.close(linger=0)
     ctx.term()
+    shutil.rmtree(workdir, ignore_errors=True)
     return elapsed
 
 

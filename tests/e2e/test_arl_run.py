@@ -283,19 +283,10 @@ def test_kill_9_of_arl_run_leaves_no_process_behind(arl_run, no_leaks, when: str
         arl_run.tmp, env="arl_test_components:SlowEnvironment", env_params="{delay: 0.01, episode_length: 100000}"
     )
     proc = arl_run.start(file)
-    tree = psutil.Process(proc.pid)
     if when == "mid-run":
         poll_for(lambda: _steps(arl_run) >= 5, timeout=30, what="steps")
     else:
-        poll_for(
-            lambda: any(
-                p.cmdline()[:1] and p.cmdline()[0].startswith(("arl[agent", "arl[environment"))
-                for p in tree.children(recursive=True)
-            ),
-            timeout=30,
-            interval=0.001,
-            what="a conductor",
-        )
+        poll_for(lambda: _titled(proc.pid, ("arl[agent", "arl[environment")), interval=0.001, what="a conductor")
     proc.kill()
     proc.communicate(timeout=10)
 
@@ -461,12 +452,14 @@ def test_sigkill_of_any_process_of_a_run_fails_it_cleanly(arl_run, no_leaks, rol
     assert arl_run.scalar("select count(*) from episodes where ended_at is null") == 0
 
 
-def _titled(root: int, title: str) -> list[psutil.Process]:
-    """Live descendants of ``root`` titled ``title``; processes that vanish are skipped."""
+def _titled(root: int, title: str | tuple[str, ...]) -> list[psutil.Process]:
+    """Live descendants of ``root`` whose title is, or starts with one of, ``title``;
+    processes that vanish while they are looked at are skipped."""
     found = []
     for child in psutil.Process(root).children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if child.cmdline()[:1] == [title]:
+            name = (child.cmdline() or [""])[0]
+            if (name == title) if isinstance(title, str) else name.startswith(title):
                 found.append(child)
     return found
 

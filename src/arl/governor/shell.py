@@ -23,6 +23,7 @@ import zmq.asyncio
 
 import arl
 from arl import codec
+from arl.conductors.controller import raise_failures
 from arl.conductors.service import HEARTBEAT, LIVENESS
 from arl.config.spec import AgentSpec, PhaseSpec, RunSpec
 from arl.errors import ArlError, ComponentCrashed
@@ -32,7 +33,6 @@ from arl.governor.plan import Plan, agent_service, controller_service, env_servi
 from arl.mdp.broker import Broker
 from arl.mdp.client import MdpClient
 from arl.messages import control, executor, store
-from arl.messages.common import ErrorReply
 from arl.proc.child import ChildContext, SupervisedChild
 from arl.seeding import derive_seed
 from arl.store.writer import StoreWriter, short_error
@@ -214,8 +214,7 @@ class GovernorShell:
     async def _request(self, service: str, message: Any, timeout: float) -> Any:
         assert self.client is not None
         reply = codec.decode(await self.client.request(service, codec.encode(message), timeout=timeout))
-        if isinstance(reply, ErrorReply):
-            raise ComponentCrashed(reply.component, reply.kind, reply.message, reply.traceback)
+        raise_failures({service: reply})
         return reply
 
     async def _setup_phase(self, phase: PhaseSpec) -> m.Event:
