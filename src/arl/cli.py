@@ -57,8 +57,37 @@ def _setup_console_logging(verbose: int) -> int:
     return level
 
 
-def _preflight(files: tuple[str, ...], url: str | None) -> tuple[list[Any], str | None]:
-    """Every file's runs, after a complete check; or exit 2 having printed every problem.
+Variants = list[list[Any]]  # each run's overrides (arl.config.overrides.Override)
+
+
+def _variants(sets: tuple[str, ...], sweeps: tuple[str, ...]) -> Variants:
+    """The overrides of every run a file expands to; exit 2 on an option that cannot be read."""
+    from arl.config.overrides import OverrideError, combinations, parse_set, parse_sweep
+
+    try:
+        return combinations([parse_set(t) for t in sets], [parse_sweep(t) for t in sweeps])
+    except OverrideError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _load(file: str, variant: list[Any], *, resolve_classes: bool) -> Any:
+    """One run of ``file``: its overrides applied, and a swept run's uid naming its values."""
+    import dataclasses
+
+    from arl.config import load_experiment
+    from arl.config.overrides import sweep_suffix
+
+    spec = load_experiment(file, resolve_classes=resolve_classes, overrides=variant)
+    suffix = sweep_suffix(variant)
+    if suffix:
+        uid = spec.uid + suffix
+        spec = dataclasses.replace(spec, uid=uid, document={**spec.document, "uid": uid})
+    return spec
+
+
+def _preflight(files: tuple[str, ...], url: str | None, variants: Variants) -> tuple[list[tuple[str, Any]], str | None]:
+    """Every (file, run) pair, after a complete check; or exit 2 having printed every problem.
 
     The complete check imports every class the files name and opens (creating on first
     use) the store. It runs in a forked child: importing users' modules would otherwise
@@ -67,17 +96,18 @@ def _preflight(files: tuple[str, ...], url: str | None) -> tuple[list[Any], str 
     thread or socket exists yet; meanwhile this process parses the files for itself.
     With ``url`` None the store is left alone.
     """
-    from arl.config import load_experiment
+    import arl.config  # noqa: F401 - imported once here, inherited by the checking child
 
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
-    checker = ctx.Process(target=_check, args=(files, url, sender), name="arl-check")
+    checker = ctx.Process(target=_check, args=(files, url, variants, sender), name="arl-check")
     checker.start()
     sender.close()
-    specs = []
+    runs = []
     for file in files:
-        with contextlib.suppress(ConfigError):  # the checker reports every problem
-            specs.append(load_experiment(file, resolve_classes=False))
+        for variant in variants:
+            with contextlib.suppress(ConfigError):  # the checker reports every problem
+                runs.append((file, _load(file, variant, resolve_classes=False)))
     try:
         found, store_error, location = unpack(receiver.recv_bytes())
     except KeyboardInterrupt:
@@ -88,7 +118,8 @@ def _preflight(files: tuple[str, ...], url: str | None) -> tuple[list[Any], str 
         checker.join()
         raise click.ClickException(f"checking the experiment files failed (exit code {checker.exitcode})") from None
     checker.join()
-    problems = [Problem(Location(*where), path, message) for where, path, message in found]
+    # A mistake in the file shows in every variant of it: say it once.
+    problems = list(dict.fromkeys(Problem(Location(*where), path, message) for where, path, message in found))
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if problems:
@@ -99,20 +130,21 @@ def _preflight(files: tuple[str, ...], url: str | None) -> tuple[list[Any], str 
         click.echo(f"error: {store_error}", err=True)
         click.echo("Give a working SQLAlchemy URL with --store or ARL_STORE_URL; nothing was run.", err=True)
         sys.exit(EXIT_CONFIG)
-    return specs, location
+    return runs, location
 
 
-def _check(files: tuple[str, ...], url: str | None, sender: Any) -> None:
-    """In the checking child: every problem of every file, then whether the store opens."""
-    from arl.config import load_experiment
+def _check(files: tuple[str, ...], url: str | None, variants: Variants, sender: Any) -> None:
+    """In the checking child: every problem of every run, then whether the store opens."""
     from arl.errors import ArlError
 
     found = []
     for file in files:
-        try:
-            load_experiment(file)
-        except ConfigError as exc:
-            found += [[[p.location.file, p.location.line, p.location.column], p.path, p.message] for p in exc.problems]
+        for variant in variants:
+            try:
+                _load(file, variant, resolve_classes=True)
+            except ConfigError as exc:
+                found += [[[p.location.file, p.location.line, p.location.column], p.path, p.message]
+                          for p in exc.problems]  # fmt: skip
     store_error = location = None
     if not found and url is not None:  # a wrong file must not create a store
         from arl.store.engine import describe_location, open_store
@@ -146,9 +178,23 @@ def _describe(file: str, spec: Any) -> None:
             click.echo(f"    agent {agent.name}: {len(agent.sensors)} sensors, {len(agent.actuators)} actuators{load}")
 
 
+def _override_options(command: Any) -> Any:
+    """``--set`` and ``--sweep``, shared by the commands that read experiment files."""
+    command = click.option(
+        "--sweep", "sweeps", multiple=True, metavar="KEY=A,B,...",
+        help="Run once per value (several sweeps multiply); each run's uid names its values.",
+    )(command)  # fmt: skip
+    return click.option(
+        "--set", "sets", multiple=True, metavar="KEY=VALUE",
+        help="Override a value of the file; KEY is a dotted path (seed, schedule.phase_0.phase_config.episodes), "
+        "VALUE is read as YAML.",
+    )(command)  # fmt: skip
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def check(files: tuple[str, ...]) -> None:
+@_override_options
+def check(files: tuple[str, ...], sets: tuple[str, ...], sweeps: tuple[str, ...]) -> None:
     """Check experiment FILES completely and print the runs they describe.
 
     Every class named is imported and checked against what it must be; every problem
@@ -156,10 +202,10 @@ def check(files: tuple[str, ...]) -> None:
     store is not touched.
     """
     _setup_console_logging(0)
-    specs, _ = _preflight(files, None)
-    for file, spec in zip(files, specs, strict=True):
+    runs, _ = _preflight(files, None, _variants(sets, sweeps))
+    for file, spec in runs:
         _describe(file, spec)
-    click.echo(f"{len(files)} file{'s' if len(files) > 1 else ''} checked: no problems.")
+    click.echo(f"{len(files)} file{'s' if len(files) > 1 else ''} checked, {len(runs)} run(s): no problems.")
 
 
 @main.command()
@@ -196,8 +242,16 @@ def schema() -> None:
     help="Where brains are saved at the end of each train phase.",
 )
 @click.option("--verbose", "-v", count=True, help="Log more: -v for progress, -vv for debugging.")
+@_override_options
 def run(
-    files: tuple[str, ...], dry_run: bool, parallel: int, store: str | None, checkpoint_dir: str, verbose: int
+    files: tuple[str, ...],
+    dry_run: bool,
+    parallel: int,
+    store: str | None,
+    checkpoint_dir: str,
+    verbose: int,
+    sets: tuple[str, ...],
+    sweeps: tuple[str, ...],
 ) -> None:
     """Run the experiment FILES and record every step in the store.
 
@@ -209,12 +263,14 @@ def run(
     from arl.store.location import store_url
 
     url = store_url(store)
+    variants = _variants(sets, sweeps)
     if dry_run:
-        specs, _ = _preflight(files, None)
-        for file, spec in zip(files, specs, strict=True):
+        runs, _ = _preflight(files, None, variants)
+        for file, spec in runs:
             _describe(file, spec)
         return
-    specs, location = _preflight(files, url)
+    runs, location = _preflight(files, url, variants)
+    specs = [spec for _, spec in runs]
     from arl.executor import Executor, ExecutorOptions
 
     options = ExecutorOptions(url, str(Path(checkpoint_dir).resolve()), parallel, level)

@@ -373,7 +373,7 @@ def test_check_prints_the_runs_and_touches_no_store(arl_run) -> None:
     assert done.returncode == 0, done.stderr
     assert "run dummy-run, experiment dummy, seed 42" in done.stdout
     assert "agent defender: 5 sensors, 5 actuators, loads defender from phase_0" in done.stdout
-    assert "2 files checked: no problems." in done.stdout
+    assert "2 files checked, 2 run(s): no problems." in done.stdout
     assert not arl_run.db.exists()
 
 
@@ -485,3 +485,18 @@ def test_a_store_that_fails_mid_run_fails_the_run_without_hanging(arl_run, no_le
     assert proc.returncode == 1, err
     assert "error: the store failed: OperationalError: database is locked" in out
     assert "Traceback" not in err
+
+
+def test_a_sweep_runs_every_value_side_by_side_with_its_own_uid(arl_run, no_leaks) -> None:
+    file = write(arl_run.tmp)
+    done = arl_run.run(file, "--sweep", "seed=1,2", "--set", "schedule.train.phase_config.episodes=2", "-j", "2")
+    assert done.returncode == 0, done.stderr
+    runs = arl_run.query("select uid, seed, status, json_extract(document, '$.seed') from experiment_runs order by uid")
+    assert runs == [("e2e[seed=1]", 1, "FINISHED", 1), ("e2e[seed=2]", 2, "FINISHED", 2)]
+    assert arl_run.scalar("select count(*) from episodes") == 4
+    # Different seeds, different trajectories.
+    first_steps = arl_run.query(
+        "select s.sensors from environment_steps s join episodes e on s.episode_id = e.id "
+        'join phases p on e.phase_id = p.id where s.step = 1 and e."index" = 0 order by p.run_id'
+    )
+    assert first_steps[0] != first_steps[1]

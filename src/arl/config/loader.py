@@ -25,7 +25,7 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ from ruamel.yaml.reader import ReaderError
 from arl.api import Brain, Environment, Muscle, Objective
 from arl.classref import import_class, kind_problem, normalise_entry_point, params_problems
 from arl.conditions import TerminationCondition
+from arl.config.overrides import Override, OverrideError
+from arl.config.overrides import apply as apply_override
 from arl.config.spec import (
     CONTROLLERS,
     DEFAULT_CONDITION,
@@ -69,18 +71,23 @@ _STANDARD_TAGS = frozenset(
 )
 
 
-def load_experiment(path: str | Path, *, resolve_classes: bool = True) -> RunSpec:
+def load_experiment(path: str | Path, *, resolve_classes: bool = True, overrides: Sequence[Override] = ()) -> RunSpec:
     """Read and check the experiment file at ``path``; raises ConfigError with every problem."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(Location(str(path)), "", f"cannot read the file: {exc}")]) from None
-    return load_experiment_text(text, str(path), resolve_classes=resolve_classes)
+    return load_experiment_text(text, str(path), resolve_classes=resolve_classes, overrides=overrides)
 
 
-def load_experiment_text(text: str, filename: str, *, resolve_classes: bool = True) -> RunSpec:
+def load_experiment_text(
+    text: str, filename: str, *, resolve_classes: bool = True, overrides: Sequence[Override] = ()
+) -> RunSpec:
     """Check an experiment file given as text; ``filename`` is only used in messages.
+
+    ``overrides`` (``--set``, ``--sweep``) change values before anything is checked; a
+    problem with an overridden value is reported at the option that set it.
 
     With ``resolve_classes`` every ``module:Class`` is imported and checked against the
     base class its role needs; without, only the spelling of the references is checked
@@ -88,6 +95,11 @@ def load_experiment_text(text: str, filename: str, *, resolve_classes: bool = Tr
     """
     data, positions = _parse(text, filename)
     report = _Report(filename, positions)
+    for override in overrides:
+        try:
+            report.overridden[apply_override(data, override)] = override.source
+        except OverrideError as exc:
+            report.problems.append(Problem(Location(override.source), "", str(exc)))
     checker = _Checker(report, resolve_classes)
     spec = checker.check_run(data, text)
     if report.problems or spec is None:
@@ -120,6 +132,7 @@ class _Report:
     def __init__(self, filename: str, positions: dict[DocPath, _Pos]) -> None:
         self.filename = filename
         self.positions = positions
+        self.overridden: dict[DocPath, str] = {}  # path -> the option that set it
         self.problems: list[Problem] = []
 
     def add(self, path: DocPath, message: str, *, at_key: bool = False) -> None:
@@ -128,6 +141,9 @@ class _Report:
             self.problems.append(problem)
 
     def location(self, path: DocPath, *, at_key: bool = False) -> Location:
+        for depth in range(len(path), 0, -1):
+            if path[:depth] in self.overridden:
+                return Location(self.overridden[path[:depth]])
         while path not in self.positions and path:
             path, at_key = path[:-1], False
         pos = self.positions.get(path)

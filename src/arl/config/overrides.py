@@ -1,0 +1,125 @@
+"""``--set KEY=VALUE`` and ``--sweep KEY=A,B,C``: change a file's values from the command line.
+
+A key is a dotted path into the file: ``seed``, ``schedule.0.phase_0.phase_config.episodes``;
+in a list of phases, a phase's name may stand for its index
+(``schedule.phase_0.phase_config.episodes``). A value is read as YAML (``3`` is a number,
+``[a, b]`` a list, ``"3"`` a string). Several sweeps multiply: every combination is a run of
+its own, with a uid that names its values.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+
+class OverrideError(ValueError):
+    """A ``--set`` or ``--sweep`` that cannot be read; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Override:
+    """One value to put at ``key``; ``source`` is the option as typed, for messages."""
+
+    key: str
+    value: Any
+    source: str
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(self.key.split("."))
+
+
+def _value(text: str, option: str) -> Any:
+    try:
+        return YAML(typ="safe", pure=True).load(text) if text.strip() else ""
+    except YAMLError as exc:
+        raise OverrideError(f"{option}: the value is not valid YAML: {exc}") from None
+
+
+def _split(text: str, option: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise OverrideError(f"{option} {text!r}: write KEY=VALUE, KEY a dotted path such as seed or "
+                            "schedule.phase_0.phase_config.episodes")  # fmt: skip
+    return key, value
+
+
+def parse_set(text: str) -> Override:
+    """``KEY=VALUE`` as typed after ``--set``."""
+    key, value = _split(text, "--set")
+    return Override(key, _value(value, f"--set {text}"), f"--set {text}")
+
+
+def parse_sweep(text: str) -> list[Override]:
+    """``KEY=A,B,C`` as typed after ``--sweep``: one override per value, in order."""
+    key, values = _split(text, "--sweep")
+    parts = [v for v in values.split(",")]
+    if len(parts) < 2 or any(not v.strip() for v in parts):
+        raise OverrideError(f"--sweep {text!r}: give two or more values separated by commas")
+    return [Override(key, _value(v, f"--sweep {text}"), f"--sweep {key}={v.strip()}") for v in parts]
+
+
+def combinations(sets: list[Override], sweeps: list[list[Override]]) -> list[list[Override]]:
+    """Every run's overrides: the sets, then one value of each sweep (cartesian product)."""
+    return [sets + list(choice) for choice in itertools.product(*sweeps)] if sweeps else [sets]
+
+
+def sweep_suffix(chosen: list[Override]) -> str:
+    """What a swept run's uid gets appended: ``[key=value,...]`` of its swept values."""
+    swept = [o for o in chosen if o.source.startswith("--sweep")]
+    return "[" + ",".join(o.source.removeprefix("--sweep ") for o in swept) + "]" if swept else ""
+
+
+def apply(data: Any, override: Override) -> tuple[str | int, ...]:
+    """Put the value into ``data`` (the parsed file) and return the path it went to.
+
+    Mappings on the way are created; list items are addressed by index, or in a list of
+    single-key mappings (the schedule) by that key. Raises OverrideError (saying where
+    the path breaks) if it runs through something that is neither.
+    """
+    node, path = data, override.path
+    resolved: list[str | int] = []
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        where = ".".join(path[:depth]) or "the file"
+        if isinstance(node, list):
+            index = _list_index(node, part, where)
+            holder: Any
+            slot: str | int
+            if not part.lstrip("-").isdigit():  # a name: the item, then the body under its name
+                resolved += [index, part]
+                holder, slot = node[index], part
+            else:
+                resolved.append(index)
+                holder, slot = node, index
+            if last:
+                holder[slot] = override.value
+            else:
+                node = holder[slot]
+        elif isinstance(node, dict):
+            resolved.append(part)
+            if last:
+                node[part] = override.value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise OverrideError(f"{where} is a {type(node).__name__}, it has no {part!r}")
+    return tuple(resolved)
+
+
+def _list_index(items: list[Any], part: str, where: str) -> int:
+    if part.lstrip("-").isdigit():
+        index = int(part)
+        if not -len(items) <= index < len(items):
+            raise OverrideError(f"{where} has {len(items)} items, no item {index}")
+        return index % len(items)
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and len(item) == 1 and part in item:
+            return index
+    raise OverrideError(f"{where} has no item named {part!r}")
