@@ -783,6 +783,12 @@ class _Checker:
         name = ref.get("name") if isinstance(ref, dict) else None
         if not isinstance(name, str) or not name:
             return
+        if base is Environment and name.startswith(GYM_PREFIX):
+            if self.resolve:
+                problem = _gym_problem(name.removeprefix(GYM_PREFIX))
+                if problem is not None:
+                    self._add(phase, (*rel, "name"), problem)
+            return
         try:
             entry_point = normalise_entry_point(name)
         except ValueError as exc:
@@ -906,7 +912,26 @@ def _build_phase(phase: _Phase, model: PhaseFile) -> PhaseSpec:
 
 
 def _ref(ref: ClassRefFile | EnvironmentFile) -> ClassRef:
-    return ClassRef(normalise_entry_point(ref.name), copy.deepcopy(dict(ref.params or {})))
+    params = copy.deepcopy(dict(ref.params or {}))
+    if isinstance(ref, EnvironmentFile) and ref.name.startswith(GYM_PREFIX):
+        # gym:<id> is arl's Gymnasium adapter; the params go on to gymnasium.make.
+        return ClassRef(GYM_ENVIRONMENT, {"id": ref.name.removeprefix(GYM_PREFIX), **params})
+    return ClassRef(normalise_entry_point(ref.name), params)
+
+
+GYM_PREFIX = "gym:"
+GYM_ENVIRONMENT = "arl.gym:GymEnvironment"
+
+
+def _gym_problem(env_id: str) -> str | None:
+    """None if Gymnasium knows ``env_id``, else what is wrong, with the nearest ids."""
+    import gymnasium
+
+    if env_id in gymnasium.registry:
+        return None
+    close = difflib.get_close_matches(env_id, list(gymnasium.registry), n=3)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"Gymnasium has no environment {env_id!r}{hint} (an id from another package needs that package imported)"
 
 
 def _build_agent(agent: AgentFile) -> AgentSpec:
