@@ -13,9 +13,8 @@ CARTPOLE = Path(__file__).resolve().parents[2] / "experiments" / "cartpole.yml"
 
 
 def test_gym_ids_become_arl_s_adapter_with_the_params_for_gymnasium_make() -> None:
-    text = CARTPOLE.read_text().replace(
-        "uid: cartpole\n", "uid: cartpole\n            params: {max_episode_steps: 50}\n", 1
-    )
+    env_uid = "            uid: cartpole\n"
+    text = CARTPOLE.read_text().replace(env_uid, env_uid + "            params: {max_episode_steps: 50}\n", 1)
     (env,) = load_experiment_text(text, "cartpole.yml").phases[0].environments
     assert env.entry.entry_point == "arl.gym:GymEnvironment"
     assert env.entry.params == {"id": "CartPole-v1", "max_episode_steps": 50}
