@@ -277,40 +277,29 @@ def test_stop_of_a_cooperative_child_returns_zero_quickly_and_reaps_it(logs: Log
 
 
 @pytest.mark.usefixtures("components", "no_leaks")
-def test_stop_escalates_to_sigterm_when_the_stop_word_is_ignored(logs: Logs) -> None:
+@pytest.mark.parametrize(
+    ("target", "term_timeout", "signal_", "least"),
+    [
+        ("ignores_stop", 5.0, signal.SIGTERM, 0.3),  # the stop word ignored: SIGTERM after grace
+        ("ignores_sigterm", 0.3, signal.SIGKILL, 0.6),  # SIGTERM ignored too: SIGKILL after both
+    ],
+    ids=["sigterm-when-the-stop-word-is-ignored", "sigkill-when-sigterm-is-ignored"],
+)
+def test_stop_escalates(logs: Logs, target: str, term_timeout: float, signal_: int, least: float) -> None:
     async def main() -> tuple[int, int, float]:
-        c = child("deaf", "ignores_stop", logs)
+        c = child("deaf", target, logs)
         try:
             await c.start(START)
             assert c.pid is not None
             began = time.monotonic()
-            code = await c.stop(grace=0.3, term_timeout=5.0, kill_timeout=5.0)
+            code = await c.stop(grace=0.3, term_timeout=term_timeout, kill_timeout=5.0)
             return c.pid, code, time.monotonic() - began
         finally:
             await settle(c)
 
     pid, code, took = asyncio.run(main())
-    assert code == -signal.SIGTERM
-    assert 0.3 <= took < 5.0
-    assert not psutil.pid_exists(pid)
-
-
-@pytest.mark.usefixtures("components", "no_leaks")
-def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(logs: Logs) -> None:
-    async def main() -> tuple[int, int, float]:
-        c = child("stubborn", "ignores_sigterm", logs)
-        try:
-            await c.start(START)
-            assert c.pid is not None
-            began = time.monotonic()
-            code = await c.stop(grace=0.3, term_timeout=0.3, kill_timeout=5.0)
-            return c.pid, code, time.monotonic() - began
-        finally:
-            await settle(c)
-
-    pid, code, took = asyncio.run(main())
-    assert code == -signal.SIGKILL
-    assert 0.6 <= took < 5.0
+    assert code == -signal_
+    assert least <= took < 5.0
     assert not psutil.pid_exists(pid)
 
 

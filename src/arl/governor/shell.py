@@ -8,6 +8,7 @@ supervised children, and the link to the executor.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -151,7 +152,7 @@ class GovernorShell:
                 self._activity(lambda: self._setup_phase(self.spec.phases[phase]))
             case m.RunWorkers(phase=phase):
                 for worker in range(self.spec.phases[phase].workers):
-                    self._activity(lambda w=worker: self._run_worker(self.spec.phases[phase], w))  # type: ignore[misc]
+                    self._activity(functools.partial(self._run_worker, self.spec.phases[phase], worker))
             case m.InterruptWorkers():
                 for child in self.children.values():
                     if child.spec.role == "controller":

@@ -122,28 +122,30 @@ def _finish(ctx: ChildContext) -> None:
     ctx.zmq.destroy(linger=1000)
 
 
-def _bootstrap(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> None:
-    """The first function a child runs (top level, so ``spawn`` can find it)."""
+@contextlib.contextmanager
+def _lifetime(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> Iterator[ChildContext]:
+    """A child's whole life around its target: prepared before, finished after. An
+    exception escaping the target is logged and ends the process with exit code 1."""
     ctx = _prepare(spec, conn, logs)
     try:
-        _resolve(spec.target)(ctx)
+        yield ctx
     except BaseException:
         logging.getLogger(f"arl.{spec.role}").critical("%s crashed", spec.label, exc_info=True)
         _finish(ctx)
         os._exit(1)
     _finish(ctx)
+
+
+def _bootstrap(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> None:
+    """The first function a child runs (top level, so ``spawn`` can find it)."""
+    with _lifetime(spec, conn, logs) as ctx:
+        _resolve(spec.target)(ctx)
 
 
 async def _abootstrap(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> None:
     """Like :func:`_bootstrap` for an async target, run by aiomultiprocess."""
-    ctx = _prepare(spec, conn, logs)
-    try:
+    with _lifetime(spec, conn, logs) as ctx:
         await _resolve(spec.target)(ctx)
-    except BaseException:
-        logging.getLogger(f"arl.{spec.role}").critical("%s crashed", spec.label, exc_info=True)
-        _finish(ctx)
-        os._exit(1)
-    _finish(ctx)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from arl.codec import pack, unpack
 from arl.errors import ProtocolError
 
 _FIELDS = ("name", "levelno", "levelname", "pathname", "lineno", "funcName", "created", "msecs")
+_FORMATTER = logging.Formatter()  # formats a record's exception once, in the child
 CONSOLE_FORMAT = "%(asctime)s %(arl_process)-24s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -59,7 +60,7 @@ class RemoteLogHandler(logging.Handler):
         try:
             fields: dict[str, Any] = {k: getattr(record, k) for k in _FIELDS}
             fields["msg"] = record.getMessage()
-            fields["exc_text"] = self.formatException(record.exc_info) if record.exc_info else None
+            fields["exc_text"] = _FORMATTER.formatException(record.exc_info) if record.exc_info else None
             fields["arl_process"] = getattr(record, "arl_process", self.label)
             data = pack(fields)
             with self._lock_send:
@@ -68,9 +69,6 @@ class RemoteLogHandler(logging.Handler):
             pass  # the LogServer is gone or flooded: dropping a log line beats blocking a step
         except Exception:
             self.handleError(record)
-
-    def formatException(self, exc_info: Any) -> str:
-        return logging.Formatter().formatException(exc_info)
 
     def close(self) -> None:
         with self._lock_send:
