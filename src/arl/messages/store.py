@@ -92,6 +92,7 @@ class RunEnded:
     status: str  # "FINISHED" | "FAILED" | "INTERRUPTED"
     error: str | None
     ended_at: float
+    reason: str | None = None  # why: "completed", a run-level condition's reason, "failed", ...
 
 
 @message("store.flush")

@@ -101,6 +101,7 @@ class RunRow(Base):
     host: Mapped[str] = mapped_column(String(255))
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(64))  # "completed", or the condition's reason
     error: Mapped[str | None] = mapped_column(Text)
 
 

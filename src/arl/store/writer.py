@@ -486,7 +486,7 @@ class _Recorder:
             self.drop(f"RunEnded with status {r.status!r}, not one of {sorted(TERMINAL_STATUSES)}")
             return
         ended_at, reason = utc(r.ended_at), str(r.status).lower()
-        self._update(RunRow, self._run, status=str(r.status), error=r.error, ended_at=ended_at)
+        self._update(RunRow, self._run, status=str(r.status), error=r.error, ended_at=ended_at, end_reason=r.reason)
         # A process killed mid-episode never ended its episode: the run's end does.
         phases = select(PhaseRow.id).where(PhaseRow.run_id == self._run)
         for model, mine in ((EpisodeRow, EpisodeRow.phase_id.in_(phases)), (PhaseRow, PhaseRow.run_id == self._run)):
