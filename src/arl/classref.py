@@ -113,12 +113,16 @@ def params_problems(cls: type, params: dict[str, Any]) -> list[tuple[str | None,
     accepted = signature.parameters
     named = [n for n, p in accepted.items() if p.kind in _KEYWORD_KINDS]
     problems: list[tuple[str | None, str]] = []
+    suggested: set[str] = set()  # a misspelt parameter is reported once, not again as missing
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        problems += [(k, _unexpected(cls, k, named)) for k in params if k not in named]
+        for key in params:
+            if key not in named:
+                problems.append((key, _unexpected(cls, key, named)))
+                suggested.update(difflib.get_close_matches(key, named, n=1))
     missing = [
         n
         for n, p in accepted.items()
-        if p.kind in _KEYWORD_KINDS and p.default is inspect.Parameter.empty and n not in params
+        if p.kind in _KEYWORD_KINDS and p.default is inspect.Parameter.empty and n not in params and n not in suggested
     ]
     if missing:
         problems.append((None, f"{cls.__qualname__} needs parameter(s) " + ", ".join(map(repr, missing))))
@@ -130,7 +134,7 @@ _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEY
 
 def _unexpected(cls: type, key: str, named: list[str]) -> str:
     message = f"{cls.__qualname__} takes no parameter {key!r}"
-    close = difflib.get_close_matches(key, named)
+    close = difflib.get_close_matches(key, named, n=1)
     if close:
         return message + f"; did you mean {close[0]!r}?"
     if named:

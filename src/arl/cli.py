@@ -71,14 +71,14 @@ def _variants(sets: tuple[str, ...], sweeps: tuple[str, ...]) -> Variants:
         sys.exit(EXIT_CONFIG)
 
 
-def _load(file: str, variant: list[Any], *, resolve_classes: bool) -> Any:
+def _load(file: str, variant: list[Any], *, resolve_classes: bool, probe: bool = False) -> Any:
     """One run of ``file``: its overrides applied, and a swept run's uid naming its values."""
     import dataclasses
 
     from arl.config import load_experiment
     from arl.config.overrides import sweep_suffix
 
-    spec = load_experiment(file, resolve_classes=resolve_classes, overrides=variant)
+    spec = load_experiment(file, resolve_classes=resolve_classes, overrides=variant, probe=probe)
     suffix = sweep_suffix(variant)
     if suffix:
         uid = spec.uid + suffix
@@ -86,7 +86,9 @@ def _load(file: str, variant: list[Any], *, resolve_classes: bool) -> Any:
     return spec
 
 
-def _preflight(files: tuple[str, ...], url: str | None, variants: Variants) -> tuple[list[tuple[str, Any]], str | None]:
+def _preflight(
+    files: tuple[str, ...], url: str | None, variants: Variants, *, probe: bool = False
+) -> tuple[list[tuple[str, Any]], str | None]:
     """Every (file, run) pair, after a complete check; or exit 2 having printed every problem.
 
     The complete check imports every class the files name and opens (creating on first
@@ -94,13 +96,14 @@ def _preflight(files: tuple[str, ...], url: str | None, variants: Variants) -> t
     bring what they import (torch, say) into this process for the whole run, where only
     the processes hosting a component need it. Forking is cheap and safe here, as no
     thread or socket exists yet; meanwhile this process parses the files for itself.
-    With ``url`` None the store is left alone.
+    With ``url`` None the store is left alone. ``probe`` builds and resets every
+    environment too (in the child), to check the ids agents name against it.
     """
     import arl.config  # noqa: F401 - imported once here, inherited by the checking child
 
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
-    checker = ctx.Process(target=_check, args=(files, url, variants, sender), name="arl-check")
+    checker = ctx.Process(target=_check, args=(files, url, variants, sender, probe), name="arl-check")
     checker.start()
     sender.close()
     runs = []
@@ -133,7 +136,7 @@ def _preflight(files: tuple[str, ...], url: str | None, variants: Variants) -> t
     return runs, location
 
 
-def _check(files: tuple[str, ...], url: str | None, variants: Variants, sender: Any) -> None:
+def _check(files: tuple[str, ...], url: str | None, variants: Variants, sender: Any, probe: bool) -> None:
     """In the checking child: every problem of every run, then whether the store opens."""
     from arl.errors import ArlError
 
@@ -141,7 +144,7 @@ def _check(files: tuple[str, ...], url: str | None, variants: Variants, sender: 
     for file in files:
         for variant in variants:
             try:
-                _load(file, variant, resolve_classes=True)
+                _load(file, variant, resolve_classes=True, probe=probe)
             except ConfigError as exc:
                 found += [[[p.location.file, p.location.line, p.location.column], p.path, p.message]
                           for p in exc.problems]  # fmt: skip
@@ -166,7 +169,7 @@ def _describe(file: str, spec: Any) -> None:
         limit = f", at most {phase.max_steps} steps an episode" if phase.max_steps else ""
         click.echo(
             f"  phase {phase.index} {phase.name}: {phase.mode}, {phase.episodes} episode(s) x {phase.workers} "
-            f"worker(s), {phase.simulation.controller}{limit}"
+            f"worker(s), {phase.simulation.name}{limit}"
         )
         for env in phase.environments:
             click.echo(f"    environment {env.uid}: {env.entry.entry_point} {dict(env.entry.params) or ''}".rstrip())
@@ -193,16 +196,21 @@ def _override_options(command: Any) -> Any:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--probe", is_flag=True,
+    help="Also build and reset every environment once, and check the sensor and actuator ids agents name "
+    "against what it provides.",
+)  # fmt: skip
 @_override_options
-def check(files: tuple[str, ...], sets: tuple[str, ...], sweeps: tuple[str, ...]) -> None:
+def check(files: tuple[str, ...], probe: bool, sets: tuple[str, ...], sweeps: tuple[str, ...]) -> None:
     """Check experiment FILES completely and print the runs they describe.
 
     Every class named is imported and checked against what it must be; every problem
     is reported with its file, line and column (exit code 2). Nothing runs and the
-    store is not touched.
+    store is not touched. With --probe, environments are built and reset once too.
     """
     _setup_console_logging(0)
-    runs, _ = _preflight(files, None, _variants(sets, sweeps))
+    runs, _ = _preflight(files, None, _variants(sets, sweeps), probe=probe)
     for file, spec in runs:
         _describe(file, spec)
     click.echo(f"{len(files)} file{'s' if len(files) > 1 else ''} checked, {len(runs)} run(s): no problems.")
@@ -283,7 +291,10 @@ def run(
     elapsed = time.perf_counter() - started
     for outcome in outcomes:
         run_id = f" (run id {outcome.run_id})" if outcome.run_id is not None else ""
-        click.echo(f"run {outcome.run_uid}{run_id}: {outcome.status}")
+        ended_by = (
+            f", ended by {outcome.reason}" if outcome.reason not in (None, "completed", "failed", "interrupted") else ""
+        )
+        click.echo(f"run {outcome.run_uid}{run_id}: {outcome.status}{ended_by}")
         click.echo(
             f"  phases {outcome.phases}, episodes {outcome.episodes}, steps {outcome.steps}, actions {outcome.actions}"
         )

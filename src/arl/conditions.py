@@ -1,14 +1,29 @@
-"""Termination conditions: when does an episode end?
+"""Termination conditions: when does an episode, a phase, a run end?
 
-A condition is asked after every step. Built-ins: :class:`EnvironmentDone` (an
-environment terminated or truncated) and :class:`MaxSteps`. Users subclass
-:class:`TerminationCondition` and name their class in the experiment file.
+A condition answers up to three questions, each with a reason (stored as the end reason
+of the episode, phase or run) or None to go on:
+
+* :meth:`TerminationCondition.episode_over` after every step: ends the episode;
+* :meth:`TerminationCondition.phase_over` after every step and every episode: ends the
+  phase (the running episode ends with the same reason);
+* :meth:`TerminationCondition.run_over` ends the run: asked by each worker after every
+  step and episode, and by the governor after every phase.
+
+The experiment file lists conditions under ``simulation.conditions`` (episode and phase)
+and at the top level under ``conditions`` (run). A condition is asked only the questions
+of the list it is in, and must answer at least one of them. Workers are asked
+separately: a phase condition that fires on one worker ends that worker's phase.
+
+Built-ins: :class:`EnvironmentDone`, :class:`MaxSteps`, :class:`MaxEpisodes`,
+:class:`WallClock` and :class:`RewardThreshold`. Users subclass
+:class:`TerminationCondition` and name their class in the file.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -18,15 +33,67 @@ class StepView:
     step: int  # steps done in this episode, counting from 1
     terminated: bool  # any environment terminated
     truncated: bool  # any environment truncated
-    rewards: dict[str, float]
+    rewards: Mapping[str, float]
+    episode: int = 0  # index of the episode in this worker's phase
 
 
-class TerminationCondition(ABC):
-    """Decides whether an episode is over. Constructed with the file's ``params``."""
+@dataclass(frozen=True)
+class PhaseView:
+    """One worker's progress through its phase."""
 
-    @abstractmethod
+    phase: str
+    worker: int
+    episodes: int  # episodes completed by this worker
+    steps: int  # steps this worker made in this phase
+    elapsed: float  # seconds since the phase began on this worker
+    returns: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    """Per agent, the return (sum of its objective values) of each completed episode."""
+
+
+@dataclass(frozen=True)
+class PhaseSummary:
+    """An ended phase, over all its workers."""
+
+    name: str
+    mode: str
+    reason: str
+    episodes: int
+    steps: int
+    returns: Mapping[str, Sequence[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunView:
+    """The run so far: its ended phases, and (asked by a worker) that worker's phase."""
+
+    elapsed: float  # seconds since the run started
+    phases: Sequence[PhaseSummary]
+    current: PhaseView | None = None
+
+
+class TerminationCondition:
+    """Decides whether an episode, a phase or a run is over. Constructed with the file's
+    ``params``; override the questions it answers."""
+
     def episode_over(self, view: StepView) -> str | None:
-        """The reason the episode ends now (stored with the episode), or None to go on."""
+        """The reason the episode ends now, or None to go on."""
+        return None
+
+    def phase_over(self, view: PhaseView) -> str | None:
+        """The reason this worker's phase ends now, or None to go on."""
+        return None
+
+    def run_over(self, view: RunView) -> str | None:
+        """The reason the run ends now (its remaining phases are skipped), or None."""
+        return None
+
+    @classmethod
+    def answers(cls) -> set[str]:
+        """The questions this class answers: the names of the methods it overrides."""
+        return {q for q in QUESTIONS if getattr(cls, q) is not getattr(TerminationCondition, q)}
+
+
+QUESTIONS = ("episode_over", "phase_over", "run_over")
 
 
 class EnvironmentDone(TerminationCondition):
@@ -50,3 +117,61 @@ class MaxSteps(TerminationCondition):
 
     def episode_over(self, view: StepView) -> str | None:
         return "max_steps" if view.step >= self.steps else None
+
+
+class MaxEpisodes(TerminationCondition):
+    """Ends the phase after ``episodes`` episodes on a worker (palaestrAI's condition;
+    ``phase_config.episodes`` says the same)."""
+
+    def __init__(self, episodes: int) -> None:
+        if episodes < 1:
+            raise ValueError(f"MaxEpisodes needs episodes >= 1, got {episodes}")
+        self.episodes = episodes
+
+    def phase_over(self, view: PhaseView) -> str | None:
+        return "max_episodes" if view.episodes >= self.episodes else None
+
+
+class WallClock(TerminationCondition):
+    """Ends the phase (in ``simulation.conditions``) or the run (at the top level) once
+    ``seconds`` have passed since it began. Checked after every step."""
+
+    def __init__(self, seconds: float) -> None:
+        if not seconds > 0:
+            raise ValueError(f"WallClock needs seconds > 0, got {seconds}")
+        self.seconds = seconds
+
+    def phase_over(self, view: PhaseView) -> str | None:
+        return "wall_clock" if view.elapsed >= self.seconds else None
+
+    def run_over(self, view: RunView) -> str | None:
+        return "wall_clock" if view.elapsed >= self.seconds else None
+
+
+class RewardThreshold(TerminationCondition):
+    """Ends the phase, or the run, once ``agent`` does well enough: the mean return of its
+    last ``window`` episodes reaches ``threshold``.
+
+    In ``simulation.conditions`` it looks at the worker's episodes of the phase; at the
+    top level at the episodes of the latest phase (a test phase that shows the skill is
+    there ends the run; the phases after it are skipped).
+    """
+
+    def __init__(self, agent: str, threshold: float, window: int = 1) -> None:
+        if window < 1:
+            raise ValueError(f"RewardThreshold needs window >= 1, got {window}")
+        self.agent, self.threshold, self.window = agent, float(threshold), window
+
+    def _reached(self, returns: Mapping[str, Sequence[float]]) -> str | None:
+        recent = list(returns.get(self.agent, ()))[-self.window :]
+        if len(recent) == self.window and statistics.fmean(recent) >= self.threshold:
+            return "reward_threshold"
+        return None
+
+    def phase_over(self, view: PhaseView) -> str | None:
+        return self._reached(view.returns)
+
+    def run_over(self, view: RunView) -> str | None:
+        if view.current is not None:
+            return self._reached(view.current.returns)
+        return self._reached(view.phases[-1].returns) if view.phases else None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from arl.api import StepResult
+from arl.conditions import RunView, TerminationCondition
 from arl.dummy import DummyBrain, DummyEnvironment, DummyMuscle, DummyObjective
+from arl.simulation import Simulation
 
 
 class CrashingEnvironment(DummyEnvironment):
@@ -74,3 +76,34 @@ class RaisingObjective(DummyObjective):
 
     def evaluate(self, rewards: Mapping[str, float]) -> float:
         raise ArithmeticError("no objective today")
+
+
+class AttackerEveryThirdStep(Simulation):
+    """The defender acts every step; the attacker joins it every ``period``-th step."""
+
+    def __init__(self, period: int = 3) -> None:
+        self.period = period
+
+    def actors(self, step: int, episode: int) -> Sequence[str]:
+        return self.agents if step % self.period == 0 else [a for a in self.agents if a != "attacker"]
+
+
+class NobodyActs(Simulation):
+    def actors(self, step: int, episode: int) -> Sequence[str]:
+        return []
+
+
+class EndsRunAfterFirstEpisode(TerminationCondition):
+    """A user's run-level condition: the run ends once any phase has run an episode."""
+
+    def run_over(self, view: RunView) -> str | None:
+        if view.current is not None and view.current.episodes >= 1:
+            return "enough"
+        return None
+
+
+class UnresettableEnvironment(DummyEnvironment):
+    """Cannot start an episode: what ``arl-run check --probe`` is for."""
+
+    def reset(self, *, seed: int) -> Mapping[str, Any]:
+        raise ConnectionError("the simulator at localhost:9999 does not answer")

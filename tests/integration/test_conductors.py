@@ -7,6 +7,7 @@ import multiprocessing
 import shutil
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +26,7 @@ from arl.mdp.client import MdpClient
 from arl.messages import control, store
 from arl.messages.common import ErrorReply
 from arl.proc.child import ChildContext, ChildSpec
+from arl.simulation import BUILT_IN
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -121,15 +123,19 @@ def test_a_phase_runs_through_real_sockets(rundir: str, controller: str) -> None
                 endpoints = {s: (await client.lookup(s))["direct"] for s in ("agent.d", "agent.a", "env.env.0")}
                 run = control.RunPhase(
                     0,
+                    "phase",
                     0,
-                    controller,
+                    [BUILT_IN[controller], {}],
                     [["arl.conditions:EnvironmentDone", {}]],
+                    [],
                     2,
                     None,
                     {"d": [["env.s0", "env.s1"], ["env.a0"]], "a": [["env.s2"], ["env.a1", "env.a2"]]},
                     ["env"],
                     endpoints,
                     5,
+                    time.time(),
+                    [],
                 )
                 done = await _request(client, "controller.0", run)
                 broken = await _request(
@@ -147,9 +153,11 @@ def test_a_phase_runs_through_real_sockets(rundir: str, controller: str) -> None
             part.stop()
         pull.close()
         zctx.term()
-    assert done == control.PhaseDone(0, 0, 2, 10, "episodes")
     kinds = Counter(type(r).__name__ for r in records)
     actions = [r for r in records if isinstance(r, store.AgentAction)]
+    # Each agent's return of an episode is the sum of its stored objective values.
+    returns = {a: [sum(r.objective for r in actions if (r.agent, r.episode) == (a, e)) for e in range(2)] for a in "da"}
+    assert done == control.PhaseDone(0, 0, 2, 10, "episodes", False, returns)
     if controller == "vanilla":  # every agent acts in every step
         assert kinds == {"EpisodeStarted": 2, "EnvironmentStep": 10, "AgentAction": 20, "EpisodeEnded": 2}
         assert {(r.episode, r.step, r.agent) for r in actions} == {

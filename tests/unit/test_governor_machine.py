@@ -65,11 +65,9 @@ def test_saved_brains_lead_to_the_next_phase() -> None:
     machine = _running((1, True), (1, False))
     machine.handle(m.PhaseSetUp(0))
     machine.handle(m.WorkerDone(0, 0, 1, 10, "episodes"))
-    assert machine.handle(m.BrainsSaved(0)) == [
-        m.RecordPhaseEnded(0, "completed"),
-        m.RecordPhaseStarted(1),
-        m.SetupPhase(1),
-    ]
+    assert machine.handle(m.BrainsSaved(0)) == [m.RecordPhaseEnded(0, "completed"), m.CheckRun(0, "completed")]
+    assert machine.phase_step is PhaseStep.CHECKING
+    assert machine.handle(m.RunChecked(0, None)) == [m.RecordPhaseStarted(1), m.SetupPhase(1)]
     assert machine.phase == 1
 
 
@@ -78,10 +76,11 @@ def test_the_last_test_phase_ends_the_run_finished() -> None:
     machine.handle(m.PhaseSetUp(0))
     assert machine.handle(m.WorkerDone(0, 0, 3, 30, "episodes")) == [
         m.RecordPhaseEnded(0, "completed"),
-        m.StopChildren(),
+        m.CheckRun(0, "completed"),
     ]
+    assert machine.handle(m.RunChecked(0, None)) == [m.StopChildren()]
     assert machine.state is RunState.STOPPING
-    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None)]
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None, "completed")]
     assert machine.state is RunState.STOPPED
     assert machine.totals.phases == 1
 
@@ -92,7 +91,7 @@ def test_a_failure_while_stepping_stops_everything_and_fails() -> None:
     assert machine.handle(m.Failed("agent.x: ValueError: boom")) == [m.RecordPhaseEnded(0, "failed"), m.StopChildren()]
     assert machine.handle(m.Failed("a second error")) == []
     assert machine.handle(m.WorkerDone(0, 0, 1, 3, "episodes")) == []  # late replies are ignored
-    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FAILED, "agent.x: ValueError: boom")]
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FAILED, "agent.x: ValueError: boom", "failed")]
     assert machine.state is RunState.FAILED
 
 
@@ -113,7 +112,7 @@ def test_a_stop_while_stepping_interrupts_workers_and_waits_for_them() -> None:
         m.RecordPhaseEnded(0, "interrupted"),
         m.StopChildren(),
     ]
-    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None)]
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None, "interrupted")]
     assert machine.state is RunState.STOPPED
     assert machine.totals.steps == 9
 
@@ -127,12 +126,12 @@ def test_a_stop_while_starting_stops_children() -> None:
     machine = RunMachine(_spec((1, True)))
     machine.handle(m.Begin())
     assert machine.handle(m.StopRequested("interrupted")) == [m.StopChildren()]
-    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None)]
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None, "interrupted")]
 
 
 def test_a_stop_before_begin_finishes_without_records() -> None:
     machine = RunMachine(_spec((1, True)))
-    assert machine.handle(m.StopRequested("interrupted")) == [m.Finish(Outcome.INTERRUPTED, None)]
+    assert machine.handle(m.StopRequested("interrupted")) == [m.Finish(Outcome.INTERRUPTED, None, "interrupted")]
 
 
 def test_a_failure_during_an_interrupt_makes_the_run_failed() -> None:
@@ -140,7 +139,7 @@ def test_a_failure_during_an_interrupt_makes_the_run_failed() -> None:
     machine.handle(m.PhaseSetUp(0))
     machine.handle(m.StopRequested("interrupted"))
     assert machine.handle(m.Failed("env crashed")) == [m.RecordPhaseEnded(0, "failed"), m.StopChildren()]
-    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FAILED, "env crashed")]
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FAILED, "env crashed", "failed")]
 
 
 def test_events_of_another_phase_are_ignored() -> None:
@@ -148,3 +147,45 @@ def test_events_of_another_phase_are_ignored() -> None:
     assert machine.handle(m.PhaseSetUp(1)) == []
     assert machine.handle(m.BrainsSaved(0)) == []
     assert machine.phase_step is PhaseStep.SETTING_UP
+
+
+def test_a_run_condition_after_a_phase_skips_the_phases_after_it() -> None:
+    machine = _running((1, False), (1, False))
+    machine.handle(m.PhaseSetUp(0))
+    machine.handle(m.WorkerDone(0, 0, 3, 30, "episodes"))
+    assert machine.handle(m.RunChecked(0, "reward_threshold")) == [m.StopChildren()]
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None, "reward_threshold")]
+    assert machine.totals.phases == 1
+
+
+def test_a_run_condition_fired_on_a_worker_ends_the_run_whatever_the_check_says() -> None:
+    machine = _running((2, False), (1, False))
+    machine.handle(m.PhaseSetUp(0))
+    machine.handle(m.WorkerDone(0, 0, 2, 20, "wall_clock", ends_run=True))
+    assert machine.handle(m.WorkerDone(0, 1, 3, 30, "episodes")) == [
+        m.RecordPhaseEnded(0, "wall_clock"),
+        m.CheckRun(0, "wall_clock"),
+    ]
+    assert machine.handle(m.RunChecked(0, None)) == [m.StopChildren()]
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None, "wall_clock")]
+
+
+def test_the_phase_reason_names_every_condition_that_fired_on_a_worker() -> None:
+    machine = _running((3, False), (1, False))
+    machine.handle(m.PhaseSetUp(0))
+    machine.handle(m.WorkerDone(0, 0, 2, 20, "wall_clock"))
+    machine.handle(m.WorkerDone(0, 1, 3, 30, "episodes"))
+    assert machine.handle(m.WorkerDone(0, 2, 1, 5, "reward_threshold")) == [
+        m.RecordPhaseEnded(0, "reward_threshold,wall_clock"),
+        m.CheckRun(0, "reward_threshold,wall_clock"),
+    ]
+    assert machine.handle(m.RunChecked(0, None)) == [m.RecordPhaseStarted(1), m.SetupPhase(1)]
+
+
+def test_a_stop_while_checking_records_no_second_phase_end() -> None:
+    machine = _running((1, False), (1, False))
+    machine.handle(m.PhaseSetUp(0))
+    machine.handle(m.WorkerDone(0, 0, 1, 10, "episodes"))
+    assert machine.handle(m.StopRequested("interrupted")) == [m.StopChildren()]
+    assert machine.handle(m.RunChecked(0, None)) == []
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None, "interrupted")]

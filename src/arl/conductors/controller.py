@@ -21,7 +21,7 @@ import zmq
 
 from arl.classref import import_class
 from arl.codec import decode, encode
-from arl.conditions import StepView, TerminationCondition
+from arl.conditions import PhaseSummary, PhaseView, RunView, StepView, TerminationCondition
 from arl.errors import ArlError, ComponentCrashed, ProtocolError
 from arl.messages import agent as amsg
 from arl.messages import control, store
@@ -29,6 +29,7 @@ from arl.messages import environment as emsg
 from arl.messages.common import ErrorReply
 from arl.proc.child import ChildContext
 from arl.seeding import derive_seed
+from arl.simulation import Simulation
 
 from .service import Service
 
@@ -58,6 +59,7 @@ class _Episode:
     terminated: bool = False
     truncated: bool = False
     pending: dict[str, _Pending] = field(default_factory=dict)
+    returns: dict[str, float] = field(default_factory=dict)  # agent -> sum of its objective values
 
 
 def raise_failures(replies: dict[str, Any]) -> None:
@@ -145,27 +147,63 @@ class PhaseRunner:
         self.service = service
         self.agents = {name: (tuple(ids[0]), ids[1]) for name, ids in request.agents.items()}
         self.services = {name: f"agent.{name}" for name in request.agents}
-        if request.controller == "taking_turns":
-            self.turns = [[name] for name in request.agents]
-        else:
-            self.turns = [list(request.agents)]
-        self.conditions: list[TerminationCondition] = [
-            import_class(entry)(**params) for entry, params in request.conditions
-        ]
+        entry, params = request.simulation
+        self.simulation: Simulation = import_class(entry)(**params)
+        self.simulation.setup(list(request.agents))
+        conditions: list[TerminationCondition] = [import_class(e)(**p) for e, p in request.conditions]
+        self.episode_conditions = [c for c in conditions if "episode_over" in c.answers()]
+        self.phase_conditions = [c for c in conditions if "phase_over" in c.answers()]
+        self.run_conditions: list[TerminationCondition] = [import_class(e)(**p) for e, p in request.run_conditions]
+        self.history = tuple(PhaseSummary(**summary) for summary in request.history)
         self.envs = {uid: f"env.{uid}.{request.worker}" for uid in request.environments}
         self.steps = 0
+        self.episodes = 0
+        self.returns: dict[str, list[float]] = {name: [] for name in request.agents}
+        self.started = time.monotonic()
+        self.ending: tuple[str, bool] | None = None  # (reason, ends the run) once a condition fired
 
     def run(self) -> control.PhaseDone:
         request = self.request
-        episodes, reason = 0, "episodes"
+        reason, ends_run = "episodes", False
         for index in range(request.episodes):
             episode = _Episode(request.phase, request.worker, index)
             ended = self._episode(episode)
-            episodes += 1
             if ended == "interrupted":
                 reason = "interrupted"
                 break
-        return control.PhaseDone(request.phase, request.worker, episodes, self.steps, reason)
+            self.episodes += 1
+            for name, returns in self.returns.items():
+                returns.append(episode.returns.get(name, 0.0))
+            if self.ending is None and index + 1 < request.episodes:
+                self._phase_or_run_over()
+            if self.ending is not None:
+                reason, ends_run = self.ending
+                break
+        return control.PhaseDone(
+            request.phase, request.worker, self.episodes, self.steps, reason, ends_run, self.returns
+        )
+
+    def _phase_or_run_over(self) -> str | None:
+        """Ask the phase and run conditions; remember the first that fires."""
+        if not (self.phase_conditions or self.run_conditions):
+            return None
+        phase = PhaseView(
+            self.request.phase_name, self.request.worker, self.episodes, self.steps,
+            time.monotonic() - self.started, self.returns,
+        )  # fmt: skip
+        for condition in self.phase_conditions:
+            reason = condition.phase_over(phase)
+            if reason is not None:
+                self.ending = (reason, False)
+                return reason
+        if self.run_conditions:
+            run = RunView(time.time() - self.request.run_started, self.history, phase)
+            for condition in self.run_conditions:
+                reason = condition.run_over(run)
+                if reason is not None:
+                    self.ending = (reason, True)
+                    return reason
+        return None
 
     def _episode(self, ep: _Episode) -> str:
         links = self.links
@@ -178,7 +216,7 @@ class PhaseRunner:
                 if self.service.pulse():
                     reason = "interrupted"
                     break
-                self._step(ep, self.turns[ep.step % len(self.turns)])
+                self._step(ep, self._actors(ep))
                 links.send_records()
                 reason = self._episode_over(ep)
             self._finish(ep)
@@ -192,6 +230,15 @@ class PhaseRunner:
         links.record(store.EpisodeEnded(ep.phase, ep.worker, ep.index, ep.step, reason, time.time()))
         links.send_records()
         return reason
+
+    def _actors(self, ep: _Episode) -> list[str]:
+        actors = list(self.simulation.actors(ep.step, ep.index))
+        if not actors or any(name not in self.agents for name in actors):
+            raise ValueError(
+                f"{type(self.simulation).__name__}.actors({ep.step}, {ep.index}) returned {actors!r}: "
+                f"it must name one or more of the agents {list(self.agents)}"
+            )
+        return actors
 
     def _reset(self, ep: _Episode) -> None:
         seed = self.request.seed
@@ -258,6 +305,14 @@ class PhaseRunner:
             terminated |= result.terminated
             truncated |= result.truncated
         ep.rewards, ep.terminated, ep.truncated = rewards, terminated, truncated
+        for name, pending in ep.pending.items():
+            # An agent that sat this step out still feels its rewards (the opponent's
+            # winning move, say): they add up until the agent acts again.
+            if name not in names:
+                summed = dict(pending.rewards)
+                for key, value in rewards.items():
+                    summed[key] = summed.get(key, 0.0) + value
+                pending.rewards = summed
         for name in names:
             request = requests[self.services[name]]
             ep.pending[name] = _Pending(request.sensors, acted[name].setpoints, rewards, ep.step)
@@ -269,6 +324,7 @@ class PhaseRunner:
             return
         if objective is None:
             raise ProtocolError(f"agent {name} returned no objective for its previous action")
+        ep.returns[name] = ep.returns.get(name, 0.0) + objective
         self.links.record(
             store.AgentAction(
                 ep.phase,
@@ -293,12 +349,12 @@ class PhaseRunner:
     def _episode_over(self, ep: _Episode) -> str | None:
         if self.request.max_steps is not None and ep.step >= self.request.max_steps:
             return "max_steps"
-        view = StepView(ep.step, ep.terminated, ep.truncated, ep.rewards)
-        for condition in self.conditions:
+        view = StepView(ep.step, ep.terminated, ep.truncated, ep.rewards, ep.index)
+        for condition in self.episode_conditions:
             reason = condition.episode_over(view)
             if reason is not None:
                 return reason
-        return None
+        return self._phase_or_run_over()
 
 
 class SimulationController:

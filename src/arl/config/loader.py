@@ -57,9 +57,13 @@ from arl.config.spec import (
     PhaseSpec,
     RunFile,
     RunSpec,
+    SimulationFile,
     SimulationSpec,
 )
 from arl.errors import ComponentLoadError, ConfigError, Location, Problem
+from arl.seeding import derive_seed
+from arl.simulation import BUILT_IN as BUILT_IN_SIMULATIONS
+from arl.simulation import Simulation
 
 DocPath = tuple[str | int, ...]
 SECTIONS = ("environments", "agents", "simulation")
@@ -71,18 +75,25 @@ _STANDARD_TAGS = frozenset(
 )
 
 
-def load_experiment(path: str | Path, *, resolve_classes: bool = True, overrides: Sequence[Override] = ()) -> RunSpec:
+def load_experiment(
+    path: str | Path, *, resolve_classes: bool = True, overrides: Sequence[Override] = (), probe: bool = False
+) -> RunSpec:
     """Read and check the experiment file at ``path``; raises ConfigError with every problem."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(Location(str(path)), "", f"cannot read the file: {exc}")]) from None
-    return load_experiment_text(text, str(path), resolve_classes=resolve_classes, overrides=overrides)
+    return load_experiment_text(text, str(path), resolve_classes=resolve_classes, overrides=overrides, probe=probe)
 
 
 def load_experiment_text(
-    text: str, filename: str, *, resolve_classes: bool = True, overrides: Sequence[Override] = ()
+    text: str,
+    filename: str,
+    *,
+    resolve_classes: bool = True,
+    overrides: Sequence[Override] = (),
+    probe: bool = False,
 ) -> RunSpec:
     """Check an experiment file given as text; ``filename`` is only used in messages.
 
@@ -92,6 +103,11 @@ def load_experiment_text(
     With ``resolve_classes`` every ``module:Class`` is imported and checked against the
     base class its role needs; without, only the spelling of the references is checked
     (for tools that read files of experiments whose code is not installed).
+
+    With ``probe`` (and a file that is otherwise right) every environment is also built
+    and reset once, and every agent's sensor and actuator ids are checked against what
+    it really provides. That runs the user's environment code: do it in a process of
+    its own.
     """
     data, positions = _parse(text, filename)
     report = _Report(filename, positions)
@@ -100,7 +116,7 @@ def load_experiment_text(
             report.overridden[apply_override(data, override)] = override.source
         except OverrideError as exc:
             report.problems.append(Problem(Location(override.source), "", str(exc)))
-    checker = _Checker(report, resolve_classes)
+    checker = _Checker(report, resolve_classes, probe=probe)
     spec = checker.check_run(data, text)
     if report.problems or spec is None:
         raise ConfigError(report.sorted())
@@ -179,7 +195,7 @@ def _parse(text: str, filename: str) -> tuple[Any, dict[DocPath, _Pos]]:
         raise ConfigError([_syntax_problem(exc, filename, text)]) from None
     positions: dict[DocPath, _Pos] = {}
     problems: list[Problem] = []
-    root = _Pos(_own_position(loaded))
+    root = _Pos(_own_position(loaded) if node is None else (node.start_mark.line, node.start_mark.column))
     data = _plain(loaded, (), root, positions, problems, filename)
     if problems:
         raise ConfigError(problems)
@@ -187,9 +203,12 @@ def _parse(text: str, filename: str) -> tuple[Any, dict[DocPath, _Pos]]:
 
 
 def _syntax_problem(exc: YAMLError, filename: str, text: str) -> Problem:
-    """A Problem for a YAML error, at the mark where the parser gave up."""
+    """A Problem for a YAML error: at what was left open (a bracket, a quote), else at the
+    mark where the parser gave up."""
     if isinstance(exc, MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
+        if exc.context_mark is not None and exc.context in _OPENED_CONTEXTS:
+            mark = exc.context_mark
         what = exc.problem or str(exc)
         if exc.context:
             what = f"{exc.context}: {what}"
@@ -201,6 +220,13 @@ def _syntax_problem(exc: YAMLError, filename: str, text: str) -> Problem:
         what = f"unacceptable character #x{code:04x}: {exc.reason}"
         return Problem(Location(filename, line, column), "", f"YAML syntax error: {what}")
     return Problem(Location(filename), "", f"YAML syntax error: {exc}")
+
+
+_OPENED_CONTEXTS = frozenset(
+    {"while parsing a flow sequence", "while parsing a flow mapping", "while scanning a quoted scalar"}
+)
+"""Errors whose cause is where something was opened and never closed, not where the
+parser noticed (the next line, or the end of the file)."""
 
 
 def _expanded_size(node: Node | None, sizes: dict[int, int]) -> int:
@@ -527,9 +553,10 @@ _AGENT_ROLES: tuple[tuple[str, type], ...] = (
 class _Checker:
     """Runs every check over the raw data and files what it finds with the report."""
 
-    def __init__(self, report: _Report, resolve_classes: bool) -> None:
+    def __init__(self, report: _Report, resolve_classes: bool, *, probe: bool = False) -> None:
         self.report = report
         self.resolve = resolve_classes
+        self.probe = probe and resolve_classes
         self._classes: dict[str, type | str] = {}  # entry point -> class or error message
         self._contextual: set[tuple[DocPath, str]] = set()
 
@@ -544,11 +571,16 @@ class _Checker:
             if loc != ("version",):
                 self.report.add(loc, message, at_key=at_key)
         self._check_version(data)
+        self._check_run_conditions(data)
         phases = self._read_schedule(data.get("schedule"))
         names = [p.name for p in phases]
         models = [self._check_phase(p, phases[:i], names) for i, p in enumerate(phases)]
         if self.report.problems or not isinstance(top, RunFile) or not phases:
             return None
+        if self.probe:
+            _Probe(self, top.seed).phases(phases)
+            if self.report.problems:
+                return None
         checked = [m for m in models if isinstance(m, PhaseFile)]
         return _build_run(top, phases, checked, data, text)
 
@@ -629,7 +661,7 @@ class _Checker:
         """The phase's environment uids, or None if some are unreadable (then references
         to environments are not checked: they would only repeat the schema's problems)."""
         entries = phase.body.get("environments")
-        if not isinstance(entries, list):
+        if not isinstance(entries, list) or not entries:
             return None
         uids: dict[str, DocPath] = {}
         complete = True
@@ -724,6 +756,8 @@ class _Checker:
         if load.get("run") is not None:
             return
         target = load.get("phase")
+        if target is None and difflib.get_close_matches("phase", [str(k) for k in load], n=1):
+            return  # a misspelt 'phase': reported once, as the unknown key with its suggestion
         if target is None:
             self._add(
                 phase,
@@ -763,13 +797,25 @@ class _Checker:
             return
         name = simulation.get("name")
         if isinstance(name, str) and name and name not in CONTROLLERS:
-            self._add(phase, ("simulation", "name"), _unknown_controller(name))
+            if (":" in name or "." in name) and not name.lower().startswith("palaestrai"):  # a user's class
+                self._check_class(phase, ("simulation",), simulation, Simulation, "simulation")
+            else:
+                self._add(phase, ("simulation", "name"), _unknown_controller(name))
+        elif isinstance(name, str) and isinstance(simulation.get("params"), dict) and simulation["params"]:
+            message = f"simulation {name!r} takes no params (a class of your own, 'module:Class', can)"
+            self._add(phase, ("simulation", "params"), message)
         conditions = simulation.get("conditions")
         if not isinstance(conditions, list):
             return
         for j, condition in enumerate(conditions):
             rel: DocPath = ("simulation", "conditions", j)
-            self._check_class(phase, rel, condition, TerminationCondition, "termination condition")
+            cls = self._check_class(phase, rel, condition, TerminationCondition, "termination condition")
+            if cls is not None and not cls.answers() & {"episode_over", "phase_over"}:
+                message = (
+                    f"{_qualname(cls)} cannot end an episode or a phase (it overrides neither episode_over nor "
+                    "phase_over); a condition that ends the run belongs in the top-level 'conditions'"
+                )
+                self._add(phase, (*rel, "name"), message)
         config = phase.body.get("phase_config")
         if not conditions and not (isinstance(config, dict) and config.get("max_steps")):
             message = "no termination conditions and no phase_config.max_steps: episodes would never end"
@@ -777,35 +823,68 @@ class _Checker:
 
     # -- classes
 
-    def _check_class(self, phase: _Phase, rel: DocPath, ref: Any, base: type, role: str) -> None:
+    def _check_run_conditions(self, data: dict[str, Any]) -> None:
+        conditions = data.get("conditions")
+        if not isinstance(conditions, list):
+            return
+        for j, condition in enumerate(conditions):
+            rel: DocPath = ("conditions", j)
+            cls = self._check_class(None, rel, condition, TerminationCondition, "termination condition")
+            if cls is not None and "run_over" not in cls.answers():
+                message = (
+                    f"{_qualname(cls)} cannot end a run (it does not override run_over); a condition that ends "
+                    "an episode or a phase belongs in a phase's 'simulation.conditions'"
+                )
+                self.report.add((*rel, "name"), message)
+
+    def _check_class(self, phase: _Phase | None, rel: DocPath, ref: Any, base: type, role: str) -> Any:
         """The reference must name an importable, concrete subclass of ``base`` whose
-        constructor takes the given params."""
+        constructor takes the given params. Returns the class when it is one, else None.
+        ``phase`` None: ``rel`` is a path from the top of the document."""
+
+        def add(where: DocPath, message: str, *, at_key: bool = False) -> None:
+            if phase is None:
+                self.report.add(where, message, at_key=at_key)
+            else:
+                self._add(phase, where, message, at_key=at_key)
+
         name = ref.get("name") if isinstance(ref, dict) else None
         if not isinstance(name, str) or not name:
-            return
+            return None
         if base is Environment and name.startswith(GYM_PREFIX):
             if self.resolve:
                 problem = _gym_problem(name.removeprefix(GYM_PREFIX))
                 if problem is not None:
-                    self._add(phase, (*rel, "name"), problem)
-            return
+                    add((*rel, "name"), problem)
+            return None
+        if base is Environment and name.startswith(PETTINGZOO_PREFIX):
+            if self.resolve:
+                from arl.pettingzoo import problem as pettingzoo_problem
+
+                problem = pettingzoo_problem(name.removeprefix(PETTINGZOO_PREFIX))
+                if problem is not None:
+                    add((*rel, "name"), problem)
+            return None
         try:
             entry_point = normalise_entry_point(name)
         except ValueError as exc:
-            self._add(phase, (*rel, "name"), str(exc))
-            return
+            add((*rel, "name"), str(exc))
+            return None
         if not self.resolve:
-            return
+            return None
         cls = self._import(entry_point)
         problem = _palaestrai_hint(cls, name, base) if isinstance(cls, str) else kind_problem(cls, base, role)
         if problem is not None:
-            self._add(phase, (*rel, "name"), problem)
-            return
+            add((*rel, "name"), problem)
+            return None
         params = ref.get("params")
+        found = False
         if isinstance(cls, type) and isinstance(params, dict | None):
             for key, message in params_problems(cls, params or {}):
                 where = (*rel, "params", key) if key is not None else (*rel, "params")
-                self._add(phase, where if params is not None else rel, message, at_key=key is not None)
+                add(where if params is not None else rel, message, at_key=key is not None)
+                found = True
+        return None if found else cls
 
     def _import(self, entry_point: str) -> type | str:
         """The class, or why it cannot be had; imported once per file."""
@@ -815,6 +894,60 @@ class _Checker:
             except ComponentLoadError as exc:
                 self._classes[entry_point] = str(exc)
         return self._classes[entry_point]
+
+
+class _Probe:
+    """Builds each environment once, resets it, and checks the ids the agents name
+    against the sensors and actuators it really provides (``arl-run check --probe``)."""
+
+    def __init__(self, checker: _Checker, seed: int) -> None:
+        self.checker = checker
+        self.seed = seed
+        self._provided: dict[str, tuple[list[str], list[str]] | str] = {}  # by the env's text
+
+    def phases(self, phases: list[_Phase]) -> None:
+        for phase in phases:
+            ids: dict[str, tuple[list[str], list[str]]] = {}
+            for i, entry in enumerate(phase.body["environments"]):
+                env = entry["environment"]
+                rel: DocPath = ("environments", i, "environment", "name")
+                provided = self._environment(env)
+                if isinstance(provided, str):
+                    self.checker._add(phase, rel, provided, contextual=True)
+                else:
+                    ids[env["uid"]] = provided
+            for j, agent in enumerate(phase.body["agents"]):
+                for k, kind in enumerate(("sensor", "actuator")):
+                    for n, qualified in enumerate(agent.get(kind + "s") or []):
+                        uid, _, local = qualified.partition(".")
+                        if uid in ids and local not in ids[uid][k]:
+                            message = _not_provided(uid, local, kind, ids[uid][k])
+                            self.checker._add(phase, ("agents", j, kind + "s", n), message, contextual=True)
+
+    def _environment(self, env: dict[str, Any]) -> tuple[list[str], list[str]] | str:
+        """The environment's sensor and actuator ids, or what went wrong building it."""
+        key = repr(sorted(env.items(), key=lambda kv: kv[0]))
+        if key not in self._provided:
+            ref = _ref(EnvironmentFile.model_validate(env))
+            where = f"probing environment {env['uid']!r}"
+            try:
+                instance = import_class(ref.entry_point)(**ref.params)
+                try:
+                    sensors = [s.id for s in instance.sensors()]
+                    actuators = [a.id for a in instance.actuators()]
+                    instance.reset(seed=derive_seed(self.seed, "probe", env["uid"]))
+                finally:
+                    instance.close()
+                self._provided[key] = (sensors, actuators)
+            except Exception as exc:
+                self._provided[key] = f"{where}: {type(exc).__name__}: {exc}"
+        return self._provided[key]
+
+
+def _not_provided(uid: str, local: str, kind: str, ids: list[str]) -> str:
+    hint = _did_you_mean(local, ids)
+    listed = ", ".join(map(repr, ids[:12])) + (", ..." if len(ids) > 12 else "")
+    return f"environment {uid!r} provides no {kind} {local!r}{hint} (its {kind}s: {listed or 'none'})"
 
 
 def _bad_schedule_entry(entry: Any) -> str:
@@ -851,7 +984,14 @@ def _unknown_controller(name: str) -> str:
         hint = "; did you mean 'taking_turns'?"
     else:
         hint = _did_you_mean(name, CONTROLLERS)
-    return f"unknown simulation {name!r}{hint} (arl's simulations are 'vanilla' and 'taking_turns')"
+    return (
+        f"unknown simulation {name!r}{hint} (arl's simulations are 'vanilla' and 'taking_turns'; "
+        "name a class of your own as 'module:Class')"
+    )
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _palaestrai_hint(message: str, name: str, base: type) -> str:
@@ -882,6 +1022,7 @@ def _build_run(top: RunFile, phases: list[_Phase], models: list[PhaseFile], data
         phases=specs,
         source=text,
         document=document,
+        conditions=tuple(_ref(c) for c in top.conditions or ()),
     )
 
 
@@ -903,7 +1044,8 @@ def _build_phase(phase: _Phase, model: PhaseFile) -> PhaseSpec:
         environments=tuple(EnvironmentSpec(e.environment.uid, _ref(e.environment)) for e in model.environments),
         agents=tuple(_build_agent(a) for a in model.agents),
         simulation=SimulationSpec(
-            controller=model.simulation.name,
+            name=model.simulation.name,
+            entry=_simulation_ref(model.simulation),
             conditions=(
                 tuple(_ref(c) for c in conditions) if conditions is not None else (ClassRef(DEFAULT_CONDITION, {}),)
             ),
@@ -911,16 +1053,26 @@ def _build_phase(phase: _Phase, model: PhaseFile) -> PhaseSpec:
     )
 
 
+def _simulation_ref(simulation: SimulationFile) -> ClassRef:
+    entry = BUILT_IN_SIMULATIONS.get(simulation.name) or normalise_entry_point(simulation.name)
+    return ClassRef(entry, copy.deepcopy(dict(simulation.params or {})))
+
+
 def _ref(ref: ClassRefFile | EnvironmentFile) -> ClassRef:
     params = copy.deepcopy(dict(ref.params or {}))
     if isinstance(ref, EnvironmentFile) and ref.name.startswith(GYM_PREFIX):
         # gym:<id> is arl's Gymnasium adapter; the params go on to gymnasium.make.
         return ClassRef(GYM_ENVIRONMENT, {"id": ref.name.removeprefix(GYM_PREFIX), **params})
+    if isinstance(ref, EnvironmentFile) and ref.name.startswith(PETTINGZOO_PREFIX):
+        # pettingzoo:<env> is arl's PettingZoo adapter; params go on to the builder.
+        return ClassRef(PETTINGZOO_ENVIRONMENT, {"env": ref.name.removeprefix(PETTINGZOO_PREFIX), **params})
     return ClassRef(normalise_entry_point(ref.name), params)
 
 
 GYM_PREFIX = "gym:"
 GYM_ENVIRONMENT = "arl.gym:GymEnvironment"
+PETTINGZOO_PREFIX = "pettingzoo:"
+PETTINGZOO_ENVIRONMENT = "arl.pettingzoo:PettingZooEnvironment"
 
 
 def _gym_problem(env_id: str) -> str | None:

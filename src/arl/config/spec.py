@@ -61,9 +61,11 @@ class AgentSpec:
 
 @dataclass(frozen=True)
 class SimulationSpec:
-    """How a phase steps its environments, and when an episode ends."""
+    """Which agents act in each step (an :class:`arl.simulation.Simulation`), and when an
+    episode or the phase ends."""
 
-    controller: str  # "vanilla" | "taking_turns"
+    name: str  # as the file wrote it: "vanilla", "taking_turns" or "module:Class"
+    entry: ClassRef
     conditions: tuple[ClassRef, ...]
 
 
@@ -99,11 +101,12 @@ class RunSpec:
     phases: tuple[PhaseSpec, ...]
     source: str
     document: dict[str, Any]
+    conditions: tuple[ClassRef, ...] = ()  # run-level termination conditions
 
 
 # --------------------------------------------------------------------------- file schema
 
-CONTROLLERS: tuple[str, ...] = ("vanilla", "taking_turns")
+CONTROLLERS: tuple[str, ...] = ("vanilla", "taking_turns")  # see arl.simulation.BUILT_IN
 DEFAULT_CONDITION = "arl.conditions:EnvironmentDone"
 
 
@@ -147,6 +150,7 @@ class AgentFile(_FileModel):
 
 class SimulationFile(_FileModel):
     name: str = Field(min_length=1)
+    params: dict[str, Any] | None = None
     conditions: list[ClassRefFile] | None = None
 
 
@@ -175,4 +179,5 @@ class RunFile(_FileModel):
     seed: int = Field(default=0, ge=0)
     version: int = 1
     schedule: list[Any] = Field(min_length=1)
+    conditions: list[ClassRefFile] | None = None  # run-level termination conditions
     run_config: dict[str, Any] | None = None  # palaestrAI's; kept in the document, unused

@@ -7,8 +7,9 @@
                             +----------------------------+----------------------------> STOPPING
     STOPPING --ChildrenStopped--> STOPPED (finished or interrupted) | FAILED
 
-In RUNNING each phase goes SETTING_UP -> STEPPING -> SAVING (train phases only) and
-then on to the next phase. A stop request while stepping interrupts the workers and
+In RUNNING each phase goes SETTING_UP -> STEPPING -> SAVING (train phases only) ->
+CHECKING (the run-level conditions) and then on to the next phase, unless a run-level
+condition ended the run. A stop request while stepping interrupts the workers and
 waits for them to end at a step boundary, so every completed step is stored.
 The shell executes the commands and feeds back the events they lead to.
 """
@@ -35,6 +36,7 @@ class PhaseStep(enum.Enum):
     SETTING_UP = "SETTING_UP"
     STEPPING = "STEPPING"
     SAVING = "SAVING"
+    CHECKING = "CHECKING"
 
 
 class Outcome(enum.Enum):
@@ -69,7 +71,16 @@ class WorkerDone:
     worker: int
     episodes: int
     steps: int
-    reason: str
+    reason: str  # "episodes", "interrupted" or a condition's reason
+    ends_run: bool = False  # the reason came from a run-level condition
+
+
+@dataclass(frozen=True)
+class RunChecked:
+    """The run-level conditions were asked after a phase; ``reason`` if one fired."""
+
+    phase: int
+    reason: str | None
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,17 @@ class ChildrenStopped:
     pass
 
 
-Event = Begin | ChildrenStarted | PhaseSetUp | WorkerDone | BrainsSaved | Failed | StopRequested | ChildrenStopped
+Event = (
+    Begin
+    | ChildrenStarted
+    | PhaseSetUp
+    | WorkerDone
+    | BrainsSaved
+    | RunChecked
+    | Failed
+    | StopRequested
+    | ChildrenStopped
+)
 
 # ---- commands -----------------------------------------------------------------------
 
@@ -141,6 +162,14 @@ class RecordPhaseEnded:
 
 
 @dataclass(frozen=True)
+class CheckRun:
+    """Ask the run-level conditions, now that phase ``phase`` ended for ``reason``."""
+
+    phase: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class StopChildren:
     pass
 
@@ -149,6 +178,7 @@ class StopChildren:
 class Finish:
     outcome: Outcome
     error: str | None
+    reason: str  # "completed", a run-level condition's reason, "failed" or "interrupted"
 
 
 Command = (
@@ -160,6 +190,7 @@ Command = (
     | SaveBrains
     | RecordPhaseStarted
     | RecordPhaseEnded
+    | CheckRun
     | StopChildren
     | Finish
 )
@@ -183,7 +214,8 @@ class RunMachine:
     outcome: Outcome | None = None
     error: str | None = None
     totals: Totals = field(default_factory=Totals)
-    _workers_done: set[int] = field(default_factory=set)
+    end_reason: str | None = None  # the run-level condition that ended the run
+    _workers_done: dict[int, WorkerDone] = field(default_factory=dict)
     _interrupting: bool = False
 
     def handle(self, event: Event) -> list[Command]:
@@ -221,7 +253,7 @@ class RunMachine:
         self.outcome = Outcome.INTERRUPTED
         if self.state is RunState.PRISTINE:
             self.state = RunState.STOPPED
-            return [Finish(Outcome.INTERRUPTED, None)]
+            return [Finish(Outcome.INTERRUPTED, None, "interrupted")]
         if self.state is RunState.RUNNING and self.phase_step is PhaseStep.STEPPING:
             # End at a step boundary so every completed step is stored.
             if not self._interrupting:
@@ -234,7 +266,8 @@ class RunMachine:
         self._expect(event, RunState.STOPPING)
         outcome = self.outcome or Outcome.FAILED
         self.state = RunState.FAILED if outcome is Outcome.FAILED else RunState.STOPPED
-        return [Finish(outcome, self.error)]
+        reason = {Outcome.FAILED: "failed", Outcome.INTERRUPTED: "interrupted"}.get(outcome)
+        return [Finish(outcome, self.error, reason or self.end_reason or "completed")]
 
     # -- phases -------------------------------------------------------------------
 
@@ -248,7 +281,7 @@ class RunMachine:
     def _on_WorkerDone(self, event: WorkerDone) -> list[Command]:
         if not self._in_phase(event.phase, PhaseStep.STEPPING) or event.worker in self._workers_done:
             return []
-        self._workers_done.add(event.worker)
+        self._workers_done[event.worker] = event
         self.totals.episodes += event.episodes
         self.totals.steps += event.steps
         if len(self._workers_done) < self.spec.phases[event.phase].workers:
@@ -258,22 +291,37 @@ class RunMachine:
         if self.spec.phases[event.phase].train:
             self.phase_step = PhaseStep.SAVING
             return [SaveBrains(event.phase)]
-        return self._next_phase()
+        return self._phase_ended()
 
     def _on_BrainsSaved(self, event: BrainsSaved) -> list[Command]:
         if not self._in_phase(event.phase, PhaseStep.SAVING):
             return []
-        return self._next_phase()
+        return self._phase_ended()
 
-    def _next_phase(self) -> list[Command]:
-        commands: list[Command] = [RecordPhaseEnded(self.phase, "completed")]
+    def phase_reason(self) -> str:
+        """Why the current phase ended: "completed" when every worker ran all its
+        episodes, else the conditions' reasons (workers are asked separately)."""
+        reasons = sorted({d.reason for d in self._workers_done.values()} - {"episodes"})
+        return ",".join(reasons) or "completed"
+
+    def _phase_ended(self) -> list[Command]:
+        reason = self.phase_reason()
         self.totals.phases += 1
-        if self.phase + 1 < len(self.spec.phases):
-            return commands + self._enter_phase(self.phase + 1)
+        self.phase_step = PhaseStep.CHECKING
+        return [RecordPhaseEnded(self.phase, reason), CheckRun(self.phase, reason)]
+
+    def _on_RunChecked(self, event: RunChecked) -> list[Command]:
+        if not self._in_phase(event.phase, PhaseStep.CHECKING):
+            return []
+        ended_by_worker = [d.reason for d in self._workers_done.values() if d.ends_run]
+        reason = ended_by_worker[0] if ended_by_worker else event.reason
+        if reason is None and self.phase + 1 < len(self.spec.phases):
+            return self._enter_phase(self.phase + 1)
         self.outcome = Outcome.FINISHED
+        self.end_reason = reason
         self.phase_step = None
         self.state = RunState.STOPPING
-        return [*commands, StopChildren()]
+        return [StopChildren()]
 
     def _enter_phase(self, index: int) -> list[Command]:
         self.phase, self.phase_step = index, PhaseStep.SETTING_UP
@@ -281,8 +329,8 @@ class RunMachine:
 
     def _stop(self, *, phase_reason: str) -> list[Command]:
         commands: list[Command] = []
-        if self.state is RunState.RUNNING and self.phase_step is not None:
-            commands.append(RecordPhaseEnded(self.phase, phase_reason))
+        if self.state is RunState.RUNNING and self.phase_step not in (None, PhaseStep.CHECKING):
+            commands.append(RecordPhaseEnded(self.phase, phase_reason))  # (a checked phase has ended)
         self.phase_step = None
         self.state = RunState.STOPPING
         commands.append(StopChildren())

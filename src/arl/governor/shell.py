@@ -8,6 +8,7 @@ supervised children, and the link to the executor.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
@@ -24,9 +25,11 @@ import zmq.asyncio
 
 import arl
 from arl import codec
+from arl.classref import import_class
+from arl.conditions import PhaseSummary, RunView, TerminationCondition
 from arl.conductors.controller import raise_failures
 from arl.conductors.service import HEARTBEAT, LIVENESS
-from arl.config.spec import AgentSpec, PhaseSpec, RunSpec
+from arl.config.spec import AgentSpec, ClassRef, PhaseSpec, RunSpec
 from arl.errors import ArlError, ComponentCrashed
 from arl.governor import machine as m
 from arl.governor.options import RunOptions, describe_exit
@@ -60,6 +63,10 @@ class GovernorShell:
         self.client: MdpClient | None = None
         self.run_id: int | None = None
         self.checkpoints: dict[tuple[str, str], str] = {}  # (phase name, agent) -> directory
+        self.started = time.time()
+        self.history: list[PhaseSummary] = []  # ended phases, for the run-level conditions
+        self._returns: dict[int, dict[int, dict[str, list[float]]]] = {}  # phase -> worker -> agent -> returns
+        self.run_conditions: list[TerminationCondition] | None = None  # built when first asked
         self._events: asyncio.Queue[m.Event] = asyncio.Queue()
         self._activities: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []  # listeners and watchers, cancelled at the end
@@ -166,12 +173,14 @@ class GovernorShell:
                 await self._record(store.PhaseStarted(phase, p.name, p.mode, time.time()), flush=True)
             case m.RecordPhaseEnded(phase=phase, reason=reason):
                 await self._record(store.PhaseEnded(phase, reason, time.time()))
+            case m.CheckRun(phase=phase, reason=reason):
+                self._activity(functools.partial(self._check_run, self.spec.phases[phase], reason))
             case m.StopChildren():
                 for task in list(self._activities):
                     task.cancel()
                 self._activity(self._stop_children)
-            case m.Finish(outcome=outcome, error=error):
-                await self._finish(outcome, error)
+            case m.Finish(outcome=outcome, error=error, reason=reason):
+                await self._finish(outcome, error, reason)
 
     # -- commands -----------------------------------------------------------------
 
@@ -308,20 +317,46 @@ class GovernorShell:
             if not metadata or not metadata.get("direct"):
                 raise ArlError(f"service {service} is not registered with the broker")
             endpoints[service] = metadata["direct"]
+
+        def ref(r: ClassRef) -> list[Any]:
+            return [r.entry_point, dict(r.params)]
+
         request = control.RunPhase(
             phase.index,
+            phase.name,
             worker,
-            phase.simulation.controller,
-            [[c.entry_point, dict(c.params)] for c in phase.simulation.conditions],
+            ref(phase.simulation.entry),
+            [ref(c) for c in phase.simulation.conditions],
+            [ref(c) for c in self.spec.conditions],
             phase.episodes,
             phase.max_steps,
             {a.name: [list(a.sensors), list(a.actuators)] for a in phase.agents},
             [e.uid for e in phase.environments],
             endpoints,
             derive_seed(self.spec.seed, phase.name, "worker", worker),
+            self.started,
+            [dataclasses.asdict(h) for h in self.history],
         )
         done = await self._request(controller_service(worker), request, self.options.timeouts.phase)
-        return m.WorkerDone(done.phase, done.worker, done.episodes, done.steps, done.reason)
+        self._returns.setdefault(done.phase, {})[done.worker] = done.returns
+        return m.WorkerDone(done.phase, done.worker, done.episodes, done.steps, done.reason, done.ends_run)
+
+    async def _check_run(self, phase: PhaseSpec, reason: str) -> m.Event:
+        """Summarise the phase that ended and ask the run-level conditions about the run."""
+        by_worker = self._returns.pop(phase.index, {})
+        returns = {a.name: [r for w in sorted(by_worker) for r in by_worker[w].get(a.name, [])] for a in phase.agents}
+        episodes = sum(len(next(iter(r.values()), [])) for r in by_worker.values())
+        steps = self.machine.totals.steps - sum(h.steps for h in self.history)
+        self.history.append(PhaseSummary(phase.name, phase.mode, reason, episodes, steps, returns))
+        if self.run_conditions is None:
+            self.run_conditions = [import_class(c.entry_point)(**c.params) for c in self.spec.conditions]
+        view = RunView(time.time() - self.started, tuple(self.history))
+        for condition in self.run_conditions:
+            ended = condition.run_over(view)
+            if ended is not None:
+                log.info("run %s: %s ends the run after phase %s", self.spec.uid, ended, phase.name)
+                return m.RunChecked(phase.index, ended)
+        return m.RunChecked(phase.index, None)
 
     async def _save_brains(self, phase: PhaseSpec) -> m.Event:
         root = Path(self.options.checkpoint_dir) / f"{self.spec.uid}-{self.run_id}" / phase.name
@@ -361,8 +396,8 @@ class GovernorShell:
                 if isinstance(result, BaseException):
                     log.error("could not stop arl[%s]: %s", child.spec.label, result)
 
-    async def _finish(self, outcome: m.Outcome, error: str | None) -> None:
-        ended = store.RunEnded(outcome.value, error, time.time())
+    async def _finish(self, outcome: m.Outcome, error: str | None, reason: str) -> None:
+        ended = store.RunEnded(outcome.value, error, time.time(), reason)
         await self._record(ended, flush=True)
         if self.writer.error is not None and self.run_id is not None:  # once more, on a connection of its own
             await asyncio.to_thread(self._record_end_directly, ended)
@@ -370,6 +405,7 @@ class GovernorShell:
         self._outcome = executor.RunOutcome(
             self.spec.uid, self.run_id, outcome.value, counts.get("phases", 0), counts.get("episodes", 0),
             counts.get("environment_steps", 0), counts.get("agent_actions", 0), error, self.options.store_url,
+            reason,
         )  # fmt: skip
         await self._report(self._outcome)
 

@@ -59,27 +59,39 @@ class RunPhase:
 
     ``agents`` maps agent name to [sensor ids, actuator ids]; ``environments`` lists the
     env uids of this worker, and ``endpoints`` maps service names to their direct links.
+    ``history`` summarises the run's ended phases for the run-level conditions, as the
+    fields of :class:`arl.conditions.PhaseSummary`.
     """
 
     phase: int
+    phase_name: str
     worker: int
-    controller: str  # "vanilla" | "taking_turns"
-    conditions: list[list[Any]]  # [entry point, params] of each termination condition
+    simulation: list[Any]  # [entry point, params] of the arl.simulation.Simulation
+    conditions: list[list[Any]]  # [entry point, params] of each episode/phase condition
+    run_conditions: list[list[Any]]  # the same, of the run-level conditions
     episodes: int
     max_steps: int | None
     agents: dict[str, list[list[str]]]
     environments: list[str]
     endpoints: dict[str, str]
     seed: int
+    run_started: float  # epoch seconds, for run-level wall-clock limits
+    history: list[dict[str, Any]]
 
 
 @message("control.phase_done")
 class PhaseDone:
+    """``reason``: "episodes" (all were run), "interrupted", or a condition's reason;
+    ``ends_run`` when that condition was a run-level one. ``returns``: per agent, the
+    return of each episode this worker ran."""
+
     phase: int
     worker: int
     episodes: int
     steps: int
-    reason: str  # "episodes" | "interrupted"
+    reason: str
+    ends_run: bool
+    returns: dict[str, list[float]]
 
 
 @message("control.save_brain")

@@ -25,3 +25,4 @@ class RunOutcome:
     actions: int
     error: str | None
     store_url: str
+    reason: str | None = None  # why the run ended: "completed", a run-level condition's reason, ...
