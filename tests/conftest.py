@@ -17,6 +17,8 @@ import pytest
 
 from arl.testing import check_process_leak
 
+pytest_plugins = ["store_fixtures"]  # a PostgreSQL server, and `store_url` over SQLite and PostgreSQL
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = Path(__file__).resolve().parent / "components"
 

@@ -17,6 +17,8 @@ import click
 import arl
 from arl.codec import pack, unpack
 from arl.errors import ConfigError, Location, Problem
+from arl.results.commands import results_group
+from arl.store.commands import db as db_group
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -131,7 +133,9 @@ def _preflight(
         sys.exit(EXIT_CONFIG)
     if store_error is not None:
         click.echo(f"error: {store_error}", err=True)
-        click.echo("Give a working SQLAlchemy URL with --store or ARL_STORE_URL; nothing was run.", err=True)
+        if "arl-run db upgrade" not in store_error:  # else the store is fine, only older
+            click.echo("Give a working SQLAlchemy URL with --store or ARL_STORE_URL.", err=True)
+        click.echo("Nothing was run.", err=True)
         sys.exit(EXIT_CONFIG)
     return runs, location
 
@@ -249,6 +253,12 @@ def schema() -> None:
     type=click.Path(file_okay=False),
     help="Where brains are saved at the end of each train phase.",
 )
+@click.option(
+    "--store-steps/--no-store-steps",
+    default=True,
+    help="Store every environment step and agent action (the default); with --no-store-steps only runs, "
+    "phases, episodes and saved brains are stored.",
+)
 @click.option("--verbose", "-v", count=True, help="Log more: -v for progress, -vv for debugging.")
 @_override_options
 def run(
@@ -257,6 +267,7 @@ def run(
     parallel: int,
     store: str | None,
     checkpoint_dir: str,
+    store_steps: bool,
     verbose: int,
     sets: tuple[str, ...],
     sweeps: tuple[str, ...],
@@ -281,7 +292,7 @@ def run(
     specs = [spec for _, spec in runs]
     from arl.executor import Executor, ExecutorOptions
 
-    options = ExecutorOptions(url, str(Path(checkpoint_dir).resolve()), parallel, level)
+    options = ExecutorOptions(url, str(Path(checkpoint_dir).resolve()), parallel, level, store_steps)
 
     def on_status(uid: str, state: str) -> None:
         logging.getLogger("arl.executor").info("run %s: %s", uid, state)
@@ -307,6 +318,10 @@ def run(
         sys.exit(EXIT_FAILED)
     if "INTERRUPTED" in statuses:
         sys.exit(EXIT_INTERRUPTED)
+
+
+main.add_command(results_group)
+main.add_command(db_group)
 
 
 if __name__ == "__main__":

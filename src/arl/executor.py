@@ -37,6 +37,7 @@ class ExecutorOptions:
     checkpoint_dir: str
     parallel: int = 1
     level: int = logging.WARNING
+    store_steps: bool = True  # False: no environment_steps or agent_actions rows
 
 
 @dataclass
@@ -103,6 +104,7 @@ class Executor:
                 control_id=governor.identity.decode(),
                 # Inside the executor's directory, so even a killed governor leaves nothing.
                 rundir=f"{self._workdir}/{governor.identity.decode()}",
+                store_steps=self.options.store_steps,
             )
             spec = ChildSpec(
                 "governor", governor.spec.uid, "arl.governor.shell:main", {"spec": governor.spec, "options": options}

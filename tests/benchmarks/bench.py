@@ -3,9 +3,10 @@
 Prints: the dummy experiment's wall time; steady-state steps per second for 2 agents and
 1 environment over 10,000 steps with every step stored; the processes and summed peak
 RSS of that run; a REQ/REP round trip between two processes, direct and through a
-broker process; arl's step pattern in bare ZeroMQ; and arl's per-step time as ratios
-to those floors. Never a pass/fail
-test: the machines are noisy, so compare ratios measured in one run.
+broker process; arl's step pattern in bare ZeroMQ; arl's per-step time as ratios to
+those floors; and the StoreWriter's rows per second into SQLite and into a temporary
+PostgreSQL server (bench_store.py). Never a pass/fail test: the machines are noisy, so
+compare ratios measured in one run.
 """
 
 from __future__ import annotations
@@ -234,6 +235,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--round-trips", type=int, default=5_000)
+    parser.add_argument("--store-rows", type=int, default=100_000)
     args = parser.parse_args()
     print(f"arl bench on {os.cpu_count()} cores, python {sys.version.split()[0]}")
 
@@ -275,6 +277,26 @@ def main() -> None:
         f"(a step makes 2 round trips in sequence: agents in parallel, then the environment)"
     )
     print(f"ratio   one arl step = {per_step / topology:.1f} x the bare-ZeroMQ step pattern")
+
+    # The same run without storing steps, alternated with storing them, twice each: the
+    # cost of storing every step (target <= 25% of step throughput).
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for stored in (False, True, False, True):
+        with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
+            file = Path(tmp) / "steady.yml"
+            file.write_text(STEADY.format(steps=args.steps))
+            run_arl([str(file)] + ([] if stored else ["--no-store-steps"]), Path(tmp))
+            n, secs = loop_rate(Path(tmp) / "arl.db")
+            rates[stored].append(n / secs)
+    on, off = max(rates[True]), max(rates[False])
+    print(
+        f"store   steps/s with every step stored: {on:.0f}, with --no-store-steps: {off:.0f} "
+        f"(best of 2 each, alternated): storing costs {(1 - on / off) * 100:.0f}% (target <= 25%)"
+    )
+
+    import bench_store  # beside this file, which Python runs as a script
+
+    bench_store.report(args.store_rows)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""How many rows a second the StoreWriter puts into SQLite. A figure, not a test.
+"""How many rows a second the StoreWriter puts into SQLite and into PostgreSQL. A figure,
+not a test.
 
 A producer process sends pre-encoded records over ipc, as controllers do: episodes of 100
 steps, each step one environment step and two agent actions (so two thirds of the rows
@@ -14,17 +15,25 @@ costs about as much as inserting a row. So the figure is given for three row sha
 ``numpy``  a float32 array of 8 and 2 scalars as sensors; numpy scalars in actions
 ``dummy``  the dummy experiment: 10 sensors, each agent seeing 5 and driving 5
 
-    .venv/bin/python tests/benchmarks/bench_store.py [--rows 100000] [--shape lean]
+PostgreSQL is a temporary server started for the run (``tests/postgres.py``: initdb and
+pg_ctl in a temp dir, as the ``postgres`` user when run as root) with its default,
+durable settings; without PostgreSQL binaries its figures are skipped, saying why.
+
+    .venv/bin/python tests/benchmarks/bench_store.py [--rows 100000] [--shape lean] [--backend sqlite]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import itertools
 import math
 import multiprocessing as mp
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,8 @@ from arl.store.engine import open_store
 from arl.store.query import run_counts
 from arl.store.writer import COUNTED, StoreWriter, _Recorder
 
+TESTS = Path(__file__).resolve().parents[1]  # where postgres.py is
+BACKENDS = ("sqlite", "postgresql")
 STEPS = 100
 WORKERS = 4
 AGENTS = ("attacker", "defender")
@@ -110,9 +121,30 @@ def produce(endpoint: str, rows: int, shape: str, pipe: Connection) -> None:
     ctx.term()
 
 
-def measure(rows: int, shape: str) -> None:
+@contextlib.contextmanager
+def stores(backend: str) -> Iterator[Callable[[], str] | str]:
+    """For ``backend``, a function giving the URL of a new empty store each call; or the
+    reason there is none. A PostgreSQL server lives as long as the block."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
+            names = itertools.count()
+            yield lambda: f"sqlite:///{Path(tmp) / f'bench-{next(names)}.db'}"
+        return
+    sys.path.insert(0, str(TESTS))
+    from postgres import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer.start_new(fast=False)
+    except PostgresUnavailable as exc:
+        yield f"skipped: {exc}"
+        return
+    with server:
+        yield lambda: server.url(server.create_database())
+
+
+def measure(rows: int, shape: str, url: str) -> float:
+    """Rows a second, end to end: a producer process sends, the writer stores."""
     with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         endpoint = f"ipc://{Path(tmp) / 'store'}"
         spawn = mp.get_context("spawn")
         mine, theirs = spawn.Pipe()
@@ -140,44 +172,68 @@ def measure(rows: int, shape: str) -> None:
         finally:
             engine.dispose()
     written = stored["environment_steps"] + stored["agent_actions"]
-    print(f"{shape:6s} {written} rows, end to end ({stored['episodes']} episodes, {total} records, "
-          f"{dropped} dropped), in {elapsed:.3f} s: {written / elapsed:,.0f} rows/s")  # fmt: skip
+    backend = url.split(":", 1)[0].split("+")[0]
+    print(f"{backend:10s} {shape:6s} {written} rows, end to end ({stored['episodes']} episodes, "
+          f"{total} records, {dropped} dropped), in {elapsed:.3f} s: {written / elapsed:,.0f} rows/s")  # fmt: skip
+    return written / elapsed
 
 
-def measure_alone(rows: int, shape: str) -> None:
+def measure_alone(rows: int, shape: str, url: str) -> float:
     """The writer thread's own work on the same frames, no socket and no producer beside
     it: decode, JSON, insert, commit every 2000 rows (the default batch)."""
     batch = frames(rows, SHAPES[shape])
-    with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
-        engine = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        try:
-            with engine.connect() as conn:
-                counts = dict.fromkeys(COUNTED, 0)
-                recorder = _Recorder(conn, counts)
-                recorder.handle(encode(rec.RunStarted("bench", None, 0, {}, "bench", "h", 0.0)))
-                recorder.handle(encode(rec.PhaseStarted(0, "train", "train", 0.0)))
-                start = time.perf_counter()
-                for frame in batch:
-                    recorder.handle(frame)
-                    if recorder.pending_rows >= 2000:
-                        recorder.commit()
-                recorder.commit()
-                elapsed = time.perf_counter() - start
-        finally:
-            engine.dispose()
+    engine = open_store(url)
+    try:
+        with engine.connect() as conn:
+            counts = dict.fromkeys(COUNTED, 0)
+            recorder = _Recorder(conn, counts)
+            recorder.handle(encode(rec.RunStarted("bench", None, 0, {}, "bench", "h", 0.0)))
+            recorder.handle(encode(rec.PhaseStarted(0, "train", "train", 0.0)))
+            start = time.perf_counter()
+            for frame in batch:
+                recorder.handle(frame)
+                if recorder.pending_rows >= 2000:
+                    recorder.commit()
+            recorder.commit()
+            elapsed = time.perf_counter() - start
+    finally:
+        engine.dispose()
     written = counts["environment_steps"] + counts["agent_actions"]
-    print(f"{shape:6s} {written} rows, writer alone, in {elapsed:.3f} s: "
+    backend = url.split(":", 1)[0].split("+")[0]
+    print(f"{backend:10s} {shape:6s} {written} rows, writer alone, in {elapsed:.3f} s: "
           f"{written / elapsed:,.0f} rows/s")  # fmt: skip
+    return written / elapsed
+
+
+def report(rows: int = 100_000, shapes: tuple[str, ...] = ("lean", "dummy")) -> None:
+    """``make bench``'s lines: the writer's rows a second on each backend, end to end and
+    alone (see the module's docstring)."""
+    print(f"store   StoreWriter rows/s, {rows:,} rows (target >= 100,000/s into SQLite):")
+    for backend in BACKENDS:
+        with stores(backend) as new_store:
+            if isinstance(new_store, str):
+                print(f"store     {backend:10s} {new_store}")
+                continue
+            with contextlib.redirect_stdout(io.StringIO()):
+                ends = [f"{shape} {measure(rows, shape, new_store()):,.0f}" for shape in shapes]
+                alone = [f"{shape} {measure_alone(rows, shape, new_store()):,.0f}" for shape in shapes]
+            print(f"store     {backend:10s} end to end: {', '.join(ends)};  writer alone: {', '.join(alone)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--shape", choices=[*SHAPES, "all"], default="all")
+    parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
     args = parser.parse_args()
-    for shape in SHAPES if args.shape == "all" else [args.shape]:
-        measure(args.rows, shape)
-        measure_alone(args.rows, shape)
+    for backend in BACKENDS if args.backend == "all" else [args.backend]:
+        with stores(backend) as new_store:
+            if isinstance(new_store, str):
+                print(f"{backend:10s} {new_store}")
+                continue
+            for shape in SHAPES if args.shape == "all" else [args.shape]:
+                measure(args.rows, shape, new_store())
+                measure_alone(args.rows, shape, new_store())
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The StoreWriter against a real SQLite file, fed by a producer's PUSH socket over ipc://
-(as controllers feed it) and by the owner's submit (as the governor does)."""
+"""The StoreWriter against a real SQLite file and a real PostgreSQL database, fed by a
+producer's PUSH socket over ipc:// (as controllers feed it) and by the owner's submit (as
+the governor does)."""
 
 from __future__ import annotations
 
@@ -48,8 +49,9 @@ DEADLINE = 5.0
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'store.db'}"
+def url(store_url: str) -> str:
+    """Every test that uses the store runs on SQLite and on PostgreSQL."""
+    return store_url
 
 
 @pytest.fixture
@@ -437,12 +439,14 @@ def test_start_fails_clearly_on_a_bad_endpoint(url: str, tmp_path: Path) -> None
 # -- engine and queries -------------------------------------------------------------------
 
 
-def test_sqlite_connections_get_the_pragmas(reader: Engine) -> None:
-    with reader.connect() as conn:
+def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
+    engine = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    with engine.connect() as conn:
         pragmas = {
             name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
             for name in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")
         }
+    engine.dispose()
     assert pragmas == {
         "journal_mode": "wal",
         "busy_timeout": 5000,

@@ -75,8 +75,9 @@ ACT_GRACE = 1.0  # seconds to let agents finish an act after a stop: their actio
 class Links:
     """Direct DEALER links to the conductors, and the PUSH link to the store."""
 
-    def __init__(self, service: Service, endpoints: dict[str, str], store_endpoint: str) -> None:
+    def __init__(self, service: Service, endpoints: dict[str, str], store_endpoint: str, *, steps: bool = True) -> None:
         self._service = service
+        self.steps = steps  # False: environment steps and agent actions are not stored
         ctx = service.ctx.zmq
         self.peers: dict[str, zmq.Socket[Any]] = {}
         for name, endpoint in endpoints.items():
@@ -98,6 +99,11 @@ class Links:
     def record(self, rec: Any) -> None:
         """Queue a record; :meth:`send_records` sends the queue as one message."""
         self._outbox.append(encode(rec))
+
+    def record_step(self, rec: store.EnvironmentStep | store.AgentAction) -> None:
+        """Queue a per-step record, unless the run stores no steps."""
+        if self.steps:
+            self._outbox.append(encode(rec))
 
     def send_records(self) -> None:
         """One message a step: a ZeroMQ send costs more than the encoding of a record."""
@@ -294,7 +300,7 @@ class PhaseRunner:
         terminated = truncated = False
         for uid, svc in self.envs.items():
             result: emsg.Stepped = stepped[svc]
-            self.links.record(
+            self.links.record_step(
                 store.EnvironmentStep(
                     ep.phase, ep.worker, ep.index, ep.step, uid,
                     result.sensors, result.rewards, result.terminated, result.truncated,
@@ -325,7 +331,7 @@ class PhaseRunner:
         if objective is None:
             raise ProtocolError(f"agent {name} returned no objective for its previous action")
         ep.returns[name] = ep.returns.get(name, 0.0) + objective
-        self.links.record(
+        self.links.record_step(
             store.AgentAction(
                 ep.phase,
                 ep.worker,
@@ -365,7 +371,8 @@ class SimulationController:
     def handle(self, message: Any) -> Any:
         if not isinstance(message, control.RunPhase):
             raise TypeError(f"a simulation controller cannot handle {type(message).__name__}")
-        links = Links(self.service, message.endpoints, self.ctx.spec.args["store"])
+        args = self.ctx.spec.args
+        links = Links(self.service, message.endpoints, args["store"], steps=args.get("store_steps", True))
         try:
             done = PhaseRunner(message, links, self.service).run()
         finally:

@@ -24,6 +24,7 @@ class RunOptions:
     rundir: str | None = None  # a private directory for ipc endpoints; made (and removed) here if None
     control_id: str = "governor"  # this governor's identity on it
     timeouts: Timeouts = Timeouts()
+    store_steps: bool = True  # False: controllers send no environment steps or agent actions
 
 
 def describe_exit(code: int | None) -> str:

@@ -37,7 +37,7 @@ class Plan:
         return self.environments + self.agents + self.controllers
 
 
-def plan_children(spec: RunSpec, rundir: str, broker: str, store: str) -> Plan:
+def plan_children(spec: RunSpec, rundir: str, broker: str, store: str, *, store_steps: bool = True) -> Plan:
     """The child processes of ``spec``; ipc endpoints go in the private ``rundir``."""
     envs: dict[tuple[str, int], None] = {}
     agents: dict[str, None] = {}
@@ -50,7 +50,7 @@ def plan_children(spec: RunSpec, rundir: str, broker: str, store: str) -> Plan:
         for agent in phase.agents:
             agents[agent.name] = None
 
-    def child(role: str, name: str, service: str, direct: str | None, **extra: str) -> ChildSpec:
+    def child(role: str, name: str, service: str, direct: str | None, **extra: object) -> ChildSpec:
         args = {"service": service, "broker": broker, "direct": direct, **extra}
         return ChildSpec(role, name, f"arl.conductors.{role}:main", args)
 
@@ -63,6 +63,7 @@ def plan_children(spec: RunSpec, rundir: str, broker: str, store: str) -> Plan:
             child("agent", name, agent_service(name), f"ipc://{rundir}/a{i}") for i, name in enumerate(agents)
         ),
         controllers=tuple(
-            child("controller", str(w), controller_service(w), None, store=store) for w in range(workers)
+            child("controller", str(w), controller_service(w), None, store=store, store_steps=store_steps)
+            for w in range(workers)
         ),
     )

@@ -57,7 +57,9 @@ class GovernorShell:
         self.zctx = zmq.asyncio.Context()
         self.broker_endpoint = f"ipc://{self.rundir}/broker"
         self.store_endpoint = f"ipc://{self.rundir}/store"
-        self.plan: Plan = plan_children(spec, self.rundir, self.broker_endpoint, self.store_endpoint)
+        self.plan: Plan = plan_children(
+            spec, self.rundir, self.broker_endpoint, self.store_endpoint, store_steps=options.store_steps
+        )
         self.children = {c.label: SupervisedChild(c, options.logs) for c in self.plan.all}
         self.writer = StoreWriter(options.store_url, self.store_endpoint, on_failure=self._writer_failed)
         self.client: MdpClient | None = None

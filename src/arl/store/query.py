@@ -1,9 +1,13 @@
-"""Questions the rest of arl asks of a store, outside the writer."""
+"""Questions the rest of arl asks of a store, outside the writer, and the ending of runs
+whose process died."""
 
 from __future__ import annotations
 
+import logging
+import socket
 from datetime import UTC, datetime
 
+import psutil
 from sqlalchemy import Engine, func, select, update
 
 from arl.store.engine import open_store
@@ -16,7 +20,14 @@ from arl.store.schema import (
     PhaseRow,
     RunRow,
     RunStatus,
+    utc,
 )
+
+log = logging.getLogger("arl.store")
+
+PID_TIME_TOLERANCE = 1.0
+"""Seconds two readings of one process's start time may differ by (psutil derives it from
+the boot time, which the kernel reports in whole seconds)."""
 
 
 def run_counts(engine: Engine, run_id: int) -> dict[str, int]:
@@ -34,20 +45,23 @@ def run_counts(engine: Engine, run_id: int) -> dict[str, int]:
         return {name: conn.execute(query).scalar_one() for name, query in queries.items()}
 
 
-def end_run(engine: Engine, run_id: int, status: str, error: str | None) -> bool:
+def end_run(engine: Engine, run_id: int, status: str, error: str | None, reason: str | None = None) -> bool:
     """End run ``run_id`` as ``status`` if it is still unfinished, and close its open
-    phases and episodes with that status as their end reason.
+    phases and episodes. Their end reason is the status in lower case ("failed"), and so
+    is the run's unless ``reason`` is given.
 
     For a run whose process died without writing its end. Returns False when the run
     had ended after all (its own writer got there first) or does not exist.
     """
     status = RunStatus(status)
     now = datetime.now(UTC)
-    reason = str(status).lower()
+    closed = str(status).lower()
     unfinished = RunRow.status.in_([str(s) for s in UNFINISHED_STATUSES])
     with engine.begin() as conn:
         done = conn.execute(
-            update(RunRow).where(RunRow.id == run_id, unfinished).values(status=str(status), error=error, ended_at=now)
+            update(RunRow)
+            .where(RunRow.id == run_id, unfinished)
+            .values(status=str(status), error=error, ended_at=now, end_reason=reason or closed)
         )
         if done.rowcount != 1:
             return False
@@ -55,14 +69,67 @@ def end_run(engine: Engine, run_id: int, status: str, error: str | None) -> bool
         conn.execute(
             update(EpisodeRow)
             .where(EpisodeRow.phase_id.in_(phases), EpisodeRow.ended_at.is_(None))
-            .values(ended_at=now, end_reason=reason)
+            .values(ended_at=now, end_reason=closed)
         )
         conn.execute(
             update(PhaseRow)
             .where(PhaseRow.run_id == run_id, PhaseRow.ended_at.is_(None))
-            .values(ended_at=now, end_reason=reason)
+            .values(ended_at=now, end_reason=closed)
         )
         return True
+
+
+def this_process() -> tuple[int, datetime]:
+    """The pid and start time of this process, as a run row records its writer's."""
+    me = psutil.Process()
+    return me.pid, utc(me.create_time())
+
+
+def process_alive(pid: int, started_at: datetime | None) -> bool:
+    """Whether process ``pid`` of this host, started at ``started_at``, still exists.
+
+    A pid now held by a process started at another time was reused: the one recorded is
+    gone. A zombie has exited, so it is gone too (an orphan may stay a zombie for good
+    where PID 1 does not reap, as in a container without an init). Without a start time
+    a live pid is taken at its word.
+    """
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        created = process.create_time()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # it exists; whose it is cannot be told
+    return started_at is None or abs(created - started_at.timestamp()) <= PID_TIME_TOLERANCE
+
+
+def interrupt_dead_runs(engine: Engine) -> list[int]:
+    """End as INTERRUPTED every unfinished run of this host whose writer's process is
+    gone (killed with SIGKILL, or the machine lost power), closing its open phases and
+    episodes; returns their ids.
+
+    Runs of other hosts, and runs that recorded no pid, cannot be judged and are left
+    alone. Two processes doing this at once end each run once (see :func:`end_run`).
+    """
+    host = socket.gethostname()
+    query = select(RunRow.id, RunRow.uid, RunRow.pid, RunRow.pid_started_at).where(
+        RunRow.status.in_([str(s) for s in UNFINISHED_STATUSES]), RunRow.host == host, RunRow.pid.is_not(None)
+    )
+    with engine.connect() as conn:
+        candidates = conn.execute(query).all()
+    ended = []
+    for run_id, uid, pid, started_at in candidates:
+        if pid is None or process_alive(pid, started_at):
+            continue
+        error = f"its process (pid {pid} on {host}) died without ending the run; found when the store was next opened"
+        if end_run(engine, run_id, RunStatus.INTERRUPTED, error, reason="process died"):
+            log.warning(
+                "store: run %s (id %d) was left unfinished by pid %d, now gone: marked INTERRUPTED", uid, run_id, pid
+            )
+            ended.append(run_id)
+    return ended
 
 
 def find_checkpoint(url: str, run: str, phase: str | None, agent: str) -> str | None:

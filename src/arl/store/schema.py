@@ -21,6 +21,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    MetaData,
     String,
     Text,
     UniqueConstraint,
@@ -77,7 +78,17 @@ def utc(epoch_seconds: float) -> datetime:
     return datetime.fromtimestamp(float(epoch_seconds), tz=UTC)
 
 
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraints named alike on every backend, so a migration can name what it alters."""
+
+
 class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSONType}
 
 
@@ -99,6 +110,11 @@ class RunRow(Base):
     document: Mapped[dict[str, Any]]
     arl_version: Mapped[str] = mapped_column(String(64))
     host: Mapped[str] = mapped_column(String(255))
+    # The writer's process: with ``host``, how a later opening of the store tells a run
+    # whose process died (kill -9) from one still going. The start time guards against a
+    # reused pid.
+    pid: Mapped[int | None] = mapped_column(Integer)
+    pid_started_at: Mapped[datetime | None]
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(64))  # "completed", or the condition's reason

@@ -33,6 +33,8 @@ from arl.codec import CODEC_VERSION, decode, encode, to_jsonable, unpack
 from arl.errors import ArlError, ProtocolError, RequestTimeout, StartTimeout
 from arl.messages import store as rec
 from arl.store.engine import describe_location, open_store
+from arl.store.engine import short_error as short_error  # where the governor finds it
+from arl.store.query import interrupt_dead_runs, this_process
 from arl.store.schema import (
     TERMINAL_STATUSES,
     AgentActionRow,
@@ -196,8 +198,11 @@ class _BulkInsert:
     per-row parameter processing costs twice SQLite's own insert (measured here: 6 µs
     against 3 µs a row), so on SQLite the compiled statement goes straight to the driver,
     its VALUES group repeated for ``ROWS_PER_INSERT`` rows a statement (a third less again
-    than one row a statement). Other backends take the ordinary Core executemany, which
-    batches rows into multi-row statements for them.
+    than one row a statement). On PostgreSQL through psycopg the rows go in by ``COPY ...
+    FROM STDIN`` in the writer's transaction, the server parsing the JSON text into JSONB:
+    1.5 to 1.7 times the rows a second of Core's executemany (measured, writer alone:
+    52,000 against 31,000 rows/s of lean rows, 32,000 against 21,000 of the dummy
+    experiment's). Other backends take Core's executemany.
     """
 
     def __init__(self, model: type[Base], columns: Sequence[str], json_columns: set[str], dialect: Dialect) -> None:
@@ -211,6 +216,11 @@ class _BulkInsert:
         compiled = self.statement.compile(dialect=dialect)
         self._one_row: str | None = None
         self._many_rows = ""
+        self._copy: str | None = None
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            preparer = dialect.identifier_preparer
+            names = ", ".join(preparer.quote(c) for c in self.columns)
+            self._copy = f"COPY {preparer.format_table(_table(model))} ({names}) FROM STDIN"
         head, values_keyword, group = compiled.string.partition(" VALUES ")
         if (
             dialect.name == "sqlite"
@@ -228,6 +238,13 @@ class _BulkInsert:
         return cast(text, JSONB()) if dialect.name == "postgresql" else text
 
     def execute(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        if self._copy is not None:
+            psycopg_connection: Any = conn.connection.driver_connection  # in conn's transaction
+            with psycopg_connection.cursor() as cursor, cursor.copy(self._copy) as copy:
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+            return
         if self._one_row is None:
             conn.execute(self.statement, [dict(zip(self._names, r, strict=True)) for r in rows])
             return
@@ -239,14 +256,6 @@ class _BulkInsert:
             conn.exec_driver_sql(self._many_rows, chunks)
         if whole < len(rows):
             conn.exec_driver_sql(self._one_row, rows[whole:])
-
-
-def short_error(exc: BaseException) -> str:
-    """The database's own message, without SQLAlchemy's statement and parameters (which
-    for a batch of steps would fill a screen)."""
-    orig = getattr(exc, "orig", None)
-    cause = orig if isinstance(orig, BaseException) else exc
-    return f"{type(cause).__name__}: {cause}"
 
 
 # -- the records --------------------------------------------------------------------------
@@ -282,6 +291,7 @@ class _Recorder:
         self.dirty_since: float | None = None  # monotonic time of the first uncommitted write
         self._uncommitted = dict.fromkeys(COUNTED, 0)
         self._run: int | None = None
+        self._process = this_process()  # the writer's process is the run's: its death ends the run
         self.run_id: int | None = None  # once committed
         self._phases: dict[Any, int] = {}
         self._episodes: dict[EpisodeKey, int] = {}
@@ -403,6 +413,8 @@ class _Recorder:
             document=to_jsonable(r.document),
             arl_version=r.arl_version,
             host=r.host,
+            pid=self._process[0],
+            pid_started_at=self._process[1],
             started_at=utc(r.started_at),
         )
 
@@ -543,7 +555,9 @@ class StoreWriter:
     ``arl.codec.encode(record)`` frames to ``endpoint``, ``flush`` when rows must be
     visible, and ``close`` it. Rows are committed every ``batch_rows`` steps and actions,
     or ``flush_interval`` seconds after the first uncommitted write, so a live query sees a
-    run progress without a commit per step.
+    run progress without a commit per step. The run's row records this process (pid and
+    start time); opening the store ends, as INTERRUPTED, this host's unfinished runs whose
+    process is gone (:func:`arl.store.query.interrupt_dead_runs`).
 
     ``counts`` holds the rows committed so far, and ``dropped`` records (malformed, or
     naming an unknown phase or episode: bugs upstream, logged to ``arl.store``).
@@ -764,6 +778,7 @@ class StoreWriter:
     def _open(self) -> None:
         assert self._ctx is not None
         self._engine = open_store(self.url)
+        interrupt_dead_runs(self._engine)  # this store's runs whose process died unannounced
         self._conn = self._engine.connect()
         self._recorder = _Recorder(self._conn, self.counts)
         pull = self._ctx.socket(zmq.PULL)

@@ -1,0 +1,142 @@
+"""``arl-run results``: list the stored runs, show one, export its tables, plot its returns.
+
+Imported when ``arl-run`` starts, so only click is imported here; SQLAlchemy, pandas,
+pyarrow and matplotlib come in with the command that needs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+
+from arl.errors import ArlError
+from arl.results.common import FORMATS, TABLES
+
+EXIT_FAILED = 1
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """The commands' one error boundary: an :class:`ArlError` (no such store or run, a file
+    that cannot be written) is a message on stderr and exit code 1, not a traceback."""
+    try:
+        yield
+    except ArlError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _store_option(command: F) -> F:
+    return click.option(
+        "--store",
+        metavar="URL",
+        default=None,
+        help="SQLAlchemy URL of the store [default: $ARL_STORE_URL, else sqlite:///arl.db].",
+    )(command)
+
+
+@click.group("results")
+def results_group() -> None:
+    """Look at what runs stored: list them, show one, export its tables, plot its returns.
+
+    RUN is a run's uid (its newest run) or its id. The same queries, as pandas
+    DataFrames, are in the Python module arl.results.
+    """
+
+
+@results_group.command("list")
+@_store_option
+@click.option("--experiment", metavar="UID", help="Only runs of this experiment_uid.")
+@click.option("--status", metavar="STATUS", help="Only runs with this status (finished, failed, interrupted, running).")
+@click.option("--uid", metavar="UID", help="Only runs with this uid; * matches anything: --uid 'sweep*'.")
+@click.option("--last", type=click.IntRange(min=1), metavar="N", help="Only the newest N runs (of those that match).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+    help="csv and json hold every column: error, seed, host, arl version, actions.",
+)  # fmt: skip
+def list_runs(
+    store: str | None, experiment: str | None, status: str | None, uid: str | None, last: int | None, fmt: str
+) -> None:
+    """List the runs in the store, oldest first: status, start, duration, what they stored."""
+    with _errors():
+        from arl.results import queries as q
+
+        with q.reading(store) as reader:
+            runs = q.run_records(reader, experiment=experiment, status=status, uid=uid, last=last)
+            if not runs and not q.run_records(reader, last=1):
+                raise ArlError(f"the store {reader.location} holds no runs yet")
+    if fmt == "json":
+        click.echo(json.dumps([{k: _plain(v) for k, v in r.items()} for r in runs], indent=2))
+    elif fmt == "csv":
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(q.RUN_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: _plain(v) for k, v in r.items()} for r in runs)
+        click.echo(text.getvalue(), nl=False)
+    elif runs:
+        from arl.results.report import runs_table
+
+        click.echo(runs_table(runs))
+    else:
+        click.echo("no runs match", err=True)
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+@results_group.command()
+@click.argument("run")
+@_store_option
+def show(run: str, store: str | None) -> None:
+    """Show run RUN: how it went, its phases, and each agent's return per episode."""
+    with _errors():
+        from arl.results import queries as q
+        from arl.results import report
+
+        with q.reading(store) as reader:
+            found = q.find_run(reader, run)
+            checkpoints = q.checkpoint_count(reader, found["id"])
+            phases = q.phase_records(reader, found["id"])
+            episodes, columns = q.episode_table(reader, found["id"], rewards=False)
+    agents = [column.removeprefix("return.") for column in columns if column.startswith("return.")]
+    click.echo(report.show(found, checkpoints, phases, episodes, agents))
+
+
+@results_group.command()
+@click.argument("run")
+@click.option("--table", type=click.Choice(TABLES), default="steps", show_default=True, help="What to export.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="[default: from the suffix of PATH]")
+@click.option("--output", "-o", "path", required=True, type=click.Path(dir_okay=False), help="The file to write.")
+@_store_option
+def export(run: str, table: str, fmt: str | None, path: str, store: str | None) -> None:
+    """Export a table of run RUN to a CSV or Parquet file, one column per sensor,
+    setpoint and reward id. Reads in chunks: any size of run fits in memory."""
+    with _errors():
+        from arl.results.files import export as write
+
+        rows = write(run, path, table=table, format=fmt, store=store)
+    click.echo(f"{rows} row{'' if rows == 1 else 's'} of {table} written to {path}")
+
+
+@results_group.command()
+@click.argument("run")
+@click.option("--output", "-o", "path", type=click.Path(dir_okay=False), help="[default: <run uid>-returns.png]")
+@_store_option
+def plot(run: str, path: str | None, store: str | None) -> None:
+    """Plot each agent's return per episode of run RUN, across its phases, to a PNG."""
+    with _errors():
+        from arl.results.plot import plot_returns
+
+        written = plot_returns(run, path, store)
+    click.echo(f"returns plotted to {written}")

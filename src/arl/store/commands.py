@@ -1,0 +1,137 @@
+"""``arl-run db``: create a store, upgrade its schema, show its revision.
+
+SQLAlchemy and Alembic are imported only when a command runs: ``arl-run`` imports this
+module to list its commands.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import click
+
+from arl.store.location import DEFAULT_URL, URL_ENV_VAR, store_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+EXIT_FAILED = 1
+
+store_option = click.option(
+    "--store",
+    "store",
+    metavar="URL",
+    default=None,
+    help=f"SQLAlchemy URL of the store [default: ${URL_ENV_VAR}, else {DEFAULT_URL}].",
+)
+
+
+@click.group()
+def db() -> None:
+    """Create a store or upgrade its schema.
+
+    \b
+    arl-run db init       create the tables in a new, empty store
+    arl-run db upgrade    migrate a store to this arl's schema (back it up first)
+    arl-run db current    show a store's schema revision
+
+    A PostgreSQL database must exist (createdb); a SQLite file is created.
+    """
+
+
+@db.command()
+@store_option
+def init(store: str | None) -> None:
+    """Create the schema in an empty store.
+
+    A store already at this arl's revision is left as it is; an older one is not
+    touched (exit code 1): upgrade it with `arl-run db upgrade`.
+    """
+    from arl.store import migrate
+
+    def run(engine: Engine, where: str) -> str:
+        with engine.connect() as conn:
+            was_empty = migrate.schema_state(conn).empty
+        state = migrate.create(engine)
+        migrate.check(state, where)
+        done = "created the store" if was_empty else "the store"
+        return f"{done} {where}{'' if was_empty else ' is'} at schema revision {state.revision}"
+
+    _with_store(store, run)
+
+
+@db.command()
+@store_option
+def upgrade(store: str | None) -> None:
+    """Migrate the store to this arl's schema revision; an empty store is created."""
+    from arl.store import migrate
+
+    def run(engine: Engine, where: str) -> str:
+        before, after = migrate.upgrade(engine, where)
+        if before == after:
+            return f"the store {where} is already at schema revision {after}"
+        if before is None:
+            return f"created the store {where} at schema revision {after}"
+        return f"upgraded the store {where} from schema revision {before} to {after}"
+
+    _with_store(store, run)
+
+
+@db.command()
+@store_option
+def current(store: str | None) -> None:
+    """Show the store's schema revision and this arl's; exit code 1 unless they match."""
+    from arl.store import migrate
+
+    def run(engine: Engine, where: str) -> str:
+        with engine.connect() as conn:
+            state = migrate.schema_state(conn)
+        revision = state.revision or ("none (empty)" if state.empty else "none")
+        click.echo(f"{where}: schema revision {revision}, this arl's {migrate.HEAD}")
+        migrate.check(state, where)  # says what to do when they differ
+        return "up to date"
+
+    _with_store(store, run, create=False)
+
+
+def _with_store(store: str | None, run: Callable[[Engine, str], str], *, create: bool = True) -> None:
+    """Run ``run`` on an engine for the store and print what it returns; print the error
+    and exit 1 when it raises :class:`ArlError` or the database fails. With ``create``
+    False, a SQLite file that does not exist is an error rather than created."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from arl.errors import ArlError
+    from arl.store.engine import connect_engine, describe_location, short_error
+
+    url = store_url(store)
+    where = describe_location(url)
+    try:
+        if not create and _missing_sqlite_file(make_url(url)):
+            raise ArlError(f"there is no store at {where}")
+        engine = connect_engine(url)
+        try:
+            click.echo(run(engine, where))
+        finally:
+            engine.dispose()
+    except ArlError as exc:
+        _fail(str(exc))
+    except (ArgumentError, SQLAlchemyError) as exc:
+        _fail(f"cannot open the store {where}: {short_error(exc)}")
+
+
+def _missing_sqlite_file(url: object) -> bool:
+    from sqlalchemy.engine import URL
+
+    assert isinstance(url, URL)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return False
+    return not os.path.exists(os.path.expanduser(url.database))
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_FAILED)

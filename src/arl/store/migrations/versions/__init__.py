@@ -1,0 +1,1 @@
+"""One module a schema revision (Alembic skips this file)."""

@@ -1,0 +1,231 @@
+"""The store's schema on SQLite and PostgreSQL: migrations from an empty database, the
+revision check on opening, a row of every table round-tripped, and `arl-run db`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.orm import Session
+
+from arl.errors import ArlError
+from arl.store import migrate
+from arl.store.engine import connect_engine, open_store
+from arl.store.schema import (
+    AgentActionRow,
+    Base,
+    CheckpointRow,
+    EnvironmentStepRow,
+    EpisodeRow,
+    EventRow,
+    PhaseRow,
+    RunRow,
+)
+
+T0 = datetime(2024, 5, 1, 12, 30, 15, 250_000, tzinfo=UTC)
+
+
+@pytest.fixture
+def bare(store_url: str) -> Iterator[Engine]:
+    """An engine on the empty store, the schema neither created nor checked."""
+    engine = connect_engine(store_url)
+    yield engine
+    engine.dispose()
+
+
+def schema_differences(engine: Engine) -> list[object]:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        return list(compare_metadata(context, Base.metadata))
+
+
+def revision_rows(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+# -- migrations ----------------------------------------------------------------------------
+
+
+def test_the_revision_list_is_the_migration_scripts() -> None:
+    scripts = ScriptDirectory.from_config(migrate.alembic_config())
+    assert [s.revision for s in reversed(list(scripts.walk_revisions()))] == list(migrate.REVISIONS)
+    assert scripts.get_current_head() == migrate.HEAD
+
+
+def test_migrating_an_empty_database_yields_exactly_the_schema(bare: Engine) -> None:
+    assert migrate.upgrade(bare, "the store") == (None, migrate.HEAD)
+    assert schema_differences(bare) == []
+    assert set(inspect(bare).get_table_names()) == {*Base.metadata.tables, "alembic_version"}
+    assert revision_rows(bare) == [migrate.HEAD]
+    assert migrate.upgrade(bare, "the store") == (migrate.HEAD, migrate.HEAD)  # nothing more to do
+
+
+def test_downgrading_to_nothing_and_upgrading_again(bare: Engine) -> None:
+    migrate.upgrade(bare, "the store")
+    with bare.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "base")
+    with bare.connect() as conn:
+        assert migrate.schema_state(conn).empty
+    migrate.upgrade(bare, "the store")
+    assert schema_differences(bare) == []
+
+
+def test_opening_an_empty_database_creates_the_schema_through_the_migrations(store_url: str, bare: Engine) -> None:
+    open_store(store_url).dispose()
+    assert revision_rows(bare) == [migrate.HEAD]
+    assert schema_differences(bare) == []
+
+
+def test_opening_a_store_of_an_older_revision_says_to_upgrade(
+    store_url: str, bare: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate.upgrade(bare, "the store")
+    monkeypatch.setattr(migrate, "REVISIONS", (*migrate.REVISIONS, "9999"))  # as a later arl would be
+    monkeypatch.setattr(migrate, "HEAD", "9999")
+    with pytest.raises(ArlError, match=r"at schema revision 0001, this arl needs 9999\. .*`arl-run db upgrade`"):
+        open_store(store_url)
+
+
+def test_opening_a_store_of_a_newer_revision_is_refused(store_url: str, bare: Engine) -> None:
+    migrate.upgrade(bare, "the store")
+    with bare.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(ArlError, match=r"revision 9999, which this arl does not know .* a newer arl"):
+        open_store(store_url)
+    with pytest.raises(ArlError, match="a newer arl"):
+        migrate.upgrade(bare, "the store")
+
+
+def test_tables_without_a_revision_are_refused_not_guessed_at(store_url: str, bare: Engine) -> None:
+    Base.metadata.create_all(bare)  # as arl made stores before it kept revisions
+    with pytest.raises(ArlError, match="no schema revision"):
+        open_store(store_url)
+    with pytest.raises(ArlError, match="no schema revision"):
+        migrate.upgrade(bare, "the store")
+
+
+def test_several_openers_of_a_new_store_create_it_once(store_url: str, bare: Engine) -> None:
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def open_at_once() -> None:
+        start.wait()
+        try:
+            open_store(store_url).dispose()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_at_once) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert revision_rows(bare) == [migrate.HEAD]
+
+
+# -- every table ---------------------------------------------------------------------------
+
+
+def test_a_row_of_every_table_round_trips(store_url: str) -> None:
+    engine = open_store(store_url)
+    big = 2**40  # ids and seeds are 64-bit
+    with Session(engine) as session:
+        run = RunRow(
+            uid="exp", experiment_uid=None, status="RUNNING", seed=big, document={"a": [1, 2.5, None], "b": {"c": "é"}},
+            arl_version="0.1.0", host="h", pid=4321, pid_started_at=T0, started_at=T0, ended_at=None,
+            end_reason=None, error=None,
+        )  # fmt: skip
+        session.add(run)
+        session.flush()
+        phase = PhaseRow(run_id=run.id, index=0, name="train", mode="train", started_at=T0)
+        session.add(phase)
+        session.flush()
+        episode = EpisodeRow(phase_id=phase.id, worker=1, index=2, started_at=T0, ended_at=T0, steps=3, end_reason="x")
+        session.add(episode)
+        session.flush()
+        session.add_all(
+            [
+                EnvironmentStepRow(episode_id=episode.id, step=0, env_uid="env", sensors={"env.s0": [0.5, -1]},
+                                   rewards={"r": 1.0}, terminated=True, truncated=False),
+                AgentActionRow(episode_id=episode.id, step=0, agent="a", inputs={"env.s0": 0.5}, setpoints={},
+                               rewards={"r": -1.0}, objective=0.125),
+                CheckpointRow(run_id=run.id, phase_id=phase.id, agent="a", path="/c", sha256="f" * 64, saved_at=T0),
+                EventRow(run_id=run.id, at=T0, kind="restart", detail={"why": None}),
+            ]
+        )  # fmt: skip
+        session.commit()
+    expected = {
+        RunRow: {"seed": big, "document": {"a": [1, 2.5, None], "b": {"c": "é"}}, "pid": 4321, "pid_started_at": T0},
+        PhaseRow: {"index": 0, "name": "train", "mode": "train", "started_at": T0, "ended_at": None},
+        EpisodeRow: {"worker": 1, "index": 2, "ended_at": T0, "steps": 3, "end_reason": "x"},
+        EnvironmentStepRow: {"sensors": {"env.s0": [0.5, -1]}, "terminated": True, "truncated": False},
+        AgentActionRow: {"inputs": {"env.s0": 0.5}, "setpoints": {}, "rewards": {"r": -1.0}, "objective": 0.125},
+        CheckpointRow: {"path": "/c", "sha256": "f" * 64, "saved_at": T0},
+        EventRow: {"at": T0, "kind": "restart", "detail": {"why": None}},
+    }
+    with Session(engine) as session:
+        for model, values in expected.items():
+            row = session.scalars(select(model)).one()
+            assert {name: getattr(row, name) for name in values} == values, model.__tablename__
+            times = [getattr(row, c) for c in ("started_at", "saved_at", "at") if getattr(row, c, None) is not None]
+            assert all(t.tzinfo is UTC for t in times)
+    engine.dispose()
+
+
+# -- arl-run db ----------------------------------------------------------------------------
+
+
+def arl_db(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "arl.cli", "db", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_db_init_upgrade_and_current(store_url: str, bare: Engine, tmp_path: Path) -> None:
+    done = arl_db("init", "--store", store_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "created the store" in done.stdout
+    assert f"at schema revision {migrate.HEAD}" in done.stdout
+    assert schema_differences(bare) == []
+
+    done = arl_db("upgrade", "--store", store_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "already at schema revision" in done.stdout
+
+    done = arl_db("current", cwd=tmp_path, env={**os.environ, "ARL_STORE_URL": store_url})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "up to date"
+
+
+def test_db_upgrade_creates_an_empty_store_and_current_says_what_is_wrong(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    done = arl_db("current", "--store", url, cwd=tmp_path)
+    assert (done.returncode, done.stderr.strip()) == (1, f"error: there is no store at {tmp_path / 'new.db'}")
+    assert not (tmp_path / "new.db").exists()
+
+    done = arl_db("upgrade", "--store", url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"created the store {tmp_path / 'new.db'} at schema revision {migrate.HEAD}"
+
+    engine = connect_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    done = arl_db("current", "--store", url, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "schema revision 9999" in done.stdout
+    assert "a newer arl" in done.stderr
+    assert "Traceback" not in done.stderr
