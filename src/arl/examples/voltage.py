@@ -8,20 +8,19 @@ and falls to 0 at the edge of the band. Leaving the band trips the bus: the epis
 
 The defender's objective is the quality, the attacker's its negative
 (:class:`arl.objectives.RewardOf` with ``weight: -1``): their objectives oppose. Both
-learn with :class:`HillClimber`, which tunes a :class:`LinearMuscle`'s bias and gain.
+learn with :class:`BiasGainClimber`, which tunes a :class:`LinearMuscle`'s bias and gain.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from arl.api import ActuatorInfo, Brain, Environment, Experience, Muscle, SensorInfo, StepResult
+from arl.api import ActuatorInfo, Environment, Muscle, SensorInfo, StepResult
+from arl.examples.hill_climbing import HillClimber
 
 BAND = 0.1  # the voltage must stay within 1.0 ± BAND p.u.
 
@@ -92,39 +91,8 @@ class LinearMuscle(Muscle):
         self.weights = np.asarray(update, dtype=float)
 
 
-class HillClimber(Brain):
-    """Keeps the best [bias, gain] seen by episode return; after each episode tries a
-    seeded perturbation of them (scaled by ``noise``: [bias noise, gain noise])."""
+class BiasGainClimber(HillClimber):
+    """Tunes a :class:`LinearMuscle`'s [bias, gain], from [0, 0]."""
 
     def __init__(self, noise: Sequence[float] = (0.01, 0.5)) -> None:
-        self.noise = np.asarray(noise, dtype=float)
-        self.best, self.best_return = np.zeros(2), -np.inf
-        self.trying = self.best.copy()
-        self.episode_return = 0.0
-        self._rng = np.random.default_rng(0)
-
-    def setup(self, sensors: Any, actuators: Any, seed: int) -> None:
-        super().setup(sensors, actuators, seed)
-        self._rng = np.random.default_rng(seed)
-
-    def learn(self, experience: Experience) -> Any:
-        self.episode_return += experience.objective
-        if not (experience.terminated or experience.truncated):
-            return None
-        if self.episode_return >= self.best_return:
-            self.best_return, self.best = self.episode_return, self.trying
-        self.episode_return = 0.0
-        self.trying = self.best + self.noise * self._rng.standard_normal(2)
-        return self.trying.tolist()
-
-    def policy(self) -> Any:
-        return self.trying.tolist()
-
-    def save(self, directory: Path) -> None:
-        state = {"best": self.best.tolist(), "best_return": float(self.best_return)}
-        (directory / "hill_climber.json").write_text(json.dumps(state))
-
-    def load(self, directory: Path) -> None:
-        state = json.loads((directory / "hill_climber.json").read_text())
-        self.best, self.best_return = np.asarray(state["best"], dtype=float), float(state["best_return"])
-        self.trying = self.best.copy()
+        super().__init__(start=[0.0, 0.0], noise=noise)
