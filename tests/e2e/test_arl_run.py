@@ -175,6 +175,7 @@ def test_ctrl_c_stops_at_a_step_boundary_and_marks_the_run_interrupted(arl_run, 
     assert arl_run.scalar("select count(distinct step) from environment_steps") == steps
     # Every stored step has both agents' actions: the run stopped between steps.
     assert arl_run.scalar("select count(*) from agent_actions") == 2 * steps
+    assert arl_run.query("select kind, detail from events") == [("stop_requested", '{"reason": "interrupted"}')]
 
 
 def test_an_unknown_class_is_reported_with_its_location_and_nothing_runs(arl_run, no_leaks) -> None:

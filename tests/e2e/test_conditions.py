@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,8 @@ def test_a_run_wall_clock_ends_the_run_in_the_middle_of_a_phase(arl_run, no_leak
     assert done.returncode == 0, done.stderr
     assert _phases(arl_run) == [("first", "wall_clock")]
     assert _run(arl_run) == ("FINISHED", "wall_clock")
+    [(detail,)] = arl_run.query("select detail from events where kind = 'run_condition'")
+    assert json.loads(detail) == {"phase": "first", "worker": 0, "reason": "wall_clock"}
     assert arl_run.scalar("select end_reason from episodes") == "wall_clock"
     assert arl_run.count("environment_steps") > 0
 
@@ -145,3 +148,5 @@ def test_a_simulation_that_picks_nobody_fails_the_run_saying_so(arl_run, no_leak
     assert done.returncode == 1
     assert "NobodyActs.actors(0, 0) returned []: it must name one or more of the agents" in done.stdout + done.stderr
     assert _run(arl_run) == ("FAILED", "failed")
+    [(detail,)] = arl_run.query("select detail from events where kind = 'failed'")
+    assert "NobodyActs.actors(0, 0) returned []" in json.loads(detail)["error"]

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, Select, func, select, text
 
 from arl.store.engine import open_store
 from arl.store.query import run_counts
-from arl.store.schema import Base, EnvironmentStepRow, EpisodeRow, PhaseRow, RunRow
+from arl.store.schema import Base, EnvironmentStepRow, EpisodeRow, EventRow, PhaseRow, RunRow
 from arl.testing import LEAK_TOKEN_VARIABLE, arl_processes, poll_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -94,6 +94,10 @@ def test_kill_9_mid_write_leaves_a_consistent_store_and_the_next_run_interrupts_
         assert "died without ending the run" in killed.error
         phases = conn.scalars(select(PhaseRow.end_reason).where(PhaseRow.run_id == killed_id)).all()
         episodes = conn.scalars(select(EpisodeRow.end_reason).join(PhaseRow).where(PhaseRow.run_id == killed_id)).all()
+        events = conn.execute(select(EventRow.kind, EventRow.detail).where(EventRow.run_id == killed_id)).all()
+    assert [(kind, detail["status"], detail["reason"]) for kind, detail in events] == [
+        ("ended_from_outside", "INTERRUPTED", "process died")
+    ]
     assert phases == ["interrupted"]
     assert episodes == ["interrupted", "interrupted"]
     check_consistent(store)

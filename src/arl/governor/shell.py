@@ -69,6 +69,7 @@ class GovernorShell:
         self.history: list[PhaseSummary] = []  # ended phases, for the run-level conditions
         self._returns: dict[int, dict[int, dict[str, list[float]]]] = {}  # phase -> worker -> agent -> returns
         self.run_conditions: list[TerminationCondition] | None = None  # built when first asked
+        self._run_ended_in: set[int] = set()  # phases in which a worker's run condition fired
         self._events: asyncio.Queue[m.Event] = asyncio.Queue()
         self._activities: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []  # listeners and watchers, cancelled at the end
@@ -108,6 +109,7 @@ class GovernorShell:
         self._post(m.Begin())
         while self._outcome is None:
             event = await self._events.get()
+            await self._note(event)
             before = self.machine.state
             commands = self.machine.handle(event)
             log.debug("%s: %s -> %s", type(event).__name__, before.name, [type(c).__name__ for c in commands])
@@ -183,6 +185,21 @@ class GovernorShell:
                 self._activity(self._stop_children)
             case m.Finish(outcome=outcome, error=error, reason=reason):
                 await self._finish(outcome, error, reason)
+
+    async def _note(self, event: m.Event) -> None:
+        """Store the events a user will want to find again beside the steps."""
+        match event:
+            case m.Failed(error=error):
+                await self._record(store.Event("failed", {"error": error}, time.time()))
+            case m.StopRequested(reason=reason):
+                await self._record(store.Event("stop_requested", {"reason": reason}, time.time()))
+            case m.WorkerDone(ends_run=True, phase=phase, worker=worker, reason=reason):
+                self._run_ended_in.add(phase)
+                detail = {"phase": self.spec.phases[phase].name, "worker": worker, "reason": reason}
+                await self._record(store.Event("run_condition", detail, time.time()))
+            case m.RunChecked(phase=phase, reason=str(reason)) if phase not in self._run_ended_in:
+                detail = {"phase": self.spec.phases[phase].name, "reason": reason}
+                await self._record(store.Event("run_condition", detail, time.time()))
 
     # -- commands -----------------------------------------------------------------
 
@@ -375,6 +392,8 @@ class GovernorShell:
             await self._record(
                 store.CheckpointSaved(phase.index, reply.name, reply.directory, reply.sha256, time.time())
             )
+            detail = {"phase": phase.name, "agent": reply.name, "path": reply.directory, "sha256": reply.sha256}
+            await self._record(store.Event("brain_saved", detail, time.time()))
         return m.BrainsSaved(phase.index)
 
     async def _stop_children(self) -> m.Event:

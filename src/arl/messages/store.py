@@ -87,6 +87,16 @@ class CheckpointSaved:
     saved_at: float
 
 
+@message("store.event")
+class Event:
+    """Something noteworthy in the run that is not a step: a saved brain, a failure, a
+    stop request, a run-level condition that fired. ``detail`` is plain JSON-able data."""
+
+    kind: str
+    detail: dict[str, Any]
+    at: float
+
+
 @message("store.run_ended")
 class RunEnded:
     status: str  # "FINISHED" | "FAILED" | "INTERRUPTED"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from arl.results.files import export
-    from arl.results.frames import actions, episodes, phases, returns, runs, steps
+    from arl.results.frames import actions, episodes, events, phases, returns, runs, steps
     from arl.results.plot import plot_returns
     from arl.results.queries import RunNotFound, Store, StoreNotFound
 
@@ -37,6 +37,7 @@ _MODULES = {
     "returns": "arl.results.frames",
     "steps": "arl.results.frames",
     "actions": "arl.results.frames",
+    "events": "arl.results.frames",
     "export": "arl.results.files",
     "plot_returns": "arl.results.plot",
     "RunNotFound": "arl.results.queries",
@@ -50,6 +51,7 @@ __all__ = [
     "StoreNotFound",
     "actions",
     "episodes",
+    "events",
     "export",
     "phases",
     "plot_returns",

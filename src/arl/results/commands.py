@@ -109,8 +109,9 @@ def show(run: str, store: str | None) -> None:
             checkpoints = q.checkpoint_count(reader, found["id"])
             phases = q.phase_records(reader, found["id"])
             episodes, columns = q.episode_table(reader, found["id"], rewards=False)
+            events = q.event_records(reader, found["id"])
     agents = [column.removeprefix("return.") for column in columns if column.startswith("return.")]
-    click.echo(report.show(found, checkpoints, phases, episodes, agents))
+    click.echo(report.show(found, checkpoints, phases, episodes, agents, events))
 
 
 @results_group.command()

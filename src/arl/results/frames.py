@@ -16,7 +16,7 @@ from arl.results.queries import PhaseKey, Record, Store
 if TYPE_CHECKING:
     import pandas as pd
 
-_TIMES = ("started_at", "ended_at")
+_TIMES = ("started_at", "ended_at", "at")
 
 
 def runs(
@@ -46,6 +46,14 @@ def phases(run: str | int, store: Store = None) -> pd.DataFrame:
     with q.reading(store) as reader:
         records = q.phase_records(reader, q.find_run(reader, run)["id"])
     return _frame(records, q.PHASE_COLUMNS)
+
+
+def events(run: str | int, store: Store = None) -> pd.DataFrame:
+    """One row per event of ``run`` (saved brains, failures, stop requests, run conditions):
+    ``at, kind, detail`` (a dict)."""
+    with q.reading(store) as reader:
+        records = q.event_records(reader, q.find_run(reader, run)["id"])
+    return _frame(records, ("at", "kind", "detail"))
 
 
 def episodes(run: str | int, store: Store = None, *, rewards: bool = True) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from arl.store.schema import (
     CheckpointRow,
     EnvironmentStepRow,
     EpisodeRow,
+    EventRow,
     PhaseRow,
     RunRow,
     RunStatus,
@@ -231,6 +232,12 @@ def find_run(reader: Reader, run: str | int) -> Record:
 def checkpoint_count(reader: Reader, run_id: int) -> int:
     query = select(func.count()).select_from(CheckpointRow).where(CheckpointRow.run_id == run_id)
     return int(reader.conn.execute(query).scalar_one())
+
+
+def event_records(reader: Reader, run_id: int) -> list[Record]:
+    """The run's events in order: ``at``, ``kind`` and ``detail`` (a dict)."""
+    query = select(EventRow.at, EventRow.kind, EventRow.detail).where(EventRow.run_id == run_id).order_by(EventRow.id)
+    return [dict(row._mapping) for row in reader.conn.execute(query)]
 
 
 # -- phases and episodes ----------------------------------------------------------------------

@@ -125,7 +125,27 @@ def episodes_table(episodes: Sequence[Record], agents: Sequence[str]) -> str:
     return table(headers, rows, right={1, 2, 3, *range(5, 5 + len(agents))}, indent=2)
 
 
-def show(run: Record, checkpoints: int, phases: Sequence[Record], episodes: Sequence[Record], agents: list[str]) -> str:
+def events_table(events: Sequence[Record]) -> str:
+    """One line an event; a detail's first line only (a failure's traceback is long)."""
+
+    def first_line(value: Any) -> str:
+        lines = str(value).strip().splitlines()
+        return lines[0] if lines else ""
+
+    rows = [
+        (when(e["at"]), e["kind"], ", ".join(f"{k}={first_line(v)}" for k, v in e["detail"].items())) for e in events
+    ]
+    return table(("at (UTC)", "event", "detail"), rows, right=set(), indent=2)
+
+
+def show(
+    run: Record,
+    checkpoints: int,
+    phases: Sequence[Record],
+    episodes: Sequence[Record],
+    agents: list[str],
+    events: Sequence[Record] = (),
+) -> str:
     """The whole of ``arl-run results show``."""
     parts = [run_header(run, checkpoints), "", "phases", phases_table(phases) if phases else "  (none yet)"]
     if episodes and agents:
@@ -136,4 +156,6 @@ def show(run: Record, checkpoints: int, phases: Sequence[Record], episodes: Sequ
         else:
             parts += ["", f"{len(episodes)} episodes: `arl-run results export {run['id']} --table episodes "
                           f"-o episodes.csv` writes each one's returns"]  # fmt: skip
+    if events:
+        parts += ["", "events", events_table(events)]
     return "\n".join(parts)

@@ -8,7 +8,7 @@ import socket
 from datetime import UTC, datetime
 
 import psutil
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from arl.store.engine import open_store
 from arl.store.schema import (
@@ -17,6 +17,7 @@ from arl.store.schema import (
     CheckpointRow,
     EnvironmentStepRow,
     EpisodeRow,
+    EventRow,
     PhaseRow,
     RunRow,
     RunStatus,
@@ -76,6 +77,8 @@ def end_run(engine: Engine, run_id: int, status: str, error: str | None, reason:
             .where(PhaseRow.run_id == run_id, PhaseRow.ended_at.is_(None))
             .values(ended_at=now, end_reason=closed)
         )
+        detail = {"status": str(status), "reason": reason or closed, "error": error}
+        conn.execute(insert(EventRow).values(run_id=run_id, at=now, kind="ended_from_outside", detail=detail))
         return True
 
 

@@ -42,6 +42,7 @@ from arl.store.schema import (
     CheckpointRow,
     EnvironmentStepRow,
     EpisodeRow,
+    EventRow,
     PhaseRow,
     RunRow,
     RunStatus,
@@ -101,7 +102,7 @@ _ACTION_TAG = _checked_tag(rec.AgentAction, _ACTION_FIELDS)
 _RECORD_TYPES = frozenset(
     {
         rec.RunStarted, rec.PhaseStarted, rec.EpisodeStarted, rec.EnvironmentStep, rec.AgentAction,
-        rec.EpisodeEnded, rec.PhaseEnded, rec.CheckpointSaved, rec.RunEnded, rec.Flush,
+        rec.EpisodeEnded, rec.PhaseEnded, rec.CheckpointSaved, rec.Event, rec.RunEnded, rec.Flush,
     }
 )  # fmt: skip
 
@@ -302,6 +303,7 @@ class _Recorder:
             rec.EpisodeEnded: self._episode_ended,
             rec.PhaseEnded: self._phase_ended,
             rec.CheckpointSaved: self._checkpoint_saved,
+            rec.Event: self._event,
             rec.RunEnded: self._run_ended,
         }
 
@@ -489,6 +491,12 @@ class _Recorder:
             saved_at=utc(r.saved_at),
         )
         self._uncommitted["checkpoints"] += 1
+
+    def _event(self, r: rec.Event) -> None:
+        if self._run is None:
+            self.drop(f"Event {r.kind!r} before RunStarted")
+            return
+        self._insert(EventRow, run_id=self._run, at=utc(r.at), kind=r.kind, detail=to_jsonable(r.detail))
 
     def _run_ended(self, r: rec.RunEnded) -> None:
         if self._run is None:
