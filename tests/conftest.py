@@ -19,8 +19,15 @@ from arl.testing import check_process_leak
 
 pytest_plugins = ["store_fixtures"]  # a PostgreSQL server, and `store_url` over SQLite and PostgreSQL
 
-ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = Path(__file__).resolve().parent / "components"
+
+
+@pytest.fixture
+def rundir() -> Iterator[str]:
+    """A private directory for ipc endpoints, short enough for their ~107-byte path limit."""
+    path = tempfile.mkdtemp(prefix="arl-t-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -105,10 +105,10 @@ class PostgresServer:
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, template: str = "template0") -> str:
+    def create_database(self) -> str:
         """A new empty database; returns its name."""
         name = f"arl_{os.getpid()}_{next(self._names)}"
-        self.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        self.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
         return name
 
     def drop_database(self, name: str) -> None:

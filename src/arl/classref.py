@@ -11,6 +11,7 @@ import difflib
 import importlib
 import inspect
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from arl.errors import ComponentLoadError
@@ -39,30 +40,48 @@ def split_entry_point(entry_point: str) -> tuple[str, str]:
 
 def normalise_entry_point(entry_point: str) -> str:
     """The ``"module:Class"`` spelling of either accepted form (raises ValueError)."""
-    module, attribute = split_entry_point(entry_point)
-    return f"{module}:{attribute}"
+    module_name, attribute_path = split_entry_point(entry_point)
+    return f"{module_name}:{attribute_path}"
 
 
 def import_class(entry_point: str) -> type:
     """The class ``entry_point`` names. Raises ComponentLoadError saying what is wrong."""
     try:
-        module_name, attribute = split_entry_point(entry_point)
+        module_name, attribute_path = split_entry_point(entry_point)
     except ValueError as exc:
         raise ComponentLoadError(str(exc)) from None
-    module = _import_module(module_name)
-    obj: Any = module
-    for depth, part in enumerate(attribute.split(".")):
-        if not hasattr(obj, part):
-            owner = ".".join([module_name, *attribute.split(".")[:depth]])
-            raise ComponentLoadError(_missing_attribute(owner, part, obj))
-        obj = getattr(obj, part)
+    obj: Any = import_module(module_name)
+    owner = module_name
+    for part in attribute_path.split("."):
+        obj = attribute(obj, part, owner)
+        owner = f"{owner}.{part}"
     if not inspect.isclass(obj):
-        raise ComponentLoadError(f"'{module_name}:{attribute}' is not a class but a {type(obj).__name__} object")
+        raise ComponentLoadError(f"'{module_name}:{attribute_path}' is not a class but a {type(obj).__name__} object")
     return obj
 
 
-def _import_module(name: str) -> Any:
-    """Import ``name``, telling "no such module" apart from "the module failed to import"."""
+def build(entry_point: str, params: Mapping[str, Any], base: type, role: str) -> Any:
+    """An instance of the class ``entry_point`` names, constructed with ``params``.
+
+    Raises ComponentLoadError, before anything is constructed, if the class cannot be
+    had or is not a concrete subclass of ``base`` (what a ``role`` must be); whatever
+    the constructor raises propagates.
+    """
+    cls = import_class(entry_point)
+    problem = kind_problem(cls, base, role)
+    if problem is not None:
+        raise ComponentLoadError(problem)
+    return cls(**params)
+
+
+def qualname(cls: type) -> str:
+    """``"module:Qualname"``, the way an experiment file names ``cls``."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def import_module(name: str) -> Any:
+    """The module ``name``; raises ComponentLoadError telling "no such module" apart from
+    "the module failed to import" (and saying what it needs, or what it raised)."""
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -78,6 +97,17 @@ def _import_module(name: str) -> Any:
         raise ComponentLoadError(f"importing module {name!r} raised {type(exc).__name__}: {exc}") from None
 
 
+def attribute(obj: Any, name: str, owner: str | None = None) -> Any:
+    """``obj.name``, or ComponentLoadError naming the nearest names ``obj`` does have.
+
+    ``owner`` is the dotted name the message gives ``obj``; by default its ``__name__``
+    (right for a module).
+    """
+    if not hasattr(obj, name):
+        raise ComponentLoadError(_missing_attribute(owner or obj.__name__, name, obj))
+    return getattr(obj, name)
+
+
 def _missing_attribute(owner: str, name: str, obj: Any) -> str:
     """The message for ``owner`` lacking ``name``, with the nearest names it does have."""
     close = difflib.get_close_matches(name, [n for n in dir(obj) if not n.startswith("__")])
@@ -89,27 +119,27 @@ def _missing_attribute(owner: str, name: str, obj: Any) -> str:
 
 def kind_problem(cls: type, base: type, role: str) -> str | None:
     """Why ``cls`` cannot serve as ``role`` (needs to subclass ``base``), or None if it can."""
-    qualified = f"{base.__module__}.{base.__qualname__}"
     if not issubclass(cls, base):
-        name = f"{cls.__module__}:{cls.__qualname__}"
-        return f"{name} is not a {base.__name__}; a {role} must subclass {qualified}"
+        return f"{qualname(cls)} is not a {base.__name__}; a {role} must subclass {base.__module__}.{base.__qualname__}"
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
-        return f"{cls.__module__}:{cls.__qualname__} is abstract: it does not implement {missing}"
+        return f"{qualname(cls)} is abstract: it does not implement {missing}"
     return None
 
 
-def params_problems(cls: type, params: dict[str, Any]) -> list[tuple[str | None, str]]:
-    """Mismatches between ``params`` and the constructor of ``cls``, as (param, message).
+def params_problems(target: Callable[..., Any], params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+    """Mismatches between ``params`` and the signature of ``target`` (a class: its
+    constructor), as (param, message).
 
     Checked here so that a misspelt parameter is reported with its line in the file,
     instead of as a TypeError from a worker process minutes into a run. ``param`` is
     None when the message is about the whole mapping (a missing parameter).
     """
     try:
-        signature = inspect.signature(cls)
+        signature = inspect.signature(target)
     except (TypeError, ValueError):  # some C-implemented classes have no signature
         return []
+    name = getattr(target, "__qualname__", repr(target))
     accepted = signature.parameters
     named = [n for n, p in accepted.items() if p.kind in _KEYWORD_KINDS]
     problems: list[tuple[str | None, str]] = []
@@ -117,7 +147,7 @@ def params_problems(cls: type, params: dict[str, Any]) -> list[tuple[str | None,
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
         for key in params:
             if key not in named:
-                problems.append((key, _unexpected(cls, key, named)))
+                problems.append((key, _unexpected(name, key, named)))
                 suggested.update(difflib.get_close_matches(key, named, n=1))
     missing = [
         n
@@ -125,15 +155,15 @@ def params_problems(cls: type, params: dict[str, Any]) -> list[tuple[str | None,
         if p.kind in _KEYWORD_KINDS and p.default is inspect.Parameter.empty and n not in params and n not in suggested
     ]
     if missing:
-        problems.append((None, f"{cls.__qualname__} needs parameter(s) " + ", ".join(map(repr, missing))))
+        problems.append((None, f"{name} needs parameter(s) " + ", ".join(map(repr, missing))))
     return problems
 
 
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
-def _unexpected(cls: type, key: str, named: list[str]) -> str:
-    message = f"{cls.__qualname__} takes no parameter {key!r}"
+def _unexpected(name: str, key: str, named: list[str]) -> str:
+    message = f"{name} takes no parameter {key!r}"
     close = difflib.get_close_matches(key, named, n=1)
     if close:
         return message + f"; did you mean {close[0]!r}?"

@@ -214,7 +214,13 @@ def check(files: tuple[str, ...], probe: bool, sets: tuple[str, ...], sweeps: tu
     store is not touched. With --probe, environments are built and reset once too.
     """
     _setup_console_logging(0)
-    runs, _ = _preflight(files, None, _variants(sets, sweeps), probe=probe)
+    _check_and_describe(files, _variants(sets, sweeps), probe=probe)
+
+
+def _check_and_describe(files: tuple[str, ...], variants: Variants, *, probe: bool = False) -> None:
+    """``check`` and ``run --dry-run``: check completely (exit 2 on a problem), leave the
+    store alone, and print the runs the files describe."""
+    runs, _ = _preflight(files, None, variants, probe=probe)
     for file, spec in runs:
         _describe(file, spec)
     click.echo(f"{len(files)} file{'s' if len(files) > 1 else ''} checked, {len(runs)} run(s): no problems.")
@@ -284,9 +290,7 @@ def run(
     url = store_url(store)
     variants = _variants(sets, sweeps)
     if dry_run:
-        runs, _ = _preflight(files, None, variants)
-        for file, spec in runs:
-            _describe(file, spec)
+        _check_and_describe(files, variants)
         return
     runs, location = _preflight(files, url, variants)
     specs = [spec for _, spec in runs]

@@ -141,11 +141,14 @@ class WallClock(TerminationCondition):
             raise ValueError(f"WallClock needs seconds > 0, got {seconds}")
         self.seconds = seconds
 
+    def _passed(self, elapsed: float) -> str | None:
+        return "wall_clock" if elapsed >= self.seconds else None
+
     def phase_over(self, view: PhaseView) -> str | None:
-        return "wall_clock" if view.elapsed >= self.seconds else None
+        return self._passed(view.elapsed)
 
     def run_over(self, view: RunView) -> str | None:
-        return "wall_clock" if view.elapsed >= self.seconds else None
+        return self._passed(view.elapsed)
 
 
 class RewardThreshold(TerminationCondition):
@@ -163,7 +166,7 @@ class RewardThreshold(TerminationCondition):
         self.agent, self.threshold, self.window = agent, float(threshold), window
 
     def _reached(self, returns: Mapping[str, Sequence[float]]) -> str | None:
-        recent = list(returns.get(self.agent, ()))[-self.window :]
+        recent = returns.get(self.agent, ())[-self.window :]
         if len(recent) == self.window and statistics.fmean(recent) >= self.threshold:
             return "reward_threshold"
         return None
@@ -172,6 +175,5 @@ class RewardThreshold(TerminationCondition):
         return self._reached(view.returns)
 
     def run_over(self, view: RunView) -> str | None:
-        if view.current is not None:
-            return self._reached(view.current.returns)
-        return self._reached(view.phases[-1].returns) if view.phases else None
+        latest = view.current or (view.phases[-1] if view.phases else None)
+        return self._reached(latest.returns) if latest is not None else None

@@ -136,18 +136,9 @@ class Executor:
         """The governor is gone without an outcome: record how its run ended ourselves."""
         log.error("run %s: %s", governor.spec.uid, error)
         if governor.run_id is not None:  # no row yet: nothing was stored, nothing to end
-            from arl.errors import ArlError
-            from arl.store.engine import open_store
-            from arl.store.query import end_run
+            from arl.store.query import end_run_at
 
-            try:
-                engine = open_store(self.options.store_url)
-                try:
-                    end_run(engine, governor.run_id, status, error)
-                finally:
-                    engine.dispose()
-            except ArlError as exc:
-                log.error("run %s: could not record its end in the store: %s", governor.spec.uid, exc)
+            end_run_at(self.options.store_url, governor.run_id, status, error)
         return self._synthetic(governor, status, error)
 
     async def _listen(self) -> None:

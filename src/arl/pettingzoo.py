@@ -1,7 +1,8 @@
 """PettingZoo environments as arl environments, through either of PettingZoo's APIs.
 
-``arl.pettingzoo:PettingZooEnvironment`` with ``params: {env: ..., api: ..., ...}`` runs a
-PettingZoo environment; the other params go to the function that builds it. ``env`` is
+``arl.pettingzoo:PettingZooEnvironment`` with ``params: {env: ..., api: ..., ...}`` (in an
+experiment file, ``name: pettingzoo:<env>`` for short) runs a PettingZoo environment; the
+other params go to the function that builds it. ``env`` is
 
 * a module such as ``pettingzoo.classic.rps_v2``: its ``parallel_env(**params)`` or
   ``env(**params)`` builds it (PettingZoo's module convention);
@@ -42,8 +43,8 @@ some agents are done: their ``done`` sensors say so. A step after the end is an 
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from enum import IntEnum
 from typing import Any
 
@@ -53,7 +54,9 @@ from pettingzoo.env_registry.exceptions import PettingZooRegistryError
 from pettingzoo.utils.env import AECEnv, ParallelEnv
 
 from arl.api import ActuatorInfo, Environment, SensorInfo, StepResult
+from arl.classref import attribute, import_module, params_problems
 from arl.errors import ComponentLoadError
+from arl.spaces import keys, parts
 
 OBS = "obs"
 ACTION = "action"
@@ -75,11 +78,11 @@ class PettingZooEnvironment(Environment):
     def __init__(self, env: str, api: str | None = None, **kwargs: Any) -> None:
         self.env, self.api = make(env, api, **kwargs)
         self._agents = {str(agent): agent for agent in self.env.possible_agents}
-        self._obs_keys = {name: _keys(self.env.observation_space(a)) for name, a in self._agents.items()}
+        self._obs_keys = {name: keys(self.env.observation_space(a)) for name, a in self._agents.items()}
         self._sensors = [
             SensorInfo(f"{name}.{key}", space)
             for name, agent in self._agents.items()
-            for key, space in [*_parts(self.env.observation_space(agent), OBS), (DONE, spaces.Discrete(3))]
+            for key, space in [*parts(self.env.observation_space(agent), OBS), (DONE, spaces.Discrete(3))]
         ]
         self._actuators = [ActuatorInfo(f"{n}.{ACTION}", self.env.action_space(a)) for n, a in self._agents.items()]
         ids = [s.id for s in self._sensors]
@@ -88,6 +91,21 @@ class PettingZooEnvironment(Environment):
             raise ValueError(f"{env}: sensor ids {clashes} clash (an observation key '{DONE}', say)")
         self.done = dict.fromkeys(self._agents, AgentDone.PLAYING)
         self._over = False
+
+    @classmethod
+    def problem(cls, env: str, api: str | None = None, **kwargs: Any) -> str | None:
+        """Why ``env`` and ``api`` name nothing that builds a PettingZoo environment, or
+        why its builder would refuse ``kwargs``; None if neither. For checking a file
+        before anything runs (the environment itself is built only in its process)."""
+        try:
+            builder, _ = _builder(env, api)
+        except (ComponentLoadError, ValueError) as exc:
+            return str(exc)
+        found = [message for _, message in params_problems(builder, kwargs)]
+        if not found:
+            return None
+        target = f"{getattr(builder, '__module__', '')}:{getattr(builder, '__qualname__', '')}"
+        return "; ".join(found) + f"; params other than 'api' go to {target}"
 
     def sensors(self) -> Sequence[SensorInfo]:
         return self._sensors
@@ -185,11 +203,11 @@ class PettingZooEnvironment(Environment):
         readings: dict[str, Any] = {}
         for agent, observation in observations.items():
             name = str(agent)
-            keys = self._obs_keys[name]
-            if keys is None:
+            obs_keys = self._obs_keys[name]
+            if obs_keys is None:
                 readings[f"{name}.{OBS}"] = observation
             else:
-                readings.update((f"{name}.{key}", observation[key]) for key in keys)
+                readings.update((f"{name}.{key}", observation[key]) for key in obs_keys)
         readings.update((f"{name}.{DONE}", int(done)) for name, done in self.done.items())
         return readings
 
@@ -197,20 +215,8 @@ class PettingZooEnvironment(Environment):
 def make(env: str, api: str | None = None, **kwargs: Any) -> tuple[Any, str]:
     """Build the PettingZoo environment ``env`` names (see the module's docstring) with
     ``kwargs``; return it and its API, ``"parallel"`` or ``"aec"``."""
-    if api is not None and api not in APIS:
-        raise ValueError(f"api must be 'parallel', 'aec' or left out, not {api!r}")
-    if "/" in env:
-        if api is None:
-            api = "parallel" if _registered("parallel", env) else "aec"
-        built = pettingzoo.make(api, env, **kwargs)
-    elif ":" in env:
-        module, _, function = env.partition(":")
-        built = _attribute(_import(module), function)(**kwargs)
-    else:
-        module = _import(env)
-        if api is None:
-            api = "parallel" if hasattr(module, "parallel_env") else "aec"
-        built = _attribute(module, "parallel_env" if api == "parallel" else "env")(**kwargs)
+    builder, api = _builder(env, api)
+    built = builder(**kwargs)
     if isinstance(built, ParallelEnv):
         kind = "parallel"
     elif isinstance(built, AECEnv):
@@ -222,25 +228,34 @@ def make(env: str, api: str | None = None, **kwargs: Any) -> tuple[Any, str]:
     return built, kind
 
 
-def problem(env: str) -> str | None:
-    """Why ``env`` names no PettingZoo environment arl can build, or None: for checking a
-    file before anything runs (the environment itself is built only in its process)."""
-    try:
-        if "/" in env:
-            if not (_registered("parallel", env) or _registered("aec", env)):
-                return f"PettingZoo has no environment {env!r} in its registry"
-            return None
+def _builder(env: str, api: str | None) -> tuple[Callable[..., Any], str | None]:
+    """The function that builds ``env`` with the file's params, and the API it builds
+    (None when only the built environment can tell: ``module:function`` without ``api``).
+
+    Raises ValueError for an unknown ``api``, ComponentLoadError when ``env`` names
+    nothing that builds a PettingZoo environment of that API.
+    """
+    if api is not None and api not in APIS:
+        raise ValueError(f"api must be 'parallel', 'aec' or left out, not {api!r}")
+    if "/" in env:
+        apis = [a for a in APIS if _registered(a, env)]
+        if not apis:
+            raise ComponentLoadError(f"PettingZoo has no environment {env!r} in its registry")
+        if api is None:
+            api = apis[0]  # parallel when there is a parallel version
+        elif api not in apis:
+            raise ComponentLoadError(f"PettingZoo's registry has {env!r} only for the {apis[0]} API, not {api!r}")
+        return functools.partial(pettingzoo.make, api, env), api
+    if ":" in env:
         module_name, _, function = env.partition(":")
-        module = _import(module_name)
-        names = [function] if function else ["parallel_env", "env"]
-        if not any(hasattr(module, n) for n in names):
-            wanted = " or ".join(map(repr, names))
-            return f"module {module_name!r} has no {wanted} to build a PettingZoo environment with"
-    except ComponentLoadError as exc:
-        return str(exc)
-    except Exception as exc:  # importing the user's module raised
-        return f"importing {env!r} raised {type(exc).__name__}: {exc}"
-    return None
+        return attribute(import_module(module_name), function), api
+    module = import_module(env)
+    if api is None:
+        api = "parallel" if hasattr(module, "parallel_env") else "aec"
+    name = "parallel_env" if api == "parallel" else "env"
+    if not hasattr(module, name):
+        raise ComponentLoadError(f"module {env!r} has no {name!r} to build a PettingZoo {api} environment with")
+    return getattr(module, name), api
 
 
 def _registered(api: str, env_id: str) -> bool:
@@ -251,22 +266,6 @@ def _registered(api: str, env_id: str) -> bool:
     return True
 
 
-def _import(module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        raise ComponentLoadError(
-            f"cannot import PettingZoo environment module {module!r}: {exc}. Some PettingZoo families need "
-            "extras (pip install 'pettingzoo[classic]', say)"
-        ) from exc
-
-
-def _attribute(module: Any, name: str) -> Any:
-    if not hasattr(module, name):
-        raise ComponentLoadError(f"module {module.__name__!r} has no {name!r} to build a PettingZoo environment with")
-    return getattr(module, name)
-
-
 def _is_done(env: Any, agent: Any) -> bool:
     return bool(env.terminations.get(agent, False) or env.truncations.get(agent, False))
 
@@ -274,13 +273,3 @@ def _is_done(env: Any, agent: Any) -> bool:
 def _add(rewards: dict[str, float], step_rewards: Mapping[Any, float]) -> None:
     for agent, reward in step_rewards.items():
         rewards[str(agent)] = rewards.get(str(agent), 0.0) + float(reward)
-
-
-def _keys(space: spaces.Space[Any]) -> list[str] | None:
-    return list(space.spaces) if isinstance(space, spaces.Dict) else None
-
-
-def _parts(space: spaces.Space[Any], single: str) -> Iterable[tuple[str, spaces.Space[Any]]]:
-    if isinstance(space, spaces.Dict):
-        return list(space.spaces.items())
-    return [(single, space)]

@@ -1,4 +1,5 @@
-"""Gymnasium spaces as plain data, so they can cross the wire and sit in the store."""
+"""Gymnasium spaces as plain data, so they can cross the wire and sit in the store; and
+the ids an environment adapter gives the parts of a space."""
 
 from __future__ import annotations
 
@@ -52,3 +53,16 @@ def build(description: dict[str, Any]) -> spaces.Space[Any]:
     if kind == "Dict":
         return spaces.Dict({k: build(d) for k, d in description["spaces"].items()})
     raise ProtocolError(f"unknown space description {kind!r}")
+
+
+def keys(space: spaces.Space[Any]) -> list[str] | None:
+    """The keys of a ``Dict`` space, whose parts become ids of their own; None for any other."""
+    return list(space.spaces) if isinstance(space, spaces.Dict) else None
+
+
+def parts(space: spaces.Space[Any], single: str) -> list[tuple[str, spaces.Space[Any]]]:
+    """``(id, space)`` of each sensor or actuator ``space`` gives: one per key of a ``Dict``
+    space, else the whole space under the id ``single``."""
+    if isinstance(space, spaces.Dict):
+        return list(space.spaces.items())
+    return [(single, space)]

@@ -3,7 +3,7 @@ not a test.
 
 A producer process sends pre-encoded records over ipc, as controllers do: episodes of 100
 steps, each step one environment step and two agent actions (so two thirds of the rows
-are actions). The clock runs from the first record sent to the last row committed. A
+are actions) in one multipart message. The clock runs from the first record sent to the last row committed. A
 second figure, "writer alone", feeds the same frames straight to the writer's record
 handling: the difference is what the sockets and the producer beside it (on a 2-core
 machine) cost.
@@ -53,6 +53,7 @@ STEPS = 100
 WORKERS = 4
 AGENTS = ("attacker", "defender")
 LAST_TOKEN = 7  # the producer's own Flush: commit the tail at once
+MIN_WAIT, SLOWEST = 60.0, 1000  # the wait for the rows: seconds at least, and rows a second at worst
 
 Values = dict[str, Any]
 # (rng, agent) -> (sensors, env rewards, inputs, setpoints, action rewards)
@@ -85,38 +86,41 @@ def dummy(rng: np.random.Generator, agent: str) -> tuple[Values, ...]:
 SHAPES: dict[str, Shape] = {"lean": lean, "numpy": with_numpy, "dummy": dummy}
 
 
-def frames(rows: int, shape: Shape) -> list[bytes]:
-    """The records of enough episodes for ``rows`` step and action rows."""
+def messages(rows: int, shape: Shape) -> list[list[bytes]]:
+    """The records of enough episodes for ``rows`` step and action rows, as a controller
+    sends them: a message for an episode's start, one a step (its environment step and
+    every agent's action) and one for its end."""
     episodes = math.ceil(rows / (3 * STEPS))
     rng = np.random.default_rng(0)
-    out: list[bytes] = []
+    out: list[list[bytes]] = []
     now = time.time()
     for e in range(episodes):
         worker, index = e % WORKERS, e // WORKERS
-        out.append(encode(rec.EpisodeStarted(0, worker, index, now)))
+        out.append([encode(rec.EpisodeStarted(0, worker, index, now))])
         for step in range(STEPS):
             sensors, rewards, *_ = shape(rng, AGENTS[0])
-            out.append(encode(rec.EnvironmentStep(0, worker, index, step, "grid", sensors, rewards,
-                                                  False, False)))  # fmt: skip
+            records = [encode(rec.EnvironmentStep(0, worker, index, step, "grid", sensors, rewards,
+                                                  False, False))]  # fmt: skip
             for agent in AGENTS:
                 _, _, inputs, setpoints, agent_rewards = shape(rng, agent)
-                out.append(encode(rec.AgentAction(0, worker, index, step, agent, inputs, setpoints,
-                                                  agent_rewards, np.float64(0.5))))  # fmt: skip
-        out.append(encode(rec.EpisodeEnded(0, worker, index, STEPS, "max_steps", now)))
-    out.append(encode(rec.Flush(LAST_TOKEN)))
+                records.append(encode(rec.AgentAction(0, worker, index, step, agent, inputs, setpoints,
+                                                      agent_rewards, np.float64(0.5))))  # fmt: skip
+            out.append(records)
+        out.append([encode(rec.EpisodeEnded(0, worker, index, STEPS, "max_steps", now))])
+    out.append([encode(rec.Flush(LAST_TOKEN))])
     return out
 
 
 def produce(endpoint: str, rows: int, shape: str, pipe: Connection) -> None:
-    batch = frames(rows, SHAPES[shape])
+    batch = messages(rows, SHAPES[shape])
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 10_000)
     push.connect(endpoint)
-    pipe.send(len(batch))
+    pipe.send(sum(map(len, batch)))
     pipe.recv()  # go
-    for frame in batch:
-        push.send(frame)
+    for message in batch:
+        push.send_multipart(message)
     push.close()
     ctx.term()
 
@@ -159,7 +163,12 @@ def measure(rows: int, shape: str, url: str) -> float:
             start = time.perf_counter()
             mine.send("go")
             expected = 3 * STEPS * math.ceil(rows / (3 * STEPS))
+            deadline = time.monotonic() + max(MIN_WAIT, expected / SLOWEST)
             while writer.counts["environment_steps"] + writer.counts["agent_actions"] < expected:
+                if writer.error is not None:
+                    raise RuntimeError(f"the writer failed: {writer.error}") from writer.error
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the writer stored {writer.counts} of {expected} rows before the deadline")
                 time.sleep(0.005)  # the producer's Flush, sent last, commits the tail at once
             elapsed = time.perf_counter() - start
             run_id = writer.run_id
@@ -181,7 +190,7 @@ def measure(rows: int, shape: str, url: str) -> float:
 def measure_alone(rows: int, shape: str, url: str) -> float:
     """The writer thread's own work on the same frames, no socket and no producer beside
     it: decode, JSON, insert, commit every 2000 rows (the default batch)."""
-    batch = frames(rows, SHAPES[shape])
+    batch = messages(rows, SHAPES[shape])
     engine = open_store(url)
     try:
         with engine.connect() as conn:
@@ -190,8 +199,9 @@ def measure_alone(rows: int, shape: str, url: str) -> float:
             recorder.handle(encode(rec.RunStarted("bench", None, 0, {}, "bench", "h", 0.0)))
             recorder.handle(encode(rec.PhaseStarted(0, "train", "train", 0.0)))
             start = time.perf_counter()
-            for frame in batch:
-                recorder.handle(frame)
+            for message in batch:
+                for frame in message:
+                    recorder.handle(frame)
                 if recorder.pending_rows >= 2000:
                     recorder.commit()
             recorder.commit()

@@ -13,58 +13,10 @@ import psutil
 import pytest
 
 from arl.testing import poll_for
+from experiment_files import write
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 ROOT = Path(__file__).resolve().parents[2]
-
-TEMPLATE = """\
-uid: {uid}
-seed: 7
-schedule:
-  - train:
-      environments:
-        - environment:
-            name: {env}
-            uid: env
-            params: {env_params}
-      agents:
-        - name: defender
-          brain: {{name: {brain}}}
-          muscle: {{name: {muscle}, params: {muscle_params}}}
-          objective: {{name: {objective}}}
-          sensors: [env.s0, env.s1]
-          actuators: [env.a0, env.a1]
-        - name: attacker
-          brain: {{name: arl.dummy:DummyBrain}}
-          muscle: {{name: arl.dummy:DummyMuscle}}
-          objective: {{name: arl.dummy:DummyObjective, params: {{sign: -1}}}}
-          sensors: [env.s2, env.s3]
-          actuators: [env.a2, env.a3]
-      simulation: {{name: vanilla}}
-      phase_config: {{mode: {mode}, episodes: {episodes}, workers: {workers}}}
-"""
-
-
-def write(tmp: Path, **fields: object) -> str:
-    """An experiment file from TEMPLATE; ``fields`` override the defaults below."""
-    values: dict[str, object] = {
-        "uid": "e2e",
-        "env": "arl.dummy:DummyEnvironment",
-        "env_params": "{}",
-        "brain": "arl.dummy:DummyBrain",
-        "muscle": "arl.dummy:DummyMuscle",
-        "muscle_params": "{}",
-        "objective": "arl.dummy:DummyObjective",
-        "mode": "train",
-        "episodes": 1,
-        "workers": 1,
-    }
-    unknown = fields.keys() - values.keys()
-    assert not unknown, f"write() has no field {unknown}"
-    values.update(fields)
-    path = tmp / f"{values['uid']}.yml"
-    path.write_text(TEMPLATE.format(**values))
-    return str(path)
 
 
 def test_help_explains_every_option(arl_run) -> None:
@@ -175,7 +127,8 @@ def test_ctrl_c_stops_at_a_step_boundary_and_marks_the_run_interrupted(arl_run, 
     assert arl_run.scalar("select count(distinct step) from environment_steps") == steps
     # Every stored step has both agents' actions: the run stopped between steps.
     assert arl_run.scalar("select count(*) from agent_actions") == 2 * steps
-    assert arl_run.query("select kind, detail from events") == [("stop_requested", '{"reason": "interrupted"}')]
+    events = [(kind, json.loads(detail)) for kind, detail in arl_run.query("select kind, detail from events")]
+    assert events == [("stop_requested", {"reason": "interrupted"})]
 
 
 def test_an_unknown_class_is_reported_with_its_location_and_nothing_runs(arl_run, no_leaks) -> None:

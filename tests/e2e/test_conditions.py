@@ -7,55 +7,34 @@ from pathlib import Path
 
 import pytest
 
+import experiment_files
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-TWO_PHASES = """\
-uid: {uid}
-seed: 5
-{run_conditions}
-schedule:
-  - first:
-      environments:
-        - environment:
-            name: arl.dummy:DummyEnvironment
-            uid: env
-            params: {{sensors: 4, actuators: 4, episode_length: {length}}}
-      agents:
-        - name: defender
-          brain: {{name: arl.dummy:DummyBrain}}
-          muscle: {{name: arl.dummy:DummyMuscle}}
-          objective: {{name: arl.dummy:DummyObjective}}
-          sensors: [env.s0, env.s1]
-          actuators: [env.a0, env.a1]
-        - name: attacker
-          brain: {{name: arl.dummy:DummyBrain}}
-          muscle: {{name: arl.dummy:DummyMuscle}}
-          objective: {{name: arl.dummy:DummyObjective, params: {{sign: -1}}}}
-          sensors: [env.s2, env.s3]
-          actuators: [env.a2, env.a3]
-      simulation:
-        name: {simulation}
-        conditions: {conditions}
-      phase_config: {{mode: test, episodes: {episodes}}}
-  - second:
-      phase_config: {{mode: test, episodes: 1}}
-"""
+SECOND_PHASE = "  - second:\n      phase_config: {mode: test, episodes: 1}\n"
 
 
-def write(tmp: Path, **fields: object) -> str:
-    values: dict[str, object] = {
-        "uid": "ends",
-        "run_conditions": "",
-        "length": 10,
-        "simulation": "vanilla",
-        "conditions": "[{name: arl.conditions:EnvironmentDone}]",
-        "episodes": 1,
-    }
-    assert not fields.keys() - values.keys()
-    values.update(fields)
-    path = tmp / "ends.yml"
-    path.write_text(TWO_PHASES.format(**values))
-    return str(path)
+def write(
+    tmp: Path,
+    *,
+    length: int = 10,
+    simulation: str = "vanilla",
+    conditions: str = "[{name: arl.conditions:EnvironmentDone}]",
+    run_conditions: str = "",
+    episodes: int = 1,
+) -> str:
+    """Two test phases, the second inheriting the first's environment and simulation;
+    ``run_conditions`` is top-level YAML text."""
+    return experiment_files.write(
+        tmp,
+        uid="ends",
+        phase="first",
+        env_params=f"{{sensors: 4, actuators: 4, episode_length: {length}}}",
+        simulation=f"{{name: {simulation}, conditions: {conditions}}}",
+        mode="test",
+        episodes=episodes,
+        more=SECOND_PHASE + run_conditions + "\n",
+    )
 
 
 def _phases(arl_run) -> list[tuple[str, str]]:
@@ -133,7 +112,7 @@ def test_a_users_run_condition_sees_the_current_phase(arl_run, no_leaks) -> None
 
 
 def test_a_users_simulation_chooses_who_acts_in_each_step(arl_run, no_leaks) -> None:
-    simulation = "arl_test_components:AttackerEveryThirdStep\n        params: {period: 3}"
+    simulation = "arl_test_components:AttackerEveryThirdStep, params: {period: 3}"
     done = arl_run.run(write(arl_run.tmp, simulation=simulation, length=9))
     assert done.returncode == 0, done.stderr
     counts = dict(arl_run.query("select agent, count(*) from agent_actions group by agent"))

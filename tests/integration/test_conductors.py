@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import shutil
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -29,13 +27,6 @@ from arl.proc.child import ChildContext, ChildSpec
 from arl.simulation import BUILT_IN
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def rundir() -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="arl-t-")  # ipc paths must stay short
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class InProcess:

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from pathlib import Path
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -31,16 +28,8 @@ DEADLINE = 5.0
 
 
 @pytest.fixture
-def endpoint(tmp_path: Path) -> Iterator[str]:
-    """A broker endpoint in a directory short enough for the ipc path limit (~107 bytes)."""
-    if len(str(tmp_path)) < 80:
-        yield f"ipc://{tmp_path}/broker"
-        return
-    short = tempfile.mkdtemp(prefix="arl-")
-    try:
-        yield f"ipc://{short}/broker"
-    finally:
-        shutil.rmtree(short, ignore_errors=True)
+def endpoint(rundir: str) -> str:
+    return f"ipc://{rundir}/broker"
 
 
 def fast_broker(ctx: zmq.asyncio.Context, endpoint: str) -> Broker:

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from click.testing import CliRunner
 
 import arl.results as results
 from arl.cli import main
-from arl.store.engine import open_store
+from arl.store.engine import open_store, sqlite_path
 from arl.testing import poll_for
 from store_fixtures import BACKENDS
 
@@ -106,8 +107,6 @@ def dummy(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> St
 def raw(url: str, sql: str) -> list[tuple[Any, ...]]:
     """Rows of ``sql`` read with the database's own driver, bypassing arl and SQLAlchemy."""
     if url.startswith("sqlite:///"):
-        import sqlite3
-
         with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
             return db.execute(sql).fetchall()
     import psycopg
@@ -137,6 +136,24 @@ def test_runs_lists_the_run_finished_with_its_counts(dummy: Stored) -> None:
     assert run["ended_at"] > run["started_at"]
     assert results.runs(dummy.url, status="failed").empty
     assert len(results.runs(dummy.url, uid="dummy*", experiment="dummy", status="finished", last=1)) == 1
+    assert results.runs(dummy.url, uid="other*").empty
+    assert results.runs(dummy.url, experiment="nope").empty
+
+
+def test_a_store_may_be_an_open_engine_which_is_left_open(dummy: Stored) -> None:
+    engine = open_store(dummy.url)
+    try:
+        assert list(results.runs(engine)["uid"]) == ["dummy-run"]
+        assert list(results.phases("dummy-run", engine)["name"]) == ["phase_0", "phase_1"]
+    finally:
+        engine.dispose()
+
+
+def test_a_store_may_be_the_path_of_a_sqlite_file(dummy: Stored) -> None:
+    path = sqlite_path(dummy.url)
+    if path is None:
+        pytest.skip("the store is not a SQLite file")
+    assert list(results.runs(Path(path))["uid"]) == ["dummy-run"]
 
 
 def test_results_list_prints_a_table_and_parsable_json_and_csv(dummy: Stored) -> None:
@@ -336,6 +353,14 @@ def test_a_store_that_does_not_exist_is_an_error_and_is_not_created(tmp_path: Pa
     assert done.exit_code == 1
     assert done.stderr == f"error: no store at {tmp_path / 'none.db'}: give --store URL or set ARL_STORE_URL\n"
     assert not (tmp_path / "none.db").exists()
+    with pytest.raises(results.StoreNotFound) as caught:
+        results.runs(tmp_path / "none.db")
+    assert str(caught.value) == f"no store at {tmp_path / 'none.db'}"  # --store is the CLI's
+    assert not (tmp_path / "none.db").exists()
+    sqlite3.connect(tmp_path / "none.db").close()  # a database, but not a store
+    with pytest.raises(results.StoreNotFound):
+        results.runs(url)
+    assert raw(url, "select name from sqlite_master") == []
     open_store(url).dispose()
     for args in (("list",), ("show", "x"), ("plot", "x")):
         empty = cli("results", *args, "--store", url)

@@ -4,6 +4,7 @@ revision check on opening, a row of every table round-tripped, and `arl-run db`.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from arl.errors import ArlError
 from arl.store import migrate
-from arl.store.engine import connect_engine, open_store
+from arl.store.engine import StoreNotFound, connect_engine, describe_location, open_store
 from arl.store.schema import (
     AgentActionRow,
     Base,
@@ -116,6 +117,32 @@ def test_tables_without_a_revision_are_refused_not_guessed_at(store_url: str, ba
         migrate.upgrade(bare, "the store")
 
 
+def test_opening_without_create_refuses_an_empty_database_and_creates_nothing(store_url: str, bare: Engine) -> None:
+    with pytest.raises(StoreNotFound, match=f"^no store at {re.escape(describe_location(store_url))}$"):
+        open_store(store_url, create=False)
+    with bare.connect() as conn:
+        assert inspect(conn).get_table_names() == []
+    open_store(store_url).dispose()
+    open_store(store_url, create=False).dispose()  # there is one now
+
+
+@pytest.mark.parametrize(
+    ("url", "where"),
+    [
+        ("sqlite:///sub/missing.db", "{tmp}/sub/missing.db"),
+        ("sqlite://", "an in-memory SQLite database"),
+        ("sqlite:///file:arl?mode=memory&uri=true", "an in-memory SQLite database"),
+    ],
+)
+def test_opening_a_sqlite_store_without_create_creates_no_file(
+    url: str, where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreNotFound, match=f"^no store at {re.escape(where.format(tmp=tmp_path))}$"):
+        open_store(url, create=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_several_openers_of_a_new_store_create_it_once(store_url: str, bare: Engine) -> None:
     start = threading.Barrier(4)
     errors: list[BaseException] = []
@@ -176,6 +203,7 @@ def test_a_row_of_every_table_round_trips(store_url: str) -> None:
         CheckpointRow: {"path": "/c", "sha256": "f" * 64, "saved_at": T0},
         EventRow: {"at": T0, "kind": "restart", "detail": {"why": None}},
     }
+    assert {model.__tablename__ for model in expected} == set(Base.metadata.tables)
     with Session(engine) as session:
         for model, values in expected.items():
             row = session.scalars(select(model)).one()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -29,14 +30,16 @@ from arl.messages.store import (
     EnvironmentStep,
     EpisodeEnded,
     EpisodeStarted,
+    Event,
     PhaseEnded,
     PhaseStarted,
     RunEnded,
     RunStarted,
 )
-from arl.store.engine import DEFAULT_URL, describe_location, open_store, store_url
-from arl.store.query import end_run, find_checkpoint, run_counts
-from arl.store.schema import AgentActionRow, EnvironmentStepRow, EpisodeRow, PhaseRow, RunRow
+from arl.store.engine import describe_location, open_store
+from arl.store.location import DEFAULT_URL, store_url
+from arl.store.query import end_run, end_run_at, find_checkpoint, run_counts
+from arl.store.schema import AgentActionRow, EnvironmentStepRow, EpisodeRow, EventRow, PhaseRow, RunRow
 from arl.store.writer import StoreWriter
 
 T0 = 1_700_000_000.0
@@ -406,6 +409,28 @@ def test_numpy_scalars_in_rewards_become_plain_json(make_writer: Callable[..., S
     assert action.objective == 1.5
 
 
+def test_nan_and_infinity_are_stored_as_null(make_writer: Callable[..., StoreWriter], reader: Engine) -> None:
+    # JSON has neither; PostgreSQL's JSONB refuses them, so they must not reach it as text.
+    writer = make_writer()
+    begin_run(writer)
+    writer.submit(EpisodeStarted(0, 0, 0, T0))
+    sensors = {"nan": math.nan, "inf": np.float32(np.inf), "obs": np.array([0.5, -np.inf]), "ok": 1.5}
+    writer.submit(EnvironmentStep(0, 0, 0, 0, "grid", sensors, {"r": np.float64(np.nan)}, False, False))
+    writer.submit(AgentAction(0, 0, 0, 0, "attacker", {"in": math.inf}, {"sp": 0.25}, {"r": -math.inf}, 0.0))
+    writer.submit(Event("run_condition", {"best": math.nan, "values": [1.0, math.inf]}, T0 + 1))
+    writer.flush()
+
+    assert writer.counts["dropped"] == 0
+    with Session(reader) as session:
+        step = session.scalars(select(EnvironmentStepRow)).one()
+        action = session.scalars(select(AgentActionRow)).one()
+        event = session.scalars(select(EventRow)).one()
+    assert step.sensors == {"nan": None, "inf": None, "obs": [0.5, None], "ok": 1.5}
+    assert step.rewards == {"r": None}
+    assert (action.inputs, action.setpoints, action.rewards) == ({"in": None}, {"sp": 0.25}, {"r": None})
+    assert event.detail == {"best": None, "values": [1.0, None]}
+
+
 def test_a_database_error_stops_the_writer_and_is_reported(
     make_writer: Callable[..., StoreWriter], reader: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -491,3 +516,21 @@ def test_end_run_ends_only_an_unfinished_run_and_closes_its_open_rows(
         assert session.scalars(select(PhaseRow.end_reason).order_by(PhaseRow.run_id)).all() == ["finished", "failed"]
     assert (runs[first].status, runs[first].error) == ("FINISHED", None)
     assert (runs[second].status, runs[second].error) == ("FAILED", "the governor died")
+
+
+def test_end_run_at_ends_a_run_and_only_logs_when_the_store_is_broken(
+    make_writer: Callable[..., StoreWriter], reader: Engine, url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = make_writer()
+    run_id = begin_run(writer)
+    writer.close()
+    end_run_at(url, run_id, "INTERRUPTED", "stopped at once", reason="second interrupt")
+    with Session(reader) as session:
+        run = session.get(RunRow, run_id)
+        assert run is not None
+        assert (run.status, run.error, run.end_reason) == ("INTERRUPTED", "stopped at once", "second interrupt")
+
+    caplog.set_level(logging.ERROR, logger="arl.store")
+    end_run_at(f"sqlite:///{tmp_path}", run_id, "FAILED", "x")  # a directory: no store can be opened there
+    [logged] = [r.getMessage() for r in caplog.records if r.name == "arl.store"]
+    assert logged.startswith(f"store: could not record the end of run id {run_id} in {tmp_path}: ")

@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -80,13 +78,6 @@ def components(monkeypatch: pytest.MonkeyPatch) -> Path:
     old = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", str(COMPONENTS) + (os.pathsep + old if old else ""))
     return COMPONENTS
-
-
-@pytest.fixture
-def rundir() -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="arl-t-")  # ipc paths must stay short
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 its leading comment lines, exactly what ``arl-run check`` must report about it::
 
     # What is wrong, in one sentence.
-    # xfail: why the loader does not report this correctly yet (only while it does not)
     # expect: 17:11: schedule.0.phase_0.agents.0.muscel: unknown key 'muscel'; did you mean 'muscle'?
 
 One ``# expect:`` line per problem, in the order reported: ``line:col: path: message``,
@@ -18,7 +17,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,50 +29,25 @@ CORPUS = TESTS / "corpus" / "broken"
 COMPONENTS = TESTS / "components"
 FILES = sorted(CORPUS.glob("*.yml"))
 FILE_NAME = re.compile(r"\d{2}-[a-z0-9]+(?:-[a-z0-9]+)*\.yml")
-DECLARATION = re.compile(r"# (expect|xfail): (.+)")
+EXPECT = re.compile(r"# expect: (.+)")
 POSITION = re.compile(r"\d+:\d+: ")
 
 
-@dataclass(frozen=True)
-class Declared:
-    """What a corpus file says arl must report about it."""
-
-    expect: list[str]
-    xfail: str | None
-
-
-def declared(path: Path) -> Declared:
-    """The ``# expect:`` and ``# xfail:`` lines of the comment block that opens ``path``."""
+def declared(path: Path) -> list[str]:
+    """The ``# expect:`` lines of the comment block that opens ``path``: what arl must report."""
     expect: list[str] = []
-    xfail = None
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
             break
-        match = DECLARATION.fullmatch(line)
-        if match is None:
-            continue
-        if match[1] == "expect":
-            expect.append(match[2])
-        else:
-            xfail = match[2]
-    return Declared(expect, xfail)
+        match = EXPECT.fullmatch(line)
+        if match is not None:
+            expect.append(match[1])
+    return expect
 
 
 def reported(path: Path, expect: str) -> str:
     """An ``# expect:`` line as the problem reads in full, with the file's path in front."""
     return f"{path}:{expect}" if POSITION.match(expect) else f"{path}: {expect}"
-
-
-def corpus() -> list[object]:
-    """Every file as a test case; a file that declares an xfail must fail, and only by
-    reporting other than it declares (strict: once the loader is fixed the XPASS fails,
-    and the xfail line must go)."""
-    cases: list[object] = []
-    for path in FILES:
-        reason = declared(path).xfail
-        marks = [pytest.mark.xfail(reason=reason, raises=AssertionError, strict=True)] if reason else []
-        cases.append(pytest.param(path, id=path.name, marks=marks))
-    return cases
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -96,12 +69,12 @@ def test_the_corpus_has_at_least_30_numbered_files_each_declaring_its_problems()
     numbers = [name[:2] for name in names]
     assert len(set(numbers)) == len(numbers)
     for path in FILES:
-        expect = declared(path).expect
+        expect = declared(path)
         assert expect, f"{path.name} declares no '# expect:' line"
         assert len(set(expect)) == len(expect), f"{path.name} declares a problem twice"
 
 
-@pytest.mark.parametrize("path", corpus())
+@pytest.mark.parametrize("path", FILES, ids=[path.name for path in FILES])
 def test_broken_file_reports_exactly_what_it_declares(
     path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -110,7 +83,7 @@ def test_broken_file_reports_exactly_what_it_declares(
         load_experiment(path)  # as `arl-run check` loads: every class imported and checked
     found = [str(problem) for problem in caught.value.problems]
     assert str(caught.value) == "\n".join(found)
-    assert found == [reported(path, expect) for expect in declared(path).expect]
+    assert found == [reported(path, expect) for expect in declared(path)]
     assert len(set(found)) == len(found)
     assert list(tmp_path.iterdir()) == []
 
@@ -137,7 +110,7 @@ def test_arl_run_check_reports_the_corpus_and_creates_nothing(tmp_path: Path) ->
         text=True,
         timeout=30,
     )
-    expected = [f"error: {reported(path, expect)}" for path in paths for expect in declared(path).expect]
+    expected = [f"error: {reported(path, expect)}" for path in paths for expect in declared(path)]
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [*expected, f"{len(expected)} problems found; nothing was run."]
     assert not store.exists()

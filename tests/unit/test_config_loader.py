@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gymnasium import spaces
 
 from arl.api import (
     ActuatorInfo,
@@ -22,6 +23,7 @@ from arl.api import (
     SensorInfo,
     StepResult,
 )
+from arl.classref import build
 from arl.config import (
     AgentSpec,
     ClassRef,
@@ -69,6 +71,13 @@ class GoodEnvironment(Environment):
 
     def step(self, setpoints: Mapping[str, Any]) -> StepResult:
         return StepResult({}, {})
+
+
+class TextEnvironment(GoodEnvironment):
+    """A sensor whose space arl cannot describe: fine to build, but it cannot run."""
+
+    def sensors(self) -> Sequence[SensorInfo]:
+        return [SensorInfo("s0", spaces.Text(5))]
 
 
 class GoodBrain(Brain):
@@ -323,3 +332,30 @@ def test_import_class_says_what_is_missing(entry_point: str, message: str) -> No
 def test_import_class_accepts_both_spellings() -> None:
     assert import_class("arl_cfgtest_fine:Thing") is import_class("arl_cfgtest_fine.Thing")
     assert import_class("arl.conditions:MaxSteps").__name__ == "MaxSteps"
+
+
+def test_build_checks_the_kind_before_it_constructs() -> None:
+    assert isinstance(build(f"{MOD}:GoodBrain", {}, Brain, "brain"), GoodBrain)
+    assert build("arl.conditions:MaxSteps", {"steps": 3}, object, "condition").steps == 3
+    with pytest.raises(ComponentLoadError, match=f"{MOD}:GoodMuscle is not a Brain; a brain must subclass"):
+        build(f"{MOD}:GoodMuscle", {}, Brain, "brain")
+    with pytest.raises(ComponentLoadError, match="is abstract"):
+        build("arl.api:Brain", {}, Brain, "brain")
+
+
+# --------------------------------------------------------------------------- probe
+
+
+def test_probe_needs_the_classes() -> None:
+    with pytest.raises(ValueError, match="resolve_classes"):
+        load_experiment_text(GOOD, "exp.yml", resolve_classes=False, probe=True)
+
+
+def test_probe_sets_environments_up_as_their_process_would() -> None:
+    text = edit("test_config_loader:GoodEnvironment", "test_config_loader:TextEnvironment")
+    with pytest.raises(ConfigError) as caught:
+        load_experiment_text(text, "exp.yml", probe=True)
+    assert [str(p) for p in caught.value.problems] == [
+        "exp.yml:11:19: schedule.0.phase_0.environments.0.environment.name: probing environment 'env': "
+        "TypeError: spaces of type Text are not supported yet"
+    ]

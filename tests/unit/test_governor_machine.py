@@ -12,9 +12,12 @@ from arl.governor.machine import Outcome, PhaseStep, RunMachine, RunState
 
 
 def _spec(*phases: tuple[int, bool]) -> Any:
-    """A stand-in RunSpec: the machine only reads phases' workers and train flags."""
+    """A stand-in RunSpec: the machine only reads phases' names, modes, workers and train flags."""
     return SimpleNamespace(
-        phases=[SimpleNamespace(workers=w, train=train) for w, train in phases],
+        phases=[
+            SimpleNamespace(name=f"p{i}", mode="train" if train else "test", workers=w, train=train)
+            for i, (w, train) in enumerate(phases)
+        ],
     )
 
 
@@ -56,16 +59,19 @@ def test_a_train_phase_saves_brains_once_every_worker_is_done() -> None:
     machine.handle(m.PhaseSetUp(0))
     assert machine.handle(m.WorkerDone(0, 0, 1, 10, "episodes")) == []
     assert machine.handle(m.WorkerDone(0, 0, 1, 10, "episodes")) == []  # a duplicate counts once
-    assert machine.handle(m.WorkerDone(0, 1, 1, 10, "episodes")) == [m.SaveBrains(0)]
-    assert machine.totals.steps == 20
-    assert machine.totals.episodes == 2
+    assert machine.handle(m.WorkerDone(0, 1, 1, 10, "episodes", returns={"a": [1.5]})) == [m.SaveBrains(0)]
+    machine.handle(m.BrainsSaved(0))
+    [phase] = machine.history
+    assert phase.steps == 20
+    assert phase.episodes == 2
+    assert phase.returns == {"a": [1.5]}
 
 
 def test_saved_brains_lead_to_the_next_phase() -> None:
     machine = _running((1, True), (1, False))
     machine.handle(m.PhaseSetUp(0))
     machine.handle(m.WorkerDone(0, 0, 1, 10, "episodes"))
-    assert machine.handle(m.BrainsSaved(0)) == [m.RecordPhaseEnded(0, "completed"), m.CheckRun(0, "completed")]
+    assert machine.handle(m.BrainsSaved(0)) == [m.RecordPhaseEnded(0, "completed"), m.CheckRun(0)]
     assert machine.phase_step is PhaseStep.CHECKING
     assert machine.handle(m.RunChecked(0, None)) == [m.RecordPhaseStarted(1), m.SetupPhase(1)]
     assert machine.phase == 1
@@ -76,13 +82,13 @@ def test_the_last_test_phase_ends_the_run_finished() -> None:
     machine.handle(m.PhaseSetUp(0))
     assert machine.handle(m.WorkerDone(0, 0, 3, 30, "episodes")) == [
         m.RecordPhaseEnded(0, "completed"),
-        m.CheckRun(0, "completed"),
+        m.CheckRun(0),
     ]
     assert machine.handle(m.RunChecked(0, None)) == [m.StopChildren()]
     assert machine.state is RunState.STOPPING
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None, "completed")]
     assert machine.state is RunState.STOPPED
-    assert machine.totals.phases == 1
+    assert [h.name for h in machine.history] == ["p0"]
 
 
 def test_a_failure_while_stepping_stops_everything_and_fails() -> None:
@@ -114,7 +120,8 @@ def test_a_stop_while_stepping_interrupts_workers_and_waits_for_them() -> None:
     ]
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None, "interrupted")]
     assert machine.state is RunState.STOPPED
-    assert machine.totals.steps == 9
+    assert machine.history[-1].steps == 9
+    assert machine.history[-1].reason == "interrupted"
 
 
 def test_a_stop_while_setting_up_stops_at_once() -> None:
@@ -155,18 +162,19 @@ def test_a_run_condition_after_a_phase_skips_the_phases_after_it() -> None:
     machine.handle(m.WorkerDone(0, 0, 3, 30, "episodes"))
     assert machine.handle(m.RunChecked(0, "reward_threshold")) == [m.StopChildren()]
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None, "reward_threshold")]
-    assert machine.totals.phases == 1
+    assert [h.name for h in machine.history] == ["p0"]
 
 
-def test_a_run_condition_fired_on_a_worker_ends_the_run_whatever_the_check_says() -> None:
+def test_a_run_condition_fired_on_a_worker_ends_the_run_without_asking_again() -> None:
     machine = _running((2, False), (1, False))
     machine.handle(m.PhaseSetUp(0))
     machine.handle(m.WorkerDone(0, 0, 2, 20, "wall_clock", ends_run=True))
     assert machine.handle(m.WorkerDone(0, 1, 3, 30, "episodes")) == [
         m.RecordPhaseEnded(0, "wall_clock"),
-        m.CheckRun(0, "wall_clock"),
+        m.StopChildren(),
     ]
-    assert machine.handle(m.RunChecked(0, None)) == [m.StopChildren()]
+    assert machine.handle(m.RunChecked(0, None)) == []
+    assert (machine.end_reason, machine.ended_by_worker) == ("wall_clock", 0)
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None, "wall_clock")]
 
 
@@ -177,7 +185,7 @@ def test_the_phase_reason_names_every_condition_that_fired_on_a_worker() -> None
     machine.handle(m.WorkerDone(0, 1, 3, 30, "episodes"))
     assert machine.handle(m.WorkerDone(0, 2, 1, 5, "reward_threshold")) == [
         m.RecordPhaseEnded(0, "reward_threshold,wall_clock"),
-        m.CheckRun(0, "reward_threshold,wall_clock"),
+        m.CheckRun(0),
     ]
     assert machine.handle(m.RunChecked(0, None)) == [m.RecordPhaseStarted(1), m.SetupPhase(1)]
 

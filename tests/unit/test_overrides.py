@@ -54,6 +54,33 @@ def test_paths_address_mappings_list_indices_and_phases_by_name() -> None:
     }
 
 
+def test_null_mappings_on_the_way_are_created() -> None:
+    data = {"seed": 1, "schedule": [{"a": {"phase_config": None}}, {"b": None}]}  # '- b:' and 'phase_config:'
+    assert apply(data, parse_set("schedule.b.phase_config.mode=test")) == ("schedule", 1, "b", "phase_config", "mode")
+    assert apply(data, parse_set("schedule.a.phase_config.episodes=2")) == (
+        "schedule",
+        0,
+        "a",
+        "phase_config",
+        "episodes",
+    )
+    assert data["schedule"] == [{"a": {"phase_config": {"episodes": 2}}}, {"b": {"phase_config": {"mode": "test"}}}]
+
+
+def test_a_set_into_a_phase_with_an_empty_body_loads(tmp_path: Path) -> None:
+    path = tmp_path / "dummy.yml"
+    text = DUMMY.read_text()
+    path.write_text(text + "  - extra:\n")
+    spec = load_experiment(path, overrides=[parse_set("schedule.extra.phase_config.mode=test")])
+    assert spec.phases[-1].name == "extra"
+    assert spec.phases[-1].mode == "test"
+
+
+def test_only_sweeps_are_marked_swept() -> None:
+    assert [o.swept for o in parse_sweep("seed=1,2")] == [True, True]
+    assert not parse_set("seed=1").swept
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

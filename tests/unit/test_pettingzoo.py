@@ -304,6 +304,17 @@ def test_a_missing_module_or_builder_is_a_load_error() -> None:
         make("arl.examples.tictactoe", "parallel")
 
 
+def test_the_check_honours_the_api_and_the_builder_s_params() -> None:
+    assert PettingZooEnvironment.problem("arl.examples.rps", max_cycles=3) is None
+    assert PettingZooEnvironment.problem("arl.examples.tictactoe", "aec") is None
+    assert "no 'parallel_env'" in str(PettingZooEnvironment.problem("arl.examples.tictactoe", "parallel"))
+    assert "api must be" in str(PettingZooEnvironment.problem("arl.examples.rps", "turns"))
+    assert "takes no parameter 'apii'" in str(PettingZooEnvironment.problem("arl.examples.rps", apii="aec"))
+    assert "no_such_module" in str(PettingZooEnvironment.problem("no_such_module"))
+    assert "has no attribute 'parallel_envv'" in str(PettingZooEnvironment.problem("arl.examples.rps:parallel_envv"))
+    assert "no environment 'arltest/none-v0'" in str(PettingZooEnvironment.problem("arltest/none-v0"))
+
+
 def test_a_registry_id_is_built_by_pettingzoo_make() -> None:
     env_id = "arltest/scripted-v0"
     pettingzoo.register("parallel", env_id, entry_point=truncating)

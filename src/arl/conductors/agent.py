@@ -11,7 +11,7 @@ from typing import Any
 
 from arl import spaces
 from arl.api import ActuatorInfo, Brain, Experience, Muscle, Objective, SensorInfo
-from arl.classref import import_class
+from arl.classref import build
 from arl.messages import agent as msg
 from arl.messages import control
 from arl.proc.child import ChildContext
@@ -28,14 +28,6 @@ class _Pending:
 
     inputs: dict[str, Any]
     setpoints: dict[str, Any]
-
-
-def _build(ref: list[Any], base: type, role: str) -> Any:
-    entry_point, params = ref
-    instance = import_class(entry_point)(**params)
-    if not isinstance(instance, base):
-        raise TypeError(f"{role} {entry_point} is not an arl.{base.__name__}")
-    return instance
 
 
 def directory_digest(directory: Path) -> str:
@@ -71,21 +63,21 @@ class AgentConductor:
     def setup(self, request: control.SetupAgent) -> control.AgentReady:
         sensors = [SensorInfo(sid, spaces.build(desc)) for sid, desc in request.sensors]
         actuators = [ActuatorInfo(aid, spaces.build(desc)) for aid, desc in request.actuators]
-        brain: Brain = _build(request.brain, Brain, "brain")
+        brain: Brain = build(request.brain[0], request.brain[1], Brain, "brain")
         brain.setup(sensors, actuators, derive_seed(request.seed, "brain"))
         if request.load_from is not None:
             brain.load(Path(request.load_from))
             log.info("agent %s loaded its brain from %s", request.name, request.load_from)
         muscles: list[Muscle] = []
         for worker in range(request.workers):
-            muscle: Muscle = _build(request.muscle, Muscle, "muscle")
+            muscle: Muscle = build(request.muscle[0], request.muscle[1], Muscle, "muscle")
             muscle.setup(sensors, actuators, derive_seed(request.seed, "muscle", worker))
             muscles.append(muscle)
         policy = brain.policy()
         if policy is not None:
             for muscle in muscles:
                 muscle.update(policy)
-        self.objective = _build(request.objective, Objective, "objective")
+        self.objective = build(request.objective[0], request.objective[1], Objective, "objective")
         self.name, self.brain, self.muscles, self.train = request.name, brain, muscles, request.train
         self._actuators = frozenset(a.id for a in actuators)
         self._pending.clear()

@@ -14,24 +14,25 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
-from arl.classref import import_class
+from arl.classref import build
 from arl.codec import decode, encode
 from arl.conditions import PhaseSummary, PhaseView, RunView, StepView, TerminationCondition
-from arl.errors import ArlError, ComponentCrashed, ProtocolError
+from arl.errors import ArlError, ProtocolError
 from arl.messages import agent as amsg
 from arl.messages import control, store
 from arl.messages import environment as emsg
-from arl.messages.common import ErrorReply
+from arl.messages.common import ErrorReply, raise_failures
 from arl.proc.child import ChildContext
 from arl.seeding import derive_seed
 from arl.simulation import Simulation
 
-from .service import Service
+from .service import Service, agent_service, env_service
 
 log = logging.getLogger("arl.controller")
 
@@ -62,22 +63,17 @@ class _Episode:
     returns: dict[str, float] = field(default_factory=dict)  # agent -> sum of its objective values
 
 
-def raise_failures(replies: dict[str, Any]) -> None:
-    """Raise the first failure among ``replies`` as the component's own crash."""
-    for reply in replies.values():
-        if isinstance(reply, ErrorReply):
-            raise ComponentCrashed(reply.component, reply.kind, reply.message, reply.traceback)
-
-
 ACT_GRACE = 1.0  # seconds to let agents finish an act after a stop: their actions are stored
 
 
 class Links:
     """Direct DEALER links to the conductors, and the PUSH link to the store."""
 
-    def __init__(self, service: Service, endpoints: dict[str, str], store_endpoint: str, *, steps: bool = True) -> None:
+    def __init__(
+        self, service: Service, endpoints: dict[str, str], store_endpoint: str, *, store_steps: bool = True
+    ) -> None:
         self._service = service
-        self.steps = steps  # False: environment steps and agent actions are not stored
+        self.store_steps = store_steps  # False: environment steps and agent actions are not stored
         ctx = service.ctx.zmq
         self.peers: dict[str, zmq.Socket[Any]] = {}
         for name, endpoint in endpoints.items():
@@ -100,19 +96,14 @@ class Links:
         """Queue a record; :meth:`send_records` sends the queue as one message."""
         self._outbox.append(encode(rec))
 
-    def record_step(self, rec: store.EnvironmentStep | store.AgentAction) -> None:
-        """Queue a per-step record, unless the run stores no steps."""
-        if self.steps:
-            self._outbox.append(encode(rec))
-
     def send_records(self) -> None:
         """One message a step: a ZeroMQ send costs more than the encoding of a record."""
         if self._outbox:
+            outbox, self._outbox = self._outbox, []  # a failed send is not tried again on the way out
             try:
-                self.store.send_multipart(self._outbox)
+                self.store.send_multipart(outbox)
             except zmq.Again:
                 raise ArlError("the store writer has taken no records for 5 s") from None
-            self._outbox = []
 
     def call_all(self, requests: dict[str, Any], *, grace: float = 0.0) -> dict[str, Any]:
         """Send every request at once, then collect every reply (they run in parallel).
@@ -151,22 +142,30 @@ class PhaseRunner:
         self.request = request
         self.links = links
         self.service = service
-        self.agents = {name: (tuple(ids[0]), ids[1]) for name, ids in request.agents.items()}
-        self.services = {name: f"agent.{name}" for name in request.agents}
+        self.sensors = {name: tuple(ids[0]) for name, ids in request.agents.items()}
+        # Each actuator's environment, once: setpoints are routed by it every step.
+        self.env_of = {aid: aid.partition(".")[0] for ids in request.agents.values() for aid in ids[1]}
+        self.services = {name: agent_service(name) for name in request.agents}
         entry, params = request.simulation
-        self.simulation: Simulation = import_class(entry)(**params)
+        self.simulation: Simulation = build(entry, params, Simulation, "simulation")
         self.simulation.setup(list(request.agents))
-        conditions: list[TerminationCondition] = [import_class(e)(**p) for e, p in request.conditions]
+        role = "termination condition"
+        conditions: list[TerminationCondition] = [
+            build(e, p, TerminationCondition, role) for e, p in request.conditions
+        ]
         self.episode_conditions = [c for c in conditions if "episode_over" in c.answers()]
         self.phase_conditions = [c for c in conditions if "phase_over" in c.answers()]
-        self.run_conditions: list[TerminationCondition] = [import_class(e)(**p) for e, p in request.run_conditions]
+        self.run_conditions: list[TerminationCondition] = [
+            build(e, p, TerminationCondition, role) for e, p in request.run_conditions
+        ]
         self.history = tuple(PhaseSummary(**summary) for summary in request.history)
-        self.envs = {uid: f"env.{uid}.{request.worker}" for uid in request.environments}
+        self.envs = {uid: env_service(uid, request.worker) for uid in request.environments}
         self.steps = 0
         self.episodes = 0
         self.returns: dict[str, list[float]] = {name: [] for name in request.agents}
         self.started = time.monotonic()
         self.ending: tuple[str, bool] | None = None  # (reason, ends the run) once a condition fired
+        self._valid_actors: set[tuple[str, ...]] = set()  # choices of the simulation already checked
 
     def run(self) -> control.PhaseDone:
         request = self.request
@@ -237,13 +236,15 @@ class PhaseRunner:
         links.send_records()
         return reason
 
-    def _actors(self, ep: _Episode) -> list[str]:
-        actors = list(self.simulation.actors(ep.step, ep.index))
-        if not actors or any(name not in self.agents for name in actors):
-            raise ValueError(
-                f"{type(self.simulation).__name__}.actors({ep.step}, {ep.index}) returned {actors!r}: "
-                f"it must name one or more of the agents {list(self.agents)}"
-            )
+    def _actors(self, ep: _Episode) -> tuple[str, ...]:
+        actors = tuple(self.simulation.actors(ep.step, ep.index))
+        if actors not in self._valid_actors:  # a simulation makes few distinct choices: check each once
+            if not actors or not set(actors) <= self.sensors.keys():
+                raise ValueError(
+                    f"{type(self.simulation).__name__}.actors({ep.step}, {ep.index}) returned {list(actors)!r}: "
+                    f"it must name one or more of the agents {list(self.sensors)}"
+                )
+            self._valid_actors.add(actors)
         return actors
 
     def _reset(self, ep: _Episode) -> None:
@@ -255,14 +256,14 @@ class PhaseRunner:
         for reply in replies.values():
             ep.sensors.update(reply.sensors)
 
-    def _act_requests(self, ep: _Episode, names: list[str], *, final: bool) -> dict[str, amsg.Act]:
+    def _act_requests(self, ep: _Episode, names: Sequence[str], *, final: bool) -> dict[str, amsg.Act]:
         requests = {}
         sensors = ep.sensors
         for name in names:
             pending = ep.pending.get(name)
             requests[self.services[name]] = amsg.Act(
                 ep.worker,
-                {k: sensors[k] for k in self.agents[name][0] if k in sensors},
+                {k: sensors[k] for k in self.sensors[name] if k in sensors},
                 pending.rewards if pending is not None else None,
                 ep.terminated,
                 ep.truncated,
@@ -270,7 +271,7 @@ class PhaseRunner:
             )
         return requests
 
-    def _acted(self, ep: _Episode, names: list[str], replies: dict[str, Any]) -> dict[str, amsg.Acted]:
+    def _acted(self, ep: _Episode, names: Sequence[str], replies: dict[str, Any]) -> dict[str, amsg.Acted]:
         """Store the previous actions of every agent that answered, then raise a failure."""
         acted = {}
         for name in names:
@@ -283,7 +284,7 @@ class PhaseRunner:
         raise_failures(replies)
         return acted
 
-    def _step(self, ep: _Episode, names: list[str]) -> None:
+    def _step(self, ep: _Episode, names: Sequence[str]) -> None:
         requests = self._act_requests(ep, names, final=False)
         acted = self._acted(ep, names, self.links.call_all(requests, grace=ACT_GRACE))
         if self.service.pulse():
@@ -291,7 +292,7 @@ class PhaseRunner:
         setpoints: dict[str, dict[str, Any]] = {uid: {} for uid in self.envs}
         for reply in acted.values():
             for aid, value in reply.setpoints.items():
-                setpoints[aid.partition(".")[0]][aid] = value
+                setpoints[self.env_of.get(aid) or aid.partition(".")[0]][aid] = value
         stepped = self.links.call_all({svc: emsg.Step(setpoints[uid]) for uid, svc in self.envs.items()})
         raise_failures(stepped)
         ep.step += 1
@@ -300,25 +301,26 @@ class PhaseRunner:
         terminated = truncated = False
         for uid, svc in self.envs.items():
             result: emsg.Stepped = stepped[svc]
-            self.links.record_step(
-                store.EnvironmentStep(
-                    ep.phase, ep.worker, ep.index, ep.step, uid,
-                    result.sensors, result.rewards, result.terminated, result.truncated,
-                )
-            )  # fmt: skip
+            if self.links.store_steps:
+                self.links.record(
+                    store.EnvironmentStep(
+                        ep.phase, ep.worker, ep.index, ep.step, uid,
+                        result.sensors, result.rewards, result.terminated, result.truncated,
+                    )
+                )  # fmt: skip
             ep.sensors.update(result.sensors)
             rewards.update(result.rewards)
             terminated |= result.terminated
             truncated |= result.truncated
         ep.rewards, ep.terminated, ep.truncated = rewards, terminated, truncated
-        for name, pending in ep.pending.items():
-            # An agent that sat this step out still feels its rewards (the opponent's
-            # winning move, say): they add up until the agent acts again.
-            if name not in names:
-                summed = dict(pending.rewards)
-                for key, value in rewards.items():
-                    summed[key] = summed.get(key, 0.0) + value
-                pending.rewards = summed
+        # Only agents that sat this step out have a transition open now (the others'
+        # were completed by _acted): they feel its rewards too (the opponent's winning
+        # move, say), added up until they act again. A copy: acting agents share `rewards`.
+        for pending in ep.pending.values():
+            summed = dict(pending.rewards)
+            for key, value in rewards.items():
+                summed[key] = summed.get(key, 0.0) + value
+            pending.rewards = summed
         for name in names:
             request = requests[self.services[name]]
             ep.pending[name] = _Pending(request.sensors, acted[name].setpoints, rewards, ep.step)
@@ -331,7 +333,9 @@ class PhaseRunner:
         if objective is None:
             raise ProtocolError(f"agent {name} returned no objective for its previous action")
         ep.returns[name] = ep.returns.get(name, 0.0) + objective
-        self.links.record_step(
+        if not self.links.store_steps:
+            return
+        self.links.record(
             store.AgentAction(
                 ep.phase,
                 ep.worker,
@@ -347,7 +351,7 @@ class PhaseRunner:
 
     def _finish(self, ep: _Episode) -> None:
         """The final call of an episode: every agent with an open action completes it."""
-        names = [name for name in self.agents if name in ep.pending]
+        names = [name for name in self.sensors if name in ep.pending]
         if not names:
             return
         self._acted(ep, names, self.links.call_all(self._act_requests(ep, names, final=True), grace=ACT_GRACE))
@@ -355,11 +359,12 @@ class PhaseRunner:
     def _episode_over(self, ep: _Episode) -> str | None:
         if self.request.max_steps is not None and ep.step >= self.request.max_steps:
             return "max_steps"
-        view = StepView(ep.step, ep.terminated, ep.truncated, ep.rewards, ep.index)
-        for condition in self.episode_conditions:
-            reason = condition.episode_over(view)
-            if reason is not None:
-                return reason
+        if self.episode_conditions:
+            view = StepView(ep.step, ep.terminated, ep.truncated, ep.rewards, ep.index)
+            for condition in self.episode_conditions:
+                reason = condition.episode_over(view)
+                if reason is not None:
+                    return reason
         return self._phase_or_run_over()
 
 
@@ -372,7 +377,7 @@ class SimulationController:
         if not isinstance(message, control.RunPhase):
             raise TypeError(f"a simulation controller cannot handle {type(message).__name__}")
         args = self.ctx.spec.args
-        links = Links(self.service, message.endpoints, args["store"], steps=args.get("store_steps", True))
+        links = Links(self.service, message.endpoints, args["store"], store_steps=args.get("store_steps", True))
         try:
             done = PhaseRunner(message, links, self.service).run()
         finally:

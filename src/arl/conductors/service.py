@@ -23,6 +23,21 @@ from arl.messages.common import ErrorReply
 from arl.proc.child import ChildContext
 
 log = logging.getLogger("arl.service")
+
+
+def env_service(uid: str, worker: int) -> str:
+    """The broker's name of the conductor of environment ``uid`` on ``worker``."""
+    return f"env.{uid}.{worker}"
+
+
+def agent_service(name: str) -> str:
+    return f"agent.{name}"
+
+
+def controller_service(worker: int) -> str:
+    return f"controller.{worker}"
+
+
 PULSE_INTERVAL = 0.02  # seconds between heartbeat/stop checks inside a long request
 HEARTBEAT = 1.0
 # A control request runs user code (constructors, imports, brain.load) that sends no

@@ -38,12 +38,11 @@ from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from arl.api import Brain, Environment, Muscle, Objective
-from arl.classref import import_class, kind_problem, normalise_entry_point, params_problems
+from arl.classref import import_class, kind_problem, normalise_entry_point, params_problems, qualname
 from arl.conditions import TerminationCondition
 from arl.config.overrides import Override, OverrideError
 from arl.config.overrides import apply as apply_override
 from arl.config.spec import (
-    CONTROLLERS,
     DEFAULT_CONDITION,
     AgentFile,
     AgentSpec,
@@ -104,11 +103,14 @@ def load_experiment_text(
     base class its role needs; without, only the spelling of the references is checked
     (for tools that read files of experiments whose code is not installed).
 
-    With ``probe`` (and a file that is otherwise right) every environment is also built
-    and reset once, and every agent's sensor and actuator ids are checked against what
-    it really provides. That runs the user's environment code: do it in a process of
-    its own.
+    With ``probe`` (and a file that is otherwise right) every environment is also set up
+    as its process would set it up (built, its spaces described) and reset once, and
+    every agent's sensor and actuator ids are checked against what it really provides.
+    That runs the user's environment code: do it in a process of its own. Probing needs
+    ``resolve_classes`` (ValueError otherwise).
     """
+    if probe and not resolve_classes:
+        raise ValueError("probing the environments needs their classes: probe=True needs resolve_classes=True")
     data, positions = _parse(text, filename)
     report = _Report(filename, positions)
     for override in overrides:
@@ -195,7 +197,7 @@ def _parse(text: str, filename: str) -> tuple[Any, dict[DocPath, _Pos]]:
         raise ConfigError([_syntax_problem(exc, filename, text)]) from None
     positions: dict[DocPath, _Pos] = {}
     problems: list[Problem] = []
-    root = _Pos(_own_position(loaded) if node is None else (node.start_mark.line, node.start_mark.column))
+    root = _Pos((0, 0) if node is None else (node.start_mark.line, node.start_mark.column))
     data = _plain(loaded, (), root, positions, problems, filename)
     if problems:
         raise ConfigError(problems)
@@ -266,12 +268,6 @@ def _unsafe_tags(node: Node | None, path: DocPath, seen: set[int], filename: str
     elif isinstance(node, SequenceNode):
         for index, item in enumerate(node.value):
             yield from _unsafe_tags(item, (*path, index), seen, filename)
-
-
-def _own_position(value: Any) -> tuple[int, int]:
-    if isinstance(value, CommentedMap | CommentedSeq):
-        return (value.lc.line, value.lc.col)
-    return (0, 0)
 
 
 def _plain(
@@ -541,6 +537,53 @@ def _merge_config(phase: _Phase, own: Any, previous: _Phase | None) -> None:
         phase.body["phase_config"] = merged
 
 
+# --------------------------------------------------------------------------- shorthands
+
+
+@dataclass(frozen=True)
+class _Shorthand:
+    """A name that stands for one of arl's classes: the whole name is ``word``, or, with a
+    ``key``, it is ``word`` followed by the value of the class's param ``key``."""
+
+    base: type
+    word: str
+    entry_point: str
+    key: str | None = None
+
+
+_SHORTHANDS = (
+    _Shorthand(Environment, "gym:", "arl.gym:GymEnvironment", "id"),
+    _Shorthand(Environment, "pettingzoo:", "arl.pettingzoo:PettingZooEnvironment", "env"),
+    *(_Shorthand(Simulation, word, entry_point) for word, entry_point in BUILT_IN_SIMULATIONS.items()),
+)
+"""Every shorthand a file may use; checked and built alike through :func:`_expand`."""
+
+_ADAPTERS = frozenset(s.entry_point for s in _SHORTHANDS if s.key is not None)
+"""The adapter classes the shorthands stand for; each is an :class:`_Adapter`."""
+
+
+class _Adapter(typing.Protocol):
+    """An adapter checks what its params name (an environment id, say) before anything
+    runs, however the file names the adapter."""
+
+    @classmethod
+    def problem(cls, **params: Any) -> str | None:
+        """What is wrong with ``params``, or None."""
+
+
+def _expand(name: str, base: type) -> ClassRef | None:
+    """The class a shorthand ``name`` stands for in the role of a ``base``, with the
+    params the name sets; None if ``name`` is no shorthand."""
+    for shorthand in _SHORTHANDS:
+        if shorthand.base is not base:
+            continue
+        if shorthand.key is None and name == shorthand.word:
+            return ClassRef(shorthand.entry_point, {})
+        if shorthand.key is not None and name.startswith(shorthand.word):
+            return ClassRef(shorthand.entry_point, {shorthand.key: name.removeprefix(shorthand.word)})
+    return None
+
+
 # --------------------------------------------------------------------------- checks
 
 _AGENT_ROLES: tuple[tuple[str, type], ...] = (
@@ -556,7 +599,7 @@ class _Checker:
     def __init__(self, report: _Report, resolve_classes: bool, *, probe: bool = False) -> None:
         self.report = report
         self.resolve = resolve_classes
-        self.probe = probe and resolve_classes
+        self.probe = probe
         self._classes: dict[str, type | str] = {}  # entry point -> class or error message
         self._contextual: set[tuple[DocPath, str]] = set()
 
@@ -578,7 +621,7 @@ class _Checker:
         if self.report.problems or not isinstance(top, RunFile) or not phases:
             return None
         if self.probe:
-            _Probe(self, top.seed).phases(phases)
+            _probe(self, phases, top.seed)
             if self.report.problems:
                 return None
         checked = [m for m in models if isinstance(m, PhaseFile)]
@@ -634,21 +677,22 @@ class _Checker:
 
     def _add(
         self,
-        phase: _Phase,
+        phase: _Phase | None,
         rel: DocPath,
         message: str,
         *,
         at_key: bool = False,
         contextual: bool = False,
     ) -> None:
-        """Report at the text ``rel`` came from.
+        """Report at the text ``rel`` came from (``phase`` None: ``rel`` is a path from
+        the top of the document, outside the schedule).
 
         ``contextual`` problems depend on the phase (its environments, its place in the
         schedule), so they name the phase; a phase inheriting the same text in the same
         context would only repeat its predecessor's problem, so that is reported once.
         """
-        source = phase.source(rel)
-        if contextual:
+        source = rel if phase is None else phase.source(rel)
+        if contextual and phase is not None:
             if (source, message) in self._contextual:
                 return
             self._contextual.add((source, message))
@@ -796,23 +840,19 @@ class _Checker:
         if not isinstance(simulation, dict):
             return
         name = simulation.get("name")
-        if isinstance(name, str) and name and name not in CONTROLLERS:
-            if (":" in name or "." in name) and not name.lower().startswith("palaestrai"):  # a user's class
-                self._check_class(phase, ("simulation",), simulation, Simulation, "simulation")
-            else:
-                self._add(phase, ("simulation", "name"), _unknown_controller(name))
-        elif isinstance(name, str) and isinstance(simulation.get("params"), dict) and simulation["params"]:
-            message = f"simulation {name!r} takes no params (a class of your own, 'module:Class', can)"
-            self._add(phase, ("simulation", "params"), message)
+        if isinstance(name, str) and _is_unknown_simulation(name):
+            self._add(phase, ("simulation", "name"), _unknown_controller(name))
+        else:
+            self._check_class(phase, ("simulation",), simulation, Simulation, "simulation")
         conditions = simulation.get("conditions")
         if not isinstance(conditions, list):
             return
         for j, condition in enumerate(conditions):
             rel: DocPath = ("simulation", "conditions", j)
             cls = self._check_class(phase, rel, condition, TerminationCondition, "termination condition")
-            if cls is not None and not cls.answers() & {"episode_over", "phase_over"}:
+            if _is_condition(cls) and not cls.answers() & {"episode_over", "phase_over"}:
                 message = (
-                    f"{_qualname(cls)} cannot end an episode or a phase (it overrides neither episode_over nor "
+                    f"{qualname(cls)} cannot end an episode or a phase (it overrides neither episode_over nor "
                     "phase_over); a condition that ends the run belongs in the top-level 'conditions'"
                 )
                 self._add(phase, (*rel, "name"), message)
@@ -830,61 +870,64 @@ class _Checker:
         for j, condition in enumerate(conditions):
             rel: DocPath = ("conditions", j)
             cls = self._check_class(None, rel, condition, TerminationCondition, "termination condition")
-            if cls is not None and "run_over" not in cls.answers():
+            if _is_condition(cls) and "run_over" not in cls.answers():
                 message = (
-                    f"{_qualname(cls)} cannot end a run (it does not override run_over); a condition that ends "
+                    f"{qualname(cls)} cannot end a run (it does not override run_over); a condition that ends "
                     "an episode or a phase belongs in a phase's 'simulation.conditions'"
                 )
-                self.report.add((*rel, "name"), message)
+                self._add(None, (*rel, "name"), message)
 
-    def _check_class(self, phase: _Phase | None, rel: DocPath, ref: Any, base: type, role: str) -> Any:
+    def _check_class(self, phase: _Phase | None, rel: DocPath, ref: Any, base: type, role: str) -> type | None:
         """The reference must name an importable, concrete subclass of ``base`` whose
-        constructor takes the given params. Returns the class when it is one, else None.
-        ``phase`` None: ``rel`` is a path from the top of the document."""
-
-        def add(where: DocPath, message: str, *, at_key: bool = False) -> None:
-            if phase is None:
-                self.report.add(where, message, at_key=at_key)
-            else:
-                self._add(phase, where, message, at_key=at_key)
-
+        constructor takes the given params (a shorthand: the class it stands for, with the
+        params it sets, and what that class's ``problem`` hook says of them). Returns the
+        class when it is one, else None."""
         name = ref.get("name") if isinstance(ref, dict) else None
         if not isinstance(name, str) or not name:
             return None
-        if base is Environment and name.startswith(GYM_PREFIX):
-            if self.resolve:
-                problem = _gym_problem(name.removeprefix(GYM_PREFIX))
-                if problem is not None:
-                    add((*rel, "name"), problem)
-            return None
-        if base is Environment and name.startswith(PETTINGZOO_PREFIX):
-            if self.resolve:
-                from arl.pettingzoo import problem as pettingzoo_problem
-
-                problem = pettingzoo_problem(name.removeprefix(PETTINGZOO_PREFIX))
-                if problem is not None:
-                    add((*rel, "name"), problem)
-            return None
-        try:
-            entry_point = normalise_entry_point(name)
-        except ValueError as exc:
-            add((*rel, "name"), str(exc))
-            return None
+        params = ref.get("params")
+        shorthand = _expand(name, base)
+        if shorthand is not None:
+            clashes = [param for param in shorthand.params if isinstance(params, dict) and param in params]
+            for param in clashes:
+                message = (
+                    f"{param!r} is given by the name {name!r} already; leave it out here "
+                    f"(or name {shorthand.entry_point!r} and give {param!r} in params)"
+                )
+                self._add(phase, (*rel, "params", param), message, at_key=True)
+            if clashes:
+                return None
+            entry_point, own = shorthand.entry_point, shorthand.params
+        else:
+            try:
+                entry_point, own = normalise_entry_point(name), {}
+            except ValueError as exc:
+                self._add(phase, (*rel, "name"), str(exc))
+                return None
         if not self.resolve:
             return None
         cls = self._import(entry_point)
-        problem = _palaestrai_hint(cls, name, base) if isinstance(cls, str) else kind_problem(cls, base, role)
-        if problem is not None:
-            add((*rel, "name"), problem)
+        if isinstance(cls, str):
+            self._add(phase, (*rel, "name"), _palaestrai_hint(cls, name, base))
             return None
-        params = ref.get("params")
-        found = False
-        if isinstance(cls, type) and isinstance(params, dict | None):
-            for key, message in params_problems(cls, params or {}):
-                where = (*rel, "params", key) if key is not None else (*rel, "params")
-                add(where if params is not None else rel, message, at_key=key is not None)
-                found = True
-        return None if found else cls
+        problem = kind_problem(cls, base, role)
+        if problem is not None:
+            self._add(phase, (*rel, "name"), problem)
+            return None
+        if not isinstance(params, dict | None):
+            return None  # the schema reports it
+        found = params_problems(cls, {**own, **(params or {})})
+        for key, message in found:
+            where = (*rel, "params", key) if key is not None else (*rel, "params")
+            self._add(phase, where if params is not None else rel, message, at_key=key is not None)
+        if found:
+            return None
+        if entry_point in _ADAPTERS:
+            problem = typing.cast(type[_Adapter], cls).problem(**own, **(params or {}))
+            if problem is not None:
+                self._add(phase, (*rel, "name"), problem)
+                return None
+        return cls
 
     def _import(self, entry_point: str) -> type | str:
         """The class, or why it cannot be had; imported once per file."""
@@ -896,52 +939,53 @@ class _Checker:
         return self._classes[entry_point]
 
 
-class _Probe:
-    """Builds each environment once, resets it, and checks the ids the agents name
-    against the sensors and actuators it really provides (``arl-run check --probe``)."""
+def _probe(checker: _Checker, phases: list[_Phase], seed: int) -> None:
+    """Set up each environment once, as its process would, reset it, and check the ids
+    the agents name against the sensors and actuators it really provides (``arl-run
+    check --probe``). An environment is probed once per text: phases that inherit it
+    share the outcome."""
+    provided: dict[DocPath, tuple[list[str], list[str]] | str] = {}  # by the env text's path
+    for phase in phases:
+        ids: dict[str, tuple[list[str], list[str]]] = {}
+        for i, entry in enumerate(phase.body["environments"]):
+            rel: DocPath = ("environments", i, "environment")
+            env = EnvironmentFile.model_validate(entry["environment"])
+            source = phase.source(rel)
+            if source not in provided:
+                provided[source] = _probe_environment(env, phase.index, seed)
+            outcome = provided[source]
+            if isinstance(outcome, str):
+                checker._add(phase, (*rel, "name"), outcome, contextual=True)
+            else:
+                ids[env.uid] = outcome
+        for j, agent in enumerate(phase.body["agents"]):
+            for k, kind in enumerate(("sensor", "actuator")):
+                for n, qualified in enumerate(agent.get(kind + "s") or []):
+                    uid, _, local = qualified.partition(".")
+                    if uid in ids and local not in ids[uid][k]:
+                        message = _not_provided(uid, local, kind, ids[uid][k])
+                        checker._add(phase, ("agents", j, kind + "s", n), message, contextual=True)
 
-    def __init__(self, checker: _Checker, seed: int) -> None:
-        self.checker = checker
-        self.seed = seed
-        self._provided: dict[str, tuple[list[str], list[str]] | str] = {}  # by the env's text
 
-    def phases(self, phases: list[_Phase]) -> None:
-        for phase in phases:
-            ids: dict[str, tuple[list[str], list[str]]] = {}
-            for i, entry in enumerate(phase.body["environments"]):
-                env = entry["environment"]
-                rel: DocPath = ("environments", i, "environment", "name")
-                provided = self._environment(env)
-                if isinstance(provided, str):
-                    self.checker._add(phase, rel, provided, contextual=True)
-                else:
-                    ids[env["uid"]] = provided
-            for j, agent in enumerate(phase.body["agents"]):
-                for k, kind in enumerate(("sensor", "actuator")):
-                    for n, qualified in enumerate(agent.get(kind + "s") or []):
-                        uid, _, local = qualified.partition(".")
-                        if uid in ids and local not in ids[uid][k]:
-                            message = _not_provided(uid, local, kind, ids[uid][k])
-                            self.checker._add(phase, ("agents", j, kind + "s", n), message, contextual=True)
+def _probe_environment(env: EnvironmentFile, phase: int, seed: int) -> tuple[list[str], list[str]] | str:
+    """The environment's sensor and actuator ids (unqualified), or what went wrong
+    setting it up or resetting it in arl's environment conductor, in this process."""
+    from arl.conductors.environment import EnvironmentConductor
+    from arl.messages import control
+    from arl.messages.environment import Reset
 
-    def _environment(self, env: dict[str, Any]) -> tuple[list[str], list[str]] | str:
-        """The environment's sensor and actuator ids, or what went wrong building it."""
-        key = repr(sorted(env.items(), key=lambda kv: kv[0]))
-        if key not in self._provided:
-            ref = _ref(EnvironmentFile.model_validate(env))
-            where = f"probing environment {env['uid']!r}"
-            try:
-                instance = import_class(ref.entry_point)(**ref.params)
-                try:
-                    sensors = [s.id for s in instance.sensors()]
-                    actuators = [a.id for a in instance.actuators()]
-                    instance.reset(seed=derive_seed(self.seed, "probe", env["uid"]))
-                finally:
-                    instance.close()
-                self._provided[key] = (sensors, actuators)
-            except Exception as exc:
-                self._provided[key] = f"{where}: {type(exc).__name__}: {exc}"
-        return self._provided[key]
+    ref = _ref(env, Environment)
+    probe_seed = derive_seed(seed, "probe", env.uid)
+    conductor = EnvironmentConductor()
+    try:
+        ready = conductor.setup(control.SetupEnvironment(phase, env.uid, ref.entry_point, ref.params, probe_seed))
+        conductor.reset(Reset(probe_seed))
+    except Exception as exc:  # the user's environment code: whatever it raises is the finding
+        return f"probing environment {env.uid!r}: {type(exc).__name__}: {exc}"
+    finally:
+        conductor.close()
+    cut = len(env.uid) + 1
+    return [str(s[0])[cut:] for s in ready.sensors], [str(a[0])[cut:] for a in ready.actuators]
 
 
 def _not_provided(uid: str, local: str, kind: str, ids: list[str]) -> str:
@@ -975,23 +1019,32 @@ def _agent_names(phase: _Phase) -> list[str] | None:
     return [a["name"] for a in agents if isinstance(a.get("name"), str)]
 
 
+def _is_unknown_simulation(name: str) -> bool:
+    """Neither a built-in simulation's word nor a class of the user's (a palaestrAI
+    controller class counts as unknown: it is to be replaced by a word)."""
+    if name in BUILT_IN_SIMULATIONS:
+        return False
+    return not (":" in name or "." in name) or name.lower().startswith("palaestrai")
+
+
 def _unknown_controller(name: str) -> str:
     """palaestrAI names controllers by class; arl by a word. Map the one to the other."""
     lowered = name.lower()
-    if "vanilla" in lowered:
-        hint = "; did you mean 'vanilla'?"
-    elif "turn" in lowered:
-        hint = "; did you mean 'taking_turns'?"
-    else:
-        hint = _did_you_mean(name, CONTROLLERS)
+    words = list(BUILT_IN_SIMULATIONS)
+    hint = next((f"; did you mean {w!r}?" for part, w in _PALAESTRAI_CONTROLLERS.items() if part in lowered), "")
+    listed = " and ".join(map(repr, words))
     return (
-        f"unknown simulation {name!r}{hint} (arl's simulations are 'vanilla' and 'taking_turns'; "
+        f"unknown simulation {name!r}{hint or _did_you_mean(name, words)} (arl's simulations are {listed}; "
         "name a class of your own as 'module:Class')"
     )
 
 
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
+_PALAESTRAI_CONTROLLERS = {"vanilla": "vanilla", "turn": "taking_turns"}
+"""A word in the name of a palaestrAI simulation controller, and arl's simulation for it."""
+
+
+def _is_condition(cls: type | None) -> typing.TypeGuard[type[TerminationCondition]]:
+    return cls is not None and issubclass(cls, TerminationCondition)
 
 
 def _palaestrai_hint(message: str, name: str, base: type) -> str:
@@ -1022,7 +1075,7 @@ def _build_run(top: RunFile, phases: list[_Phase], models: list[PhaseFile], data
         phases=specs,
         source=text,
         document=document,
-        conditions=tuple(_ref(c) for c in top.conditions or ()),
+        conditions=tuple(_ref(c, TerminationCondition) for c in top.conditions or ()),
     )
 
 
@@ -1041,49 +1094,29 @@ def _build_phase(phase: _Phase, model: PhaseFile) -> PhaseSpec:
         episodes=config.episodes,
         workers=config.workers or config.worker or 1,
         max_steps=config.max_steps,
-        environments=tuple(EnvironmentSpec(e.environment.uid, _ref(e.environment)) for e in model.environments),
+        environments=tuple(
+            EnvironmentSpec(e.environment.uid, _ref(e.environment, Environment)) for e in model.environments
+        ),
         agents=tuple(_build_agent(a) for a in model.agents),
         simulation=SimulationSpec(
             name=model.simulation.name,
-            entry=_simulation_ref(model.simulation),
+            entry=_ref(model.simulation, Simulation),
             conditions=(
-                tuple(_ref(c) for c in conditions) if conditions is not None else (ClassRef(DEFAULT_CONDITION, {}),)
+                tuple(_ref(c, TerminationCondition) for c in conditions)
+                if conditions is not None
+                else (ClassRef(DEFAULT_CONDITION, {}),)
             ),
         ),
     )
 
 
-def _simulation_ref(simulation: SimulationFile) -> ClassRef:
-    entry = BUILT_IN_SIMULATIONS.get(simulation.name) or normalise_entry_point(simulation.name)
-    return ClassRef(entry, copy.deepcopy(dict(simulation.params or {})))
-
-
-def _ref(ref: ClassRefFile | EnvironmentFile) -> ClassRef:
+def _ref(ref: ClassRefFile | EnvironmentFile | SimulationFile, base: type) -> ClassRef:
+    """The class and params ``ref`` names in the role of a ``base`` (a shorthand expanded)."""
     params = copy.deepcopy(dict(ref.params or {}))
-    if isinstance(ref, EnvironmentFile) and ref.name.startswith(GYM_PREFIX):
-        # gym:<id> is arl's Gymnasium adapter; the params go on to gymnasium.make.
-        return ClassRef(GYM_ENVIRONMENT, {"id": ref.name.removeprefix(GYM_PREFIX), **params})
-    if isinstance(ref, EnvironmentFile) and ref.name.startswith(PETTINGZOO_PREFIX):
-        # pettingzoo:<env> is arl's PettingZoo adapter; params go on to the builder.
-        return ClassRef(PETTINGZOO_ENVIRONMENT, {"env": ref.name.removeprefix(PETTINGZOO_PREFIX), **params})
-    return ClassRef(normalise_entry_point(ref.name), params)
-
-
-GYM_PREFIX = "gym:"
-GYM_ENVIRONMENT = "arl.gym:GymEnvironment"
-PETTINGZOO_PREFIX = "pettingzoo:"
-PETTINGZOO_ENVIRONMENT = "arl.pettingzoo:PettingZooEnvironment"
-
-
-def _gym_problem(env_id: str) -> str | None:
-    """None if Gymnasium knows ``env_id``, else what is wrong, with the nearest ids."""
-    import gymnasium
-
-    if env_id in gymnasium.registry:
-        return None
-    close = difflib.get_close_matches(env_id, list(gymnasium.registry), n=3)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return f"Gymnasium has no environment {env_id!r}{hint} (an id from another package needs that package imported)"
+    shorthand = _expand(ref.name, base)
+    if shorthand is None:
+        return ClassRef(normalise_entry_point(ref.name), params)
+    return ClassRef(shorthand.entry_point, {**shorthand.params, **params})
 
 
 def _build_agent(agent: AgentFile) -> AgentSpec:
@@ -1092,9 +1125,9 @@ def _build_agent(agent: AgentFile) -> AgentSpec:
         load = LoadSpec(agent.load.phase, agent.load.agent or agent.name, agent.load.run)
     return AgentSpec(
         name=agent.name,
-        brain=_ref(agent.brain),
-        muscle=_ref(agent.muscle),
-        objective=_ref(agent.objective),
+        brain=_ref(agent.brain, Brain),
+        muscle=_ref(agent.muscle, Muscle),
+        objective=_ref(agent.objective, Objective),
         sensors=tuple(agent.sensors),
         actuators=tuple(agent.actuators),
         load=load,

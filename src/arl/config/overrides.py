@@ -23,11 +23,13 @@ class OverrideError(ValueError):
 
 @dataclass(frozen=True)
 class Override:
-    """One value to put at ``key``; ``source`` is the option as typed, for messages."""
+    """One value to put at ``key``; ``source`` is the option as typed, for messages;
+    ``swept`` says it is one value of a ``--sweep`` (which the run's uid then names)."""
 
     key: str
     value: Any
     source: str
+    swept: bool = False
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -59,10 +61,10 @@ def parse_set(text: str) -> Override:
 def parse_sweep(text: str) -> list[Override]:
     """``KEY=A,B,C`` as typed after ``--sweep``: one override per value, in order."""
     key, values = _split(text, "--sweep")
-    parts = [v for v in values.split(",")]
+    parts = values.split(",")
     if len(parts) < 2 or any(not v.strip() for v in parts):
         raise OverrideError(f"--sweep {text!r}: give two or more values separated by commas")
-    return [Override(key, _value(v, f"--sweep {text}"), f"--sweep {key}={v.strip()}") for v in parts]
+    return [Override(key, _value(v, f"--sweep {text}"), f"--sweep {key}={v.strip()}", swept=True) for v in parts]
 
 
 def combinations(sets: list[Override], sweeps: list[list[Override]]) -> list[list[Override]]:
@@ -72,16 +74,17 @@ def combinations(sets: list[Override], sweeps: list[list[Override]]) -> list[lis
 
 def sweep_suffix(chosen: list[Override]) -> str:
     """What a swept run's uid gets appended: ``[key=value,...]`` of its swept values."""
-    swept = [o for o in chosen if o.source.startswith("--sweep")]
-    return "[" + ",".join(o.source.removeprefix("--sweep ") for o in swept) + "]" if swept else ""
+    swept = [o.source.removeprefix("--sweep ") for o in chosen if o.swept]
+    return "[" + ",".join(swept) + "]" if swept else ""
 
 
 def apply(data: Any, override: Override) -> tuple[str | int, ...]:
     """Put the value into ``data`` (the parsed file) and return the path it went to.
 
-    Mappings on the way are created; list items are addressed by index, or in a list of
-    single-key mappings (the schedule) by that key. Raises OverrideError (saying where
-    the path breaks) if it runs through something that is neither.
+    Mappings on the way are created, also where the file has an empty value (``- b:``
+    holds null); list items are addressed by index, or in a list of single-key mappings
+    (the schedule) by that key. Raises OverrideError (saying where the path breaks) if it
+    runs through something that is neither.
     """
     node, path = data, override.path
     resolved: list[str | int] = []
@@ -101,16 +104,25 @@ def apply(data: Any, override: Override) -> tuple[str | int, ...]:
             if last:
                 holder[slot] = override.value
             else:
-                node = holder[slot]
+                node = _mapping_at(holder, slot)
         elif isinstance(node, dict):
             resolved.append(part)
             if last:
                 node[part] = override.value
             else:
-                node = node.setdefault(part, {})
+                node = _mapping_at(node, part)
         else:
             raise OverrideError(f"{where} is a {type(node).__name__}, it has no {part!r}")
     return tuple(resolved)
+
+
+def _mapping_at(holder: Any, slot: str | int) -> Any:
+    """``holder[slot]`` (a mapping or a list item), made an empty mapping first if it is
+    missing or null."""
+    current = holder.get(slot) if isinstance(holder, dict) else holder[slot]
+    if current is None:
+        holder[slot] = current = {}
+    return current
 
 
 def _list_index(items: list[Any], part: str, where: str) -> int:

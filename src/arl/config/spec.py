@@ -64,7 +64,7 @@ class SimulationSpec:
     """Which agents act in each step (an :class:`arl.simulation.Simulation`), and when an
     episode or the phase ends."""
 
-    name: str  # as the file wrote it: "vanilla", "taking_turns" or "module:Class"
+    name: str  # as the file wrote it: a word of arl.simulation.BUILT_IN, or "module:Class"
     entry: ClassRef
     conditions: tuple[ClassRef, ...]
 
@@ -106,7 +106,6 @@ class RunSpec:
 
 # --------------------------------------------------------------------------- file schema
 
-CONTROLLERS: tuple[str, ...] = ("vanilla", "taking_turns")  # see arl.simulation.BUILT_IN
 DEFAULT_CONDITION = "arl.conditions:EnvironmentDone"
 
 

@@ -1,8 +1,11 @@
-"""A heuristic CartPole agent: no learning, but a policy worth comparing learners to.
+"""A CartPole agent with a linear policy and a hill-climbing brain: a baseline worth
+comparing learners to.
 
-The muscle pushes the cart towards where the pole falls, weighing the pole's angle and
-angular velocity by gains the brain tunes in train mode with a simple hill climb on
-each episode's return.
+The muscle pushes the cart towards where the pole falls, weighing the cart's and the
+pole's state by four gains (at first only the pole's angle and angular velocity count).
+In train mode the brain tunes the gains by hill climbing on each episode's return; in a
+test phase the muscles keep the gains the brain starts them with (the best it found, when
+it loads a trained brain).
 """
 
 from __future__ import annotations

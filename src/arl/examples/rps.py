@@ -23,6 +23,7 @@ from pettingzoo.utils import parallel_to_aec
 from pettingzoo.utils.env import ParallelEnv
 
 from arl.api import ActuatorInfo, Brain, Experience, Muscle, SensorInfo
+from arl.examples import one_id
 
 ROCK, PAPER, SCISSORS = 0, 1, 2
 MOVES = 3
@@ -91,14 +92,14 @@ class RockPaperScissors(ParallelEnv):  # type: ignore[misc]  # PettingZoo has no
         return observations, rewards, terminations, truncations, infos
 
 
-def parallel_env(**kwargs: Any) -> RockPaperScissors:
+def parallel_env(max_cycles: int = 15, first_to: int | None = None) -> RockPaperScissors:
     """The parallel form (PettingZoo's module convention)."""
-    return RockPaperScissors(**kwargs)
+    return RockPaperScissors(max_cycles, first_to)
 
 
-def env(**kwargs: Any) -> Any:
+def env(max_cycles: int = 15, first_to: int | None = None) -> Any:
     """The AEC form: the players move one after the other, the round is scored after both."""
-    return parallel_to_aec(RockPaperScissors(**kwargs))
+    return parallel_to_aec(RockPaperScissors(max_cycles, first_to))
 
 
 def best_responses(counts: Sequence[float]) -> list[int]:
@@ -109,27 +110,27 @@ def best_responses(counts: Sequence[float]) -> list[int]:
     return [move for move in range(MOVES) if np.isclose(expected[move], best)]
 
 
-def _one(ids: Sequence[str], suffix: str, role: str) -> str:
-    found = [i for i in ids if i.endswith(suffix)]
-    if len(found) != 1:
-        raise ValueError(f"the rock-paper-scissors {role} needs exactly one id ending in {suffix!r}, got {list(ids)}")
-    return found[0]
+class _PlayerMuscle(Muscle):
+    """A muscle that sets its agent's one ``.action`` actuator, with a seeded generator."""
 
-
-class CounterMuscle(Muscle):
-    """Plays the best response to the opponent's move counts its brain sends (ties drawn
-    at random); a random move instead with probability ``epsilon``."""
-
-    def __init__(self, epsilon: float = 0.1) -> None:
-        self.epsilon = epsilon
-        self.counts = np.ones(MOVES)
+    def __init__(self) -> None:
         self._rng = np.random.default_rng(0)
         self._action = ""
 
     def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
         super().setup(sensors, actuators, seed)
         self._rng = np.random.default_rng(seed)
-        self._action = _one([a.id for a in actuators], ".action", "muscle")
+        self._action = one_id([a.id for a in actuators], ".action", "the rock-paper-scissors muscle")
+
+
+class CounterMuscle(_PlayerMuscle):
+    """Plays the best response to the opponent's move counts its brain sends (ties drawn
+    at random); a random move instead with probability ``epsilon``."""
+
+    def __init__(self, epsilon: float = 0.1) -> None:
+        super().__init__()
+        self.epsilon = epsilon
+        self.counts = np.ones(MOVES)
 
     def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
         if self._rng.random() < self.epsilon:
@@ -153,7 +154,7 @@ class FrequencyBrain(Brain):
 
     def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
         super().setup(sensors, actuators, seed)
-        self._obs = _one([s.id for s in sensors], ".obs", "brain")
+        self._obs = one_id([s.id for s in sensors], ".obs", "the rock-paper-scissors brain")
 
     def learn(self, experience: Experience) -> Any:
         move = int(experience.next_inputs[self._obs])
@@ -172,21 +173,15 @@ class FrequencyBrain(Brain):
         self.counts = np.asarray(json.loads((directory / "frequencies.json").read_text())["counts"], dtype=float)
 
 
-class BiasedMuscle(Muscle):
+class BiasedMuscle(_PlayerMuscle):
     """Draws rock, paper and scissors with the fixed probabilities ``weights`` (normalised)."""
 
     def __init__(self, weights: Sequence[float] = (0.5, 0.3, 0.2)) -> None:
+        super().__init__()
         p = np.asarray(weights, dtype=float)
         if p.shape != (MOVES,) or np.any(p < 0) or p.sum() <= 0:
             raise ValueError(f"weights must be three non-negative numbers, not all 0; got {list(weights)}")
         self.p = p / p.sum()
-        self._rng = np.random.default_rng(0)
-        self._action = ""
-
-    def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
-        super().setup(sensors, actuators, seed)
-        self._rng = np.random.default_rng(seed)
-        self._action = _one([a.id for a in actuators], ".action", "muscle")
 
     def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
         return {self._action: int(self._rng.choice(MOVES, p=self.p))}

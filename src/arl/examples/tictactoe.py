@@ -22,6 +22,7 @@ from pettingzoo.utils import AgentSelector, AssertOutOfBoundsWrapper, OrderEnfor
 from pettingzoo.utils.env import AECEnv
 
 from arl.api import ActuatorInfo, Muscle, SensorInfo
+from arl.examples import one_id
 
 SQUARES = 9
 LINES = ((0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6))
@@ -155,8 +156,12 @@ class MinimaxMuscle(Muscle):
     def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
         super().setup(sensors, actuators, seed)
         self._rng = np.random.default_rng(seed)
-        ids = [s.id for s in sensors]
-        self._ids = (_one(ids, ".observation"), _one(ids, ".action_mask"), _one([a.id for a in actuators], ".action"))
+        ids, who = [s.id for s in sensors], "the tic-tac-toe muscle"
+        self._ids = (
+            one_id(ids, ".observation", who),
+            one_id(ids, ".action_mask", who),
+            one_id([a.id for a in actuators], ".action", who),
+        )
 
     def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
         observation_id, mask_id, action_id = self._ids
@@ -169,10 +174,3 @@ class MinimaxMuscle(Muscle):
         squares = [1 if mine else 2 if theirs else 0 for mine, theirs in planes.tolist()]
         moves = best_moves(squares)
         return {action_id: moves[int(self._rng.integers(len(moves)))]}
-
-
-def _one(ids: Sequence[str], suffix: str) -> str:
-    found = [i for i in ids if i.endswith(suffix)]
-    if len(found) != 1:
-        raise ValueError(f"the tic-tac-toe muscle needs exactly one id ending in {suffix!r}, got {list(ids)}")
-    return found[0]

@@ -20,6 +20,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from arl.conditions import PhaseSummary
 from arl.config.spec import RunSpec
 
 
@@ -73,6 +74,7 @@ class WorkerDone:
     steps: int
     reason: str  # "episodes", "interrupted" or a condition's reason
     ends_run: bool = False  # the reason came from a run-level condition
+    returns: dict[str, list[float]] = field(default_factory=dict)  # per agent, each episode's return
 
 
 @dataclass(frozen=True)
@@ -163,10 +165,10 @@ class RecordPhaseEnded:
 
 @dataclass(frozen=True)
 class CheckRun:
-    """Ask the run-level conditions, now that phase ``phase`` ended for ``reason``."""
+    """Ask the run-level conditions about :attr:`RunMachine.history`, now that phase
+    ``phase`` has ended."""
 
     phase: int
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -197,13 +199,6 @@ Command = (
 
 
 @dataclass
-class Totals:
-    phases: int = 0
-    episodes: int = 0
-    steps: int = 0
-
-
-@dataclass
 class RunMachine:
     """The run's state. Feed it events with :meth:`handle`; execute what it returns."""
 
@@ -213,8 +208,9 @@ class RunMachine:
     phase_step: PhaseStep | None = None
     outcome: Outcome | None = None
     error: str | None = None
-    totals: Totals = field(default_factory=Totals)
+    history: list[PhaseSummary] = field(default_factory=list)  # every phase that ended, in order
     end_reason: str | None = None  # the run-level condition that ended the run
+    ended_by_worker: int | None = None  # the worker whose run-level condition it was, if one
     _workers_done: dict[int, WorkerDone] = field(default_factory=dict)
     _interrupting: bool = False
 
@@ -275,15 +271,12 @@ class RunMachine:
         if not self._in_phase(event.phase, PhaseStep.SETTING_UP):
             return []
         self.phase_step = PhaseStep.STEPPING
-        self._workers_done.clear()
         return [RunWorkers(event.phase)]
 
     def _on_WorkerDone(self, event: WorkerDone) -> list[Command]:
         if not self._in_phase(event.phase, PhaseStep.STEPPING) or event.worker in self._workers_done:
             return []
         self._workers_done[event.worker] = event
-        self.totals.episodes += event.episodes
-        self.totals.steps += event.steps
         if len(self._workers_done) < self.spec.phases[event.phase].workers:
             return []
         if self._interrupting:
@@ -304,19 +297,36 @@ class RunMachine:
         reasons = sorted({d.reason for d in self._workers_done.values()} - {"episodes"})
         return ",".join(reasons) or "completed"
 
+    def _summarise(self, reason: str) -> None:
+        """Add the current phase, as its workers reported it, to :attr:`history`."""
+        phase = self.spec.phases[self.phase]
+        done = [self._workers_done[w] for w in sorted(self._workers_done)]
+        returns: dict[str, list[float]] = {}
+        for worker in done:
+            for agent, values in worker.returns.items():
+                returns.setdefault(agent, []).extend(values)
+        episodes, steps = sum(d.episodes for d in done), sum(d.steps for d in done)
+        self.history.append(PhaseSummary(phase.name, phase.mode, reason, episodes, steps, returns))
+
     def _phase_ended(self) -> list[Command]:
         reason = self.phase_reason()
-        self.totals.phases += 1
+        self._summarise(reason)
+        ended = RecordPhaseEnded(self.phase, reason)
+        by_worker = next((d for w, d in sorted(self._workers_done.items()) if d.ends_run), None)
+        if by_worker is not None:  # a worker's run-level condition already ended the run
+            self.ended_by_worker = by_worker.worker
+            return [ended, *self._finish_run(by_worker.reason)]
         self.phase_step = PhaseStep.CHECKING
-        return [RecordPhaseEnded(self.phase, reason), CheckRun(self.phase, reason)]
+        return [ended, CheckRun(self.phase)]
 
     def _on_RunChecked(self, event: RunChecked) -> list[Command]:
         if not self._in_phase(event.phase, PhaseStep.CHECKING):
             return []
-        ended_by_worker = [d.reason for d in self._workers_done.values() if d.ends_run]
-        reason = ended_by_worker[0] if ended_by_worker else event.reason
-        if reason is None and self.phase + 1 < len(self.spec.phases):
+        if event.reason is None and self.phase + 1 < len(self.spec.phases):
             return self._enter_phase(self.phase + 1)
+        return self._finish_run(event.reason)
+
+    def _finish_run(self, reason: str | None) -> list[Command]:
         self.outcome = Outcome.FINISHED
         self.end_reason = reason
         self.phase_step = None
@@ -325,12 +335,15 @@ class RunMachine:
 
     def _enter_phase(self, index: int) -> list[Command]:
         self.phase, self.phase_step = index, PhaseStep.SETTING_UP
+        self._workers_done.clear()
         return [RecordPhaseStarted(index), SetupPhase(index)]
 
     def _stop(self, *, phase_reason: str) -> list[Command]:
         commands: list[Command] = []
         if self.state is RunState.RUNNING and self.phase_step not in (None, PhaseStep.CHECKING):
             commands.append(RecordPhaseEnded(self.phase, phase_reason))  # (a checked phase has ended)
+            if len(self._workers_done) == self.spec.phases[self.phase].workers:
+                self._summarise(phase_reason)  # every worker reported: what it ran is known
         self.phase_step = None
         self.state = RunState.STOPPING
         commands.append(StopChildren())

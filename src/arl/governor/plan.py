@@ -10,20 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from arl.conductors.service import agent_service, controller_service, env_service
 from arl.config.spec import RunSpec
 from arl.proc.child import ChildSpec
-
-
-def env_service(uid: str, worker: int) -> str:
-    return f"env.{uid}.{worker}"
-
-
-def agent_service(name: str) -> str:
-    return f"agent.{name}"
-
-
-def controller_service(worker: int) -> str:
-    return f"controller.{worker}"
 
 
 @dataclass(frozen=True)

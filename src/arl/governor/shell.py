@@ -25,21 +25,22 @@ import zmq.asyncio
 
 import arl
 from arl import codec
-from arl.classref import import_class
-from arl.conditions import PhaseSummary, RunView, TerminationCondition
-from arl.conductors.controller import raise_failures
-from arl.conductors.service import HEARTBEAT, LIVENESS
+from arl.classref import build
+from arl.conditions import RunView, TerminationCondition
+from arl.conductors.service import HEARTBEAT, LIVENESS, agent_service, controller_service, env_service
 from arl.config.spec import AgentSpec, ClassRef, PhaseSpec, RunSpec
 from arl.errors import ArlError, ComponentCrashed
 from arl.governor import machine as m
 from arl.governor.options import RunOptions, describe_exit
-from arl.governor.plan import Plan, agent_service, controller_service, env_service, plan_children
+from arl.governor.plan import Plan, plan_children
 from arl.mdp.broker import Broker
 from arl.mdp.client import MdpClient
 from arl.messages import control, executor, store
+from arl.messages.common import raise_failures
 from arl.proc.child import ChildContext, SupervisedChild
 from arl.seeding import derive_seed
-from arl.store.writer import StoreWriter, short_error
+from arl.store.engine import short_error
+from arl.store.writer import StoreWriter
 
 log = logging.getLogger("arl.governor")
 
@@ -66,10 +67,6 @@ class GovernorShell:
         self.run_id: int | None = None
         self.checkpoints: dict[tuple[str, str], str] = {}  # (phase name, agent) -> directory
         self.started = time.time()
-        self.history: list[PhaseSummary] = []  # ended phases, for the run-level conditions
-        self._returns: dict[int, dict[int, dict[str, list[float]]]] = {}  # phase -> worker -> agent -> returns
-        self.run_conditions: list[TerminationCondition] | None = None  # built when first asked
-        self._run_ended_in: set[int] = set()  # phases in which a worker's run condition fired
         self._events: asyncio.Queue[m.Event] = asyncio.Queue()
         self._activities: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []  # listeners and watchers, cancelled at the end
@@ -177,8 +174,8 @@ class GovernorShell:
                 await self._record(store.PhaseStarted(phase, p.name, p.mode, time.time()), flush=True)
             case m.RecordPhaseEnded(phase=phase, reason=reason):
                 await self._record(store.PhaseEnded(phase, reason, time.time()))
-            case m.CheckRun(phase=phase, reason=reason):
-                self._activity(functools.partial(self._check_run, self.spec.phases[phase], reason))
+            case m.CheckRun(phase=phase):
+                self._activity(functools.partial(self._check_run, phase))
             case m.StopChildren():
                 for task in list(self._activities):
                     task.cancel()
@@ -193,13 +190,6 @@ class GovernorShell:
                 await self._record(store.Event("failed", {"error": error}, time.time()))
             case m.StopRequested(reason=reason):
                 await self._record(store.Event("stop_requested", {"reason": reason}, time.time()))
-            case m.WorkerDone(ends_run=True, phase=phase, worker=worker, reason=reason):
-                self._run_ended_in.add(phase)
-                detail = {"phase": self.spec.phases[phase].name, "worker": worker, "reason": reason}
-                await self._record(store.Event("run_condition", detail, time.time()))
-            case m.RunChecked(phase=phase, reason=str(reason)) if phase not in self._run_ended_in:
-                detail = {"phase": self.spec.phases[phase].name, "reason": reason}
-                await self._record(store.Event("run_condition", detail, time.time()))
 
     # -- commands -----------------------------------------------------------------
 
@@ -287,15 +277,12 @@ class GovernorShell:
                 f"phase {phase.name}: agent {agent.name} names ids no environment provides: {', '.join(missing)}"
             )
 
-        def ref(r: Any) -> list[Any]:
-            return [r.entry_point, dict(r.params)]
-
         return control.SetupAgent(
             phase.index,
             agent.name,
-            ref(agent.brain),
-            ref(agent.muscle),
-            ref(agent.objective),
+            _wire(agent.brain),
+            _wire(agent.muscle),
+            _wire(agent.objective),
             [[s, sensors[s]] for s in agent.sensors],
             [[a, actuators[a]] for a in agent.actuators],
             phase.workers,
@@ -337,16 +324,13 @@ class GovernorShell:
                 raise ArlError(f"service {service} is not registered with the broker")
             endpoints[service] = metadata["direct"]
 
-        def ref(r: ClassRef) -> list[Any]:
-            return [r.entry_point, dict(r.params)]
-
         request = control.RunPhase(
             phase.index,
             phase.name,
             worker,
-            ref(phase.simulation.entry),
-            [ref(c) for c in phase.simulation.conditions],
-            [ref(c) for c in self.spec.conditions],
+            _wire(phase.simulation.entry),
+            [_wire(c) for c in phase.simulation.conditions],
+            [_wire(c) for c in self.spec.conditions],
             phase.episodes,
             phase.max_steps,
             {a.name: [list(a.sensors), list(a.actuators)] for a in phase.agents},
@@ -354,28 +338,29 @@ class GovernorShell:
             endpoints,
             derive_seed(self.spec.seed, phase.name, "worker", worker),
             self.started,
-            [dataclasses.asdict(h) for h in self.history],
+            [dataclasses.asdict(h) for h in self.machine.history],
         )
         done = await self._request(controller_service(worker), request, self.options.timeouts.phase)
-        self._returns.setdefault(done.phase, {})[done.worker] = done.returns
-        return m.WorkerDone(done.phase, done.worker, done.episodes, done.steps, done.reason, done.ends_run)
+        return m.WorkerDone(
+            done.phase, done.worker, done.episodes, done.steps, done.reason, done.ends_run, done.returns
+        )
 
-    async def _check_run(self, phase: PhaseSpec, reason: str) -> m.Event:
-        """Summarise the phase that ended and ask the run-level conditions about the run."""
-        by_worker = self._returns.pop(phase.index, {})
-        returns = {a.name: [r for w in sorted(by_worker) for r in by_worker[w].get(a.name, [])] for a in phase.agents}
-        episodes = sum(len(next(iter(r.values()), [])) for r in by_worker.values())
-        steps = self.machine.totals.steps - sum(h.steps for h in self.history)
-        self.history.append(PhaseSummary(phase.name, phase.mode, reason, episodes, steps, returns))
-        if self.run_conditions is None:
-            self.run_conditions = [import_class(c.entry_point)(**c.params) for c in self.spec.conditions]
-        view = RunView(time.time() - self.started, tuple(self.history))
+    @functools.cached_property
+    def run_conditions(self) -> list[TerminationCondition]:
+        """Built when first asked (inside an activity, so a constructor that raises fails the run)."""
+        return [
+            build(c.entry_point, c.params, TerminationCondition, "termination condition") for c in self.spec.conditions
+        ]
+
+    async def _check_run(self, phase: int) -> m.Event:
+        """Ask the run-level conditions about the run so far (the machine's history)."""
+        view = RunView(time.time() - self.started, tuple(self.machine.history))
         for condition in self.run_conditions:
             ended = condition.run_over(view)
             if ended is not None:
-                log.info("run %s: %s ends the run after phase %s", self.spec.uid, ended, phase.name)
-                return m.RunChecked(phase.index, ended)
-        return m.RunChecked(phase.index, None)
+                log.info("run %s: %s ends the run after phase %s", self.spec.uid, ended, view.phases[-1].name)
+                return m.RunChecked(phase, ended)
+        return m.RunChecked(phase, None)
 
     async def _save_brains(self, phase: PhaseSpec) -> m.Event:
         root = Path(self.options.checkpoint_dir) / f"{self.spec.uid}-{self.run_id}" / phase.name
@@ -418,6 +403,11 @@ class GovernorShell:
                     log.error("could not stop arl[%s]: %s", child.spec.label, result)
 
     async def _finish(self, outcome: m.Outcome, error: str | None, reason: str) -> None:
+        if self.machine.end_reason is not None:  # a run-level condition ended the run
+            detail: dict[str, Any] = {"phase": self.machine.history[-1].name, "reason": self.machine.end_reason}
+            if self.machine.ended_by_worker is not None:
+                detail["worker"] = self.machine.ended_by_worker
+            await self._record(store.Event("run_condition", detail, time.time()))
         ended = store.RunEnded(outcome.value, error, time.time(), reason)
         await self._record(ended, flush=True)
         if self.writer.error is not None and self.run_id is not None:  # once more, on a connection of its own
@@ -431,18 +421,10 @@ class GovernorShell:
         await self._report(self._outcome)
 
     def _record_end_directly(self, ended: store.RunEnded) -> None:
-        from arl.store.engine import open_store
-        from arl.store.query import end_run
+        from arl.store.query import end_run_at
 
         assert self.run_id is not None
-        try:
-            engine = open_store(self.options.store_url)
-            try:
-                end_run(engine, self.run_id, ended.status, ended.error)
-            finally:
-                engine.dispose()
-        except Exception as exc:  # the store is broken: the outcome still reaches the executor
-            log.error("run %s: could not record its end in the store: %s", self.spec.uid, short_error(exc))
+        end_run_at(self.options.store_url, self.run_id, ended.status, ended.error, ended.reason)
 
     # -- the executor link --------------------------------------------------------
 
@@ -468,6 +450,11 @@ class GovernorShell:
     async def _report(self, message: Any) -> None:
         if self._control is not None:
             await self._control.send(codec.encode(message))
+
+
+def _wire(ref: ClassRef) -> list[Any]:
+    """A class reference as messages carry it: ``[entry point, params]``."""
+    return [ref.entry_point, dict(ref.params)]
 
 
 async def main(ctx: ChildContext) -> None:

@@ -11,7 +11,7 @@
     results.plot_returns("dummy-run", "returns.png")
 
 A run is named by its uid (the newest run with that uid) or its database id. ``store`` is a
-SQLAlchemy URL, the path of a SQLite file, an open engine, or None for
+SQLAlchemy URL, a ``pathlib.Path`` to a SQLite file, an open engine, or None for
 ``$ARL_STORE_URL``, else ``sqlite:///arl.db``. Needs pandas (DataFrames), pyarrow
 (Parquet) and matplotlib (plots): ``pip install 'arl-core[results]'``.
 """
@@ -21,11 +21,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from arl.results.files import export
-    from arl.results.frames import actions, episodes, events, phases, returns, runs, steps
-    from arl.results.plot import plot_returns
-    from arl.results.queries import RunNotFound, Store, StoreNotFound
+if TYPE_CHECKING:  # `import x as x`: re-exported, for the type checker
+    from arl.results.files import export as export
+    from arl.results.frames import actions as actions
+    from arl.results.frames import episodes as episodes
+    from arl.results.frames import events as events
+    from arl.results.frames import phases as phases
+    from arl.results.frames import returns as returns
+    from arl.results.frames import runs as runs
+    from arl.results.frames import steps as steps
+    from arl.results.plot import plot_returns as plot_returns
+    from arl.results.queries import RunNotFound as RunNotFound
+    from arl.results.queries import Store as Store
+    from arl.results.queries import StoreNotFound as StoreNotFound
 
 # `arl-run` imports arl.results.commands, and so this package, whenever it starts: this
 # module must not import SQLAlchemy or pandas. Each name is imported from its module the
@@ -45,20 +53,7 @@ _MODULES = {
     "Store": "arl.results.queries",
 }
 
-__all__ = [
-    "RunNotFound",
-    "Store",
-    "StoreNotFound",
-    "actions",
-    "episodes",
-    "events",
-    "export",
-    "phases",
-    "plot_returns",
-    "returns",
-    "runs",
-    "steps",
-]
+__all__ = sorted(_MODULES)
 
 
 def __getattr__(name: str) -> Any:

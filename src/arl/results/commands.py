@@ -10,19 +10,16 @@ import contextlib
 import csv
 import io
 import json
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from arl.errors import ArlError
 from arl.results.common import FORMATS, TABLES
-
-EXIT_FAILED = 1
-
-F = TypeVar("F", bound=Callable[..., Any])
+from arl.store.commands import fail, store_option
+from arl.store.location import URL_ENV_VAR
 
 
 @contextlib.contextmanager
@@ -32,17 +29,10 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except ArlError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
+        from arl.store.engine import StoreNotFound  # here: SQLAlchemy is not imported at start
 
-
-def _store_option(command: F) -> F:
-    return click.option(
-        "--store",
-        metavar="URL",
-        default=None,
-        help="SQLAlchemy URL of the store [default: $ARL_STORE_URL, else sqlite:///arl.db].",
-    )(command)
+        hint = f": give --store URL or set {URL_ENV_VAR}" if isinstance(exc, StoreNotFound) else ""
+        fail(f"{exc}{hint}")
 
 
 @click.group("results")
@@ -55,7 +45,7 @@ def results_group() -> None:
 
 
 @results_group.command("list")
-@_store_option
+@store_option
 @click.option("--experiment", metavar="UID", help="Only runs of this experiment_uid.")
 @click.option("--status", metavar="STATUS", help="Only runs with this status (finished, failed, interrupted, running).")
 @click.option("--uid", metavar="UID", help="Only runs with this uid; * matches anything: --uid 'sweep*'.")
@@ -73,7 +63,7 @@ def list_runs(
 
         with q.reading(store) as reader:
             runs = q.run_records(reader, experiment=experiment, status=status, uid=uid, last=last)
-            if not runs and not q.run_records(reader, last=1):
+            if not runs and not q.any_runs(reader):
                 raise ArlError(f"the store {reader.location} holds no runs yet")
     if fmt == "json":
         click.echo(json.dumps([{k: _plain(v) for k, v in r.items()} for r in runs], indent=2))
@@ -97,7 +87,7 @@ def _plain(value: Any) -> Any:
 
 @results_group.command()
 @click.argument("run")
-@_store_option
+@store_option
 def show(run: str, store: str | None) -> None:
     """Show run RUN: how it went, its phases, and each agent's return per episode."""
     with _errors():
@@ -106,12 +96,10 @@ def show(run: str, store: str | None) -> None:
 
         with q.reading(store) as reader:
             found = q.find_run(reader, run)
-            checkpoints = q.checkpoint_count(reader, found["id"])
             phases = q.phase_records(reader, found["id"])
-            episodes, columns = q.episode_table(reader, found["id"], rewards=False)
+            episodes = q.episode_table(reader, found["id"], rewards=False)
             events = q.event_records(reader, found["id"])
-    agents = [column.removeprefix("return.") for column in columns if column.startswith("return.")]
-    click.echo(report.show(found, checkpoints, phases, episodes, agents, events))
+    click.echo(report.show(found, phases, episodes.records, episodes.agents, events))
 
 
 @results_group.command()
@@ -119,21 +107,22 @@ def show(run: str, store: str | None) -> None:
 @click.option("--table", type=click.Choice(TABLES), default="steps", show_default=True, help="What to export.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="[default: from the suffix of PATH]")
 @click.option("--output", "-o", "path", required=True, type=click.Path(dir_okay=False), help="The file to write.")
-@_store_option
+@store_option
 def export(run: str, table: str, fmt: str | None, path: str, store: str | None) -> None:
     """Export a table of run RUN to a CSV or Parquet file, one column per sensor,
     setpoint and reward id. Reads in chunks: any size of run fits in memory."""
     with _errors():
         from arl.results.files import export as write
+        from arl.results.report import counted
 
         rows = write(run, path, table=table, format=fmt, store=store)
-    click.echo(f"{rows} row{'' if rows == 1 else 's'} of {table} written to {path}")
+    click.echo(f"{counted(rows, 'row')} of {table} written to {path}")
 
 
 @results_group.command()
 @click.argument("run")
 @click.option("--output", "-o", "path", type=click.Path(dir_okay=False), help="[default: <run uid>-returns.png]")
-@_store_option
+@store_option
 def plot(run: str, path: str | None, store: str | None) -> None:
     """Plot each agent's return per episode of run RUN, across its phases, to a PNG."""
     with _errors():

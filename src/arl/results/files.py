@@ -54,8 +54,9 @@ def export(
         fixed, chunks = _source(reader, q.find_run(reader, run)["id"], table, chunk_rows)
         columns, kinds, last_id = _survey(fixed, chunks(None))
         rows = chunks(last_id or 0)  # ids start at 1: no row seen, none read
-        write = _write_csv if fmt == "csv" else _write_parquet
-        return _atomically(path, lambda partial: write(partial, columns, kinds, rows))
+        if fmt == "csv":
+            return _atomically(path, lambda partial: _write_csv(partial, columns, rows))
+        return _atomically(path, lambda partial: _write_parquet(partial, columns, kinds, rows))
 
 
 def format_of(path: Path, given: str | None) -> str:
@@ -71,11 +72,10 @@ def format_of(path: Path, given: str | None) -> str:
 def _source(reader: q.Reader, run_id: int, table: str, chunk_rows: int) -> tuple[tuple[str, ...], Chunks]:
     """The columns every file of ``table`` has, and its rows."""
     if table == "episodes":  # one row an episode: they fit in memory
-        records, columns = q.episode_table(reader, run_id)
-        return tuple(columns), lambda _last_id: iter([records])
-    if table == "steps":
-        return q.STEP_COLUMNS, lambda last_id: q.step_chunks(reader, run_id, up_to_id=last_id, chunk_rows=chunk_rows)
-    return q.ACTION_COLUMNS, lambda last_id: q.action_chunks(reader, run_id, up_to_id=last_id, chunk_rows=chunk_rows)
+        episodes = q.episode_table(reader, run_id)
+        return tuple(episodes.columns), lambda _last_id: iter([episodes.records])
+    flat = q.FLAT_TABLES[table]
+    return flat.columns, lambda last_id: q.flat_chunks(reader, run_id, flat, up_to_id=last_id, chunk_rows=chunk_rows)
 
 
 def _survey(
@@ -128,7 +128,7 @@ def _atomically(path: Path, write: Callable[[Path], int]) -> int:
     return written
 
 
-def _write_csv(path: Path, columns: list[str], _kinds: dict[str, set[str]], chunks: Iterable[list[Record]]) -> int:
+def _write_csv(path: Path, columns: list[str], chunks: Iterable[list[Record]]) -> int:
     written = 0
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)

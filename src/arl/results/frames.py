@@ -6,7 +6,7 @@ question and closes it again, so a notebook can call them while a run is writing
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from arl.results import queries as q
@@ -66,8 +66,8 @@ def episodes(run: str | int, store: Store = None, *, rewards: bool = True) -> pd
     episode's steps (this reads every step of the run).
     """
     with q.reading(store) as reader:
-        records, columns = q.episode_table(reader, q.find_run(reader, run)["id"], rewards=rewards)
-    return _frame(records, columns)
+        table = q.episode_table(reader, q.find_run(reader, run)["id"], rewards=rewards)
+    return _frame(table.records, table.columns)
 
 
 RETURN_COLUMNS = ("phase", "phase_name", "mode", "worker", "episode", "agent", "return")
@@ -93,9 +93,7 @@ def steps(run: str | int, store: Store = None, *, phase: PhaseKey = None) -> pd.
     ``episode_id, phase, worker, episode, step, env_uid, terminated, truncated``, then one
     column per sensor (``sensors.env.s0``) and reward (``rewards.env.reward``). A value
     that is a list stays a list. For runs too big for memory: ``export``."""
-    with q.reading(store) as reader:
-        run_id = q.find_run(reader, run)["id"]
-        return _flat_frame(q.step_chunks(reader, run_id, phase=phase), q.STEP_COLUMNS)
+    return _flat_frame(run, store, q.STEPS, phase)
 
 
 def actions(run: str | int, store: Store = None, *, phase: PhaseKey = None) -> pd.DataFrame:
@@ -103,21 +101,21 @@ def actions(run: str | int, store: Store = None, *, phase: PhaseKey = None) -> p
     worker, episode, step, agent, objective``, then one column per input
     (``inputs.env.s0``), setpoint (``setpoints.env.a0``) and reward (``rewards.env.reward``);
     NaN where an agent has no such id."""
-    with q.reading(store) as reader:
-        run_id = q.find_run(reader, run)["id"]
-        return _flat_frame(q.action_chunks(reader, run_id, phase=phase), q.ACTION_COLUMNS)
+    return _flat_frame(run, store, q.ACTIONS, phase)
 
 
-def _flat_frame(chunks: Iterable[list[Record]], fixed: tuple[str, ...]) -> pd.DataFrame:
-    """One frame of all ``chunks``, built a chunk at a time: a frame holds a run's steps in
-    a fraction of the memory their records take."""
+def _flat_frame(run: str | int, store: Store, table: q.FlatTable, phase: PhaseKey) -> pd.DataFrame:
+    """One frame of ``run``'s rows of ``table``, built a chunk at a time: a frame holds a
+    run's steps in a fraction of the memory their records take."""
     pandas: Any = require("pandas", "arl.results' DataFrames")
-    frames = [pandas.DataFrame(chunk).drop(columns="_id") for chunk in chunks]
+    with q.reading(store) as reader:
+        chunks = q.flat_chunks(reader, q.find_run(reader, run)["id"], table, phase=phase)
+        frames = [pandas.DataFrame(chunk).drop(columns="_id") for chunk in chunks]
     if not frames:
-        return _frame([], fixed)
+        return _frame([], table.columns)
     whole = pandas.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     # A chunk where an id held only nulls gave it object dtype: numbers again after concat.
-    return whole[q.column_order(fixed, whole.columns)].infer_objects()
+    return whole[q.column_order(table.columns, whole.columns)].infer_objects()
 
 
 def _frame(records: list[Record], columns: Sequence[str]) -> pd.DataFrame:

@@ -36,8 +36,7 @@ def plot_returns(run: str | int, path: str | os.PathLike[str] | None = None, sto
     """
     with q.reading(store) as reader:
         found = q.find_run(reader, run)
-        records, columns = q.episode_table(reader, found["id"], rewards=False)
-    agents = [column.removeprefix("return.") for column in columns if column.startswith("return.")]
+        records, _columns, agents = q.episode_table(reader, found["id"], rewards=False)
     if not records or not agents:
         raise ArlError(f"run {found['uid']} (run id {found['id']}) has no agent actions to plot")
     target = Path(path) if path is not None else default_path(found["uid"])

@@ -3,8 +3,7 @@
 Every query starts from one run and walks down its indexed parent columns (run ->
 phases -> episodes -> steps and actions), in portable SQL that SQLite and PostgreSQL
 both run; JSON columns come back as dicts on both. The big tables are read in chunks
-(:func:`step_chunks`, :func:`action_chunks`) so that memory stays bounded however long
-the run was.
+(:func:`flat_chunks`) so that memory stays bounded however long the run was.
 """
 
 from __future__ import annotations
@@ -16,19 +15,18 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, case, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from arl.errors import ArlError
-from arl.store.engine import describe_location, open_store
+from arl.store.engine import StoreNotFound as StoreNotFound
+from arl.store.engine import describe_location, open_store, short_error
 from arl.store.location import store_url
-from arl.store.query import interrupt_dead_runs
+from arl.store.query import interrupt_dead_runs, run_count_columns
 from arl.store.schema import (
     AgentActionRow,
-    CheckpointRow,
     EnvironmentStepRow,
     EpisodeRow,
     EventRow,
@@ -43,8 +41,9 @@ if TYPE_CHECKING:
     Query = Select[*tuple[Any, ...]]
 
 Store = str | os.PathLike[str] | Engine | None
-"""A store to read: a SQLAlchemy URL, the path of a SQLite file, an open engine (left
-open), or None for ``$ARL_STORE_URL``, else ``sqlite:///arl.db``."""
+"""A store to read: a SQLAlchemy URL, a :class:`pathlib.Path` to a SQLite file, an open
+engine (left open), or None for ``$ARL_STORE_URL``, else ``sqlite:///arl.db``. A ``str``
+is always a URL."""
 
 Record = dict[str, Any]
 PhaseKey = int | str | None
@@ -54,10 +53,6 @@ CHUNK_ROWS = 5_000
 """Rows of steps or actions held in memory at a time."""
 
 SUGGESTIONS = 5
-
-
-class StoreNotFound(ArlError):
-    """The store to read does not exist (reading never creates one)."""
 
 
 class RunNotFound(ArlError):
@@ -88,77 +83,55 @@ class Reader:
 
 @contextlib.contextmanager
 def reading(store: Store = None) -> Iterator[Reader]:
-    """A connection to ``store`` for reading; a failing query becomes an :class:`ArlError`.
+    """A connection to ``store`` for reading, once the runs of this host whose process died
+    are marked INTERRUPTED (:func:`arl.store.query.interrupt_dead_runs`); a failing query
+    becomes an :class:`ArlError`.
 
-    A SQLite file that does not exist is :class:`StoreNotFound` instead of a new, empty
-    store. An engine given is left open; one opened here is disposed on exit.
+    Reading never creates a store: a SQLite file that does not exist, or a database
+    without arl's schema, is :class:`StoreNotFound`. An engine given is left open; one
+    opened here is disposed on exit.
     """
+    with _engine(store) as engine:
+        location = describe_location(engine.url.render_as_string(hide_password=False))
+        try:
+            interrupt_dead_runs(engine)  # a run whose process died shows as what it is
+            with engine.connect() as conn:
+                yield Reader(conn, location)
+        except SQLAlchemyError as exc:
+            raise ArlError(f"reading the store {location} failed: {short_error(exc)}") from exc
+
+
+@contextlib.contextmanager
+def _engine(store: Store) -> Iterator[Engine]:
     if isinstance(store, Engine):
-        with _read(store, describe_location(store.url.render_as_string(hide_password=False))) as reader:
-            yield reader
+        yield store
         return
     url = f"sqlite:///{os.path.abspath(os.fspath(store))}" if isinstance(store, os.PathLike) else store_url(store)
-    location = describe_location(url)
-    if _is_missing_sqlite_file(url):
-        raise StoreNotFound(f"no store at {location}: give --store URL or set ARL_STORE_URL")
-    engine = open_store(url)
+    engine = open_store(url, create=False)
     try:
-        interrupt_dead_runs(engine)  # a run whose process died shows as what it is: INTERRUPTED
-        with _read(engine, location) as reader:
-            yield reader
+        yield engine
     finally:
         engine.dispose()
 
 
-@contextlib.contextmanager
-def _read(engine: Engine, location: str) -> Iterator[Reader]:
-    try:
-        with engine.connect() as conn:
-            yield Reader(conn, location)
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        raise ArlError(f"reading the store {location} failed: {type(cause).__name__}: {cause}") from exc
-
-
-def _is_missing_sqlite_file(url: str) -> bool:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return False  # open_store says what is wrong with it
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return False
-    return parsed.query.get("mode") != "memory" and not os.path.exists(os.path.expanduser(parsed.database))
-
-
 # -- runs -----------------------------------------------------------------------------------
-
-
-def _count_for_run(model: Any, *joins: Any) -> Any:
-    """``count(*)`` of ``model``'s rows under the run of the enclosing query (correlated)."""
-    query = select(func.count()).select_from(model)
-    for target, onclause in joins:
-        query = query.join(target, onclause)
-    return query.where(PhaseRow.run_id == RunRow.id).scalar_subquery()
-
-
-_EPISODES_OF_RUN = ((PhaseRow, EpisodeRow.phase_id == PhaseRow.id),)
-_ROWS_OF_RUN = ((EpisodeRow, EnvironmentStepRow.episode_id == EpisodeRow.id), *_EPISODES_OF_RUN)
-_ACTIONS_OF_RUN = ((EpisodeRow, AgentActionRow.episode_id == EpisodeRow.id), *_EPISODES_OF_RUN)
 
 RUN_COLUMNS = (
     "id", "uid", "experiment_uid", "status", "seed", "host", "arl_version", "started_at", "ended_at",
     "duration_s", "end_reason", "error", "phases", "episodes", "steps", "actions",
 )  # fmt: skip
+"""The columns of :func:`run_records`; :func:`find_run`'s record also has ``checkpoints``."""
+
+_COUNT_NAMES = {"environment_steps": "steps", "agent_actions": "actions"}
+"""The results' names of the counts that :func:`arl.store.query.run_count_columns` names
+after their tables."""
 
 
 def _runs_query() -> Query:
+    counts = [column.element.label(_COUNT_NAMES.get(column.name, column.name)) for column in run_count_columns()]
     return select(
         RunRow.id, RunRow.uid, RunRow.experiment_uid, RunRow.status, RunRow.seed, RunRow.host,
-        RunRow.arl_version, RunRow.started_at, RunRow.ended_at, RunRow.end_reason, RunRow.error,
-        select(func.count()).where(PhaseRow.run_id == RunRow.id).scalar_subquery().label("phases"),
-        _count_for_run(EpisodeRow, *_EPISODES_OF_RUN).label("episodes"),
-        _count_for_run(EnvironmentStepRow, *_ROWS_OF_RUN).label("steps"),
-        _count_for_run(AgentActionRow, *_ACTIONS_OF_RUN).label("actions"),
+        RunRow.arl_version, RunRow.started_at, RunRow.ended_at, RunRow.end_reason, RunRow.error, *counts,
     )  # fmt: skip
 
 
@@ -212,15 +185,17 @@ def _with_duration(record: Record, now: datetime) -> Record:
 
 
 def find_run(reader: Reader, run: str | int) -> Record:
-    """The run ``run`` names, with its counts: by database id when it is a number and such
-    a run exists, else the newest run with that uid. Raises :class:`RunNotFound`."""
+    """The run ``run`` names, with its counts (:data:`RUN_COLUMNS` and ``checkpoints``): by
+    database id when it is a number and such a run exists, else the newest run with that
+    uid. Raises :class:`RunNotFound`."""
     by_id = run if isinstance(run, int) else int(run) if run.isdigit() else None
+    matches = RunRow.uid == str(run)
+    id_first: list[Any] = []
     if by_id is not None:
-        found = reader.conn.execute(_runs_query().where(RunRow.id == by_id)).first()
-        if found is not None:
-            return _with_duration(dict(found._mapping), datetime.now(UTC))
-    newest = _runs_query().where(RunRow.uid == str(run)).order_by(RunRow.id.desc()).limit(1)
-    found = reader.conn.execute(newest).first()
+        matches = matches | (RunRow.id == by_id)
+        id_first = [case((RunRow.id == by_id, 0), else_=1)]  # before a uid that looks like the id
+    query = _runs_query().where(matches).order_by(*id_first, RunRow.id.desc()).limit(1)
+    found = reader.conn.execute(query).first()
     if found is None:
         newest_first = select(RunRow.uid).group_by(RunRow.uid).order_by(func.max(RunRow.id).desc())
         uids = list(reader.conn.execute(newest_first).scalars())
@@ -229,9 +204,9 @@ def find_run(reader: Reader, run: str | int) -> Record:
     return _with_duration(dict(found._mapping), datetime.now(UTC))
 
 
-def checkpoint_count(reader: Reader, run_id: int) -> int:
-    query = select(func.count()).select_from(CheckpointRow).where(CheckpointRow.run_id == run_id)
-    return int(reader.conn.execute(query).scalar_one())
+def any_runs(reader: Reader) -> bool:
+    """Whether the store holds a run at all."""
+    return reader.conn.execute(select(RunRow.id).limit(1)).first() is not None
 
 
 def event_records(reader: Reader, run_id: int) -> list[Record]:
@@ -309,23 +284,26 @@ def episode_records(reader: Reader, run_id: int) -> list[Record]:
 
 def agent_returns(reader: Reader, run_id: int) -> dict[int, dict[str, float]]:
     """Each episode's return per agent: the sum of the agent's ``objective`` over its actions."""
-    query = (
-        select(AgentActionRow.episode_id, AgentActionRow.agent, func.sum(AgentActionRow.objective))
-        .join(EpisodeRow, AgentActionRow.episode_id == EpisodeRow.id)
-        .join(PhaseRow, EpisodeRow.phase_id == PhaseRow.id)
-        .where(PhaseRow.run_id == run_id)
-        .group_by(AgentActionRow.episode_id, AgentActionRow.agent)
-    )
+    a = AgentActionRow
+    query = _under_run(select(a.episode_id, a.agent, func.sum(a.objective)), a.episode_id, run_id)
     returns: dict[int, dict[str, float]] = {}
-    for episode_id, agent, total in reader.conn.execute(query):
+    for episode_id, agent, total in reader.conn.execute(query.group_by(a.episode_id, a.agent)):
         returns.setdefault(episode_id, {})[agent] = float(total)
     return returns
 
 
-def episode_table(reader: Reader, run_id: int, *, rewards: bool = True) -> tuple[list[Record], list[str]]:
+class EpisodeTable(NamedTuple):
+    """The rows of :func:`episode_table`, its columns, and the agents it has returns of."""
+
+    records: list[Record]
+    columns: list[str]
+    agents: list[str]
+
+
+def episode_table(reader: Reader, run_id: int, *, rewards: bool = True) -> EpisodeTable:
     """The run's episodes (:func:`episode_records`), each with ``return.<agent>`` for every
     agent (NaN where it took no action) and, with ``rewards``, ``rewards.<reward id>``
-    for every environment reward (:func:`reward_sums`); and the table's columns."""
+    for every environment reward (:func:`reward_sums`)."""
     records = episode_records(reader, run_id)
     returns = agent_returns(reader, run_id)
     sums = reward_sums(reader, run_id) if rewards else {}
@@ -336,7 +314,7 @@ def episode_table(reader: Reader, run_id: int, *, rewards: bool = True) -> tuple
         record.update({f"return.{agent}": by_agent.get(agent, math.nan) for agent in agents})
         record.update({f"rewards.{key}": by_id.get(key, math.nan) for key in reward_ids})
     columns = [*EPISODE_COLUMNS, *(f"return.{a}" for a in agents), *(f"rewards.{k}" for k in reward_ids)]
-    return records, columns
+    return EpisodeTable(records, columns, agents)
 
 
 def reward_sums(reader: Reader, run_id: int) -> dict[int, dict[str, float]]:
@@ -345,12 +323,8 @@ def reward_sums(reader: Reader, run_id: int) -> dict[int, dict[str, float]]:
     Rewards are JSON, so this reads every step of the run (in chunks). A reward id with a
     value that is not a number somewhere in the run has no sum: it is left out.
     """
-    query = (
-        select(EnvironmentStepRow.episode_id, EnvironmentStepRow.rewards)
-        .join(EpisodeRow, EnvironmentStepRow.episode_id == EpisodeRow.id)
-        .join(PhaseRow, EpisodeRow.phase_id == PhaseRow.id)
-        .where(PhaseRow.run_id == run_id)
-    )
+    s = EnvironmentStepRow
+    query = _under_run(select(s.episode_id, s.rewards), s.episode_id, run_id)
     sums: dict[int, dict[str, float]] = {}
     not_numbers: set[str] = set()
     result = reader.conn.execution_options(yield_per=CHUNK_ROWS).execute(query)
@@ -364,17 +338,9 @@ def reward_sums(reader: Reader, run_id: int) -> dict[int, dict[str, float]]:
     return {episode: {k: v for k, v in totals.items() if k not in not_numbers} for episode, totals in sums.items()}
 
 
-# -- steps and actions ------------------------------------------------------------------------
-
-STEP_COLUMNS = ("episode_id", "phase", "worker", "episode", "step", "env_uid", "terminated", "truncated")
-"""The columns of every step record; then one a sensor and reward id (:func:`flatten`)."""
-ACTION_COLUMNS = ("episode_id", "phase", "worker", "episode", "step", "agent", "objective")
-"""The columns of every action record; then one an input, setpoint and reward id."""
-_STEP_JSON = ("sensors", "rewards")
-_ACTION_JSON = ("inputs", "setpoints", "rewards")
-
-
-def _under_run(query: Query, episode_of_row: Any, run_id: int, phase: PhaseKey) -> Query:
+def _under_run(query: Query, episode_of_row: Any, run_id: int, phase: PhaseKey = None) -> Query:
+    """``query`` kept to the rows of run ``run_id`` (of one phase, by index or name), its
+    rows joined to their episode and phase through ``episode_of_row``."""
     query = (
         query.join(EpisodeRow, episode_of_row == EpisodeRow.id)
         .join(PhaseRow, EpisodeRow.phase_id == PhaseRow.id)
@@ -387,45 +353,65 @@ def _under_run(query: Query, episode_of_row: Any, run_id: int, phase: PhaseKey) 
     return query
 
 
+# -- steps and actions ------------------------------------------------------------------------
+
+KEY_COLUMNS = ("episode_id", "phase", "worker", "episode")
+"""The columns that say which episode a step or action is of."""
+
 _KEYS = (
     EpisodeRow.id.label("episode_id"), PhaseRow.index.label("phase"), EpisodeRow.worker,
     EpisodeRow.index.label("episode"),
 )  # fmt: skip
 
 
-def step_chunks(
-    reader: Reader, run_id: int, *, phase: PhaseKey = None, up_to_id: int | None = None, chunk_rows: int = CHUNK_ROWS
+@dataclass(frozen=True, slots=True)
+class FlatTable:
+    """A big table of a run, read flat (:func:`flatten`) by :func:`flat_chunks`."""
+
+    row: type[Any]
+    """The table's row class (its ``episode_id``, ``step`` and ``id`` are used)."""
+    fields: tuple[str, ...]
+    """The row's columns kept as they are, after :data:`KEY_COLUMNS`."""
+    json_columns: tuple[str, ...]
+    """The row's JSON columns, each spread into one column per key."""
+    tie_break: str
+    """Orders the rows of one step (after phase, worker, episode and step)."""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of every record; then one per key of its JSON columns."""
+        return (*KEY_COLUMNS, *self.fields)
+
+
+STEPS = FlatTable(EnvironmentStepRow, ("step", "env_uid", "terminated", "truncated"), ("sensors", "rewards"), "env_uid")
+ACTIONS = FlatTable(AgentActionRow, ("step", "agent", "objective"), ("inputs", "setpoints", "rewards"), "agent")
+FLAT_TABLES = {"steps": STEPS, "actions": ACTIONS}
+
+
+def flat_chunks(
+    reader: Reader,
+    run_id: int,
+    table: FlatTable,
+    *,
+    phase: PhaseKey = None,
+    up_to_id: int | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[list[Record]]:
-    """The run's environment steps, flat (:func:`flatten`), in chunks of ``chunk_rows``,
-    ordered by phase, worker, episode, step and environment.
+    """The run's rows of ``table`` (:data:`STEPS`, :data:`ACTIONS`), flat (:func:`flatten`),
+    in chunks of ``chunk_rows``, ordered by phase, worker, episode, step and the table's
+    tie break.
 
     Each record also holds ``_id``, the row's database id: rows of one run are written by
     one writer in id order, so ``up_to_id`` reads again exactly the rows read before.
     """
-    s = EnvironmentStepRow
-    query = select(
-        s.id.label("_id"), *_KEYS, s.step, s.env_uid, s.terminated, s.truncated, s.sensors, s.rewards
-    ).select_from(s)
-    query = _under_run(query, s.episode_id, run_id, phase)
+    row = table.row
+    kept = (getattr(row, column) for column in (*table.fields, *table.json_columns))
+    query = _under_run(select(row.id.label("_id"), *_KEYS, *kept).select_from(row), row.episode_id, run_id, phase)
     if up_to_id is not None:
-        query = query.where(s.id <= up_to_id)
-    query = query.order_by(PhaseRow.index, EpisodeRow.worker, EpisodeRow.index, s.step, s.env_uid, s.id)
-    return _chunks(reader, query, _STEP_JSON, chunk_rows)
-
-
-def action_chunks(
-    reader: Reader, run_id: int, *, phase: PhaseKey = None, up_to_id: int | None = None, chunk_rows: int = CHUNK_ROWS
-) -> Iterator[list[Record]]:
-    """The run's agent actions, flat, in chunks; as :func:`step_chunks`."""
-    a = AgentActionRow
-    query = select(
-        a.id.label("_id"), *_KEYS, a.step, a.agent, a.objective, a.inputs, a.setpoints, a.rewards
-    ).select_from(a)
-    query = _under_run(query, a.episode_id, run_id, phase)
-    if up_to_id is not None:
-        query = query.where(a.id <= up_to_id)
-    query = query.order_by(PhaseRow.index, EpisodeRow.worker, EpisodeRow.index, a.step, a.agent, a.id)
-    return _chunks(reader, query, _ACTION_JSON, chunk_rows)
+        query = query.where(row.id <= up_to_id)
+    tie_break = getattr(row, table.tie_break)
+    query = query.order_by(PhaseRow.index, EpisodeRow.worker, EpisodeRow.index, row.step, tie_break, row.id)
+    return _chunks(reader, query, table.json_columns, chunk_rows)
 
 
 def _chunks(reader: Reader, query: Query, json_columns: tuple[str, ...], size: int) -> Iterator[list[Record]]:
@@ -440,7 +426,7 @@ _SPREAD_ORDER = {name: rank for rank, name in enumerate(("sensors", "inputs", "s
 def column_order(fixed: tuple[str, ...], seen: Iterable[str]) -> list[str]:
     """``fixed``, then the spread columns grouped by the JSON column they came from, each
     group in the order its columns were first ``seen``."""
-    spread = [column for column in dict.fromkeys(seen) if column not in fixed and column != "_id"]
+    spread = [column for column in dict.fromkeys(seen) if column not in fixed]
     return [*fixed, *sorted(spread, key=lambda column: _SPREAD_ORDER.get(column.partition(".")[0], len(_SPREAD_ORDER)))]
 
 

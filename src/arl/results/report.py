@@ -67,7 +67,8 @@ def runs_table(runs: Sequence[Record]) -> str:
     return table(headers, rows, right={1, 4, 5, 6, 7})
 
 
-def run_header(run: Record, checkpoints: int) -> str:
+def run_header(run: Record) -> str:
+    """The head of ``show``: a run as :func:`arl.results.queries.find_run` gives it, with its counts."""
     said = run["end_reason"] in (None, "completed", run["status"].lower())  # the status says it already
     reason = "" if said else f", ended by {run['end_reason']}"
     if run["ended_at"] is not None:
@@ -82,7 +83,7 @@ def run_header(run: Record, checkpoints: int) -> str:
         ("started", f"{when(run['started_at'])} UTC"),
         ("ended", ended),
         ("stored", ", ".join(counted(n, what) for n, what in ((run["phases"], "phase"), (run["episodes"], "episode"),
-                   (run["steps"], "step"), (run["actions"], "action"), (checkpoints, "checkpoint")))),
+                   (run["steps"], "step"), (run["actions"], "action"), (run["checkpoints"], "checkpoint")))),
     ]  # fmt: skip
     lines = [f"run {run['uid']} (run id {run['id']}): {run['status']}{reason}"]
     lines += [f"  {name:<12} {value}" for name, value in fields]
@@ -140,14 +141,13 @@ def events_table(events: Sequence[Record]) -> str:
 
 def show(
     run: Record,
-    checkpoints: int,
     phases: Sequence[Record],
     episodes: Sequence[Record],
     agents: list[str],
     events: Sequence[Record] = (),
 ) -> str:
     """The whole of ``arl-run results show``."""
-    parts = [run_header(run, checkpoints), "", "phases", phases_table(phases) if phases else "  (none yet)"]
+    parts = [run_header(run), "", "phases", phases_table(phases) if phases else "  (none yet)"]
     if episodes and agents:
         parts += ["", "return per episode (sum of the agent's objective), by phase"]
         parts += [returns_summary(episodes, agents)]

@@ -6,10 +6,9 @@ module to list its commands.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -33,11 +32,6 @@ store_option = click.option(
 def db() -> None:
     """Create a store or upgrade its schema.
 
-    \b
-    arl-run db init       create the tables in a new, empty store
-    arl-run db upgrade    migrate a store to this arl's schema (back it up first)
-    arl-run db current    show a store's schema revision
-
     A PostgreSQL database must exist (createdb); a SQLite file is created.
     """
 
@@ -53,12 +47,11 @@ def init(store: str | None) -> None:
     from arl.store import migrate
 
     def run(engine: Engine, where: str) -> str:
-        with engine.connect() as conn:
-            was_empty = migrate.schema_state(conn).empty
-        state = migrate.create(engine)
-        migrate.check(state, where)
-        done = "created the store" if was_empty else "the store"
-        return f"{done} {where}{'' if was_empty else ' is'} at schema revision {state.revision}"
+        before, after = migrate.create(engine)
+        migrate.check(after, where)
+        if before.empty:
+            return f"created the store {where} at schema revision {after.revision}"
+        return f"the store {where} is already at schema revision {after.revision}"
 
     _with_store(store, run)
 
@@ -101,37 +94,29 @@ def _with_store(store: str | None, run: Callable[[Engine, str], str], *, create:
     """Run ``run`` on an engine for the store and print what it returns; print the error
     and exit 1 when it raises :class:`ArlError` or the database fails. With ``create``
     False, a SQLite file that does not exist is an error rather than created."""
-    from sqlalchemy import make_url
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError
 
     from arl.errors import ArlError
-    from arl.store.engine import connect_engine, describe_location, short_error
+    from arl.store.engine import StoreNotFound, connect_engine, describe_location, short_error
 
     url = store_url(store)
     where = describe_location(url)
     try:
-        if not create and _missing_sqlite_file(make_url(url)):
-            raise ArlError(f"there is no store at {where}")
-        engine = connect_engine(url)
+        engine = connect_engine(url, create=create)
         try:
             click.echo(run(engine, where))
         finally:
             engine.dispose()
+    except StoreNotFound as exc:
+        fail(f"there is no store at {exc.location}")
     except ArlError as exc:
-        _fail(str(exc))
-    except (ArgumentError, SQLAlchemyError) as exc:
-        _fail(f"cannot open the store {where}: {short_error(exc)}")
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        fail(f"cannot open the store {where}: {short_error(exc)}")
 
 
-def _missing_sqlite_file(url: object) -> bool:
-    from sqlalchemy.engine import URL
-
-    assert isinstance(url, URL)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return False
-    return not os.path.exists(os.path.expanduser(url.database))
-
-
-def _fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
+    """Say what went wrong on stderr and exit 1: the end of every failing `arl-run db`
+    and `arl-run results` command."""
     click.echo(f"error: {message}", err=True)
     sys.exit(EXIT_FAILED)

@@ -15,47 +15,74 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from arl.errors import ArlError
-from arl.store.location import DEFAULT_URL, URL_ENV_VAR, store_url  # noqa: F401 - re-exported
-from arl.store.migrate import ensure_schema
+from arl.store import migrate
+from arl.store.jsontext import to_json_text
 
 BUSY_TIMEOUT_MS = 5000
-SQLITE_PRAGMAS = (f"busy_timeout={BUSY_TIMEOUT_MS}", "journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL")
-"""WAL lets readers (a live dashboard, a query) run while the writer commits; the busy
-timeout makes a second writer (marking a dead run) wait instead of failing; NORMAL sync is
-durable across process crashes in WAL mode and much faster than FULL."""
+SQLITE_PRAGMAS = (f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON", "synchronous=NORMAL")
+"""Set on every connection, in this order. The busy timeout makes a second writer
+(marking a dead run) wait instead of failing; SQLite checks foreign keys only when asked;
+NORMAL sync is durable across process crashes in WAL mode and much faster than FULL."""
+JOURNAL_MODE = "journal_mode=WAL"
+"""Set after :data:`SQLITE_PRAGMAS` (see :func:`_retry_while_locked`): WAL lets readers
+(a live dashboard, a query) run while the writer commits."""
 
 
-def open_store(url: str) -> Engine:
-    """An engine on the store at ``url``; an empty database gets the schema first.
+class StoreNotFound(ArlError):
+    """There is no store at ``location``, and it was opened to read, not to create."""
 
-    The caller disposes the engine. Raises :class:`ArlError` naming the store (password
-    masked) when the URL is malformed, the database cannot be opened, or it holds
-    another schema revision than this arl's (the message says what to do).
+    def __init__(self, location: str) -> None:
+        self.location = location
+        super().__init__(f"no store at {location}")
+
+
+def open_store(url: str, *, create: bool = True) -> Engine:
+    """An engine on the store at ``url``, its schema checked; with ``create``, an empty
+    database gets the schema first.
+
+    The caller disposes the engine. Raises :class:`StoreNotFound` when ``create`` is
+    False and the SQLite file does not exist or the database has no tables yet (nothing
+    is created then), and :class:`ArlError` naming the store (password masked) when the
+    URL is malformed, the database cannot be opened, or it holds another schema revision
+    than this arl's (the message says what to do).
     """
+    engine = connect_engine(url, create=create)
     where = describe_location(url)
     try:
-        parsed = make_url(url)
-        engine = _create_engine(parsed)
-    except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
-        raise ArlError(f"cannot open the store {where}: {exc}") from exc
-    try:
-        ensure_schema(engine, where)
-    except SQLAlchemyError as exc:
+        _ensure_schema(engine, where, create=create)
+    except BaseException as exc:
         engine.dispose()
-        raise ArlError(f"cannot open the store {where}: {exc}") from exc
-    except BaseException:
-        engine.dispose()
+        if isinstance(exc, SQLAlchemyError):
+            raise _cannot_open(where, exc) from exc
         raise
     return engine
 
 
-def connect_engine(url: str) -> Engine:
+def connect_engine(url: str, *, create: bool = True) -> Engine:
     """An engine on ``url`` as :func:`open_store` makes it (SQLite's pragmas included),
-    the schema neither checked nor created: for ``arl-run db``. Raises :class:`ArlError`."""
+    the schema neither checked nor created: for ``arl-run db``. Raises :class:`ArlError`;
+    with ``create`` False, :class:`StoreNotFound` for a SQLite file that does not exist
+    (rather than creating it)."""
+    if not create:
+        path = sqlite_path(url)
+        if path is not None and not os.path.exists(path):
+            raise StoreNotFound(path)
     try:
         return _create_engine(make_url(url))
     except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
-        raise ArlError(f"cannot open the store {describe_location(url)}: {exc}") from exc
+        raise _cannot_open(describe_location(url), exc) from exc
+
+
+def sqlite_path(url: str | URL) -> str | None:
+    """The absolute path of the SQLite file ``url`` names; None for an in-memory SQLite
+    database, another backend, or a URL that does not parse."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or _is_sqlite_memory(parsed):
+        return None
+    return os.path.abspath(os.path.expanduser(parsed.database or ""))
 
 
 def describe_location(url: str) -> str:
@@ -65,10 +92,11 @@ def describe_location(url: str) -> str:
         parsed = make_url(url)
     except ArgumentError:
         return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+    path = sqlite_path(parsed)
+    if path is not None:
+        return path
     if parsed.get_backend_name() == "sqlite":
-        if _is_sqlite_memory(parsed):
-            return "an in-memory SQLite database"
-        return os.path.abspath(os.path.expanduser(parsed.database or ""))
+        return "an in-memory SQLite database"
     return parsed.render_as_string(hide_password=True)
 
 
@@ -80,17 +108,36 @@ def short_error(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {cause}"
 
 
+def _cannot_open(where: str, exc: BaseException) -> ArlError:
+    return ArlError(f"cannot open the store {where}: {short_error(exc)}")
+
+
+def _ensure_schema(engine: Engine, where: str, *, create: bool) -> None:
+    """Create the schema in an empty database (with ``create``, else raise
+    :class:`StoreNotFound`); raise :class:`ArlError` with advice when the database holds
+    another revision than :data:`migrate.HEAD`."""
+    with engine.connect() as conn:
+        state = migrate.schema_state(conn)
+    if state.empty:
+        if not create:
+            raise StoreNotFound(where)
+        _, state = migrate.create(engine)
+    migrate.check(state, where)
+
+
 def _create_engine(url: URL) -> Engine:
+    # Every JSON column the ORM or Core writes (a run's document, an event's detail) is
+    # encoded as the writer encodes steps: numpy data made plain, NaN and infinity null.
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, json_serializer=to_json_text)
     options: dict[str, Any] = {}
-    if _is_sqlite_memory(url):
+    path = sqlite_path(url)
+    if path is None:
         # Each connection would get its own empty database; share one across threads.
         options = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
     else:
-        directory = os.path.dirname(os.path.abspath(os.path.expanduser(url.database or "")))
-        os.makedirs(directory, exist_ok=True)
-    engine = create_engine(url, **options)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    engine = create_engine(url, json_serializer=to_json_text, **options)
     event.listen(engine, "connect", _set_sqlite_pragmas)
     return engine
 
@@ -104,10 +151,8 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         for pragma in SQLITE_PRAGMAS:
-            if pragma.startswith("journal_mode"):
-                _retry_while_locked(cursor, f"PRAGMA {pragma}")
-            else:
-                cursor.execute(f"PRAGMA {pragma}")
+            cursor.execute(f"PRAGMA {pragma}")
+        _retry_while_locked(cursor, f"PRAGMA {JOURNAL_MODE}")
     finally:
         cursor.close()
 

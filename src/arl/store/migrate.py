@@ -81,25 +81,16 @@ def check(state: SchemaState, where: str) -> None:
     raise ArlError(f"the store {where} is at schema revision {state.revision}, this arl needs {HEAD}. {UPGRADE_ADVICE}")
 
 
-def ensure_schema(engine: Engine, where: str) -> None:
-    """Create the schema in an empty database; raise :class:`ArlError` with advice when
-    the database holds another revision than :data:`HEAD`."""
-    with engine.connect() as conn:
-        state = schema_state(conn)
-    if state.empty:
-        state = create(engine)
-    check(state, where)
-
-
-def create(engine: Engine) -> SchemaState:
+def create(engine: Engine) -> tuple[SchemaState, SchemaState]:
     """Migrate an empty database to :data:`HEAD`; a database that is not empty (another
-    process may just have created it) is left as it is. Returns the state after."""
+    process may just have created it) is left as it is. Returns the states before and
+    after, both read under the lock."""
     with _locked(engine) as conn:
-        state = schema_state(conn)
-        if state.empty:
+        before = after = schema_state(conn)
+        if before.empty:
             _alembic_upgrade(conn)
-            state = schema_state(conn)
-    return state
+            after = schema_state(conn)
+    return before, after
 
 
 def upgrade(engine: Engine, where: str) -> tuple[str | None, str]:
@@ -133,10 +124,10 @@ def _locked(engine: Engine) -> Iterator[Connection]:
         conn.commit()
 
 
-def _alembic_upgrade(conn: Connection, target: str = "head") -> None:
+def _alembic_upgrade(conn: Connection) -> None:
     from alembic import command
 
-    command.upgrade(alembic_config(conn), target)
+    command.upgrade(alembic_config(conn), "head")
 
 
 def alembic_config(conn: Connection | None = None) -> Config:

@@ -1,5 +1,5 @@
 """Questions the rest of arl asks of a store, outside the writer, and the ending of runs
-whose process died."""
+their own writer could not end (its process died, or the writer failed)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import socket
 from datetime import UTC, datetime
 
 import psutil
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, Label, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
-from arl.store.engine import open_store
+from arl.errors import ArlError
+from arl.store.engine import describe_location, open_store, short_error
 from arl.store.schema import (
     UNFINISHED_STATUSES,
     AgentActionRow,
@@ -31,19 +33,29 @@ PID_TIME_TOLERANCE = 1.0
 the boot time, which the kernel reports in whole seconds)."""
 
 
-def run_counts(engine: Engine, run_id: int) -> dict[str, int]:
-    """How many rows of each kind a run has stored."""
-    episodes = select(EpisodeRow.id).join(PhaseRow).where(PhaseRow.run_id == run_id)
+def run_count_columns() -> list[Label[int]]:
+    """Scalar subqueries counting a run's phases, episodes, environment steps, agent
+    actions and checkpoints, labelled so and correlated to :attr:`RunRow.id`: columns to
+    select beside a run's own."""
     count = select(func.count())
-    queries = {
-        "phases": count.select_from(PhaseRow).where(PhaseRow.run_id == run_id),
-        "episodes": count.select_from(EpisodeRow).join(PhaseRow).where(PhaseRow.run_id == run_id),
-        "environment_steps": count.select_from(EnvironmentStepRow).where(EnvironmentStepRow.episode_id.in_(episodes)),
-        "agent_actions": count.select_from(AgentActionRow).where(AgentActionRow.episode_id.in_(episodes)),
-        "checkpoints": count.select_from(CheckpointRow).where(CheckpointRow.run_id == run_id),
+    of_run = PhaseRow.run_id == RunRow.id
+    counted = {
+        "phases": count.select_from(PhaseRow).where(of_run),
+        "episodes": count.select_from(EpisodeRow).join(PhaseRow).where(of_run),
+        "environment_steps": count.select_from(EnvironmentStepRow).join(EpisodeRow).join(PhaseRow).where(of_run),
+        "agent_actions": count.select_from(AgentActionRow).join(EpisodeRow).join(PhaseRow).where(of_run),
+        "checkpoints": count.select_from(CheckpointRow).where(CheckpointRow.run_id == RunRow.id),
     }
+    return [query.correlate(RunRow).scalar_subquery().label(name) for name, query in counted.items()]
+
+
+def run_counts(engine: Engine, run_id: int) -> dict[str, int]:
+    """How many rows of each kind a run has stored (:func:`run_count_columns`); all zero
+    for a run that does not exist."""
+    columns = run_count_columns()
     with engine.connect() as conn:
-        return {name: conn.execute(query).scalar_one() for name, query in queries.items()}
+        row = conn.execute(select(*columns).where(RunRow.id == run_id)).one_or_none()
+    return dict(row._mapping) if row is not None else {column.name: 0 for column in columns}
 
 
 def end_run(engine: Engine, run_id: int, status: str, error: str | None, reason: str | None = None) -> bool:
@@ -51,8 +63,9 @@ def end_run(engine: Engine, run_id: int, status: str, error: str | None, reason:
     phases and episodes. Their end reason is the status in lower case ("failed"), and so
     is the run's unless ``reason`` is given.
 
-    For a run whose process died without writing its end. Returns False when the run
-    had ended after all (its own writer got there first) or does not exist.
+    For a run whose own writer could not end it: its process died, or its writer failed.
+    Returns False when the run had ended after all (its own writer got there first) or
+    does not exist.
     """
     status = RunStatus(status)
     now = datetime.now(UTC)
@@ -66,20 +79,44 @@ def end_run(engine: Engine, run_id: int, status: str, error: str | None, reason:
         )
         if done.rowcount != 1:
             return False
-        phases = select(PhaseRow.id).where(PhaseRow.run_id == run_id)
-        conn.execute(
-            update(EpisodeRow)
-            .where(EpisodeRow.phase_id.in_(phases), EpisodeRow.ended_at.is_(None))
-            .values(ended_at=now, end_reason=closed)
-        )
-        conn.execute(
-            update(PhaseRow)
-            .where(PhaseRow.run_id == run_id, PhaseRow.ended_at.is_(None))
-            .values(ended_at=now, end_reason=closed)
-        )
+        close_open_rows(conn, run_id, now, closed)
         detail = {"status": str(status), "reason": reason or closed, "error": error}
         conn.execute(insert(EventRow).values(run_id=run_id, at=now, kind="ended_from_outside", detail=detail))
         return True
+
+
+def end_run_at(url: str, run_id: int, status: str, error: str | None, reason: str | None = None) -> None:
+    """:func:`end_run` on the store at ``url``, for a process that has no engine on it.
+
+    A failure is logged to ``arl.store``, not raised: the caller is reporting how the run
+    ended anyway, and a broken store must not stop that.
+    """
+    try:
+        engine = open_store(url)
+        try:
+            end_run(engine, run_id, status, error, reason)
+        finally:
+            engine.dispose()
+    except (ArlError, SQLAlchemyError) as exc:
+        log.error(
+            "store: could not record the end of run id %d in %s: %s", run_id, describe_location(url), short_error(exc)
+        )
+
+
+def close_open_rows(conn: Connection, run_id: int, ended_at: datetime, reason: str) -> None:
+    """End the run's episodes, then its phases, that are still open, at ``ended_at`` for
+    ``reason``: a process killed mid-episode never ended its episode."""
+    phases = select(PhaseRow.id).where(PhaseRow.run_id == run_id)
+    conn.execute(
+        update(EpisodeRow)
+        .where(EpisodeRow.phase_id.in_(phases), EpisodeRow.ended_at.is_(None))
+        .values(ended_at=ended_at, end_reason=reason)
+    )
+    conn.execute(
+        update(PhaseRow)
+        .where(PhaseRow.run_id == run_id, PhaseRow.ended_at.is_(None))
+        .values(ended_at=ended_at, end_reason=reason)
+    )
 
 
 def this_process() -> tuple[int, datetime]:

@@ -13,28 +13,26 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
-import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 import zmq
-from sqlalchemy import Connection, Dialect, Engine, String, Table, bindparam, cast, insert, select, update
+from sqlalchemy import Connection, Dialect, Engine, String, Table, bindparam, cast, insert, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
-from arl.codec import CODEC_VERSION, decode, encode, to_jsonable, unpack
+from arl.codec import CODEC_VERSION, decode, encode, unpack
 from arl.errors import ArlError, ProtocolError, RequestTimeout, StartTimeout
 from arl.messages import store as rec
-from arl.store.engine import describe_location, open_store
-from arl.store.engine import short_error as short_error  # where the governor finds it
-from arl.store.query import interrupt_dead_runs, this_process
+from arl.store.engine import describe_location, open_store, short_error
+from arl.store.jsontext import json_chunks, to_json_text
+from arl.store.query import close_open_rows, interrupt_dead_runs, this_process
 from arl.store.schema import (
     TERMINAL_STATUSES,
     AgentActionRow,
@@ -69,6 +67,9 @@ HIGH_WATER_MARK = 100_000
 
 ROWS_PER_INSERT = 100
 """Rows in one INSERT statement on SQLite (700 parameters, far below SQLite's limit)."""
+
+CLOCK_EVERY = 256
+"""Frames taken off a queue that never runs empty between looks at the commit timer."""
 
 LOGGED_DROPS = 20
 """Dropped records logged one by one; after that they are only counted."""
@@ -107,80 +108,7 @@ _RECORD_TYPES = frozenset(
 )  # fmt: skip
 
 
-# -- JSON -------------------------------------------------------------------------------
-
-
-def _jsonable_default(value: Any) -> Any:
-    """Called by the JSON encoder only for what it cannot encode itself (numpy data, bytes)."""
-    converted = to_jsonable(value)
-    if converted is value:
-        raise TypeError(f"a {type(value).__name__} cannot be stored as JSON")
-    return converted
-
-
-JsonChunks = Callable[[Any, int], Iterable[str]]
-
-
-def _make_json_encoder() -> JsonChunks:
-    """The fastest exact JSON encoder at hand: compact, numpy data through
-    :func:`_jsonable_default`; it returns chunks to join.
-
-    ``JSONEncoder.encode`` spends about as long in its Python wrappers as the C encoder
-    spends on a small dict, and a step row holds two or three small dicts, so the writer
-    calls CPython's C encoder directly; without circular checks, as decoded msgpack data
-    cannot hold cycles. Where that encoder is missing or encodes differently, it falls
-    back to ``JSONEncoder.iterencode``.
-    """
-    plain = json.JSONEncoder(separators=(",", ":"), default=_jsonable_default)
-
-    def fallback(value: Any, _level: int) -> Iterable[str]:
-        return plain.iterencode(value, _one_shot=True)
-
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return fallback
-    try:
-        c_encode: JsonChunks = make(
-            None, _jsonable_default, json.encoder.encode_basestring_ascii, None, ":", ",",
-            False, False, True,
-        )  # fmt: skip
-        probe = {"a": [1.5, -2, None, True, "\u00e9\n"], "b": {"c": float("nan")}, "d": b"\x01"}
-        if "".join(c_encode(probe, 0)) != plain.encode(probe):
-            return fallback
-    except TypeError:  # its private signature changed
-        return fallback
-    return c_encode
-
-
-_json_chunks = _make_json_encoder()
-_join = "".join
-
-
-def to_json_text(value: Any) -> str:
-    """``value`` as JSON text, numpy arrays and scalars made plain by :func:`to_jsonable`.
-
-    One pass of the C encoder, which calls :func:`to_jsonable` only on the values it cannot
-    encode, instead of rebuilding every dict in Python first. Keys the encoder refuses (a
-    numpy scalar as a key) take the slow path through :func:`to_jsonable`.
-    """
-    try:
-        text = _join(_json_chunks(value, 0))
-    except TypeError:
-        text = _join(_json_chunks(to_jsonable(value), 0))
-    if "NaN" in text or "Infinity" in text:  # rare: only then pay for a second pass
-        text = json.dumps(_finite(json.loads(text)), allow_nan=False)
-    return text
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: non-finite floats become null (strings stay as they are)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+_join = "".join  # bound once: the hot path joins the encoder's chunks several times a row
 
 
 # -- batched inserts ----------------------------------------------------------------------
@@ -355,9 +283,9 @@ class _Recorder:
         if type(env_uid) is not str or type(sensors) is not dict or type(rewards) is not dict:
             raise TypeError("env_uid must be a string, sensors and rewards dicts")
         try:  # to_json_text inlined: two calls fewer a value
-            sensors_json = _join(_json_chunks(sensors, 0))
-            rewards_json = _join(_json_chunks(rewards, 0))
-        except TypeError:
+            sensors_json = _join(json_chunks(sensors, 0))
+            rewards_json = _join(json_chunks(rewards, 0))
+        except (TypeError, ValueError):  # a numpy key, NaN or infinity
             sensors_json, rewards_json = to_json_text(sensors), to_json_text(rewards)
         self._env_rows.append(
             (
@@ -383,10 +311,10 @@ class _Recorder:
         ):
             raise TypeError("agent must be a string, inputs, setpoints and rewards dicts")
         try:  # to_json_text inlined: two calls fewer a value
-            inputs_json = _join(_json_chunks(inputs, 0))
-            setpoints_json = _join(_json_chunks(setpoints, 0))
-            rewards_json = _join(_json_chunks(rewards, 0))
-        except TypeError:
+            inputs_json = _join(json_chunks(inputs, 0))
+            setpoints_json = _join(json_chunks(setpoints, 0))
+            rewards_json = _join(json_chunks(rewards, 0))
+        except (TypeError, ValueError):  # a numpy key, NaN or infinity
             inputs_json = to_json_text(inputs)
             setpoints_json = to_json_text(setpoints)
             rewards_json = to_json_text(rewards)
@@ -412,7 +340,7 @@ class _Recorder:
             experiment_uid=r.experiment_uid,
             status=RunStatus.RUNNING.value,
             seed=int(r.seed),
-            document=to_jsonable(r.document),
+            document=r.document,
             arl_version=r.arl_version,
             host=r.host,
             pid=self._process[0],
@@ -496,7 +424,7 @@ class _Recorder:
         if self._run is None:
             self.drop(f"Event {r.kind!r} before RunStarted")
             return
-        self._insert(EventRow, run_id=self._run, at=utc(r.at), kind=r.kind, detail=to_jsonable(r.detail))
+        self._insert(EventRow, run_id=self._run, at=utc(r.at), kind=r.kind, detail=r.detail)
 
     def _run_ended(self, r: rec.RunEnded) -> None:
         if self._run is None:
@@ -505,14 +433,9 @@ class _Recorder:
         if r.status not in TERMINAL_STATUSES:
             self.drop(f"RunEnded with status {r.status!r}, not one of {sorted(TERMINAL_STATUSES)}")
             return
-        ended_at, reason = utc(r.ended_at), str(r.status).lower()
+        ended_at = utc(r.ended_at)
         self._update(RunRow, self._run, status=str(r.status), error=r.error, ended_at=ended_at, end_reason=r.reason)
-        # A process killed mid-episode never ended its episode: the run's end does.
-        phases = select(PhaseRow.id).where(PhaseRow.run_id == self._run)
-        for model, mine in ((EpisodeRow, EpisodeRow.phase_id.in_(phases)), (PhaseRow, PhaseRow.run_id == self._run)):
-            self._conn.execute(
-                update(model).where(mine, model.ended_at.is_(None)).values(ended_at=ended_at, end_reason=reason)
-            )
+        close_open_rows(self._conn, self._run, ended_at, str(r.status).lower())
         self.commit()  # how a run ended must not wait for a timer
 
     def _insert(self, model: type[Base], **values: Any) -> int:
@@ -869,7 +792,7 @@ class StoreWriter:
                     tokens.append(token)
             if recorder.pending_rows >= batch_rows:
                 recorder.commit()
-            elif taken & 0xFF == 0:  # the clock, on a queue that never runs empty
+            elif taken >= CLOCK_EVERY:  # the clock, on a queue that never runs empty
                 self.received += taken
                 taken = 0
                 self._commit_if_due()
