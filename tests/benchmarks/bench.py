@@ -65,8 +65,9 @@ class Sampled:
     peak_rss: int  # bytes, summed over the run's processes at the worst moment
 
 
-def run_arl(args: list[str], cwd: Path) -> Sampled:
-    """Run arl-run, sampling its process tree's count and summed RSS every 20 ms."""
+def run_arl(args: list[str], cwd: Path, *, sample: bool = True) -> Sampled:
+    """Run arl-run, sampling its process tree's count and summed RSS every 20 ms (or not:
+    sampling 7 processes costs CPU the run needs on 2 cores: 8% of steps/s, measured alternated)."""
     env = {**os.environ, "ARL_STORE_URL": f"sqlite:///{cwd / 'arl.db'}"}
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -78,7 +79,7 @@ def run_arl(args: list[str], cwd: Path) -> Sampled:
     )
     root = psutil.Process(proc.pid)
     peak_n = peak_rss = 0
-    while proc.poll() is None:
+    while sample and proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
             rss = 0
@@ -89,6 +90,7 @@ def run_arl(args: list[str], cwd: Path) -> Sampled:
         except psutil.NoSuchProcess:
             pass
         time.sleep(0.02)
+    proc.wait()
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         print(proc.stderr.read().decode() if proc.stderr else "", file=sys.stderr)
@@ -254,17 +256,28 @@ def main() -> None:
         f"(target <= 5 s; palaestrAI 3.5.18: ~55 s)"
     )
 
-    with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
-        file = Path(tmp) / "steady.yml"
-        file.write_text(STEADY.format(steps=args.steps))
-        steady = run_arl([str(file)], Path(tmp))
-        steps, seconds = loop_rate(Path(tmp) / "arl.db")
-    per_step = seconds / steps
+    def steady_run(*extra: str, sample: bool = False) -> tuple[Sampled, float]:
+        """One steady run: what sampling saw, and the stepping loop's steps/s."""
+        with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
+            file = Path(tmp) / "steady.yml"
+            file.write_text(STEADY.format(steps=args.steps))
+            sampled = run_arl([str(file), *extra], Path(tmp), sample=sample)
+            steps, seconds = loop_rate(Path(tmp) / "arl.db")
+        return sampled, steps / seconds
+
+    # Throughput from unsampled runs, every step stored and --no-store-steps alternated,
+    # twice each; processes and memory from one more run, sampled.
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for stored in (True, False, True, False):
+        rates[stored].append(steady_run(*([] if stored else ["--no-store-steps"]))[1])
+    on, off = max(rates[True]), max(rates[False])
+    per_step = 1 / on
+    steady, _ = steady_run(sample=True)
     print(
-        f"steady  {steps} steps, 2 agents, 1 env, every step stored: {steps / seconds:8.0f} steps/s "
-        f"({per_step * 1e6:.0f} us/step; target >= 1,000/s; palaestrAI: ~30/s)"
+        f"steady  {args.steps} steps, 2 agents, 1 env, every step stored: {on:8.0f} steps/s "
+        f"({per_step * 1e6:.0f} us/step; best of 2; target >= 1,000/s; palaestrAI: ~30/s)"
     )
-    print(f"steady  whole run wall time: {steady.wall:.2f} s, exit code {steady.returncode}")
+    print(f"steady  whole run wall time (sampled run): {steady.wall:.2f} s, exit code {steady.returncode}")
     print(
         f"steady  processes (peak, incl. arl-run): {steady.peak_processes}   "
         f"summed peak RSS: {steady.peak_rss / 2**20:.0f} MiB (target <= 500 MiB; palaestrAI: 15, ~1.8 GB)"
@@ -275,18 +288,6 @@ def main() -> None:
         f"(a step makes 2 round trips in sequence: agents in parallel, then the environment)"
     )
     print(f"ratio   one arl step = {per_step / topology:.1f} x the bare-ZeroMQ step pattern")
-
-    # The same run without storing steps, alternated with storing them, twice each (the
-    # steady run above is the first stored one): the cost of storing every step.
-    rates: dict[bool, list[float]] = {True: [steps / seconds], False: []}
-    for stored in (False, True, False):
-        with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
-            file = Path(tmp) / "steady.yml"
-            file.write_text(STEADY.format(steps=args.steps))
-            run_arl([str(file)] + ([] if stored else ["--no-store-steps"]), Path(tmp))
-            n, secs = loop_rate(Path(tmp) / "arl.db")
-            rates[stored].append(n / secs)
-    on, off = max(rates[True]), max(rates[False])
     print(
         f"store   steps/s with every step stored: {on:.0f}, with --no-store-steps: {off:.0f} "
         f"(best of 2 each, alternated): storing costs {(1 - on / off) * 100:.0f}% (target <= 25%)"
