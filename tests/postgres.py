@@ -136,9 +136,19 @@ class PostgresServer:
              "--no-sync", "--no-instructions"],
         )  # fmt: skip
 
-    def _start(self) -> None:
+    def crash(self) -> None:
+        """Stop the server as a crash would (``pg_ctl -m immediate``: no shutdown checkpoint,
+        every connection cut); its data stays for :meth:`restart`."""
+        self._running = False
+        self._run(["pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+
+    def restart(self) -> None:
+        """Start the server again on the same port, after :meth:`crash` (it recovers)."""
+        self._start(port=self.port)
+
+    def _start(self, port: int | None = None) -> None:
         for attempt in range(PORT_ATTEMPTS):
-            self.port = free_port()
+            self.port = port or free_port()
             options = ["-p", str(self.port), "-k", str(self.root), "-c", "listen_addresses=127.0.0.1"]
             for setting in self.settings:
                 options += ["-c", setting]

@@ -56,7 +56,8 @@ def import_class(entry_point: str) -> type:
         obj = attribute(obj, part, owner)
         owner = f"{owner}.{part}"
     if not inspect.isclass(obj):
-        raise ComponentLoadError(f"'{module_name}:{attribute_path}' is not a class but a {type(obj).__name__} object")
+        what = article(type(obj).__name__)
+        raise ComponentLoadError(f"'{module_name}:{attribute_path}' is not a class but {what} object")
     return obj
 
 
@@ -95,6 +96,10 @@ def import_module(name: str) -> Any:
         ) from None
     except Exception as exc:  # any error in the user's module becomes a message
         raise ComponentLoadError(f"importing module {name!r} raised {type(exc).__name__}: {exc}") from None
+    except SystemExit as exc:  # sys.exit() at import would end the checking process without a word
+        raise ComponentLoadError(
+            f"importing module {name!r} called sys.exit({exc.code!r}); a module must not exit when imported"
+        ) from None
 
 
 def attribute(obj: Any, name: str, owner: str | None = None) -> Any:
@@ -120,7 +125,8 @@ def _missing_attribute(owner: str, name: str, obj: Any) -> str:
 def kind_problem(cls: type, base: type, role: str) -> str | None:
     """Why ``cls`` cannot serve as ``role`` (needs to subclass ``base``), or None if it can."""
     if not issubclass(cls, base):
-        return f"{qualname(cls)} is not a {base.__name__}; a {role} must subclass {base.__module__}.{base.__qualname__}"
+        qualified = f"{base.__module__}.{base.__qualname__}"
+        return f"{qualname(cls)} is not {article(base.__name__)}; {article(role)} must subclass {qualified}"
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         return f"{qualname(cls)} is abstract: it does not implement {missing}"
@@ -160,6 +166,11 @@ def params_problems(target: Callable[..., Any], params: Mapping[str, Any]) -> li
 
 
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def article(word: str) -> str:
+    """``word`` with "a" or "an" in front, as it is spoken ("an Environment", "a Brain")."""
+    return f"an {word}" if word[:1].lower() in "aeiou" else f"a {word}"
 
 
 def _unexpected(name: str, key: str, named: list[str]) -> str:

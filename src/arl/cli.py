@@ -6,17 +6,15 @@ import asyncio
 import contextlib
 import json
 import logging
-import multiprocessing
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 import arl
-from arl.codec import pack, unpack
-from arl.errors import ConfigError, Location, Problem
 from arl.results.commands import results_group
 from arl.store.commands import db as db_group
 
@@ -62,131 +60,99 @@ def _setup_console_logging(verbose: int) -> int:
 Variants = list[list[Any]]  # each run's overrides (arl.config.overrides.Override)
 
 
-def _variants(sets: tuple[str, ...], sweeps: tuple[str, ...]) -> Variants:
-    """The overrides of every run a file expands to; exit 2 on an option that cannot be read."""
-    from arl.config.overrides import OverrideError, combinations, parse_set, parse_sweep
+def _say(text: str) -> None:
+    """Print to stderr, with anything that is not printable escaped (see arl.terminal)."""
+    from arl.terminal import printable
+
+    click.echo(printable(text), err=True)
+
+
+def _variants(files: tuple[str, ...], sets: tuple[str, ...], sweeps: tuple[str, ...], max_runs: int) -> Variants:
+    """The overrides of every run a file expands to; exit 2 on an option that cannot be
+    read, or on more runs than ``max_runs`` (counted before any is made)."""
+    from arl.config.overrides import OverrideError, combinations, count, parse_set, parse_sweep
 
     try:
-        return combinations([parse_set(t) for t in sets], [parse_sweep(t) for t in sweeps])
+        parsed_sets, parsed_sweeps = [parse_set(t) for t in sets], [parse_sweep(t) for t in sweeps]
     except OverrideError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _say(f"error: {exc}")
         sys.exit(EXIT_CONFIG)
-
-
-def _load(file: str, variant: list[Any], *, resolve_classes: bool, probe: bool = False) -> Any:
-    """One run of ``file``: its overrides applied, and a swept run's uid naming its values."""
-    import dataclasses
-
-    from arl.config import load_experiment
-    from arl.config.overrides import sweep_suffix
-
-    spec = load_experiment(file, resolve_classes=resolve_classes, overrides=variant, probe=probe)
-    suffix = sweep_suffix(variant)
-    if suffix:
-        uid = spec.uid + suffix
-        spec = dataclasses.replace(spec, uid=uid, document={**spec.document, "uid": uid})
-    return spec
+    runs = len(files) * count(parsed_sweeps)
+    if runs > max_runs:
+        _say(
+            f"error: the files and sweeps make {runs:,} runs, more than --max-runs allows ({max_runs:,}); "
+            f"sweep fewer values, or give --max-runs {runs} to run them all. Nothing was run."
+        )
+        sys.exit(EXIT_CONFIG)
+    return combinations(parsed_sets, parsed_sweeps)
 
 
 def _preflight(
-    files: tuple[str, ...], url: str | None, variants: Variants, *, probe: bool = False
+    files: tuple[str, ...], url: str | None, variants: Variants, *, probe: bool, timeout: float
 ) -> tuple[list[tuple[str, Any]], str | None]:
-    """Every (file, run) pair, after a complete check; or exit 2 having printed every problem.
+    """Every (file, run) pair after a complete check (``arl.preflight``), and where the
+    store is; or exit (2; 130 on Ctrl-C) having said why nothing may run."""
+    from arl.preflight import Refused, preflight
 
-    The complete check imports every class the files name and opens (creating on first
-    use) the store. It runs in a forked child: importing users' modules would otherwise
-    bring what they import (torch, say) into this process for the whole run, where only
-    the processes hosting a component need it. Forking is cheap and safe here, as no
-    thread or socket exists yet; meanwhile this process parses the files for itself.
-    With ``url`` None the store is left alone. ``probe`` builds and resets every
-    environment too (in the child), to check the ids agents name against it.
-    """
-    import arl.config  # noqa: F401 - imported once here, inherited by the checking child
-
-    ctx = multiprocessing.get_context("fork")
-    receiver, sender = ctx.Pipe(duplex=False)
-    checker = ctx.Process(target=_check, args=(files, url, variants, sender, probe), name="arl-check")
-    checker.start()
-    sender.close()
-    runs = []
-    for file in files:
-        for variant in variants:
-            with contextlib.suppress(ConfigError):  # the checker reports every problem
-                runs.append((file, _load(file, variant, resolve_classes=False)))
     try:
-        found, store_error, location = unpack(receiver.recv_bytes())
-    except KeyboardInterrupt:
-        checker.join()
-        click.echo("interrupted while checking; nothing was run.", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except EOFError:
-        checker.join()
-        raise click.ClickException(f"checking the experiment files failed (exit code {checker.exitcode})") from None
-    checker.join()
-    # A mistake in the file shows in every variant of it: say it once.
-    problems = list(dict.fromkeys(Problem(Location(*where), path, message) for where, path, message in found))
-    for problem in problems:
-        click.echo(f"error: {problem}", err=True)
-    if problems:
-        count = len(problems)
-        click.echo(f"{count} problem{'s' if count > 1 else ''} found; nothing was run.", err=True)
-        sys.exit(EXIT_CONFIG)
-    if store_error is not None:
-        click.echo(f"error: {store_error}", err=True)
-        if "arl-run db upgrade" not in store_error:  # else the store is fine, only older
-            click.echo("Give a working SQLAlchemy URL with --store or ARL_STORE_URL.", err=True)
-        click.echo("Nothing was run.", err=True)
-        sys.exit(EXIT_CONFIG)
-    return runs, location
-
-
-def _check(files: tuple[str, ...], url: str | None, variants: Variants, sender: Any, probe: bool) -> None:
-    """In the checking child: every problem of every run, then whether the store opens."""
-    from arl.errors import ArlError
-
-    found = []
-    for file in files:
-        for variant in variants:
-            try:
-                _load(file, variant, resolve_classes=True, probe=probe)
-            except ConfigError as exc:
-                found += [[[p.location.file, p.location.line, p.location.column], p.path, p.message]
-                          for p in exc.problems]  # fmt: skip
-    store_error = location = None
-    if not found and url is not None:  # a wrong file must not create a store
-        from arl.store.engine import describe_location, open_store
-
-        try:
-            open_store(url).dispose()
-            location = describe_location(url)
-        except ArlError as exc:
-            store_error = str(exc)
-    sender.send_bytes(pack([found, store_error, location]))
-    sender.close()
+        return preflight(files, url, variants, probe=probe, timeout=timeout)
+    except Refused as refused:
+        for line in refused.lines:
+            _say(line)
+        sys.exit(refused.code)
 
 
 def _describe(file: str, spec: Any) -> None:
     """Print what a run will do: its uid, seed and phases."""
+    from arl.terminal import printable
+
+    def say(text: str) -> None:
+        click.echo(printable(text))
+
     group = f", experiment {spec.experiment_uid}" if spec.experiment_uid else ""
-    click.echo(f"run {spec.uid}{group}, seed {spec.seed}  ({file})")
+    say(f"run {spec.uid}{group}, seed {spec.seed}  ({file})")
     for phase in spec.phases:
         limit = f", at most {phase.max_steps} steps an episode" if phase.max_steps else ""
-        click.echo(
+        say(
             f"  phase {phase.index} {phase.name}: {phase.mode}, {phase.episodes} episode(s) x {phase.workers} "
             f"worker(s), {phase.simulation.name}{limit}"
         )
         for env in phase.environments:
-            click.echo(f"    environment {env.uid}: {env.entry.entry_point} {dict(env.entry.params) or ''}".rstrip())
+            say(f"    environment {env.uid}: {env.entry.entry_point} {dict(env.entry.params) or ''}".rstrip())
         for agent in phase.agents:
             load = ""
             if agent.load is not None:
                 source = f"run {agent.load.run} " if agent.load.run else ""
                 load = f", loads {agent.load.agent} from {source}{agent.load.phase or 'its last phase'}"
-            click.echo(f"    agent {agent.name}: {len(agent.sensors)} sensors, {len(agent.actuators)} actuators{load}")
+            say(f"    agent {agent.name}: {len(agent.sensors)} sensors, {len(agent.actuators)} actuators{load}")
 
 
-def _override_options(command: Any) -> Any:
-    """``--set`` and ``--sweep``, shared by the commands that read experiment files."""
+@contextlib.contextmanager
+def _checking() -> Iterator[None]:
+    """Ctrl-C before the runs start: say so, exit 130, and leave nothing behind (the
+    checking child is stopped by arl.preflight itself)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _say("interrupted while checking; nothing was run.")
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _file_options(command: Any) -> Any:
+    """``--set``, ``--sweep``, ``--max-runs`` and ``--check-timeout``, shared by the
+    commands that read experiment files."""
+    from arl.preflight import CHECK_TIMEOUT, MAX_RUNS
+
+    command = click.option(
+        "--check-timeout", default=CHECK_TIMEOUT, show_default=True, metavar="SECONDS",
+        type=click.FloatRange(min=0, min_open=True),
+        help="The longest one step of the check (importing a module, probing an environment, opening the "
+        "store) may take before it is stopped.",
+    )(command)  # fmt: skip
+    command = click.option(
+        "--max-runs", default=MAX_RUNS, show_default=True, type=click.IntRange(min=1),
+        help="Refuse files and sweeps that make more runs than this.",
+    )(command)  # fmt: skip
     command = click.option(
         "--sweep", "sweeps", multiple=True, metavar="KEY=A,B,...",
         help="Run once per value (several sweeps multiply); each run's uid names its values.",
@@ -203,24 +169,33 @@ def _override_options(command: Any) -> Any:
 @click.option(
     "--probe", is_flag=True,
     help="Also build and reset every environment once, and check the sensor and actuator ids agents name "
-    "against what it provides.",
+    "against what it provides (run does this too).",
 )  # fmt: skip
-@_override_options
-def check(files: tuple[str, ...], probe: bool, sets: tuple[str, ...], sweeps: tuple[str, ...]) -> None:
+@_file_options
+def check(
+    files: tuple[str, ...],
+    probe: bool,
+    sets: tuple[str, ...],
+    sweeps: tuple[str, ...],
+    max_runs: int,
+    check_timeout: float,
+) -> None:
     """Check experiment FILES completely and print the runs they describe.
 
     Every class named is imported and checked against what it must be; every problem
     is reported with its file, line and column (exit code 2). Nothing runs and the
     store is not touched. With --probe, environments are built and reset once too.
     """
-    _setup_console_logging(0)
-    _check_and_describe(files, _variants(sets, sweeps), probe=probe)
+    with _checking():
+        _setup_console_logging(0)
+        variants = _variants(files, sets, sweeps, max_runs)
+        _check_and_describe(files, variants, probe=probe, timeout=check_timeout)
 
 
-def _check_and_describe(files: tuple[str, ...], variants: Variants, *, probe: bool = False) -> None:
+def _check_and_describe(files: tuple[str, ...], variants: Variants, *, probe: bool, timeout: float) -> None:
     """``check`` and ``run --dry-run``: check completely (exit 2 on a problem), leave the
     store alone, and print the runs the files describe."""
-    runs, _ = _preflight(files, None, variants, probe=probe)
+    runs, _ = _preflight(files, None, variants, probe=probe, timeout=timeout)
     for file, spec in runs:
         _describe(file, spec)
     click.echo(f"{len(files)} file{'s' if len(files) > 1 else ''} checked, {len(runs)} run(s): no problems.")
@@ -265,8 +240,13 @@ def schema() -> None:
     help="Store every environment step and agent action (the default); with --no-store-steps only runs, "
     "phases, episodes and saved brains are stored.",
 )
+@click.option(
+    "--probe/--no-probe", default=True,
+    help="Build and reset every environment once in the check, and check the sensor and actuator ids agents "
+    "name against what it provides (the default); --no-probe skips that, for environments slow to build.",
+)  # fmt: skip
 @click.option("--verbose", "-v", count=True, help="Log more: -v for progress, -vv for debugging.")
-@_override_options
+@_file_options
 def run(
     files: tuple[str, ...],
     dry_run: bool,
@@ -274,9 +254,12 @@ def run(
     store: str | None,
     checkpoint_dir: str,
     store_steps: bool,
+    probe: bool,
     verbose: int,
     sets: tuple[str, ...],
     sweeps: tuple[str, ...],
+    max_runs: int,
+    check_timeout: float,
 ) -> None:
     """Run the experiment FILES and record every step in the store.
 
@@ -284,15 +267,16 @@ def run(
     with its file, line and column, and nothing runs (exit code 2). Exit codes: 0 all
     runs finished, 1 a run failed, 130 interrupted (Ctrl-C).
     """
-    level = _setup_console_logging(verbose)
-    from arl.store.location import store_url
+    with _checking():
+        level = _setup_console_logging(verbose)
+        from arl.store.location import store_url
 
-    url = store_url(store)
-    variants = _variants(sets, sweeps)
-    if dry_run:
-        _check_and_describe(files, variants)
-        return
-    runs, location = _preflight(files, url, variants)
+        url = store_url(store)
+        variants = _variants(files, sets, sweeps, max_runs)
+        if dry_run:
+            _check_and_describe(files, variants, probe=probe, timeout=check_timeout)
+            return
+        runs, location = _preflight(files, url, variants, probe=probe, timeout=check_timeout)
     specs = [spec for _, spec in runs]
     from arl.executor import Executor, ExecutorOptions
 
@@ -304,24 +288,32 @@ def run(
     started = time.perf_counter()
     outcomes = asyncio.run(Executor(options, on_status=on_status).execute(specs))
     elapsed = time.perf_counter() - started
-    for outcome in outcomes:
-        run_id = f" (run id {outcome.run_id})" if outcome.run_id is not None else ""
-        ended_by = (
-            f", ended by {outcome.reason}" if outcome.reason not in (None, "completed", "failed", "interrupted") else ""
-        )
-        click.echo(f"run {outcome.run_uid}{run_id}: {outcome.status}{ended_by}")
-        click.echo(
-            f"  phases {outcome.phases}, episodes {outcome.episodes}, steps {outcome.steps}, actions {outcome.actions}"
-        )
-        if outcome.error:
-            first_line = outcome.error.strip().splitlines()[0]
-            click.echo(f"  error: {first_line}")
-    click.echo(f"results: {location}  ({elapsed:.1f} s)")
+    _summarise(outcomes, location, elapsed)
     statuses = {o.status for o in outcomes}
     if "FAILED" in statuses:
         sys.exit(EXIT_FAILED)
     if "INTERRUPTED" in statuses:
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _summarise(outcomes: list[Any], location: str | None, elapsed: float) -> None:
+    """Print how each run ended, and where its results are. Uids and errors come from
+    users (names, sweep values, the messages of their exceptions): escaped."""
+    from arl.terminal import printable
+
+    for outcome in outcomes:
+        run_id = f" (run id {outcome.run_id})" if outcome.run_id is not None else ""
+        ended_by = (
+            f", ended by {outcome.reason}" if outcome.reason not in (None, "completed", "failed", "interrupted") else ""
+        )
+        click.echo(printable(f"run {outcome.run_uid}{run_id}: {outcome.status}{ended_by}"))
+        click.echo(
+            f"  phases {outcome.phases}, episodes {outcome.episodes}, steps {outcome.steps}, actions {outcome.actions}"
+        )
+        if outcome.error:
+            first_line = outcome.error.strip().splitlines()[0]
+            click.echo(printable(f"  error: {first_line}"))
+    click.echo(printable(f"results: {location}  ({elapsed:.1f} s)"))
 
 
 main.add_command(results_group)

@@ -4,6 +4,12 @@ A message is encoded as ``[CODEC_VERSION, tag, field_1, ..., field_n]``, its fie
 declaration order. Numpy arrays travel as (dtype, shape, raw bytes); numpy scalars as
 (dtype, raw bytes). Nothing is ever pickled, so decoding a hostile frame can at worst
 raise :class:`~arl.errors.ProtocolError`.
+
+What a frame may hold is bounded, so that a malformed or hostile frame is refused here
+rather than crashing whoever handles what it decoded to: at most :data:`MAX_FRAME_BYTES`,
+containers nested at most :data:`MAX_DEPTH` deep (far below Python's recursion limit, so
+code that walks a decoded value recursively, such as a JSON encoder, cannot overflow),
+and no length in a frame can exceed the frame itself (msgpack's own check).
 """
 
 from __future__ import annotations
@@ -20,6 +26,14 @@ from arl.errors import ProtocolError
 CODEC_VERSION = 1
 _EXT_NDARRAY = 1
 _EXT_NPSCALAR = 2
+
+MAX_FRAME_BYTES = 64 * 2**20
+"""The largest frame arl sends or takes (64 MiB); the sockets refuse larger ones too."""
+
+MAX_DEPTH = 64
+"""How deeply lists and maps may nest in a frame; a message itself is one level."""
+
+_NESTED = frozenset((list, dict))  # what msgpack makes of arrays and maps
 
 _registry: dict[str, type[Any]] = {}
 _layouts: dict[type[Any], tuple[str, tuple[str, ...]]] = {}  # class -> (tag, field names)
@@ -44,10 +58,10 @@ def message(tag: str) -> Callable[[type[M]], type[M]]:
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
-        array = np.ascontiguousarray(obj)
-        if array.dtype.hasobject:
+        if obj.dtype.hasobject:
             raise TypeError("numpy arrays of Python objects cannot be sent; use a numeric dtype")
-        payload = msgpack.packb([array.dtype.str, list(array.shape), array.tobytes()])
+        # tobytes() is C order for any layout; np.ascontiguousarray would make a 0-d array 1-d.
+        payload = msgpack.packb([obj.dtype.str, list(obj.shape), obj.tobytes()])
         return msgpack.ExtType(_EXT_NDARRAY, payload)
     if isinstance(obj, np.generic):
         return msgpack.ExtType(_EXT_NPSCALAR, msgpack.packb([obj.dtype.str, obj.tobytes()]))
@@ -59,11 +73,39 @@ def _default(obj: Any) -> Any:
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == _EXT_NDARRAY:
         dtype, shape, raw = msgpack.unpackb(data)
-        return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
+        return np.frombuffer(raw, dtype=_dtype(dtype)).reshape(tuple(shape)).copy()  # () for 0-d
     if code == _EXT_NPSCALAR:
         dtype, raw = msgpack.unpackb(data)
-        return np.frombuffer(raw, dtype=np.dtype(dtype))[0]
+        return np.frombuffer(raw, dtype=_dtype(dtype))[0]
     raise ProtocolError(f"unknown msgpack extension type {code}")
+
+
+def _dtype(name: Any) -> np.dtype[Any]:
+    """Only what :func:`_default` sends: a dtype's string form, never objects."""
+    if not isinstance(name, str):
+        raise ProtocolError(f"a numpy dtype must be sent as its name, got {type(name).__name__}")
+    dtype = np.dtype(name)
+    if dtype.hasobject:
+        raise ProtocolError(f"numpy dtype {name!r} holds Python objects")
+    return dtype
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse a value whose lists and maps nest deeper than :data:`MAX_DEPTH`.
+
+    One level at a time, without recursion: about a microsecond for a step's message.
+    """
+    level = [value]
+    for _ in range(MAX_DEPTH):
+        level = [
+            item
+            for node in level
+            for item in (node.values() if type(node) is dict else node if type(node) is list else ())
+            if type(item) in _NESTED
+        ]
+        if not level:
+            return
+    raise ProtocolError(f"a frame nests lists or maps deeper than {MAX_DEPTH} levels")
 
 
 def pack(value: Any) -> bytes:
@@ -72,13 +114,17 @@ def pack(value: Any) -> bytes:
 
 
 def unpack(data: bytes) -> Any:
-    """Decode what :func:`pack` made."""
+    """Decode what :func:`pack` made; anything else raises :class:`ProtocolError`."""
+    if len(data) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"a frame of {len(data):,} bytes is over the {MAX_FRAME_BYTES:,}-byte limit")
     try:
-        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+        value = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
     except ProtocolError:
         raise
-    except Exception as exc:
-        raise ProtocolError(f"undecodable frame: {exc}") from exc
+    except Exception as exc:  # msgpack and numpy raise many kinds; a frame is malformed either way
+        raise ProtocolError(f"undecodable frame: {type(exc).__name__}: {exc}") from exc
+    _check_depth(value)
+    return value
 
 
 def encode(msg: Any) -> bytes:
@@ -96,9 +142,9 @@ def decode(data: bytes) -> Any:
     if not isinstance(frame, list) or len(frame) < 2:
         raise ProtocolError("a message frame must be a list [version, tag, fields...]")
     version, tag, *values = frame
-    if version != CODEC_VERSION:
+    if type(version) is not int or version != CODEC_VERSION:
         raise ProtocolError(f"codec version {version!r} is not supported (this is {CODEC_VERSION})")
-    cls = _registry.get(tag)
+    cls = _registry.get(tag) if type(tag) is str else None
     if cls is None:
         raise ProtocolError(f"unknown message type {tag!r}")
     try:

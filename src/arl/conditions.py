@@ -17,6 +17,11 @@ separately: a phase condition that fires on one worker ends that worker's phase.
 Built-ins: :class:`EnvironmentDone`, :class:`MaxSteps`, :class:`MaxEpisodes`,
 :class:`WallClock` and :class:`RewardThreshold`. Users subclass
 :class:`TerminationCondition` and name their class in the file.
+
+A constructor's annotations are what the file check holds params to, ranges included
+(``Annotated[int, Field(ge=1)]``): ``MaxSteps`` with ``steps: 0`` or ``"ten"`` is refused
+at the param's line before anything runs. The constructors check again for callers in
+Python.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import Field
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,7 @@ class EnvironmentDone(TerminationCondition):
 class MaxSteps(TerminationCondition):
     """Ends the episode after ``steps`` steps."""
 
-    def __init__(self, steps: int) -> None:
+    def __init__(self, steps: Annotated[int, Field(ge=1)]) -> None:
         if steps < 1:
             raise ValueError(f"MaxSteps needs steps >= 1, got {steps}")
         self.steps = steps
@@ -123,7 +131,7 @@ class MaxEpisodes(TerminationCondition):
     """Ends the phase after ``episodes`` episodes on a worker (palaestrAI's condition;
     ``phase_config.episodes`` says the same)."""
 
-    def __init__(self, episodes: int) -> None:
+    def __init__(self, episodes: Annotated[int, Field(ge=1)]) -> None:
         if episodes < 1:
             raise ValueError(f"MaxEpisodes needs episodes >= 1, got {episodes}")
         self.episodes = episodes
@@ -136,7 +144,7 @@ class WallClock(TerminationCondition):
     """Ends the phase (in ``simulation.conditions``) or the run (at the top level) once
     ``seconds`` have passed since it began. Checked after every step."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: Annotated[float, Field(gt=0)]) -> None:
         if not seconds > 0:
             raise ValueError(f"WallClock needs seconds > 0, got {seconds}")
         self.seconds = seconds
@@ -160,7 +168,7 @@ class RewardThreshold(TerminationCondition):
     there ends the run; the phases after it are skipped).
     """
 
-    def __init__(self, agent: str, threshold: float, window: int = 1) -> None:
+    def __init__(self, agent: str, threshold: float, window: Annotated[int, Field(ge=1)] = 1) -> None:
         if window < 1:
             raise ValueError(f"RewardThreshold needs window >= 1, got {window}")
         self.agent, self.threshold, self.window = agent, float(threshold), window

@@ -3,15 +3,21 @@
 It is the edge: it owns the LogServer, the console, the control socket the governors
 report to, and the signals. The first SIGINT/SIGTERM asks every governor to stop at a
 step boundary; a second one stops them at once.
+
+Starting a run is CPU-bound (interpreters, imports), so however many runs go side by
+side (``--parallel``), only as many start at once as there are cores: a run takes its
+turn to start, and gives it up once its children are up. Start timeouts count only the
+time a child was not kept waiting for a CPU (:class:`arl.proc.child.StartClock`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import os
 import shutil
 import signal
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,14 +27,18 @@ import zmq.asyncio
 
 from arl import codec
 from arl.config.spec import RunSpec
-from arl.errors import ProtocolError
-from arl.governor.options import RunOptions, describe_exit
+from arl.errors import ArlError, ProtocolError
+from arl.governor.options import RunOptions, Timeouts, describe_exit, timeouts_from
 from arl.messages import executor as emsg
 from arl.proc.child import ChildSpec, SupervisedChild
+from arl.proc.ipc import private_dir
 from arl.proc.logs import LogConfig, LogServer
 
 log = logging.getLogger("arl.executor")
 OUTCOME_GRACE = 2.0  # seconds to wait for a governor's outcome message after it exited
+GOVERNOR_START = 60.0  # seconds of its own a governor has to say ready (its store opened)
+_NOT_UP = ("PRISTINE", "STARTING")  # a governor in these states is still starting its run
+TAIL = 10  # log lines kept per governor, to show when one dies
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class ExecutorOptions:
     parallel: int = 1
     level: int = logging.WARNING
     store_steps: bool = True  # False: no environment_steps or agent_actions rows
+    start_at_once: int = 0  # runs starting at the same time; 0: as many as the cores this process may use
 
 
 @dataclass
@@ -46,6 +57,8 @@ class _Governor:
     spec: RunSpec
     child: SupervisedChild | None = None
     run_id: int | None = None  # its row in the store, once the governor has reported it
+    state: str = ""  # the last state it reported
+    up: asyncio.Event = field(default_factory=asyncio.Event)  # set once its children are up (or it ended)
     outcome: asyncio.Future[emsg.RunOutcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     @property
@@ -64,9 +77,19 @@ class Executor:
         self._governors: list[_Governor] = []
         self._interrupts = 0
         self._kills: set[asyncio.Task[int]] = set()  # forced stops after a second signal
+        self._timeouts = Timeouts()
+        self._tails = _GovernorTails()
 
     async def execute(self, specs: list[RunSpec]) -> list[emsg.RunOutcome]:
-        self._workdir = tempfile.mkdtemp(prefix="arl-exec-")
+        self._governors = [_Governor(i, spec) for i, spec in enumerate(specs)]
+        try:
+            self._timeouts = timeouts_from(os.environ)
+            # ipc paths are short (107 bytes): a deep $TMPDIR is left for a short folder.
+            self._workdir = private_dir("arl-exec-")
+        except (ValueError, ArlError) as exc:
+            log.error("%s; nothing was run", exc)
+            return [self._synthetic(g, "FAILED", f"not started: {exc}") for g in self._governors]
+        log.debug("ipc endpoints in %s", self._workdir)
         logs = LogServer(f"ipc://{self._workdir}/log")
         logs.start()
         zctx = zmq.asyncio.Context()
@@ -75,16 +98,18 @@ class Executor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        logging.getLogger().addHandler(self._tails)
         try:
-            self._governors = [_Governor(i, spec) for i, spec in enumerate(specs)]
             slots = asyncio.Semaphore(max(1, self.options.parallel))
+            starts = asyncio.Semaphore(self.options.start_at_once or len(os.sched_getaffinity(0)))
             listener = asyncio.create_task(self._listen())
             try:
-                return list(await asyncio.gather(*(self._run(g, slots) for g in self._governors)))
+                return list(await asyncio.gather(*(self._run(g, slots, starts) for g in self._governors)))
             finally:
                 listener.cancel()
                 await asyncio.gather(*self._kills, return_exceptions=True)
         finally:
+            logging.getLogger().removeHandler(self._tails)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             self._router.close(linger=0)
@@ -92,29 +117,18 @@ class Executor:
             logs.close()
             shutil.rmtree(self._workdir, ignore_errors=True)
 
-    async def _run(self, governor: _Governor, slots: asyncio.Semaphore) -> emsg.RunOutcome:
+    async def _run(self, governor: _Governor, slots: asyncio.Semaphore, starts: asyncio.Semaphore) -> emsg.RunOutcome:
         async with slots:
-            if self._interrupts:
-                return self._synthetic(governor, "INTERRUPTED", "not started: interrupted before its turn")
-            options = RunOptions(
-                store_url=self.options.store_url,
-                checkpoint_dir=self.options.checkpoint_dir,
-                logs=LogConfig(f"ipc://{self._workdir}/log", self.options.level),
-                control=f"ipc://{self._workdir}/control",
-                control_id=governor.identity.decode(),
-                # Inside the executor's directory, so even a killed governor leaves nothing.
-                rundir=f"{self._workdir}/{governor.identity.decode()}",
-                store_steps=self.options.store_steps,
-            )
-            spec = ChildSpec(
-                "governor", governor.spec.uid, "arl.governor.shell:main", {"spec": governor.spec, "options": options}
-            )
-            governor.child = SupervisedChild(spec, options.logs, asynchronous=True)
-            try:
-                await governor.child.start(timeout=60.0)
-            except Exception as exc:
-                await governor.child.stop(grace=0)
-                return self._died(governor, "FAILED", f"the run's governor did not start: {exc}")
+            async with starts:  # this run's turn to start, until its children are up
+                if self._interrupts:
+                    return self._synthetic(governor, "INTERRUPTED", "not started: interrupted before its turn")
+                governor.child = self._governor_child(governor)
+                try:
+                    await governor.child.start(timeout=GOVERNOR_START)
+                except Exception as exc:
+                    await governor.child.stop(grace=0)
+                    return self._died(governor, "FAILED", f"the run's governor did not start: {exc}")
+                await self._until_up(governor)
             code = await governor.child.exited
             await governor.child.stop(grace=0)  # reaps and closes the pipe; it has exited already
             # A governor that ended normally sent its outcome just before; one that was
@@ -125,21 +139,65 @@ class Executor:
             except TimeoutError:
                 if self._interrupts > 1:
                     return self._died(governor, "INTERRUPTED", "stopped at once by a second interrupt")
+                lines = self._tails.of(governor.child.spec.label)
+                said = "\n".join(f"  {line}" for line in lines) if lines else "  (none)"
                 return self._died(
-                    governor, "FAILED", f"the run's governor process {describe_exit(code)} without reporting"
+                    governor,
+                    "FAILED",
+                    f"the run's governor process {describe_exit(code)} without reporting (pid "
+                    f"{governor.child.pid}). Its last log lines:\n{said}",
                 )
 
-    def _synthetic(self, governor: _Governor, status: str, error: str) -> emsg.RunOutcome:
-        return emsg.RunOutcome(governor.spec.uid, governor.run_id, status, 0, 0, 0, 0, error, self.options.store_url)
+    def _governor_child(self, governor: _Governor) -> SupervisedChild:
+        options = RunOptions(
+            store_url=self.options.store_url,
+            checkpoint_dir=self.options.checkpoint_dir,
+            logs=LogConfig(f"ipc://{self._workdir}/log", self.options.level),
+            control=f"ipc://{self._workdir}/control",
+            control_id=governor.identity.decode(),
+            # Inside the executor's directory, so even a killed governor leaves nothing.
+            rundir=f"{self._workdir}/{governor.identity.decode()}",
+            timeouts=self._timeouts,
+            store_steps=self.options.store_steps,
+        )
+        spec = ChildSpec(
+            "governor", governor.spec.uid, "arl.governor.shell:main", {"spec": governor.spec, "options": options}
+        )
+        return SupervisedChild(spec, options.logs, asynchronous=True)
+
+    @staticmethod
+    async def _until_up(governor: _Governor) -> None:
+        """Until the governor's children are up (it reported RUNNING or later), or it exited."""
+        assert governor.child is not None
+        up: asyncio.Future[Any] = asyncio.ensure_future(governor.up.wait())
+        exited: asyncio.Future[Any] = governor.child.exited
+        try:
+            await asyncio.wait({up, exited}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            up.cancel()
+
+    def _synthetic(
+        self, governor: _Governor, status: str, error: str, stored: dict[str, int] | None = None
+    ) -> emsg.RunOutcome:
+        """An outcome the governor did not send; ``stored``: the rows the run has in the
+        store (:func:`arl.store.query.run_counts`), none when it never started."""
+        n = stored or {}
+        return emsg.RunOutcome(
+            governor.spec.uid, governor.run_id, status, n.get("phases", 0), n.get("episodes", 0),
+            n.get("environment_steps", 0), n.get("agent_actions", 0), error, self.options.store_url,
+        )  # fmt: skip
 
     def _died(self, governor: _Governor, status: str, error: str) -> emsg.RunOutcome:
-        """The governor is gone without an outcome: record how its run ended ourselves."""
+        """The governor is gone without an outcome: record how its run ended ourselves, and
+        report what it had stored (read back from the store: its own counts died with it)."""
         log.error("run %s: %s", governor.spec.uid, error)
+        stored = None
         if governor.run_id is not None:  # no row yet: nothing was stored, nothing to end
             from arl.store.query import end_run_at
 
-            end_run_at(self.options.store_url, governor.run_id, status, error)
-        return self._synthetic(governor, status, error)
+            url = self.options.store_url
+            stored = end_run_at(url, governor.run_id, status, error, patience=self._timeouts.store)
+        return self._synthetic(governor, status, error, stored)
 
     async def _listen(self) -> None:
         assert self._router is not None
@@ -156,7 +214,11 @@ class Executor:
                 log.warning("dropped a message from %r", identity)
             elif isinstance(message, emsg.GovernorStatus):
                 governor.run_id = message.run_id if message.run_id is not None else governor.run_id
-                self._on_status(message.run_uid, message.state)
+                if message.state != governor.state:  # a report may only bring the run's id
+                    governor.state = message.state
+                    self._on_status(message.run_uid, message.state)
+                if message.state not in _NOT_UP:
+                    governor.up.set()
             elif isinstance(message, emsg.RunOutcome) and not governor.outcome.done():
                 governor.outcome.set_result(message)
 
@@ -175,3 +237,26 @@ class Executor:
                 task = asyncio.get_running_loop().create_task(g.child.stop(grace=0))
                 self._kills.add(task)
                 task.add_done_callback(self._kills.discard)
+
+
+class _GovernorTails(logging.Handler):
+    """Keeps the last :data:`TAIL` lines each governor logged, to say what a governor that
+    died was doing. (A governor keeps its own children's: ``governor/childlogs.py``.)"""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self._lines: dict[str, collections.deque[str]] = {}
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        label = getattr(record, "arl_process", "")
+        if isinstance(label, str) and label.startswith("governor:"):
+            try:
+                line = (self.format(record).splitlines() or [""])[0]
+            except Exception:  # logging's own policy for a record that cannot be formatted
+                self.handleError(record)
+                return
+            self._lines.setdefault(label, collections.deque(maxlen=TAIL)).append(line)
+
+    def of(self, label: str) -> list[str]:
+        return list(self._lines.get(label, ()))

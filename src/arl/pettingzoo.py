@@ -54,7 +54,7 @@ from pettingzoo.env_registry.exceptions import PettingZooRegistryError
 from pettingzoo.utils.env import AECEnv, ParallelEnv
 
 from arl.api import ActuatorInfo, Environment, SensorInfo, StepResult
-from arl.classref import attribute, import_module, params_problems
+from arl.classref import article, attribute, import_module, params_problems
 from arl.errors import ComponentLoadError
 from arl.spaces import keys, parts
 
@@ -222,7 +222,7 @@ def make(env: str, api: str | None = None, **kwargs: Any) -> tuple[Any, str]:
     elif isinstance(built, AECEnv):
         kind = "aec"
     else:
-        raise TypeError(f"{env} built a {type(built).__name__}, neither a PettingZoo ParallelEnv nor an AECEnv")
+        raise TypeError(f"{env} built {article(type(built).__name__)}, neither a PettingZoo ParallelEnv nor an AECEnv")
     if api is not None and api != kind:
         raise ValueError(f"{env} built an environment of the {kind} API, but api {api!r} was asked for")
     return built, kind

@@ -45,7 +45,8 @@ from arl.codec import encode
 from arl.messages import store as rec
 from arl.store.engine import open_store
 from arl.store.query import run_counts
-from arl.store.writer import COUNTED, StoreWriter, _Recorder
+from arl.store.recorder import COUNTED, Recorder
+from arl.store.writer import StoreWriter
 
 TESTS = Path(__file__).resolve().parents[1]  # where postgres.py is
 BACKENDS = ("sqlite", "postgresql")
@@ -195,7 +196,7 @@ def measure_alone(rows: int, shape: str, url: str) -> float:
     try:
         with engine.connect() as conn:
             counts = dict.fromkeys(COUNTED, 0)
-            recorder = _Recorder(conn, counts)
+            recorder = Recorder(conn, counts)
             recorder.handle(encode(rec.RunStarted("bench", None, 0, {}, "bench", "h", 0.0)))
             recorder.handle(encode(rec.PhaseStarted(0, "train", "train", 0.0)))
             start = time.perf_counter()

@@ -109,3 +109,17 @@ def returns_before_ready(ctx: ChildContext) -> None:
     """
     log.info("%s has nothing to do", ctx.spec.label)
     threading.Thread(target=time.sleep, args=(0.5,), name="lingering-worker").start()
+
+
+def starved_before_ready(ctx: ChildContext) -> None:
+    """Needs 0.2 s of CPU before it says ready, on the CPU ``ARL_TEST_CPU`` names and at
+    the lowest priority (SCHED_IDLE): while anything else runs there, it waits."""
+    import os
+
+    os.sched_setaffinity(0, {int(os.environ["ARL_TEST_CPU"])})
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    began = time.process_time()
+    while time.process_time() - began < 0.2:
+        pass
+    ctx.ready()
+    _wait_for_stop(ctx)

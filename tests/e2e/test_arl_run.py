@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -33,6 +35,9 @@ def test_the_dummy_experiment_stores_every_step_exactly_once(arl_run, no_leaks) 
     done = arl_run.run(str(ROOT / "experiments" / "dummy.yml"), "-v")
     assert done.returncode == 0, done.stderr
     assert "run dummy-run (run id 1): FINISHED" in done.stdout
+    # -v: each state change once (reporting the run's id is not another STARTING).
+    states = [line.split("run dummy-run: ")[1] for line in done.stderr.splitlines() if "run dummy-run: " in line]
+    assert states == ["STARTING", "RUNNING", "STOPPING", "STOPPED"]
     assert "phases 2, episodes 2, steps 20" in done.stdout
     assert str(arl_run.db) in done.stdout
     q = arl_run.scalar
@@ -101,12 +106,12 @@ def test_a_muscle_that_raises_fails_the_run_instead_of_acting_empty(arl_run, no_
     assert actions == [(1, "attacker"), (1, "defender"), (2, "attacker")]
 
 
-def _slow_run(arl_run) -> subprocess.Popen[str]:
+def _slow_run(arl_run, *options: str) -> subprocess.Popen[str]:
     file = write(
         arl_run.tmp, env="arl_test_components:SlowEnvironment", env_params="{delay: 0.01, episode_length: 100000}"
     )
-    proc = arl_run.start(file)
-    poll_for(lambda: _steps(arl_run) >= 20, timeout=30, what="steps in the store")
+    proc = arl_run.start(file, *options)
+    poll_for(lambda: _steps(arl_run) >= 5, timeout=30, what="steps in the store")
     return proc
 
 
@@ -208,14 +213,20 @@ def test_ctrl_c_with_a_worker_idle_in_this_phase_still_ends_interrupted(arl_run,
 def test_a_second_ctrl_c_stops_at_once_and_still_says_interrupted(arl_run, no_leaks) -> None:
     file = write(
         arl_run.tmp, env="arl_test_components:SlowEnvironment", env_params="{delay: 30, episode_length: 10}"
-    )  # a step that will not end soon
+    )  # a step that will not end soon, nor stop when asked
     proc = arl_run.start(file)
     poll_for(lambda: arl_run.count("episodes") == 1, timeout=30, what="the episode to start")
     os.killpg(proc.pid, signal.SIGINT)
+    # Two signals sent at once would arrive as one: the second goes once the first is seen.
+    stop_seen = "select count(*) from events where kind = 'stop_requested'"
+    poll_for(lambda: arl_run.scalar(stop_seen), timeout=30, what="the stop request")
     os.killpg(proc.pid, signal.SIGINT)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert arl_run.scalar("select status from experiment_runs") == "INTERRUPTED"
+    assert "SIGINT again: stopping the runs now" in err
+    assert arl_run.query("select status, error from experiment_runs") == [
+        ("INTERRUPTED", "stopped at once by a second interrupt")
+    ]
 
 
 @pytest.mark.parametrize("when", ["as conductors start", "mid-run"])
@@ -288,10 +299,11 @@ def test_the_same_file_twice_stores_identical_trajectories(arl_run, no_leaks) ->
 
 
 def test_the_cartpole_example_trains_then_tests_a_gymnasium_environment(arl_run, no_leaks) -> None:
-    done = arl_run.run(str(ROOT / "experiments" / "cartpole.yml"))
+    # Two test episodes of the example's five: each runs to the 500-step limit.
+    done = arl_run.run(str(ROOT / "experiments" / "cartpole.yml"), "--set", "schedule.test.phase_config.episodes=2")
     assert done.returncode == 0, done.stderr
     assert arl_run.query('select name, mode from phases order by "index"') == [("train", "train"), ("test", "test")]
-    assert arl_run.scalar("select count(*) from episodes") == 25
+    assert arl_run.scalar("select count(*) from episodes") == 22
     # Gymnasium's two endings stay apart, step by step and per episode.
     for steps, reason, last_terminated, last_truncated in arl_run.query(
         "select e.steps, e.end_reason, s.terminated, s.truncated from episodes e "
@@ -381,26 +393,79 @@ def test_several_workers_each_run_their_episodes(arl_run, no_leaks) -> None:
 
 
 @pytest.mark.parametrize(
-    ("role", "reason"),
+    ("role", "reason", "last"),
     [
-        ("environment:env.0", "process arl[environment:env.0] was killed by signal 9"),
-        ("agent:attacker", "process arl[agent:attacker] was killed by signal 9"),
-        ("controller:0", "process arl[controller:0] was killed by signal 9"),
-        ("governor:e2e", "the run's governor process was killed by signal 9 without reporting"),
+        ("environment:env.0", "process arl[environment:env.0] was killed by signal 9 (SIGKILL)", "set up for phase 0"),
+        ("agent:attacker", "process arl[agent:attacker] was killed by signal 9 (SIGKILL)", ""),
+        ("controller:0", "process arl[controller:0] was killed by signal 9 (SIGKILL)", ""),
+        ("governor:e2e", "the run's governor process was killed by signal 9 (SIGKILL) without reporting", "Begin"),
     ],
 )
-def test_sigkill_of_any_process_of_a_run_fails_it_cleanly(arl_run, no_leaks, role: str, reason: str) -> None:
-    proc = _slow_run(arl_run)
+def test_sigkill_of_any_process_of_a_run_fails_it_cleanly(arl_run, no_leaks, role: str, reason: str, last: str) -> None:
+    proc = _slow_run(arl_run, "-vv")  # -vv: the conductors' debug lines, to find in the report
     victim = poll_for(lambda: _titled(proc.pid, f"arl[{role}]"))
     victim[0].kill()
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
+    # The terminal says which process died, how, and what it logged last.
+    report = _report(err, reason)
+    assert "Its last log lines:" in report[0]
+    assert len(report) > 1
+    assert any(last in line for line in report[1:]), report
     status, error = arl_run.query("select status, error from experiment_runs")[0]
     assert status == "FAILED"
     assert reason in error
-    # Every step stored once, and nothing left open.
-    assert arl_run.scalar("select count(distinct step) from environment_steps") == _steps(arl_run)
-    assert arl_run.scalar("select count(*) from episodes where ended_at is null") == 0
+    assert "Its last log lines:" in error
+    _assert_rows_consistent(arl_run)
+
+
+def test_a_conductor_stopped_and_continued_holds_the_run_up_without_failing_it(arl_run, no_leaks) -> None:
+    """SIGSTOP (a debugger, a paused job) is not death: nothing times a step out, and
+    after SIGCONT the run goes on to the end."""
+    file = write(arl_run.tmp, env="arl_test_components:SlowEnvironment", env_params="{delay: 0.01, episode_length: 60}")
+    proc = arl_run.start(file)
+    poll_for(lambda: _steps(arl_run) >= 5, timeout=30, what="steps")
+    conductor = _titled(proc.pid, "arl[environment:env.0]")[0]
+    conductor.suspend()
+    try:
+        poll_for(lambda: conductor.status() == psutil.STATUS_STOPPED, what="the conductor to stop")
+        time.sleep(1.2)  # stopped for longer than a heartbeat: the broker hears nothing from it meanwhile
+        assert proc.poll() is None
+        assert _steps(arl_run) < 60
+    finally:
+        conductor.resume()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "phases 1, episodes 1, steps 60, actions 120" in out
+    _assert_rows_consistent(arl_run)
+
+
+def _report(err: str, first: str) -> list[str]:
+    """The console lines of the message that starts with ``first``: its line, then the
+    indented lines that follow it."""
+    lines = err.splitlines()
+    start = next(i for i, line in enumerate(lines) if first in line)
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")), len(lines))
+    return lines[start:end]
+
+
+def _assert_rows_consistent(arl_run) -> None:
+    """However a run ended: every row in its place, everything ended, counts that add up."""
+    q = arl_run.scalar
+    for table in ("environment_steps", "agent_actions"):
+        assert q(f"select count(*) from {table} t left join episodes e on t.episode_id = e.id where e.id is null") == 0
+    assert q("select count(distinct episode_id || '/' || step) from environment_steps") == _steps(arl_run)
+    assert q("select count(*) from episodes where ended_at is null or steps is null or end_reason is null") == 0
+    assert (
+        arl_run.query(
+            "select e.id, e.steps from episodes e where e.steps != "
+            "(select count(*) from environment_steps s where s.episode_id = e.id)"
+        )
+        == []
+    )
+    assert q("select count(*) from phases where ended_at is null or end_reason is null") == 0
+    assert q("select count(*) from experiment_runs where ended_at is null or status in ('RUNNING', 'SCHEDULED')") == 0
+    assert q("select count(*) from experiment_runs where status = 'FAILED' and coalesce(error, '') = ''") == 0
 
 
 def _titled(root: int, title: str | tuple[str, ...]) -> list[psutil.Process]:
@@ -425,17 +490,24 @@ def test_ctrl_c_while_the_run_starts_ends_it_interrupted(arl_run, no_leaks) -> N
     assert {s for (s,) in arl_run.query("select status from experiment_runs")} <= {"INTERRUPTED"}
 
 
-def test_a_store_that_fails_mid_run_fails_the_run_without_hanging(arl_run, no_leaks) -> None:
+def test_a_store_that_fails_mid_run_fails_the_run_without_hanging(arl_run, no_leaks, monkeypatch) -> None:
+    monkeypatch.setenv("ARL_TIMEOUTS", "store=1")  # the store's patience: 1 s, not a minute
     proc = _slow_run(arl_run)
     import sqlite3
 
     with sqlite3.connect(arl_run.db, timeout=1) as blocker:
-        blocker.execute("begin exclusive")  # the writer's next commit waits 5 s, then fails
-        out, err = proc.communicate(timeout=60)
-        blocker.rollback()
+        blocker.execute("begin exclusive")  # the writer's next commit waits its patience, then fails
+        assert proc.stderr is not None
+        seen = list(itertools.takewhile(lambda line: "database is locked" not in line, proc.stderr))
+        blocker.rollback()  # the writer has given up: the run's end goes in on a connection of its own
+    out, err = proc.communicate(timeout=30)
+    err = "".join(seen) + err
     assert proc.returncode == 1, err
-    assert "error: the store failed: OperationalError: database is locked" in out
+    assert f"error: the store failed: writing to {arl_run.db}: OperationalError: database is locked" in out
     assert "Traceback" not in err
+    status, error = arl_run.query("select status, error from experiment_runs")[0]
+    assert status == "FAILED"
+    assert error.startswith("the store failed")
 
 
 def test_a_sweep_runs_every_value_side_by_side_with_its_own_uid(arl_run, no_leaks) -> None:
@@ -451,3 +523,54 @@ def test_a_sweep_runs_every_value_side_by_side_with_its_own_uid(arl_run, no_leak
         'join phases p on e.phase_id = p.id where s.step = 1 and e."index" = 0 order by p.run_id'
     )
     assert first_steps[0] != first_steps[1]
+
+
+TINY = """\
+uid: tiny
+schedule:
+  - only:
+      environments:
+        - environment: {name: arl.dummy:DummyEnvironment, uid: env, params: {episode_length: 2}}
+      agents:
+        - name: solo
+          brain: {name: arl.dummy:DummyBrain}
+          muscle: {name: arl.dummy:DummyMuscle}
+          objective: {name: arl.dummy:DummyObjective}
+          sensors: [env.s0]
+          actuators: [env.a0]
+      simulation: {name: vanilla}
+      phase_config: {mode: test, episodes: 1}
+"""
+
+
+def test_runs_side_by_side_take_turns_to_start_and_all_finish_under_a_deep_tmpdir(
+    arl_run, no_leaks, monkeypatch
+) -> None:
+    """More runs than cores: only as many start at once as there are cores, the rest
+    wait their turn, and every one finishes. A $TMPDIR too deep for ipc socket paths
+    (107 bytes) makes arl use a short private folder of its own, removed at the end."""
+    deep = Path(arl_run.private) / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(arl_run, "private", str(deep))  # its TMPDIR; put back before it is removed
+    file = arl_run.tmp / "tiny.yml"
+    file.write_text(TINY)
+    runs = 3  # more than the cores of the machine it was written on (2)
+    seeds = ",".join(str(seed) for seed in range(runs))
+    done = arl_run.run(str(file), "--sweep", f"seed={seeds}", "-j", str(runs), "-vv", timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert arl_run.query("select status, count(*) from experiment_runs group by status") == [("FINISHED", runs)]
+    assert arl_run.scalar("select count(*) from environment_steps") == 2 * runs
+    # The runs still starting (STARTING reported, RUNNING not yet) never outnumber the cores.
+    starting: set[str] = set()
+    most = 0
+    for line in done.stderr.splitlines():
+        if "arl.executor: run tiny[" in line:
+            uid, state = line.split("arl.executor: run ")[1].split(": ")
+            (starting.add if state == "STARTING" else starting.discard)(uid)
+            most = max(most, len(starting))
+    assert 1 <= most <= min(runs, len(os.sched_getaffinity(0)))
+    # Its own short folder for the ipc sockets, gone now.
+    folder = next(line for line in done.stderr.splitlines() if "ipc endpoints in" in line).split(" in ")[-1]
+    assert len(folder) < 80
+    assert not str(folder).startswith(str(deep))
+    assert not Path(folder).exists()

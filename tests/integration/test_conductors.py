@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import threading
 import time
@@ -19,9 +20,10 @@ from arl.conductors.agent import AgentConductor
 from arl.conductors.controller import SimulationController
 from arl.conductors.environment import EnvironmentConductor
 from arl.conductors.service import Service
+from arl.mdp import protocol as p
 from arl.mdp.broker import Broker
 from arl.mdp.client import MdpClient
-from arl.messages import control, store
+from arl.messages import control, environment, store
 from arl.messages.common import ErrorReply
 from arl.proc.child import ChildContext, ChildSpec
 from arl.simulation import BUILT_IN
@@ -170,3 +172,62 @@ def test_a_phase_runs_through_real_sockets(rundir: str, controller: str) -> None
     assert isinstance(broken, ErrorReply)
     assert broken.kind == "ComponentLoadError"
     assert "Nope" in broken.message
+
+
+def _ask(dealer: zmq.Socket[Any], message: Any) -> Any:
+    dealer.send(codec.encode(message))
+    assert dealer.poll(10_000), "no answer: the conductor stopped serving"
+    return codec.decode(dealer.recv())
+
+
+def test_malformed_messages_on_either_socket_never_end_a_conductor(
+    rundir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Wrong frame counts, unreadable and deeply nested bodies and an oversized frame on
+    the direct link, garbage on the broker link: each is dropped or answered with an
+    ErrorReply, and the conductor goes on serving both links."""
+    zctx = zmq.Context()
+    broker = zctx.socket(zmq.ROUTER)  # a stand-in broker that sends what a real one never would
+    broker.setsockopt(zmq.LINGER, 0)
+    broker.bind(f"ipc://{rundir}/broker")
+    dealer = zctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RECONNECT_IVL, 10)  # the oversized frame drops the connection: come back soon
+    echo = InProcess(
+        _spec("environment", "env.echo.0", rundir, f"ipc://{rundir}/e0"), lambda c: Service(c, lambda m: m)
+    )
+    try:
+        assert broker.poll(10_000)
+        worker, *_ready = broker.recv_multipart()
+        dealer.connect(f"ipc://{rundir}/e0")
+        assert _ask(dealer, environment.Reset(1)) == environment.Reset(1)
+        with caplog.at_level(logging.WARNING):
+            dealer.send_multipart([b"two", b"frames"])
+            dealer.send_multipart([b""] * 5)
+            dealer.send(b"x" * (codec.MAX_FRAME_BYTES + 1))
+            for frames in ([b"", b"MDPW02", b"\x09"], [b"junk"], [b"", b"MDPW02", b"\x02", b"c", b"x"]):
+                broker.send_multipart([worker, *frames])
+            assert _ask(dealer, environment.Reset(2)) == environment.Reset(2)
+            deep: Any = 0
+            for _ in range(codec.MAX_DEPTH + 1):
+                deep = [deep]
+            for body in (b"\xc1", codec.pack([codec.CODEC_VERSION, "env.step", {"x": deep}])):
+                dealer.send(body)
+                assert dealer.poll(10_000)
+                refused = codec.decode(dealer.recv())
+                assert isinstance(refused, ErrorReply)
+                assert refused.kind == "ProtocolError"
+            broker.send_multipart([worker, *p.worker_request(b"client", b"c1", codec.encode(environment.Reset(3)))])
+            assert broker.poll(10_000)
+            reply = p.parse_worker_message(broker.recv_multipart()[1:])
+            while isinstance(reply, p.Heartbeat):
+                assert broker.poll(10_000)
+                reply = p.parse_worker_message(broker.recv_multipart()[1:])
+            assert reply == p.WorkerReport(b"client", b"c1", codec.encode(environment.Reset(3)))
+    finally:
+        echo.stop()
+        dealer.close()
+        broker.close()
+        zctx.term()
+    dropped = [r.getMessage() for r in caplog.records if "dropped a malformed message" in r.getMessage()]
+    assert len(dropped) == 2 + 3, dropped  # two on the direct link, three from the "broker"

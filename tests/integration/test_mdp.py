@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import psutil
 import pytest
 import zmq
 import zmq.asyncio
 
+from arl.codec import MAX_FRAME_BYTES
 from arl.errors import ProtocolError, RequestTimeout
 from arl.mdp import Broker, MdpClient, MdpWorker, Request
 from arl.mdp import protocol as p
+from arl.mdp.broker import MAX_QUEUED_BYTES
 
 HEARTBEAT = 0.1
 """Short, so purges and reconnects happen within a fraction of a second."""
@@ -280,8 +284,8 @@ def test_client_requests_after_close_are_refused(endpoint: str) -> None:
     run(main)
 
 
-def test_worker_rejects_malformed_broker_messages_and_reconnects_when_broker_is_silent(
-    endpoint: str,
+def test_worker_drops_malformed_broker_messages_and_reconnects_when_broker_is_silent(
+    endpoint: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     ctx = zmq.Context()
     fake_broker = ctx.socket(zmq.ROUTER)
@@ -298,10 +302,14 @@ def test_worker_rejects_malformed_broker_messages_and_reconnects_when_broker_is_
         identity, ready = from_worker()
         assert ready == p.Ready("svc", {"k": 1})
 
-        fake_broker.send_multipart([identity, b"", b"MDPW02", b"\x09"])
-        assert worker.socket.poll(int(DEADLINE * 1000))
-        with pytest.raises(ProtocolError, match="unexpected worker command"):
-            worker.recv()
+        # Malformed messages are dropped with a warning: they must not end the process.
+        for frames in ([b"", b"MDPW02", b"\x09"], [b"two"], [b"", b"MDPW02", *p.worker_request(b"c", b"1", b"x")]):
+            fake_broker.send_multipart([identity, *frames])
+            assert worker.socket.poll(int(DEADLINE * 1000))
+            with caplog.at_level(logging.WARNING, logger="arl.mdp"):
+                assert worker.recv() is None
+        assert "unexpected worker command" in caplog.text
+        assert len(caplog.records) == 3
 
         fake_broker.send_multipart([identity, *p.worker_request(b"client", b"c1", b"ask")])
         assert worker.socket.poll(int(DEADLINE * 1000))
@@ -349,5 +357,62 @@ def test_client_matches_out_of_order_replies_and_drops_malformed_ones(endpoint: 
                 assert await second == b"re:2"
         finally:
             fake_broker.close(linger=0)
+
+    run(main)
+
+
+FLOOD = """
+import sys, zmq
+endpoint, huge, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+ctx = zmq.Context()
+sock = ctx.socket(zmq.DEALER)
+sock.setsockopt(zmq.RECONNECT_IVL, 10)  # a refused frame drops the connection: come back soon
+sock.connect(endpoint)
+for body in (b"x" * huge, b"y" * huge):  # each over the limit
+    sock.send_multipart([b"", b"MDPC02", b"\\x01", b"ghost", b"huge", body])
+body = b"z" * size
+for i in range(count):  # a service nobody serves: every request would wait for ever
+    sock.send_multipart([b"", b"MDPC02", b"\\x01", b"ghost", str(i).encode(), body])
+    sock.send_multipart([b"garbage", body])
+# Messages from one peer are handled in order: this reply means the flood was read.
+sock.send_multipart([b"", b"MDPC02", b"\\x01", b"mmi.lookup", b"last", b"ghost"])
+assert sock.poll(30_000), "the broker stopped answering"
+assert sock.recv_multipart()[4] == b"last"
+"""
+
+
+def test_a_flood_of_requests_and_huge_frames_keeps_the_broker_small_and_serving(
+    endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """3,000 requests of 100 KiB for a service nobody serves (300 MB), two frames over
+    the size limit and 3,000 malformed messages: the broker keeps what its queue limit
+    allows, refuses the rest, says so in a few lines, and still serves."""
+
+    async def main(ctx: zmq.asyncio.Context) -> None:
+        async with fast_broker(ctx, endpoint), MdpClient(ctx, endpoint) as client:
+            before = psutil.Process().memory_info().rss
+            flood = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", FLOOD, endpoint, str(MAX_FRAME_BYTES + 1), "3000", str(100 * 1024)
+            )
+            assert await asyncio.wait_for(flood.wait(), 50) == 0
+            grown = psutil.Process().memory_info().rss - before
+            assert grown < MAX_QUEUED_BYTES + 32 * 2**20, f"the broker grew by {grown / 2**20:.0f} MiB"
+            with WorkerThread(endpoint, "svc"):
+                assert await client.request("svc", b"ok", timeout=DEADLINE) == b"svc:ok"
+
+    with caplog.at_level(logging.WARNING, logger="arl.mdp"):
+        run(main)
+    refused = [r.getMessage() for r in caplog.records if "dropped a request" in r.getMessage()]
+    malformed = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert refused, "no request was refused"
+    assert "already wait for workers" in refused[0]
+    assert len(refused) + len(malformed) < 50, "every drop was logged on its own"
+
+
+def test_a_request_over_the_size_limit_fails_at_once_with_the_service_named(endpoint: str) -> None:
+    async def main(ctx: zmq.asyncio.Context) -> None:
+        async with fast_broker(ctx, endpoint), MdpClient(ctx, endpoint) as client:
+            with pytest.raises(ProtocolError, match=r"a request to 'svc' is .* over the"):
+                await client.request("svc", b"x" * (MAX_FRAME_BYTES + 1), timeout=DEADLINE)
 
     run(main)

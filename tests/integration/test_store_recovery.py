@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from arl.messages.store import PhaseStarted, RunStarted
 from arl.store.engine import open_store
 from arl.store.query import interrupt_dead_runs, process_alive, this_process
-from arl.store.schema import EpisodeRow, PhaseRow, RunRow, utc
+from arl.store.schema import EnvironmentStepRow, EpisodeRow, EventRow, PhaseRow, RunRow, utc
 from arl.store.writer import StoreWriter
 
 HOST = socket.gethostname()
@@ -128,3 +128,36 @@ def test_opening_a_writer_interrupts_the_dead_runs_of_this_host_only(
         assert mine is not None
         assert (mine.pid, mine.pid_started_at, mine.status) == (me, my_start, "RUNNING")  # the writer's process
     assert interrupt_dead_runs(engine) == []  # each run is ended once
+
+
+def test_a_dead_run_ends_when_it_was_last_heard_of_with_the_steps_it_stored(
+    engine: Engine, dead: tuple[int, datetime]
+) -> None:
+    killed = add_run(engine, "killed", pid=dead[0], started_at=dead[1])
+    last_heard = T0 + timedelta(minutes=5)
+    with Session(engine) as session:
+        phase = session.scalars(select(PhaseRow).where(PhaseRow.run_id == killed)).one()
+        session.add(EventRow(run_id=killed, at=last_heard, kind="stop_requested", detail={}))
+        open_episode = session.scalars(select(EpisodeRow).where(EpisodeRow.ended_at.is_(None))).one()
+        session.add_all(
+            EnvironmentStepRow(episode_id=open_episode.id, step=step, env_uid="env", sensors={}, rewards={},
+                               terminated=False, truncated=False)
+            for step in range(1, 8)
+        )  # fmt: skip
+        session.commit()
+        phase_id, episode_id = phase.id, open_episode.id
+
+    before = datetime.now(UTC)
+    assert interrupt_dead_runs(engine) == [killed]
+    with Session(engine) as session:
+        run = session.get(RunRow, killed)
+        phase = session.get(PhaseRow, phase_id)
+        episode = session.get(EpisodeRow, episode_id)
+        assert run is not None
+        assert phase is not None
+        assert episode is not None
+        # Found later, it ends when it was last heard of, not when it was found.
+        assert run.ended_at == phase.ended_at == episode.ended_at == last_heard
+        assert episode.steps == 7  # the steps it stored, not NULL
+        [event_at] = session.scalars(select(EventRow.at).where(EventRow.kind == "ended_from_outside")).all()
+        assert event_at >= before  # the ending itself is dated when it happened

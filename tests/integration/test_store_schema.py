@@ -127,18 +127,19 @@ def test_opening_without_create_refuses_an_empty_database_and_creates_nothing(st
 
 
 @pytest.mark.parametrize(
-    ("url", "where"),
+    ("url", "error", "message"),
     [
-        ("sqlite:///sub/missing.db", "{tmp}/sub/missing.db"),
-        ("sqlite://", "an in-memory SQLite database"),
-        ("sqlite:///file:arl?mode=memory&uri=true", "an in-memory SQLite database"),
+        ("sqlite:///sub/missing.db", StoreNotFound, "^no store at {tmp}/sub/missing.db$"),
+        # A store that keeps nothing is refused (test_store_writer), to read as to write.
+        ("sqlite://", ArlError, "is an in-memory SQLite database"),
+        ("sqlite:///file:arl?mode=memory&uri=true", ArlError, "is an in-memory SQLite database"),
     ],
 )
 def test_opening_a_sqlite_store_without_create_creates_no_file(
-    url: str, where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    url: str, error: type[ArlError], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(StoreNotFound, match=f"^no store at {re.escape(where.format(tmp=tmp_path))}$"):
+    with pytest.raises(error, match=message.format(tmp=re.escape(str(tmp_path)))):
         open_store(url, create=False)
     assert list(tmp_path.iterdir()) == []
 

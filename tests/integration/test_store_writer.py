@@ -5,6 +5,7 @@ the governor does)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import shutil
@@ -21,7 +22,8 @@ import zmq
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from arl.codec import encode
+from arl.checkpoints import Saved
+from arl.codec import encode, pack, unpack
 from arl.errors import ArlError
 from arl.messages.common import ErrorReply
 from arl.messages.store import (
@@ -37,7 +39,7 @@ from arl.messages.store import (
     RunStarted,
 )
 from arl.store.engine import describe_location, open_store
-from arl.store.location import DEFAULT_URL, store_url
+from arl.store.location import DEFAULT_URL, PATIENCE, store_url
 from arl.store.query import end_run, end_run_at, find_checkpoint, run_counts
 from arl.store.schema import AgentActionRow, EnvironmentStepRow, EpisodeRow, EventRow, PhaseRow, RunRow
 from arl.store.writer import StoreWriter
@@ -282,9 +284,10 @@ def test_a_full_run_round_trips(
         assert actions[1].rewards == {"defender": 0.5}
         assert actions[1].objective == 3.0
 
-    assert find_checkpoint(url, "exp-1", "phase-0", "attacker") == "/ckpt/attacker"
-    assert find_checkpoint(url, "exp-1", None, "attacker") == "/ckpt/attacker"
-    assert find_checkpoint(url, str(run_id), "phase-0", "attacker") == "/ckpt/attacker"
+    saved = Saved("/ckpt/attacker", "ab" * 32)  # the folder, and the sha256 to check before loading it
+    assert find_checkpoint(url, "exp-1", "phase-0", "attacker") == saved
+    assert find_checkpoint(url, "exp-1", None, "attacker") == saved
+    assert find_checkpoint(url, str(run_id), "phase-0", "attacker") == saved
     assert find_checkpoint(url, "exp-1", "phase-1", "attacker") is None
     assert find_checkpoint(url, "exp-1", "phase-0", "defender") is None
 
@@ -335,6 +338,90 @@ def test_a_live_reader_sees_progress_without_a_flush(
     producer.send(episode(0, 0, 1))
     wait_until(lambda: count_steps(reader, run_id) == 6 * STEPS, "the second episode's rows")
     assert writer.counts["environment_steps"] == 2 * STEPS
+
+
+def test_steps_are_committed_while_their_episode_runs(
+    make_writer: Callable[..., StoreWriter], connect: Callable[[], Producer], reader: Engine
+) -> None:
+    # The episode's row is committed first; then only steps and actions arrive, no parent
+    # row, no episode end. Each timer commit must still make them visible (on PostgreSQL
+    # the COPY once went into a transaction of the driver's that only the episode's end
+    # committed, so a crash lost the whole episode).
+    writer = make_writer(batch_rows=1_000_000, flush_interval=0.05)
+    producer = connect()
+    run_id = begin_run(writer)
+    records = episode(0, 0, 0)
+    producer.send(records[:1])  # EpisodeStarted
+    wait_until(lambda: run_counts(reader, run_id)["episodes"] == 1, "the episode's row")
+    producer.send(records[1:16])  # five steps of three rows, the episode still running
+    wait_until(lambda: count_steps(reader, run_id) == 15, "the first steps", timeout=2)
+    producer.send(records[16:31])
+    wait_until(lambda: count_steps(reader, run_id) == 30, "the next steps", timeout=2)
+
+
+def _nested(depth: int, leaf: bytes = b"\x01") -> bytes:
+    """A msgpack value nested ``depth`` lists deep (msgpack's own packer stops far earlier)."""
+    return b"\x91" * depth + leaf
+
+
+def _frame(record: Any, **raw_fields: bytes) -> bytes:
+    """``record`` encoded, with the named fields replaced by raw msgpack values."""
+    message = unpack(encode(record))
+    names = [f.name for f in dataclasses.fields(record)]
+    parts = [pack(v) for v in message[:2]]
+    parts += [raw_fields.get(name, pack(value)) for name, value in zip(names, message[2:], strict=True)]
+    return bytes([0x90 + len(parts)]) + b"".join(parts)
+
+
+NAN = b"\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00"
+
+
+def test_a_record_nested_too_deep_is_dropped_and_the_writer_lives_on(
+    make_writer: Callable[..., StoreWriter], connect: Callable[[], Producer], reader: Engine
+) -> None:
+    writer = make_writer()
+    producer = connect()
+    run_id = begin_run(writer)
+    deep = b"\x81" + pack("s") + _nested(1000)  # {"s": [[[...1...]]]}, deeper than JSON encoding goes
+    deep_nan = b"\x81" + pack("s") + _nested(700, NAN)  # the slower path that turns NaN into null
+    too_deep = b"\x81" + pack("s") + _nested(5000)  # deeper than msgpack unpacks
+    base = writer.received
+    sent = producer.send_raw(
+        [
+            encode(EpisodeStarted(0, 0, 0, T0)),
+            _frame(EnvironmentStep(0, 0, 0, 1, "grid", {}, {}, False, False), sensors=deep),
+            _frame(EnvironmentStep(0, 0, 0, 2, "grid", {}, {}, False, False), sensors=deep_nan),
+            _frame(EnvironmentStep(0, 0, 0, 3, "grid", {}, {}, False, False), sensors=too_deep),
+            _frame(AgentAction(0, 0, 0, 1, "attacker", {}, {}, {}, 0.0), setpoints=deep),
+            _frame(Event("deep", {}, T0), detail=deep),  # through SQLAlchemy's JSON serializer
+            encode(EnvironmentStep(0, 0, 0, 4, "grid", {"s": 1.0}, {}, False, False)),
+        ]
+    )
+    wait_received(writer, base + sent)
+    writer.flush()
+    assert writer.error is None
+    assert writer.counts["dropped"] == 5
+    assert count_steps(reader, run_id) == 1
+
+
+def test_a_value_the_database_refuses_costs_its_row_only(
+    make_writer: Callable[..., StoreWriter], url: str, reader: Engine
+) -> None:
+    # PostgreSQL cannot store a NUL character in text or JSONB; SQLite can.
+    writer = make_writer()
+    run_id = begin_run(writer)
+    writer.submit(EpisodeStarted(0, 0, 0, T0))
+    writer.submit(EnvironmentStep(0, 0, 0, 1, "grid", {"s": 1.0}, {}, False, False))
+    writer.submit(EnvironmentStep(0, 0, 0, 2, "grid", {"s": "a\x00b"}, {}, False, False))
+    writer.submit(AgentAction(0, 0, 0, 1, "attacker", {}, {"sp": 1.0}, {}, 0.0))
+    writer.flush()
+    writer.submit(EpisodeEnded(0, 0, 0, 2, "terminated", T0 + 1))
+    writer.flush()
+    refused = url.startswith("postgresql")
+    assert writer.error is None
+    assert writer.counts["dropped"] == (1 if refused else 0)
+    assert count_steps(reader, run_id) == (2 if refused else 3)
+    assert run_counts(reader, run_id)["episodes"] == 1
 
 
 def test_a_record_of_an_unknown_episode_is_dropped_and_counted(
@@ -454,6 +541,33 @@ def test_a_database_error_stops_the_writer_and_is_reported(
     writer.close()  # closed now: nothing more to report
 
 
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_sqlite_file_deleted_or_replaced_under_the_writer_fails_it_naming_the_file(
+    tmp_path: Path, endpoint: str, how: str
+) -> None:
+    path = tmp_path / "store.db"
+    failures: list[BaseException] = []
+    writer = StoreWriter(f"sqlite:///{path}", endpoint, on_failure=failures.append)
+    writer.start()
+    try:
+        begin_run(writer)
+        if how == "deleted":
+            for leftover in tmp_path.glob("store.db*"):  # as `rm store.db*` would
+                leftover.unlink()
+        else:
+            other = tmp_path / "other.db"
+            open_store(f"sqlite:///{other}").dispose()
+            other.replace(path)
+        writer.submit(EpisodeStarted(0, 0, 0, T0))
+        with pytest.raises(ArlError, match=f"the store file {path} was {how}"):
+            writer.flush()
+        assert [str(f) for f in failures] == [str(writer.error)]
+    finally:
+        with contextlib.suppress(ArlError):
+            writer.close()
+    assert (how == "deleted") == (not path.exists())  # nothing made anew in its place
+
+
 def test_start_fails_clearly_on_a_bad_endpoint(url: str, tmp_path: Path) -> None:
     writer = StoreWriter(url, f"ipc://{tmp_path}/missing/dir/store")
     with pytest.raises(ArlError, match="cannot start the store writer"):
@@ -464,8 +578,10 @@ def test_start_fails_clearly_on_a_bad_endpoint(url: str, tmp_path: Path) -> None
 # -- engine and queries -------------------------------------------------------------------
 
 
-def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
-    engine = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+@pytest.mark.parametrize(("patience", "busy_timeout"), [(None, round(PATIENCE * 1000)), (2.5, 2500)])
+def test_sqlite_connections_get_the_pragmas(tmp_path: Path, patience: float | None, busy_timeout: int) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = open_store(url) if patience is None else open_store(url, patience=patience)
     with engine.connect() as conn:
         pragmas = {
             name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
@@ -474,10 +590,28 @@ def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
     engine.dispose()
     assert pragmas == {
         "journal_mode": "wal",
-        "busy_timeout": 5000,
+        "busy_timeout": busy_timeout,  # the store's patience: one setting, in seconds
         "foreign_keys": 1,
         "synchronous": 1,
     }
+
+
+@pytest.mark.parametrize(
+    "url", ["", "  ", "sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true"]
+)
+def test_a_store_that_keeps_nothing_is_refused(url: str) -> None:
+    expected = "is empty" if not url.strip() else "in-memory SQLite database: the rows of a run would be thrown away"
+    with pytest.raises(ArlError, match=expected):
+        open_store(url)
+    with pytest.raises(ArlError, match=expected):
+        StoreWriter(url, "inproc://unused").start()
+
+
+def test_creating_a_store_logs_nothing_of_alembic(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    open_store(f"sqlite:///{tmp_path / 'new.db'}").dispose()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
+    assert logging.getLogger("alembic").level == logging.NOTSET  # as it was
 
 
 def test_store_url_and_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -486,6 +620,9 @@ def test_store_url_and_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("ARL_STORE_URL", "sqlite:///from-env.db")
     assert store_url(None) == "sqlite:///from-env.db"
     assert store_url("sqlite:///explicit.db") == "sqlite:///explicit.db"
+    assert store_url("") == ""  # given empty: an error when opened, never the default in disguise
+    monkeypatch.setenv("ARL_STORE_URL", "")
+    assert store_url(None) == DEFAULT_URL  # an empty variable counts as unset
 
     monkeypatch.chdir(tmp_path)
     assert describe_location("sqlite:///runs/arl.db") == str(tmp_path / "runs" / "arl.db")

@@ -27,6 +27,7 @@ import zmq
 
 from arl.codec import pack
 from arl.errors import ComponentCrashed, StartTimeout
+from arl.governor.childlogs import TAIL, ChildLogRelay
 from arl.proc.child import ChildSpec, SupervisedChild
 from arl.proc.logs import LogConfig, LogServer
 from arl.testing import poll_for
@@ -107,6 +108,11 @@ def kill_quietly(pid: int | None) -> None:
     if pid is not None:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def run_delay(pid: int) -> float:
+    """Seconds the process's main thread has waited for a CPU (kernel schedstat)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 async def settle(c: SupervisedChild) -> None:
@@ -223,6 +229,40 @@ def test_start_of_a_child_that_never_says_ready_times_out_and_leaves_no_process(
     assert c.pid is not None
     assert c.exitcode == -signal.SIGTERM
     assert not psutil.pid_exists(c.pid)  # reaped, not only dead
+
+
+@pytest.mark.usefixtures("components", "no_leaks")
+def test_start_does_not_count_the_time_a_child_waited_for_a_cpu(logs: Logs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child kept off its CPU by other work (a loaded machine) is slow, not broken: its
+    start timeout counts only the time it had. Here it runs at the lowest priority on a
+    CPU that a busy process holds for 2 s, and needs 0.2 s of CPU itself."""
+    cpu = min(os.sched_getaffinity(0))
+    monkeypatch.setenv("ARL_TEST_CPU", str(cpu))
+    hog = subprocess.Popen(
+        [sys.executable, "-c", f"import os, time; os.sched_setaffinity(0, {{{cpu}}}); t = time.monotonic() + 2.0\n"
+         "while time.monotonic() < t: pass"]
+    )  # fmt: skip
+
+    async def main() -> tuple[float, float]:
+        c = child("starved", "starved_before_ready", logs)
+        began = time.monotonic()
+        try:
+            await c.start(1.2)
+            took = time.monotonic() - began
+            assert c.pid is not None
+            waited = run_delay(c.pid)
+            await c.stop(grace=5.0)
+            return took, waited
+        finally:
+            await settle(c)
+
+    try:
+        took, waited = asyncio.run(main())
+    finally:
+        hog.kill()
+        hog.wait(10)
+    assert took > 1.2  # longer than its timeout on the clock on the wall ...
+    assert waited > took - 1.2  # ... by less than it waited for a CPU
 
 
 @pytest.mark.usefixtures("components", "no_leaks")
@@ -522,3 +562,36 @@ def test_log_server_close_is_idempotent_and_a_bad_endpoint_fails_start(rundir: s
     with pytest.raises(zmq.ZMQError):
         broken.start()
     broken.close()
+
+
+def test_a_governors_log_relay_keeps_each_childs_last_lines_and_forwards_what_is_shown(logs: Logs, rundir: str) -> None:
+    shown = LogConfig(logs.config.endpoint, logging.WARNING)
+    ctx: zmq.Context[Any] = zmq.Context()
+    relay = ChildLogRelay(ctx, f"ipc://{rundir}/relay", shown)
+    try:
+        assert relay.child_config == LogConfig(f"ipc://{rundir}/relay", logging.INFO)  # INFO, for the tail
+        with collect("arl.test.raw") as got, pusher(relay.endpoint) as push:
+            for i in range(TAIL + 2):
+                push.send(record("arl.test.raw", f"info {i}", logging.INFO, label="test:a"))
+            push.send(pack([1, 2, 3]))  # malformed: dropped, the relay goes on
+            push.send(record("arl.test.raw", "careful", logging.WARNING, label="test:a"))
+            push.send(record("arl.test.raw", "hello from b", logging.INFO, label="test:b"))
+
+            def relayed() -> bool:
+                relay.drain()
+                return bool(relay.tail("test:b"))
+
+            poll_for(relayed, timeout=10, what="every record relayed")
+            poll_for(got.messages, timeout=10, what="the warning forwarded")
+        a = relay.tail("test:a")
+        assert len(a) == TAIL
+        assert a[0].endswith("INFO arl.test.raw: info 3")  # 13 sent, the last 10 kept
+        assert a[-1].endswith("WARNING arl.test.raw: careful")
+        assert relay.tail("test:b")[0].endswith("INFO arl.test.raw: hello from b")
+        assert relay.tail("test:none") == []
+        assert got.messages() == ["careful"]  # only what arl-run shows reaches its console
+        assert got.records[0].arl_process == "test:a"  # type: ignore[attr-defined]
+    finally:
+        relay.close()
+        relay.close()
+        ctx.term()

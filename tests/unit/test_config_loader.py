@@ -5,13 +5,16 @@ tests/corpus/broken, run by test_broken_corpus.py)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import numpy as np
 import pytest
 from gymnasium import spaces
+from pydantic import Field
 
 from arl.api import (
     ActuatorInfo,
@@ -23,7 +26,8 @@ from arl.api import (
     SensorInfo,
     StepResult,
 )
-from arl.classref import build
+from arl.api import Environment as EnvironmentBase
+from arl.classref import build, kind_problem
 from arl.config import (
     AgentSpec,
     ClassRef,
@@ -78,6 +82,23 @@ class TextEnvironment(GoodEnvironment):
 
     def sensors(self) -> Sequence[SensorInfo]:
         return [SensorInfo("s0", spaces.Text(5))]
+
+
+class TypedEnvironment(GoodEnvironment):
+    """Params with annotations: checked at the file (a name only a type checker knows,
+    and an array pydantic cannot check, are let through unchecked)."""
+
+    def __init__(
+        self,
+        size: Annotated[int, Field(ge=1)] = 1,
+        scale: float = 1.0,
+        shape: tuple[int, int] = (1, 1),
+        mode: Literal["fast", "exact"] = "fast",
+        table: np.ndarray | None = None,
+        later: OnlyForTypeCheckers | None = None,  # noqa: F821 - deliberately unresolvable
+        untyped=None,
+    ) -> None:
+        self.count = size
 
 
 class GoodBrain(Brain):
@@ -287,9 +308,10 @@ def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (tmp_path / "arl_cfgtest_needs_dep.py").write_text("import arl_cfgtest_absent_dep\n")
     (tmp_path / "arl_cfgtest_raises.py").write_text("raise RuntimeError('no GPU here')\n")
     (tmp_path / "arl_cfgtest_fine.py").write_text("class Thing:\n    pass\n\nvalue = 3\n")
+    (tmp_path / "arl_cfgtest_exits.py").write_text("import sys\nsys.exit(3)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path
-    for name in ("arl_cfgtest_needs_dep", "arl_cfgtest_raises", "arl_cfgtest_fine"):
+    for name in ("arl_cfgtest_needs_dep", "arl_cfgtest_raises", "arl_cfgtest_fine", "arl_cfgtest_exits"):
         sys.modules.pop(name, None)
 
 
@@ -312,10 +334,14 @@ def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             "importing module 'arl_cfgtest_raises' raised RuntimeError: no GPU here",
         ),
         (
+            "arl_cfgtest_exits:Thing",
+            "importing module 'arl_cfgtest_exits' called sys.exit(3); a module must not exit when imported",
+        ),
+        (
             "arl_cfgtest_fine:Thin",
             "module 'arl_cfgtest_fine' has no attribute 'Thin'; did you mean 'Thing'?",
         ),
-        ("arl_cfgtest_fine:value", "'arl_cfgtest_fine:value' is not a class but a int object"),
+        ("arl_cfgtest_fine:value", "'arl_cfgtest_fine:value' is not a class but an int object"),
         (
             "arl_cfgtest_fine",
             "'arl_cfgtest_fine' is not a class reference; write 'module:Class' (for example 'arl.conditions:MaxSteps')",
@@ -359,3 +385,123 @@ def test_probe_sets_environments_up_as_their_process_would() -> None:
         "exp.yml:11:19: schedule.0.phase_0.environments.0.environment.name: probing environment 'env': "
         "TypeError: spaces of type Text are not supported yet"
     ]
+
+
+def test_kind_problems_say_an_before_a_vowel() -> None:
+    assert kind_problem(GoodBrain, EnvironmentBase, "environment") == (
+        f"{MOD}:GoodBrain is not an Environment; an environment must subclass arl.api.Environment"
+    )
+    assert kind_problem(GoodEnvironment, Objective, "objective").endswith(
+        "is not an Objective; an objective must subclass arl.api.Objective"
+    )
+
+
+# --------------------------------------------------------------------------- params
+
+
+def _typed(params: str) -> str:
+    return edit("test_config_loader:GoodEnvironment\n            uid: env\n            params: {sensors: 10}",
+                f"test_config_loader:TypedEnvironment\n            uid: env\n            params: {params}")  # fmt: skip
+
+
+def test_params_are_checked_against_the_constructor_s_annotations() -> None:
+    good = "{size: 3, scale: 2, shape: [2, 3], mode: exact, table: [[1, 2]], later: anything, untyped: [x]}"
+    (env,) = load_experiment_text(_typed(good), "exp.yml").phases[0].environments
+    assert env.entry.params["shape"] == [2, 3]  # checked, never converted: the constructor gets the file's value
+    bad = "{size: 0, scale: fast, shape: [2, x], mode: slow}"
+    where = "schedule.0.phase_0.environments.0.environment.params"
+    assert problems(_typed(bad)) == [
+        f"exp.yml:13:28: {where}.size: TypedEnvironment parameter 'size': must be at least 1, got integer 0",
+        f"exp.yml:13:38: {where}.scale: TypedEnvironment parameter 'scale': expected a number, got string 'fast'",
+        f"exp.yml:13:55: {where}.shape.1: TypedEnvironment parameter 'shape': expected an integer, got string 'x'",
+        f"exp.yml:13:65: {where}.mode: TypedEnvironment parameter 'mode': must be 'fast' or 'exact', got string 'slow'",
+    ]
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def test_bytes_that_are_not_utf8_are_reported_at_their_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yml"
+    path.write_bytes(GOOD.encode().replace(b"seed: 42", b"seed: \xe9\xe9"))
+    with pytest.raises(ConfigError) as caught:
+        load_experiment(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:3:7: the file is not UTF-8 text (byte 0xe9: invalid continuation byte); save it as UTF-8"
+    ]
+
+
+@pytest.mark.timeout(10)  # reading a FIFO or /dev/zero whole would block, or never end
+def test_what_is_not_a_regular_file_or_is_too_large_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.yml"
+    os.mkfifo(fifo)
+    large = tmp_path / "large.yml"
+    with large.open("wb") as file:
+        file.truncate(11 * 1024 * 1024)  # sparse: nothing is written, the size is what counts
+    expected = {
+        fifo: "cannot read the file: it is a FIFO (named pipe), not a regular file",
+        Path("/dev/zero"): "cannot read the file: it is a character device, not a regular file",
+        tmp_path: "cannot read the file: it is a directory, not a regular file",
+        large: "the file is larger than 10 MiB; an experiment file is a few kilobytes",
+    }
+    for path, message in expected.items():
+        with pytest.raises(ConfigError) as caught:
+            load_experiment(path)
+        assert [str(p) for p in caught.value.problems] == [f"{path}: {message}"]
+
+
+def test_nesting_deeper_than_the_stack_is_refused_with_its_place() -> None:
+    deep = "uid: r\nschedule: " + "[" * 3000 + "]" * 3000 + "\n"
+    assert problems(deep) == [
+        "exp.yml:2:74: mappings and lists nest more than 64 deep here; an experiment needs far less"
+    ]
+    chain = "uid: r\na0: &a0 [1]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 1200))
+    assert problems(chain) == ["exp.yml: through its aliases, the file nests mappings and lists more than 64 deep"]
+
+
+def test_an_integer_of_thousands_of_digits_is_refused_before_it_is_converted() -> None:
+    assert problems(edit("seed: 42", "seed: " + "9" * 5000)) == [
+        "exp.yml:3:7: an integer of 5000 digits is out of range (integers are 64-bit)"
+    ]
+
+
+# --------------------------------------------------------------------------- the store, progress
+
+
+def test_loads_from_other_runs_are_asked_of_the_store_last_and_once() -> None:
+    text = edit("load: {phase: phase_0}", "load: {run: old-run, phase: phase_0}")
+    text += "  - phase_2:\n      phase_config: {mode: test}\n"  # inherits phase_1's agents
+    asked: list[LoadSpec] = []
+
+    def stored(load: LoadSpec) -> str | None:
+        asked.append(load)
+        return "no such brain"
+
+    old = LoadSpec("phase_0", "defender", "old-run")
+    assert problems_with(text, stored=stored) == ["exp.yml:38:23: schedule.1.phase_1.agents.0.load.run: no such brain"]
+    assert asked == [old]
+    asked.clear()
+    assert len(problems_with(edit("seed: 42", "seed: -1", text), stored=stored)) == 1
+    assert asked == []  # a file with other problems never reaches the store
+    assert load_experiment_text(text, "exp.yml", stored=lambda load: None).phases[2].agents[0].load == old
+
+
+def problems_with(text: str, **options: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_experiment_text(text, "exp.yml", **options)
+    return [str(p) for p in caught.value.problems]
+
+
+@pytest.mark.usefixtures("modules")
+def test_progress_is_told_before_user_code_runs() -> None:
+    told: list[str] = []
+    text = edit("test_config_loader:GoodBrain, params: {}", "arl_cfgtest_fine:Thing")
+    with pytest.raises(ConfigError, match="is not a Brain"):
+        load_experiment_text(
+            text, "exp.yml", progress=lambda where, path, what: told.append(f"{where}: {path}: {what}")
+        )
+    assert told == ["exp.yml:16:25: schedule.0.phase_0.agents.0.brain.name: importing module 'arl_cfgtest_fine'"]
+    told.clear()
+    with pytest.raises(ConfigError, match="provides no sensor"):  # GoodEnvironment has none
+        load_experiment_text(GOOD, "exp.yml", probe=True, progress=lambda where, path, what: told.append(what))
+    assert told == ["probing environment 'env'"]  # once: phase_1 inherits the same environment

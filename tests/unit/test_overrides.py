@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from arl.config import load_experiment
-from arl.config.overrides import OverrideError, apply, combinations, parse_set, parse_sweep, sweep_suffix
+from arl.config.overrides import OverrideError, apply, combinations, count, parse_set, parse_sweep, sweep_suffix
 from arl.errors import ConfigError
 
 DUMMY = Path(__file__).resolve().parents[2] / "experiments" / "dummy.yml"
@@ -86,7 +86,7 @@ def test_only_sweeps_are_marked_swept() -> None:
     [
         ("schedule.c.x=1", "schedule has no item named 'c'"),
         ("schedule.2.x=1", "schedule has 2 items, no item 2"),
-        ("seed.x=1", "seed is a int, it has no 'x'"),
+        ("seed.x=1", "seed is an int, it has no 'x'"),
     ],
 )
 def test_a_path_that_breaks_says_where(text: str, message: str) -> None:
@@ -124,3 +124,57 @@ def test_a_problem_with_an_overridden_value_is_reported_at_the_option(text: str,
     with pytest.raises(ConfigError) as caught:
         load_experiment(DUMMY, overrides=[parse_set(text)])
     assert [str(p) for p in caught.value.problems] == [problem]
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def test_a_set_value_is_read_with_the_file_s_guards() -> None:
+    bomb = "[" + ", ".join(f"&a{i} [" + ", ".join([f"*a{i - 1}" if i else "1"] * 10) + "]" for i in range(9)) + "]"
+    with pytest.raises(OverrideError, match="the value expands to more than 1000000 values through its aliases"):
+        parse_set(f"x={bomb}")
+    with pytest.raises(OverrideError, match="nest more than 64 deep"):
+        parse_set("x=" + "[" * 5000 + "]" * 5000)
+    with pytest.raises(OverrideError, match="is not allowed"):
+        parse_set("x=!!python/object/apply:os.system [true]")
+    with pytest.raises(OverrideError, match="more than 64 parts deep"):
+        parse_set("a." * 100 + "b=1")
+    with pytest.raises(OverrideError, match=r"--set x=&a \[1, \*a\]: this value contains itself through an alias"):
+        parse_set("x=&a [1, *a]")
+    assert parse_set("x=2024-01-01").value == "2024-01-01"  # plain data, as the stored document needs
+
+
+def test_a_set_that_makes_the_file_too_deep_is_reported_at_the_option() -> None:
+    option = "schedule.phase_0.environments.0.environment.params.x=" + "[" * 60 + "]" * 60
+    with pytest.raises(ConfigError) as caught:
+        load_experiment(DUMMY, overrides=[parse_set(option)])
+    where = "schedule.0.phase_0.environments.0.environment.params.x" + ".0" * 56  # the 64th level down
+    assert [str(p) for p in caught.value.problems] == [
+        f"--set {option}: {where}: mappings and lists nest more than 64 deep here"
+    ]
+
+
+def test_runs_are_counted_before_they_are_made() -> None:
+    assert count([]) == 1
+    assert count([parse_sweep("seed=1,2,3"), parse_sweep("x=a,b")]) == 6
+    assert count([parse_sweep("x=" + ",".join(map(str, range(1000))))] * 3) == 10**9  # nothing built
+
+
+def test_arl_run_refuses_more_runs_than_max_runs_before_checking_anything(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from arl.cli import main
+
+    sweep = "seed=" + ",".join(map(str, range(1001)))
+    for args in (
+        ["check", str(DUMMY), "--sweep", sweep],
+        ["run", str(DUMMY), "--sweep", "seed=1,2", "--max-runs", "1"],
+    ):
+        done = CliRunner().invoke(main, args, env={"ARL_STORE_URL": f"sqlite:///{tmp_path / 'arl.db'}"})
+        assert done.exit_code == 2, done.output
+        runs, allowed = (1001, "1,000") if args[0] == "check" else (2, "1")
+        assert done.output == (
+            f"error: the files and sweeps make {runs:,} runs, more than --max-runs allows ({allowed}); sweep fewer "
+            f"values, or give --max-runs {runs} to run them all. Nothing was run.\n"
+        )
+    assert list(tmp_path.iterdir()) == []

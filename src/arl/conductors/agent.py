@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from arl import spaces
 from arl.api import ActuatorInfo, Brain, Experience, Muscle, Objective, SensorInfo
+from arl.checkpoints import Saved, directory_digest, make_folder, verify
 from arl.classref import build
 from arl.messages import agent as msg
 from arl.messages import control
@@ -28,15 +27,6 @@ class _Pending:
 
     inputs: dict[str, Any]
     setpoints: dict[str, Any]
-
-
-def directory_digest(directory: Path) -> str:
-    """sha256 over every file's relative path and content, in a stable order."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(directory)).encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 class AgentConductor:
@@ -66,8 +56,10 @@ class AgentConductor:
         brain: Brain = build(request.brain[0], request.brain[1], Brain, "brain")
         brain.setup(sensors, actuators, derive_seed(request.seed, "brain"))
         if request.load_from is not None:
-            brain.load(Path(request.load_from))
-            log.info("agent %s loaded its brain from %s", request.name, request.load_from)
+            path, sha256 = request.load_from
+            directory = verify(Saved(path, sha256))  # before user code reads a byte of it
+            brain.load(directory)
+            log.info("agent %s loaded its brain from %s", request.name, directory)
         muscles: list[Muscle] = []
         for worker in range(request.workers):
             muscle: Muscle = build(request.muscle[0], request.muscle[1], Muscle, "muscle")
@@ -122,10 +114,8 @@ class AgentConductor:
     def save(self, request: control.SaveBrain) -> control.BrainSaved:
         if self.brain is None:
             raise RuntimeError(f"agent {self.name!r} has no brain to save")
-        directory = Path(request.directory)
-        if directory.exists():  # left by an earlier store's run of the same id: not ours
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
+        # New, or an error: whatever is there already is not this run's to replace.
+        directory = make_folder(Path(request.directory), f"agent {self.name}'s brain")
         self.brain.save(directory)
         return control.BrainSaved(self.name, str(directory), directory_digest(directory))
 

@@ -7,7 +7,8 @@ agents; ``taking_turns`` has one turn per agent, in the file's order.
 Each agent's action is stored once its rewards and objective are known: the rewards
 come from the environment step after it, the objective from the agent's next call
 (see :mod:`arl.messages.agent`). Records go to the StoreWriter as they happen, so a
-crash loses no completed step.
+crash loses no completed step, and every reply that arrives is used: an action an
+agent's answer completes is stored even when the run stops before the others answer.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import zmq
 
 from arl.classref import build
-from arl.codec import decode, encode
+from arl.codec import MAX_FRAME_BYTES, decode, encode
 from arl.conditions import PhaseSummary, PhaseView, RunView, StepView, TerminationCondition
 from arl.errors import ArlError, ProtocolError
 from arl.messages import agent as amsg
@@ -31,6 +32,7 @@ from arl.messages.common import ErrorReply, raise_failures
 from arl.proc.child import ChildContext
 from arl.seeding import derive_seed
 from arl.simulation import Simulation
+from arl.transport import limit_input
 
 from .service import Service, agent_service, env_service
 
@@ -38,7 +40,11 @@ log = logging.getLogger("arl.controller")
 
 
 class Interrupted(Exception):
-    """The parent asked to stop while waiting for a reply."""
+    """The parent asked to stop while waiting for replies; ``replies`` are those that came."""
+
+    def __init__(self, replies: dict[str, Any]) -> None:
+        super().__init__("stopped while waiting for replies")
+        self.replies = replies
 
 
 @dataclass
@@ -63,7 +69,7 @@ class _Episode:
     returns: dict[str, float] = field(default_factory=dict)  # agent -> sum of its objective values
 
 
-ACT_GRACE = 1.0  # seconds to let agents finish an act after a stop: their actions are stored
+REPLY_GRACE = 1.0  # seconds a live peer gets to answer after a stop, so that its answer is stored
 
 
 class Links:
@@ -76,9 +82,11 @@ class Links:
         self.store_steps = store_steps  # False: environment steps and agent actions are not stored
         ctx = service.ctx.zmq
         self.peers: dict[str, zmq.Socket[Any]] = {}
+        self.silent: set[str] = set()  # peers that did not answer before a stop: never asked again
         for name, endpoint in endpoints.items():
             sock = ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
+            limit_input(sock)
             sock.connect(endpoint)
             self.peers[name] = sock
         self.store = ctx.socket(zmq.PUSH)
@@ -94,7 +102,10 @@ class Links:
 
     def record(self, rec: Any) -> None:
         """Queue a record; :meth:`send_records` sends the queue as one message."""
-        self._outbox.append(encode(rec))
+        data = encode(rec)
+        if len(data) > MAX_FRAME_BYTES:  # the writer's socket would refuse it without a word
+            raise ProtocolError(f"a {type(rec).__name__} record is {len(data):,} bytes, over the limit")
+        self._outbox.append(data)
 
     def send_records(self) -> None:
         """One message a step: a ZeroMQ send costs more than the encoding of a record."""
@@ -105,28 +116,37 @@ class Links:
             except zmq.Again:
                 raise ArlError("the store writer has taken no records for 5 s") from None
 
-    def call_all(self, requests: dict[str, Any], *, grace: float = 0.0) -> dict[str, Any]:
+    def call_all(self, requests: dict[str, Any], *, grace: float = REPLY_GRACE) -> dict[str, Any]:
         """Send every request at once, then collect every reply (they run in parallel).
 
         Every reply is collected before a failure is raised, so the caller can store
-        what the peers that did answer completed (see :func:`raise_failures`). When the
-        parent asks to stop, replies are still awaited for ``grace`` seconds (a peer
-        that is alive answers well within it; a dead one never does), then
-        :class:`Interrupted` is raised.
+        what the peers that did answer completed (see :func:`raise_failures`); a reply
+        that cannot be read counts as that peer's failure. When the parent asks to
+        stop, replies are still awaited for ``grace`` seconds (a peer that is alive
+        answers well within it; a dead one never does), then :class:`Interrupted` is
+        raised with the replies that did come; the peers still silent join ``silent``.
         """
         for name, request in requests.items():
-            self.peers[name].send(encode(request))
+            data = encode(request)
+            if len(data) > MAX_FRAME_BYTES:
+                raise ProtocolError(f"a {type(request).__name__} for {name} is {len(data):,} bytes, over the limit")
+            self.peers[name].send(data)
         replies: dict[str, Any] = {}
         waiting = {self.peers[name]: name for name in requests}
         give_up = None
         while waiting:
             for sock, _ in self._poller.poll(50):
                 if sock in waiting:
-                    replies[waiting.pop(sock)] = decode(sock.recv())
+                    name = waiting.pop(sock)
+                    try:
+                        replies[name] = decode(sock.recv())
+                    except ProtocolError as exc:
+                        replies[name] = ErrorReply(name, "ProtocolError", f"its reply cannot be read: {exc}", "")
             if waiting and self._service.pulse():
                 give_up = give_up or time.monotonic() + grace
                 if time.monotonic() >= give_up:
-                    raise Interrupted
+                    self.silent.update(waiting.values())
+                    raise Interrupted(replies)
         return replies
 
     def close(self) -> None:
@@ -215,18 +235,9 @@ class PhaseRunner:
         links.record(store.EpisodeStarted(ep.phase, ep.worker, ep.index, time.time()))
         links.send_records()  # a live query sees the episode begin, not only its first step
         try:
-            self._reset(ep)
-            reason = None
-            while reason is None:
-                if self.service.pulse():
-                    reason = "interrupted"
-                    break
-                self._step(ep, self._actors(ep))
-                links.send_records()
-                reason = self._episode_over(ep)
-            self._finish(ep)
-        except Interrupted:
-            reason = "interrupted"
+            reason = self._steps(ep)
+            if not self._finish(ep):
+                reason = "interrupted"
         except Exception:
             # What completed is stored, and the episode says why it ended; the run fails.
             links.record(store.EpisodeEnded(ep.phase, ep.worker, ep.index, ep.step, "failed", time.time()))
@@ -235,6 +246,21 @@ class PhaseRunner:
         links.record(store.EpisodeEnded(ep.phase, ep.worker, ep.index, ep.step, reason, time.time()))
         links.send_records()
         return reason
+
+    def _steps(self, ep: _Episode) -> str:
+        """Reset, then step until the episode is over; "interrupted" if asked to stop."""
+        try:
+            self._reset(ep)
+            reason = None
+            while reason is None:
+                if self.service.pulse():
+                    return "interrupted"
+                self._step(ep, self._actors(ep))
+                self.links.send_records()
+                reason = self._episode_over(ep)
+            return reason
+        except Interrupted:
+            return "interrupted"
 
     def _actors(self, ep: _Episode) -> tuple[str, ...]:
         actors = tuple(self.simulation.actors(ep.step, ep.index))
@@ -250,8 +276,8 @@ class PhaseRunner:
     def _reset(self, ep: _Episode) -> None:
         seed = self.request.seed
         replies = self.links.call_all(
-            {svc: emsg.Reset(derive_seed(seed, "episode", ep.index, uid)) for uid, svc in self.envs.items()}
-        )
+            {svc: emsg.Reset(derive_seed(seed, "episode", ep.index, uid)) for uid, svc in self.envs.items()}, grace=0
+        )  # nothing to store from a reset: no need to wait for it
         raise_failures(replies)
         for reply in replies.values():
             ep.sensors.update(reply.sensors)
@@ -284,11 +310,21 @@ class PhaseRunner:
         raise_failures(replies)
         return acted
 
+    def _call_agents(self, ep: _Episode, names: Sequence[str], requests: dict[str, amsg.Act]) -> dict[str, amsg.Acted]:
+        """Ask the agents, and store every previous action an answer completes, even those
+        that came before a stop cut the round short; then raise a failure or the stop."""
+        try:
+            replies = self.links.call_all(requests)
+        except Interrupted as stop:
+            self._acted(ep, [name for name in names if self.services[name] in stop.replies], stop.replies)
+            raise
+        return self._acted(ep, names, replies)
+
     def _step(self, ep: _Episode, names: Sequence[str]) -> None:
         requests = self._act_requests(ep, names, final=False)
-        acted = self._acted(ep, names, self.links.call_all(requests, grace=ACT_GRACE))
+        acted = self._call_agents(ep, names, requests)
         if self.service.pulse():
-            raise Interrupted  # the new setpoints are never applied, so never stored
+            raise Interrupted({})  # the new setpoints are never applied, so never stored
         setpoints: dict[str, dict[str, Any]] = {uid: {} for uid in self.envs}
         for reply in acted.values():
             for aid, value in reply.setpoints.items():
@@ -349,12 +385,21 @@ class PhaseRunner:
             )
         )
 
-    def _finish(self, ep: _Episode) -> None:
-        """The final call of an episode: every agent with an open action completes it."""
-        names = [name for name in self.sensors if name in ep.pending]
-        if not names:
-            return
-        self._acted(ep, names, self.links.call_all(self._act_requests(ep, names, final=True), grace=ACT_GRACE))
+    def _finish(self, ep: _Episode) -> bool:
+        """The final call of an episode: every agent with an open action completes it,
+        after a stop too. False if an agent did not answer (its open action is lost).
+
+        An agent that already let a stop pass unanswered is not asked: it is dead, or
+        its late reply to that call would be taken for this one's.
+        """
+        silent = self.links.silent
+        names = [name for name in self.sensors if name in ep.pending and self.services[name] not in silent]
+        if names:
+            try:
+                self._call_agents(ep, names, self._act_requests(ep, names, final=True))
+            except Interrupted:
+                return False
+        return not any(self.services[name] in silent for name in ep.pending)
 
     def _episode_over(self, ep: _Episode) -> str | None:
         if self.request.max_steps is not None and ep.step >= self.request.max_steps:

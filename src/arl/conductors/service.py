@@ -4,6 +4,8 @@ The broker carries control requests (setup, run phase, save); the direct
 ROUTER carries the per-step requests of the simulation controllers, skipping the broker
 hop. Both go through :meth:`Service.dispatch`, the process's one error boundary: any
 exception becomes an :class:`~arl.messages.common.ErrorReply` with the traceback text.
+A message that is not even a request (the wrong number of frames) is dropped with a
+warning: nothing another process sends can end this one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from arl.errors import ComponentCrashed
 from arl.mdp.worker import MdpWorker
 from arl.messages.common import ErrorReply
 from arl.proc.child import ChildContext
+from arl.transport import DropLog, check_size, limit_input
 
 log = logging.getLogger("arl.service")
 
@@ -59,6 +62,7 @@ class Service:
         if self._direct_endpoint:
             self._router = ctx.zmq.socket(zmq.ROUTER)
             self._router.setsockopt(zmq.LINGER, 0)
+            limit_input(self._router)
             self._router.bind(self._direct_endpoint)
         metadata = {"direct": self._direct_endpoint} if self._direct_endpoint else {}
         self.worker = MdpWorker(
@@ -67,11 +71,12 @@ class Service:
         self._heartbeat = heartbeat
         self._next_pulse = 0.0
         self._stopping = False
+        self._drops = DropLog(log, f"{self.name} dropped a malformed message on its direct link")
 
     def dispatch(self, body: bytes) -> bytes:
         """Decode, handle, encode — and turn any failure into an ErrorReply."""
         try:
-            return encode(self._handle(decode(body)))
+            return check_size(encode(self._handle(decode(body))), f"{self.name}'s reply")
         except ComponentCrashed as exc:  # another component's failure, passed on as it was
             return encode(ErrorReply(exc.component, exc.kind, exc.detail, exc.remote_traceback))
         except Exception as exc:
@@ -116,8 +121,7 @@ class Service:
         while self.worker.socket is worker_socket:  # the worker may reconnect on a new socket
             events = dict(poller.poll(timeout_ms))
             if self._router is not None and self._router in events:
-                identity, body = self._router.recv_multipart(copy=True)
-                self._router.send_multipart([identity, self.dispatch(body)])
+                self._serve_direct(self._router)
             if worker_socket in events:
                 request = self.worker.recv()
                 if request is not None:
@@ -131,3 +135,12 @@ class Service:
                 return True
             self.worker.tick()
         return False
+
+    def _serve_direct(self, router: zmq.Socket[Any]) -> None:
+        """Answer one request on the direct link: [identity, body] from a DEALER."""
+        frames = router.recv_multipart()
+        if len(frames) != 2:
+            self._drops.drop(f"{len(frames) - 1} frames where a request has 1")
+            return
+        identity, body = frames
+        router.send_multipart([identity, self.dispatch(body)])

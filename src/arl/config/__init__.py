@@ -5,7 +5,7 @@ file, each with its line and column, so a user fixes them in one go.
 """
 
 from arl.classref import import_class
-from arl.config.loader import load_experiment, load_experiment_text
+from arl.config.loader import Prober, load_experiment, load_experiment_text
 from arl.config.spec import (
     AgentSpec,
     ClassRef,
@@ -22,6 +22,7 @@ __all__ = [
     "EnvironmentSpec",
     "LoadSpec",
     "PhaseSpec",
+    "Prober",
     "RunSpec",
     "SimulationSpec",
     "import_class",

@@ -10,11 +10,14 @@ its own, with a uid that names its values.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from arl.classref import article
+from arl.config.parse import MAX_DEPTH, parse
+from arl.config.report import shorten
+from arl.errors import ConfigError
 
 
 class OverrideError(ValueError):
@@ -37,18 +40,25 @@ class Override:
 
 
 def _value(text: str, option: str) -> Any:
+    """The value read as YAML, with the guards of the file itself (no tags, no alias
+    bombs, no deep nesting, no endless integers), as the same plain data."""
+    if not text.strip():
+        return ""
     try:
-        return YAML(typ="safe", pure=True).load(text) if text.strip() else ""
-    except YAMLError as exc:
-        raise OverrideError(f"{option}: the value is not valid YAML: {exc}") from None
+        data, _ = parse(text, option, "the value")
+    except ConfigError as exc:
+        raise OverrideError(f"{option}: {exc.problems[0].message}") from None
+    return data
 
 
 def _split(text: str, option: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise OverrideError(f"{option} {text!r}: write KEY=VALUE, KEY a dotted path such as seed or "
+        raise OverrideError(f"{option} {shorten(text)}: write KEY=VALUE, KEY a dotted path such as seed or "
                             "schedule.phase_0.phase_config.episodes")  # fmt: skip
+    if key.count(".") >= MAX_DEPTH:
+        raise OverrideError(f"{option} {shorten(text)}: the key is more than {MAX_DEPTH} parts deep")
     return key, value
 
 
@@ -67,8 +77,14 @@ def parse_sweep(text: str) -> list[Override]:
     return [Override(key, _value(v, f"--sweep {text}"), f"--sweep {key}={v.strip()}", swept=True) for v in parts]
 
 
+def count(sweeps: list[list[Override]]) -> int:
+    """How many runs the sweeps make of one file (each sweep multiplies)."""
+    return math.prod(len(values) for values in sweeps)
+
+
 def combinations(sets: list[Override], sweeps: list[list[Override]]) -> list[list[Override]]:
-    """Every run's overrides: the sets, then one value of each sweep (cartesian product)."""
+    """Every run's overrides: the sets, then one value of each sweep (cartesian product).
+    Check :func:`count` first: the list is built whole."""
     return [sets + list(choice) for choice in itertools.product(*sweeps)] if sweeps else [sets]
 
 
@@ -112,7 +128,7 @@ def apply(data: Any, override: Override) -> tuple[str | int, ...]:
             else:
                 node = _mapping_at(node, part)
         else:
-            raise OverrideError(f"{where} is a {type(node).__name__}, it has no {part!r}")
+            raise OverrideError(f"{where} is {article(type(node).__name__)}, it has no {part!r}")
     return tuple(resolved)
 
 

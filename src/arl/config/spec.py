@@ -108,6 +108,16 @@ class RunSpec:
 
 DEFAULT_CONDITION = "arl.conditions:EnvironmentDone"
 
+MIN_INT, MAX_INT = -(2**63), 2**64 - 1
+"""Integers anywhere in a file: what the wire (msgpack) carries."""
+MAX_SEED = 2**63 - 1
+"""The store keeps a run's seed in a signed 64-bit column; numpy wants it not negative."""
+MAX_COUNT = 2**31 - 1
+"""Episodes and steps: the store counts them in 32-bit columns."""
+MAX_WORKERS = 256
+"""Each worker is a process per environment and a controller: far more than a machine's
+cores only makes a run slower (and can exhaust its processes and file descriptors)."""
+
 
 class _FileModel(BaseModel):
     """Strict: an experiment file should say ``3``, not ``"3"`` or ``3.0``; unknown keys
@@ -155,10 +165,10 @@ class SimulationFile(_FileModel):
 
 class PhaseConfigFile(_FileModel):
     mode: Literal["train", "test"] = "train"
-    episodes: int = Field(default=1, ge=1)
-    workers: int | None = Field(default=None, ge=1)
-    worker: int | None = Field(default=None, ge=1)  # palaestrAI's spelling
-    max_steps: int | None = Field(default=None, ge=1)
+    episodes: int = Field(default=1, ge=1, le=MAX_COUNT)
+    workers: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
+    worker: int | None = Field(default=None, ge=1, le=MAX_WORKERS)  # palaestrAI's spelling
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_COUNT)
 
 
 class PhaseFile(_FileModel):
@@ -175,7 +185,7 @@ class RunFile(_FileModel):
 
     uid: str = Field(min_length=1)
     experiment_uid: str | None = Field(default=None, min_length=1)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     version: int = 1
     schedule: list[Any] = Field(min_length=1)
     conditions: list[ClassRefFile] | None = None  # run-level termination conditions

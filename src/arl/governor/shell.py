@@ -14,10 +14,8 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -25,12 +23,14 @@ import zmq.asyncio
 
 import arl
 from arl import codec
+from arl.checkpoints import RunCheckpoints, Saved
 from arl.classref import build
 from arl.conditions import RunView, TerminationCondition
 from arl.conductors.service import HEARTBEAT, LIVENESS, agent_service, controller_service, env_service
 from arl.config.spec import AgentSpec, ClassRef, PhaseSpec, RunSpec
 from arl.errors import ArlError, ComponentCrashed
 from arl.governor import machine as m
+from arl.governor.childlogs import ChildLogRelay
 from arl.governor.options import RunOptions, describe_exit
 from arl.governor.plan import Plan, plan_children
 from arl.mdp.broker import Broker
@@ -38,6 +38,7 @@ from arl.mdp.client import MdpClient
 from arl.messages import control, executor, store
 from arl.messages.common import raise_failures
 from arl.proc.child import ChildContext, SupervisedChild
+from arl.proc.ipc import private_dir
 from arl.seeding import derive_seed
 from arl.store.engine import short_error
 from arl.store.writer import StoreWriter
@@ -53,19 +54,23 @@ class GovernorShell:
         self.spec = spec
         self.options = options
         self.machine = m.RunMachine(spec)
-        self.rundir = options.rundir or tempfile.mkdtemp(prefix="arl-run-")
-        os.makedirs(self.rundir, exist_ok=True)
+        self.rundir = options.rundir or private_dir("arl-run-")
+        os.makedirs(self.rundir, mode=0o700, exist_ok=True)
         self.zctx = zmq.asyncio.Context()
+        # The children's log records come through here: it keeps each one's last lines.
+        self.logs = ChildLogRelay(zmq.Context.shadow(self.zctx.underlying), f"ipc://{self.rundir}/log", options.logs)
         self.broker_endpoint = f"ipc://{self.rundir}/broker"
         self.store_endpoint = f"ipc://{self.rundir}/store"
         self.plan: Plan = plan_children(
             spec, self.rundir, self.broker_endpoint, self.store_endpoint, store_steps=options.store_steps
         )
-        self.children = {c.label: SupervisedChild(c, options.logs) for c in self.plan.all}
-        self.writer = StoreWriter(options.store_url, self.store_endpoint, on_failure=self._writer_failed)
+        self.children = {c.label: SupervisedChild(c, self.logs.child_config) for c in self.plan.all}
+        self.writer = StoreWriter(
+            options.store_url, self.store_endpoint, on_failure=self._writer_failed, patience=options.timeouts.store
+        )
         self.client: MdpClient | None = None
         self.run_id: int | None = None
-        self.checkpoints: dict[tuple[str, str], str] = {}  # (phase name, agent) -> directory
+        self.checkpoints = RunCheckpoints(options.checkpoint_dir, spec.uid)  # the brains this run saved
         self.started = time.time()
         self._events: asyncio.Queue[m.Event] = asyncio.Queue()
         self._activities: set[asyncio.Task[None]] = set()
@@ -79,6 +84,7 @@ class GovernorShell:
         """Run to the end. Always stops every child and closes the store."""
         self._event_loop = asyncio.get_running_loop()
         try:
+            self.logs.attach(self._event_loop)
             self.writer.start()
             broker = Broker(self.zctx, self.broker_endpoint, heartbeat=HEARTBEAT, liveness=LIVENESS)
             async with broker, MdpClient(self.zctx, self.broker_endpoint) as client:
@@ -97,6 +103,7 @@ class GovernorShell:
                 log.debug("closing the store writer: %s", exc)
             if self._control is not None:
                 self._control.close(linger=2000)
+            self.logs.close()
             self.zctx.term()
             shutil.rmtree(self.rundir, ignore_errors=True)
         assert self._outcome is not None
@@ -228,7 +235,19 @@ class GovernorShell:
                 self._post(m.WorkerDone(self.machine.phase, worker, 0, 0, "interrupted"))
             return
         if self.machine.state in (m.RunState.STARTING, m.RunState.RUNNING):
-            self._post(m.Failed(f"process arl[{child.spec.label}] {describe_exit(code)}"))
+            self._post(m.Failed(self._death(child, code)))
+
+    def _death(self, child: SupervisedChild, code: int) -> str:
+        """Say, on the console and for the store, which child died, how, and its last lines."""
+        self.logs.drain()  # what it sent before it died has arrived; take it now
+        lines = self.logs.tail(child.spec.label)
+        said = "\n".join(f"  {line}" for line in lines) if lines else "  (none)"
+        error = (
+            f"process arl[{child.spec.label}] {describe_exit(code)} (pid {child.pid}); the run fails. "
+            f"Its last log lines:\n{said}"
+        )
+        log.error("run %s: %s", self.spec.uid, error)
+        return error
 
     async def _request(self, service: str, message: Any, timeout: float) -> Any:
         assert self.client is not None
@@ -291,7 +310,9 @@ class GovernorShell:
             self._load_from(phase, agent),
         )
 
-    def _load_from(self, phase: PhaseSpec, agent: AgentSpec) -> str | None:
+    def _load_from(self, phase: PhaseSpec, agent: AgentSpec) -> list[str] | None:
+        """``SetupAgent.load_from``: the brain's folder and the sha256 recorded when it was
+        saved, which the agent checks before loading it."""
         load = agent.load
         if load is None:
             return None
@@ -304,14 +325,14 @@ class GovernorShell:
                     f"phase {phase.name}: agent {agent.name}: no saved brain of agent {load.agent} "
                     f"in phase {load.phase} of run {load.run} in the store"
                 )
-            return found
-        key = (load.phase or "", load.agent)
-        if key not in self.checkpoints:
-            raise ValueError(
-                f"phase {phase.name}: agent {agent.name}: phase {load.phase} saved no brain of agent "
-                f"{load.agent} (only train phases save brains)"
-            )
-        return self.checkpoints[key]
+        else:
+            found = self.checkpoints.find(load.phase or "", load.agent)
+            if found is None:
+                raise ValueError(
+                    f"phase {phase.name}: agent {agent.name}: phase {load.phase} saved no brain of agent "
+                    f"{load.agent} (only train phases save brains)"
+                )
+        return [found.path, found.sha256]
 
     async def _run_worker(self, phase: PhaseSpec, worker: int) -> m.Event:
         assert self.client is not None
@@ -363,17 +384,20 @@ class GovernorShell:
         return m.RunChecked(phase, None)
 
     async def _save_brains(self, phase: PhaseSpec) -> m.Event:
-        root = Path(self.options.checkpoint_dir) / f"{self.spec.uid}-{self.run_id}" / phase.name
+        # New folders, proven inside --checkpoint-dir; the run's is unique across stores.
+        self.checkpoints.phase_folder(self.run_id, phase.name)
         saved = await asyncio.gather(
             *(
                 self._request(
-                    agent_service(a.name), control.SaveBrain(str(root / a.name)), self.options.timeouts.request
+                    agent_service(a.name),
+                    control.SaveBrain(str(self.checkpoints.brain_folder(phase.name, a.name))),
+                    self.options.timeouts.request,
                 )
                 for a in phase.agents
             )
         )
         for reply in saved:
-            self.checkpoints[(phase.name, reply.name)] = reply.directory
+            self.checkpoints.record(phase.name, reply.name, Saved(reply.directory, reply.sha256))
             await self._record(
                 store.CheckpointSaved(phase.index, reply.name, reply.directory, reply.sha256, time.time())
             )
@@ -394,8 +418,12 @@ class GovernorShell:
 
     async def _ensure_children_stopped(self) -> None:
         """Controllers first (they end at a step boundary), then conductors. Reaps all."""
-        grace = self.options.timeouts.stop_grace
         for role in ("controller", "agent", "environment"):
+            grace = self.options.timeouts.stop_grace
+            if role == "controller" and self.writer.error is not None:
+                # The store takes nothing more: a controller's grace would only be spent
+                # waiting out its store link's linger.
+                grace = 0.0
             group = [c for c in self.children.values() if c.spec.role == role]
             results = await asyncio.gather(*(c.stop(grace=grace) for c in group), return_exceptions=True)
             for child, result in zip(group, results, strict=True):
@@ -424,7 +452,10 @@ class GovernorShell:
         from arl.store.query import end_run_at
 
         assert self.run_id is not None
-        end_run_at(self.options.store_url, self.run_id, ended.status, ended.error, ended.reason)
+        end_run_at(
+            self.options.store_url, self.run_id, ended.status, ended.error, ended.reason,
+            patience=self.options.timeouts.store,
+        )  # fmt: skip
 
     # -- the executor link --------------------------------------------------------
 

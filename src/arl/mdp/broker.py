@@ -18,8 +18,13 @@ Behaviour, and why:
   for longer than its liveness window while it keeps ticking.
 * A worker the broker does not know (e.g. after a broker restart) is told DISCONNECT,
   which makes it reconnect and send READY again.
-* Malformed frames are logged as warnings on ``arl.mdp`` and dropped; they never stop
-  the loop.
+* Malformed frames are logged as warnings on ``arl.mdp`` (a flood of them as a count)
+  and dropped; they never stop the loop.
+* Memory stays bounded under a flood: the socket queues at most
+  :data:`~arl.transport.PEER_HWM` messages per peer and refuses frames over
+  :data:`~arl.codec.MAX_FRAME_BYTES`; the requests waiting for a worker are at most
+  ``max_queued`` in number and ``max_queued_bytes`` in size. A request past either is
+  dropped with a warning, and its client's timeout reports the loss.
 """
 
 from __future__ import annotations
@@ -34,14 +39,27 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from arl.codec import MAX_FRAME_BYTES
 from arl.errors import ProtocolError
 from arl.mdp import protocol
+from arl.transport import PEER_HWM, DropLog, limit_input
 
 logger = logging.getLogger("arl.mdp")
 
 _BATCH = 100
 """Messages handled per wake-up before heartbeats and purges run again, so a flood of
 requests cannot starve liveness bookkeeping."""
+
+MAX_QUEUED = 10_000
+"""Requests waiting for a worker, all services together: far more than a run's control
+requests (a few per conductor), far fewer than a flood."""
+
+MAX_QUEUED_BYTES = MAX_FRAME_BYTES
+"""Bytes of request bodies waiting for a worker: one message of the largest size fits."""
+
+_SEND_HWM = 1000
+"""Messages queued per peer on their way out. A ROUTER drops what does not fit, so this
+stays at ZeroMQ's default: a client that falls a little behind still gets its replies."""
 
 
 @dataclass(eq=False)
@@ -75,6 +93,8 @@ class Broker:
         *,
         heartbeat: float = 1.0,
         liveness: int = 3,
+        max_queued: int = MAX_QUEUED,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
     ) -> None:
         if heartbeat <= 0:
             raise ValueError(f"heartbeat must be positive, got {heartbeat}")
@@ -88,6 +108,10 @@ class Broker:
         self._task: asyncio.Task[None] | None = None
         self._workers: dict[bytes, _Worker] = {}
         self._services: dict[str, _Service] = {}
+        self._max_queued, self._max_queued_bytes = max_queued, max_queued_bytes
+        self._queued = self._queued_bytes = 0
+        self._drops = DropLog(logger, "MDP broker dropped a malformed message")
+        self._refusals = DropLog(logger, "MDP broker dropped a request")
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -97,6 +121,7 @@ class Broker:
             raise RuntimeError("this broker is already running")
         socket = self._ctx.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
+        limit_input(socket, rcvhwm=PEER_HWM, sndhwm=_SEND_HWM)
         try:
             socket.bind(self.endpoint)
         except zmq.ZMQError:
@@ -123,6 +148,7 @@ class Broker:
                 socket.close(linger=0)
             self._workers.clear()
             self._services.clear()
+            self._queued = self._queued_bytes = 0
         if crash is not None and (not exc or exc[0] is None):
             raise crash
 
@@ -161,7 +187,7 @@ class Broker:
             try:
                 await self._handle(socket, frames)
             except ProtocolError as exc:
-                logger.warning("MDP broker dropped a malformed message: %s", exc)
+                self._drops.drop(exc)
 
     async def _handle(self, socket: zmq.asyncio.Socket, raw: list[bytes]) -> None:
         sender, frames = protocol.split_envelope(raw)
@@ -183,9 +209,23 @@ class Broker:
             return
         if request.service.startswith(protocol.MMI_PREFIX):
             raise ProtocolError(f"unknown broker-internal service {request.service!r}")
+        if not self._room_for(request):
+            return
         service = self._service(request.service)
         service.requests.append((client, request.correlation, request.body))
+        self._queued += 1
+        self._queued_bytes += len(request.body)
         await self._dispatch(socket, service)
+
+    def _room_for(self, request: protocol.ClientRequest) -> bool:
+        """Whether the queue takes one more request (and say why not)."""
+        if self._queued < self._max_queued and self._queued_bytes + len(request.body) <= self._max_queued_bytes:
+            return True
+        self._refusals.drop(
+            f"{self._queued:,} requests ({self._queued_bytes:,} bytes) already wait for workers; "
+            f"a request for {request.service!r} of {len(request.body):,} bytes is not queued"
+        )
+        return False
 
     def _lookup(self, body: bytes) -> dict[str, Any] | None:
         """Metadata of the newest live worker of the named service: after a reconnect the
@@ -253,6 +293,8 @@ class Broker:
         while service.requests and service.idle:
             worker = self._workers[service.idle.popleft()]
             client, correlation, body = service.requests.popleft()
+            self._queued -= 1
+            self._queued_bytes -= len(body)
             worker.busy = True
             await self._send(socket, worker, protocol.worker_request(client, correlation, body))
 

@@ -18,6 +18,7 @@ import zmq.asyncio
 
 from arl.errors import ProtocolError, RequestTimeout
 from arl.mdp import protocol
+from arl.transport import check_size
 
 logger = logging.getLogger("arl.mdp")
 
@@ -52,8 +53,10 @@ class MdpClient:
         """Send ``body`` to ``service`` and return the reply body.
 
         Raises :class:`~arl.errors.RequestTimeout` if no reply arrives within ``timeout``
-        seconds; a reply that arrives later is dropped.
+        seconds; a reply that arrives later is dropped. A body the broker would refuse
+        for its size raises :class:`~arl.errors.ProtocolError` at once.
         """
+        check_size(body, f"a request to {service!r}")
         self._ensure_receiver()
         correlation = next(self._ids).to_bytes(8, "big")
         reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()

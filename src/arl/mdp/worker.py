@@ -21,7 +21,9 @@ from typing import Any
 
 import zmq
 
+from arl.errors import ProtocolError
 from arl.mdp import protocol
+from arl.transport import DropLog, limit_input
 
 logger = logging.getLogger("arl.mdp")
 
@@ -72,19 +74,24 @@ class MdpWorker:
         self._ready = protocol.worker_ready(service, dict(metadata or {}))
         self._last_sent = self._last_heard = time.monotonic()
         self._closed = False
+        self._drops = DropLog(logger, f"MDP worker {service!r} dropped a malformed message from the broker")
         self.socket = self._connect()
 
     def recv(self) -> Request | None:
         """Read one message; returns a request, or None for housekeeping or no message.
 
-        Raises :class:`~arl.errors.ProtocolError` if the broker sent a malformed message.
+        A malformed message is dropped with a warning: it must not end the process.
         """
         try:
             frames = self.socket.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return None
         self._last_heard = time.monotonic()
-        message = protocol.parse_broker_message(frames)
+        try:
+            message = protocol.parse_broker_message(frames)
+        except ProtocolError as exc:
+            self._drops.drop(exc)
+            return None
         if isinstance(message, protocol.WorkerRequest):
             return Request(message.client, message.correlation, message.body)
         if isinstance(message, protocol.Disconnect):
@@ -127,6 +134,7 @@ class MdpWorker:
     def _connect(self) -> zmq.Socket[bytes]:
         socket = self._ctx.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
+        limit_input(socket)
         socket.connect(self._broker)
         self.socket = socket
         self._send(self._ready)

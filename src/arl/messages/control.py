@@ -45,7 +45,7 @@ class SetupAgent:
     workers: int
     train: bool
     seed: int
-    load_from: str | None  # a checkpoint directory, or None
+    load_from: list[str] | None  # [brain folder, sha256 the store recorded], checked before loading; or None
 
 
 @message("control.agent_ready")
@@ -96,13 +96,16 @@ class PhaseDone:
 
 @message("control.save_brain")
 class SaveBrain:
-    """Save the agent's brain into ``directory``. Reply: :class:`BrainSaved`."""
+    """Save the agent's brain into ``directory``, a new folder (its parent exists; an existing
+    one is an error, never replaced). Reply: :class:`BrainSaved`."""
 
     directory: str
 
 
 @message("control.brain_saved")
 class BrainSaved:
+    """``sha256``: :func:`arl.checkpoints.directory_digest` of the saved folder."""
+
     name: str
     directory: str
     sha256: str

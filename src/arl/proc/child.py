@@ -5,8 +5,9 @@ SIGINT (the parent decides), asks the kernel to kill it if its parent dies, send
 logging to the LogServer, then calls the target with a :class:`ChildContext`.
 
 The parent side, :class:`SupervisedChild`, bounds the start (the child must call
-``ChildContext.ready()`` in time) and escalates the stop: ask over the control pipe →
-wait → SIGTERM → wait → SIGKILL → reap.
+``ChildContext.ready()`` in time, counting only the time it was not kept waiting for a
+CPU, so that a loaded machine is slow rather than failing) and escalates the stop: ask
+over the control pipe → wait → SIGTERM → wait → SIGKILL → reap.
 
 The control pipe carries single words as raw bytes (``ready`` up, ``stop`` down); no
 objects cross it. Its end of file tells a child that its parent is gone.
@@ -24,6 +25,7 @@ import multiprocessing.connection
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,7 @@ log = logging.getLogger("arl.proc")
 READY = b"ready"
 STOP = b"stop"
 _PR_SET_PDEATHSIG = 1
+MIN_WAIT = 0.05  # seconds: the shortest wait between looks at a starting child's clock
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,42 @@ async def _abootstrap(spec: ChildSpec, conn: multiprocessing.connection.Connecti
         await _resolve(spec.target)(ctx)
 
 
+class StartClock:
+    """Seconds a process has had since this clock was made, not counting the time it
+    waited for a CPU: the time it would have taken on an idle machine.
+
+    The kernel counts, per thread, the time spent runnable but not running
+    (``/proc/<pid>/task/<tid>/schedstat``, second field, in ns). The thread that waited
+    longest is taken: never more than any one thread lost, so a child that hangs (sleeps,
+    blocks) is still timed as on an idle machine. Where that file cannot be read (not
+    Linux, the process is gone), no time is taken off.
+    """
+
+    def __init__(self, pid: int | None) -> None:
+        self._pid = pid
+        self._began = time.monotonic()
+        self._base = self._run_delay()
+        self.waited = 0.0  # seconds the child waited for a CPU, so far
+
+    def elapsed(self) -> float:
+        self.waited = max(self.waited, self._run_delay() - self._base)
+        return time.monotonic() - self._began - self.waited
+
+    def _run_delay(self) -> float:
+        if self._pid is None:
+            return 0.0
+        longest = 0
+        try:
+            for tid in os.listdir(f"/proc/{self._pid}/task"):
+                path = f"/proc/{self._pid}/task/{tid}/schedstat"
+                # A thread that ended meanwhile has no file any more.
+                with contextlib.suppress(OSError, IndexError, ValueError), open(path, "rb") as stat:
+                    longest = max(longest, int(stat.read().split()[1]))
+        except OSError:
+            return 0.0
+        return longest / 1e9
+
+
 @contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
     """Ignore SIGINT while a child is created: it inherits the disposition through exec,
@@ -227,7 +266,8 @@ class SupervisedChild:
     async def start(self, timeout: float) -> None:
         """Spawn the child and wait until it says ready.
 
-        Raises :class:`StartTimeout` if it does not within ``timeout`` (the child is then
+        Raises :class:`StartTimeout` if it does not within ``timeout`` seconds of its own
+        (:class:`StartClock`: time it waited for a CPU is added; the child is then
         stopped), or :class:`ComponentCrashed` if it exits first.
         """
         self._spawn()
@@ -247,7 +287,12 @@ class SupervisedChild:
         loop.add_reader(conn.fileno(), on_readable)
         try:
             either: set[asyncio.Future[Any]] = {said, self._exited}
-            done, _ = await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            clock = StartClock(self._pid)
+            done: set[asyncio.Future[Any]] = set()
+            # Waits until the child has had ``timeout`` seconds of its own: on a loaded
+            # machine it may wait far longer for a CPU, and that is not its fault.
+            while not done and (left := timeout - clock.elapsed()) > 0:
+                done, _ = await asyncio.wait(either, timeout=max(left, MIN_WAIT), return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not said.done():
                 loop.remove_reader(conn.fileno())
@@ -263,8 +308,12 @@ class SupervisedChild:
                 "ProcessExited",
                 f"exited with code {code} before it was ready (see its log above)",
             )
+        waited = clock.waited
         await self.stop(grace=0.0)
-        raise StartTimeout(f"{self.spec.label} did not report ready within {timeout:.1f} s")
+        raise StartTimeout(
+            f"{self.spec.label} did not report ready within {timeout:.1f} s"
+            + (f" (and {waited:.1f} s more it waited for a CPU)" if waited >= 0.1 else "")
+        )
 
     @property
     def exited(self) -> asyncio.Future[int]:

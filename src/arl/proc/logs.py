@@ -3,11 +3,17 @@
 Children send each record as a msgpack map (never pickle) over a ZeroMQ PUSH socket;
 the LogServer in the executor re-creates the record and hands it to the executor's
 own handlers, tagged with the sending process's label (``role:name``).
+
+A frame is at most :data:`~arl.transport.MAX_LOG_BYTES` (a child shortens a long message
+or traceback to fit), the LogServer queues at most :data:`~arl.transport.PEER_HWM` frames
+per sender, and a frame that is not a well-formed record is dropped with a warning: a
+flood or a hostile sender costs bounded memory and never stops the LogServer.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +22,27 @@ import zmq
 
 from arl.codec import pack, unpack
 from arl.errors import ProtocolError
+from arl.transport import MAX_LOG_BYTES, PEER_HWM, DropLog, limit_input
 
 _FIELDS = ("name", "levelno", "levelname", "pathname", "lineno", "funcName", "created", "msecs")
+# Every field of a frame and its type: a record is rebuilt from these only, so that no
+# frame can set attributes a handler would trip over (exc_info, args, a text `created`).
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "levelno": int,
+    "levelname": str,
+    "pathname": str,
+    "lineno": int,
+    "funcName": (str, type(None)),
+    "created": (int, float),
+    "msecs": (int, float),
+    "msg": str,
+    "exc_text": (str, type(None)),
+    "arl_process": str,
+}
+_LATEST_TIME = 2.0**40  # seconds since 1970 that time.localtime still takes
+_NAME_MAX = 1000  # characters of a logger name; real ones have a few dozen
+_TEXT_MAX = MAX_LOG_BYTES // 16  # characters of a message or traceback: both fit at 4 bytes each
 _FORMATTER = logging.Formatter()  # formats a record's exception once, in the child
 CONSOLE_FORMAT = "%(asctime)s %(arl_process)-24s %(levelname)-7s %(name)s: %(message)s"
 
@@ -58,11 +83,10 @@ class RemoteLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            fields: dict[str, Any] = {k: getattr(record, k) for k in _FIELDS}
-            fields["msg"] = record.getMessage()
-            fields["exc_text"] = _FORMATTER.formatException(record.exc_info) if record.exc_info else None
-            fields["arl_process"] = getattr(record, "arl_process", self.label)
+            fields = self._fields(record)
             data = pack(fields)
+            if len(data) > MAX_LOG_BYTES:  # a logger name or path that long: say so rather than vanish
+                data = pack(_shrunk(fields, len(data)))
             with self._lock_send:
                 self._socket.send(data, zmq.NOBLOCK)
         except zmq.Again:
@@ -70,10 +94,32 @@ class RemoteLogHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
+    def _fields(self, record: logging.LogRecord) -> dict[str, Any]:
+        fields: dict[str, Any] = {k: getattr(record, k) for k in _FIELDS}
+        fields["msg"] = _clip(record.getMessage())
+        fields["exc_text"] = _clip(_FORMATTER.formatException(record.exc_info)) if record.exc_info else None
+        fields["arl_process"] = getattr(record, "arl_process", self.label)
+        return fields
+
     def close(self) -> None:
         with self._lock_send:
             self._socket.close()
         super().close()
+
+
+def _shrunk(fields: dict[str, Any], size: int) -> dict[str, Any]:
+    short = {k: v[:200] if isinstance(v, str) else v for k, v in fields.items()}
+    short["msg"] = f"a log record of {size:,} bytes was too large to send; it began: {short['msg']}"
+    short["exc_text"] = None
+    return short
+
+
+def _clip(text: str) -> str:
+    """``text`` cut to fit a log frame: its start and its end (a traceback's exception)."""
+    if len(text) <= _TEXT_MAX:
+        return text
+    half = _TEXT_MAX // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half:,} characters cut ...]\n{text[-half:]}"
 
 
 def install_child_logging(ctx: zmq.Context[Any], config: LogConfig, label: str) -> None:
@@ -86,15 +132,43 @@ def install_child_logging(ctx: zmq.Context[Any], config: LogConfig, label: str) 
     logging.captureWarnings(True)
 
 
-def restore_record(fields: dict[str, Any]) -> logging.LogRecord:
-    """Re-create a LogRecord from what :class:`RemoteLogHandler` sent."""
+def restore_record(fields: Any) -> logging.LogRecord:
+    """Re-create a LogRecord from what :class:`RemoteLogHandler` sent; anything else
+    raises :class:`ProtocolError`."""
     if not isinstance(fields, dict) or not isinstance(fields.get("name"), str):
         raise ProtocolError("a log frame must be a map with a logger name")
-    if not isinstance(fields.get("levelno"), int) or isinstance(fields.get("levelno"), bool):
-        raise ProtocolError("a log frame must carry an integer levelno")
-    record = logging.makeLogRecord(fields)
+    if len(fields["name"]) > _NAME_MAX:
+        raise ProtocolError(f"a log frame's logger name is over {_NAME_MAX} characters")
+    for key, kind in _TYPES.items():
+        value = fields.get(key)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            raise ProtocolError(f"a log frame's {key!r} is {type(value).__name__}, not {_kind_name(kind)}")
+    if not all(math.isfinite(fields[k]) and 0 <= fields[k] < _LATEST_TIME for k in ("created", "msecs")):
+        raise ProtocolError("a log frame's time is out of range")
+    record = logging.makeLogRecord({key: fields[key] for key in _TYPES})
     record.args = None
     return record
+
+
+def _existing_logger(name: str) -> logging.Logger:
+    """The logger ``name`` if this process has one, else its nearest existing ancestor.
+
+    Either handles a record alike (a logger made now would have no handlers, filters or
+    level of its own), but ``logging.getLogger`` would keep a new logger for every name
+    a sender makes up, for ever.
+    """
+    loggers = logging.Logger.manager.loggerDict
+    while name:
+        found = loggers.get(name)
+        if isinstance(found, logging.Logger):
+            return found
+        name = name.rpartition(".")[0]
+    return logging.getLogger()
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
 
 
 class LogServer:
@@ -110,6 +184,7 @@ class LogServer:
         self._bound = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="arl-logserver", daemon=True)
         self._error: BaseException | None = None
+        self._drops = DropLog(logging.getLogger("arl.logs"), "dropped a malformed log frame")
 
     def start(self) -> None:
         self._thread.start()
@@ -121,6 +196,7 @@ class LogServer:
     def _serve(self) -> None:
         socket = self._ctx.socket(zmq.PULL)
         socket.setsockopt(zmq.LINGER, 0)
+        limit_input(socket, max_bytes=MAX_LOG_BYTES, rcvhwm=PEER_HWM)
         try:
             socket.bind(self.endpoint)
         except zmq.ZMQError as exc:
@@ -138,14 +214,13 @@ class LogServer:
         finally:
             socket.close()
 
-    @staticmethod
-    def _handle(frame: bytes) -> None:
+    def _handle(self, frame: bytes) -> None:
         try:
             record = restore_record(unpack(frame))
         except ProtocolError as exc:
-            logging.getLogger("arl.logs").warning("dropped a malformed log frame: %s", exc)
+            self._drops.drop(exc)
             return
-        logger = logging.getLogger(record.name)
+        logger = _existing_logger(record.name)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,9 +89,25 @@ def create(engine: Engine) -> tuple[SchemaState, SchemaState]:
     with _locked(engine) as conn:
         before = after = schema_state(conn)
         if before.empty:
-            _alembic_upgrade(conn)
+            with _alembic_quiet():
+                _alembic_upgrade(conn)
             after = schema_state(conn)
     return before, after
+
+
+@contextlib.contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Alembic's INFO lines (its plugins, "Context impl SQLiteImpl", each revision run)
+    while arl creates a store on its own: they are noise in ``arl-run -v``, which is about
+    runs. :func:`upgrade` (``arl-run db upgrade``, which a user asks for) leaves Alembic's
+    logging as it is."""
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def upgrade(engine: Engine, where: str) -> tuple[str | None, str]:

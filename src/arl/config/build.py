@@ -1,0 +1,90 @@
+"""The frozen specs a checked file turns into (only ever built when nothing was wrong)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from arl.api import Brain, Environment, Muscle, Objective
+from arl.conditions import TerminationCondition
+from arl.config.phases import SECTIONS, Phase
+from arl.config.shorthands import class_ref
+from arl.config.spec import (
+    DEFAULT_CONDITION,
+    AgentFile,
+    AgentSpec,
+    ClassRef,
+    EnvironmentSpec,
+    LoadSpec,
+    PhaseConfigFile,
+    PhaseFile,
+    PhaseSpec,
+    RunFile,
+    RunSpec,
+    SimulationSpec,
+)
+from arl.simulation import Simulation
+
+
+def build_run(top: RunFile, phases: list[Phase], models: list[PhaseFile], data: dict[str, Any], text: str) -> RunSpec:
+    specs = tuple(_build_phase(p, m) for p, m in zip(phases, models, strict=True))
+    document = {
+        key: [{p.name: _resolved_body(p)} for p in phases] if key == "schedule" else copy.deepcopy(value)
+        for key, value in data.items()
+    }
+    return RunSpec(
+        uid=top.uid,
+        experiment_uid=top.experiment_uid,
+        seed=top.seed,
+        version=top.version,
+        phases=specs,
+        source=text,
+        document=document,
+        conditions=tuple(class_ref(c, TerminationCondition) for c in top.conditions or ()),
+    )
+
+
+def _resolved_body(phase: Phase) -> dict[str, Any]:
+    order = [*SECTIONS, "phase_config"]
+    return {k: copy.deepcopy(phase.body[k]) for k in order if k in phase.body}
+
+
+def _build_phase(phase: Phase, model: PhaseFile) -> PhaseSpec:
+    config = model.phase_config or PhaseConfigFile()
+    conditions = model.simulation.conditions
+    return PhaseSpec(
+        name=phase.name,
+        index=phase.index,
+        mode=config.mode,
+        episodes=config.episodes,
+        workers=config.workers or config.worker or 1,
+        max_steps=config.max_steps,
+        environments=tuple(
+            EnvironmentSpec(e.environment.uid, class_ref(e.environment, Environment)) for e in model.environments
+        ),
+        agents=tuple(_build_agent(a) for a in model.agents),
+        simulation=SimulationSpec(
+            name=model.simulation.name,
+            entry=class_ref(model.simulation, Simulation),
+            conditions=(
+                tuple(class_ref(c, TerminationCondition) for c in conditions)
+                if conditions is not None
+                else (ClassRef(DEFAULT_CONDITION, {}),)
+            ),
+        ),
+    )
+
+
+def _build_agent(agent: AgentFile) -> AgentSpec:
+    load = None
+    if agent.load is not None:
+        load = LoadSpec(agent.load.phase, agent.load.agent or agent.name, agent.load.run)
+    return AgentSpec(
+        name=agent.name,
+        brain=class_ref(agent.brain, Brain),
+        muscle=class_ref(agent.muscle, Muscle),
+        objective=class_ref(agent.objective, Objective),
+        sensors=tuple(agent.sensors),
+        actuators=tuple(agent.actuators),
+        load=load,
+    )

@@ -1,0 +1,435 @@
+"""Records into rows: the writer thread's handling of each record, its buffer of steps and
+actions, and its transactions (:class:`Recorder`).
+
+Records are processed strictly in arrival order: parent rows (run, phase, episode) are
+inserted at once so their ids are known to the rows that follow, while environment steps
+and agent actions are collected and inserted in batches (:mod:`arl.store.bulk`) at each
+commit: a few multi-row INSERTs per table per transaction, never a commit per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, insert, update
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
+
+from arl.codec import CODEC_VERSION, decode, encode, unpack
+from arl.errors import ProtocolError
+from arl.messages import store as rec
+from arl.store.bulk import BulkInsert, table
+from arl.store.engine import short_error
+from arl.store.guard import Patience, StoreFile
+from arl.store.jsontext import json_chunks, to_json_text
+from arl.store.query import close_open_rows, this_process
+from arl.store.schema import (
+    TERMINAL_STATUSES,
+    AgentActionRow,
+    Base,
+    CheckpointRow,
+    EnvironmentStepRow,
+    EpisodeRow,
+    EventRow,
+    PhaseRow,
+    RunRow,
+    RunStatus,
+    utc,
+)
+
+log = logging.getLogger("arl.store")
+
+LOGGED_DROPS = 20
+"""Dropped records logged one by one; after that they are only counted."""
+
+COUNTED = ("phases", "episodes", "environment_steps", "agent_actions", "checkpoints", "dropped")
+
+# Malformed records raise these. RecursionError: a value nested deeper than the JSON
+# encoder goes (msgpack itself refuses frames nested deeper than 1,024).
+_BAD_RECORD = (ProtocolError, TypeError, ValueError, OverflowError, RecursionError)
+
+# -- the wire layout of the two hot records ----------------------------------------------
+# Steps and actions are most of the traffic. The writer reads them straight from the
+# unpacked frame ``[version, tag, *fields]`` (arl.codec's documented layout) instead of
+# building a frozen dataclass per row, which costs as much as unpacking the frame.
+
+_KEY_FIELDS = ("phase", "worker", "episode", "step")
+_ENV_FIELDS = (*_KEY_FIELDS, "env_uid", "sensors", "rewards", "terminated", "truncated")
+_ACTION_FIELDS = (*_KEY_FIELDS, "agent", "inputs", "setpoints", "rewards", "objective")
+
+
+def _checked_tag(cls: type[Any], expected_fields: tuple[str, ...]) -> str:
+    """The wire tag of ``cls``, after checking its fields are where the fast path reads them."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    if names != expected_fields:
+        raise RuntimeError(f"{cls.__name__} has fields {names}; update arl.store.recorder to match")
+    tag: str = unpack(encode(cls(*[None] * len(names))))[1]
+    return tag
+
+
+_ENV_TAG = _checked_tag(rec.EnvironmentStep, _ENV_FIELDS)
+_ACTION_TAG = _checked_tag(rec.AgentAction, _ACTION_FIELDS)
+RECORD_TYPES = frozenset(
+    {
+        rec.RunStarted, rec.PhaseStarted, rec.EpisodeStarted, rec.EnvironmentStep, rec.AgentAction,
+        rec.EpisodeEnded, rec.PhaseEnded, rec.CheckpointSaved, rec.Event, rec.RunEnded, rec.Flush,
+    }
+)  # fmt: skip
+
+
+_join = "".join  # bound once: the hot path joins the encoder's chunks several times a row
+
+
+# -- the records --------------------------------------------------------------------------
+
+EpisodeKey = tuple[Any, Any, Any]  # (phase index, worker, episode index) as they arrived
+
+
+class Recorder:
+    """Turns records into rows on one connection. Used by the writer thread only.
+
+    Keeps the natural key -> id maps of the run's phases and episodes, the step and action
+    rows not yet inserted, and what the open transaction holds. ``store_file``, the SQLite
+    file when the store is one, is checked at every commit (:class:`StoreFile`); a busy
+    SQLite is waited out for up to ``patience`` seconds (:class:`Patience`).
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        counts: dict[str, int],
+        *,
+        store_file: StoreFile | None = None,
+        patience: Patience | None = None,
+    ) -> None:
+        self._conn = conn
+        self.counts = counts
+        self._store_file = store_file
+        self.patience = patience or Patience()
+        self._env_insert = BulkInsert(
+            EnvironmentStepRow,
+            ("episode_id", "step", "env_uid", "sensors", "rewards", "terminated", "truncated"),
+            {"sensors", "rewards"},
+            conn.dialect,
+        )
+        self._action_insert = BulkInsert(
+            AgentActionRow,
+            ("episode_id", "step", "agent", "inputs", "setpoints", "rewards", "objective"),
+            {"inputs", "setpoints", "rewards"},
+            conn.dialect,
+        )
+        self._env_rows: list[tuple[Any, ...]] = []
+        self._action_rows: list[tuple[Any, ...]] = []
+        # PostgreSQL refuses some values SQLite takes (a NUL in a string): each batch goes
+        # in under a savepoint, so a refused row costs that row, not the transaction.
+        self._savepoints = conn.dialect.name == "postgresql"
+        self.pending_rows = 0
+        self.dirty_since: float | None = None  # monotonic time of the first uncommitted write
+        self._uncommitted = dict.fromkeys(COUNTED, 0)
+        self._run: int | None = None
+        self._process = this_process()  # the writer's process is the run's: its death ends the run
+        self.run_id: int | None = None  # once committed
+        self._phases: dict[Any, int] = {}
+        self._episodes: dict[EpisodeKey, int] = {}
+        self._handlers: dict[type[Any], Callable[[Any], None]] = {
+            rec.RunStarted: self._run_started,
+            rec.PhaseStarted: self._phase_started,
+            rec.EpisodeStarted: self._episode_started,
+            rec.EpisodeEnded: self._episode_ended,
+            rec.PhaseEnded: self._phase_ended,
+            rec.CheckpointSaved: self._checkpoint_saved,
+            rec.Event: self._event,
+            rec.RunEnded: self._run_ended,
+        }
+
+    def handle(self, frame: bytes) -> int | None:
+        """Process one frame; returns the token when it is a :class:`Flush`. A malformed
+        record is dropped and counted; a database error propagates."""
+        try:
+            message = unpack(frame)
+            if type(message) is not list or len(message) < 2 or message[0] != CODEC_VERSION:
+                raise ProtocolError(f"not a frame of codec version {CODEC_VERSION}")
+            tag = message[1]
+            if tag == _ENV_TAG:
+                self._environment_step(message)
+            elif tag == _ACTION_TAG:
+                self._agent_action(message)
+            else:
+                return self._other(decode(frame))
+        except _BAD_RECORD as exc:
+            self.drop(f"a malformed record ({exc})")
+        return None
+
+    def _other(self, record: Any) -> int | None:
+        if type(record) is rec.Flush:
+            return int(record.token)
+        handler = self._handlers.get(type(record))
+        if handler is None:
+            raise ProtocolError(f"{type(record).__name__} is not a store record")
+        try:
+            handler(record)
+        except StatementError as exc:
+            # A value SQLAlchemy could not turn into a parameter (a JSON detail nested too
+            # deep): nothing reached the database. The database's own errors propagate.
+            if isinstance(exc, DBAPIError) or not isinstance(exc.orig, _BAD_RECORD):
+                raise
+            raise TypeError(f"{type(record).__name__} holds a value that cannot be stored: {exc.orig}") from exc
+        return None
+
+    def drop(self, what: str) -> None:
+        """Count a record that cannot be stored: it is a bug upstream, not a reason to stop
+        storing the rest of the run."""
+        self.counts["dropped"] += 1
+        dropped = self.counts["dropped"]
+        if dropped <= LOGGED_DROPS:
+            log.error("store: dropped %s", what)
+        if dropped == LOGGED_DROPS:
+            log.error("store: further dropped records are counted, not logged")
+
+    # -- the hot path -------------------------------------------------------------------
+
+    def _environment_step(self, m: list[Any]) -> None:
+        _v, _t, phase, worker, episode, step, env_uid, sensors, rewards, terminated, truncated = m
+        episode_id = self._episodes.get((phase, worker, episode))
+        if episode_id is None:
+            self.drop(f"an environment step of unknown episode {(phase, worker, episode)}")
+            return
+        if type(env_uid) is not str or type(sensors) is not dict or type(rewards) is not dict:
+            raise TypeError("env_uid must be a string, sensors and rewards dicts")
+        try:  # to_json_text inlined: two calls fewer a value
+            sensors_json = _join(json_chunks(sensors, 0))
+            rewards_json = _join(json_chunks(rewards, 0))
+        except (TypeError, ValueError):  # a numpy key, NaN or infinity
+            sensors_json, rewards_json = to_json_text(sensors), to_json_text(rewards)
+        self._env_rows.append(
+            (
+                episode_id, int(step), env_uid, sensors_json, rewards_json,
+                bool(terminated), bool(truncated),
+            )
+        )  # fmt: skip
+        self.pending_rows += 1
+        if self.dirty_since is None:
+            self.dirty_since = time.monotonic()
+
+    def _agent_action(self, m: list[Any]) -> None:
+        _v, _t, phase, worker, episode, step, agent, inputs, setpoints, rewards, objective = m
+        episode_id = self._episodes.get((phase, worker, episode))
+        if episode_id is None:
+            self.drop(f"an agent action of unknown episode {(phase, worker, episode)}")
+            return
+        if (
+            type(agent) is not str
+            or type(inputs) is not dict
+            or type(setpoints) is not dict
+            or type(rewards) is not dict
+        ):
+            raise TypeError("agent must be a string, inputs, setpoints and rewards dicts")
+        try:  # to_json_text inlined: two calls fewer a value
+            inputs_json = _join(json_chunks(inputs, 0))
+            setpoints_json = _join(json_chunks(setpoints, 0))
+            rewards_json = _join(json_chunks(rewards, 0))
+        except (TypeError, ValueError):  # a numpy key, NaN or infinity
+            inputs_json = to_json_text(inputs)
+            setpoints_json = to_json_text(setpoints)
+            rewards_json = to_json_text(rewards)
+        self._action_rows.append(
+            (
+                episode_id, int(step), agent, inputs_json, setpoints_json, rewards_json,
+                float(objective),
+            )
+        )  # fmt: skip
+        self.pending_rows += 1
+        if self.dirty_since is None:
+            self.dirty_since = time.monotonic()
+
+    # -- parents and ends ----------------------------------------------------------------
+
+    def _run_started(self, r: rec.RunStarted) -> None:
+        if self._run is not None:
+            self.drop(f"a second RunStarted (uid {r.uid!r}) for the same writer")
+            return
+        self._run = self._insert(
+            RunRow,
+            uid=r.uid,
+            experiment_uid=r.experiment_uid,
+            status=RunStatus.RUNNING.value,
+            seed=int(r.seed),
+            document=r.document,
+            arl_version=r.arl_version,
+            host=r.host,
+            pid=self._process[0],
+            pid_started_at=self._process[1],
+            started_at=utc(r.started_at),
+        )
+
+    def _phase_started(self, r: rec.PhaseStarted) -> None:
+        if self._run is None:
+            self.drop(f"PhaseStarted of phase {r.index} before RunStarted")
+            return
+        if r.index in self._phases:
+            self.drop(f"a second PhaseStarted of phase {r.index}")
+            return
+        self._phases[r.index] = self._insert(
+            PhaseRow,
+            run_id=self._run,
+            index=int(r.index),
+            name=r.name,
+            mode=r.mode,
+            started_at=utc(r.started_at),
+        )
+        self._uncommitted["phases"] += 1
+
+    def _episode_started(self, r: rec.EpisodeStarted) -> None:
+        key = (r.phase, r.worker, r.episode)
+        phase_id = self._phases.get(r.phase)
+        if phase_id is None:
+            self.drop(f"EpisodeStarted {key} of unknown phase {r.phase}")
+            return
+        if key in self._episodes:
+            self.drop(f"a second EpisodeStarted {key}")
+            return
+        self._episodes[key] = self._insert(
+            EpisodeRow,
+            phase_id=phase_id,
+            worker=int(r.worker),
+            index=int(r.episode),
+            started_at=utc(r.started_at),
+        )
+        self._uncommitted["episodes"] += 1
+
+    def _episode_ended(self, r: rec.EpisodeEnded) -> None:
+        key = (r.phase, r.worker, r.episode)
+        episode_id = self._episodes.get(key)
+        if episode_id is None:
+            self.drop(f"EpisodeEnded of unknown episode {key}")
+            return
+        self._update(
+            EpisodeRow,
+            episode_id,
+            ended_at=utc(r.ended_at),
+            steps=int(r.steps),
+            end_reason=r.reason,
+        )
+
+    def _phase_ended(self, r: rec.PhaseEnded) -> None:
+        phase_id = self._phases.get(r.index)
+        if phase_id is None:
+            self.drop(f"PhaseEnded of unknown phase {r.index}")
+            return
+        self._update(PhaseRow, phase_id, ended_at=utc(r.ended_at), end_reason=r.reason)
+
+    def _checkpoint_saved(self, r: rec.CheckpointSaved) -> None:
+        phase_id = self._phases.get(r.phase)
+        if phase_id is None or self._run is None:
+            self.drop(f"CheckpointSaved of agent {r.agent!r} in unknown phase {r.phase}")
+            return
+        self._insert(
+            CheckpointRow,
+            run_id=self._run,
+            phase_id=phase_id,
+            agent=r.agent,
+            path=r.path,
+            sha256=r.sha256,
+            saved_at=utc(r.saved_at),
+        )
+        self._uncommitted["checkpoints"] += 1
+
+    def _event(self, r: rec.Event) -> None:
+        if self._run is None:
+            self.drop(f"Event {r.kind!r} before RunStarted")
+            return
+        self._insert(EventRow, run_id=self._run, at=utc(r.at), kind=r.kind, detail=r.detail)
+
+    def _run_ended(self, r: rec.RunEnded) -> None:
+        if self._run is None:
+            self.drop("RunEnded before RunStarted")
+            return
+        if r.status not in TERMINAL_STATUSES:
+            self.drop(f"RunEnded with status {r.status!r}, not one of {sorted(TERMINAL_STATUSES)}")
+            return
+        ended_at = utc(r.ended_at)
+        self._update(RunRow, self._run, status=str(r.status), error=r.error, ended_at=ended_at, end_reason=r.reason)
+        self._insert_pending()  # the steps of an episode closed here count towards its steps
+        close_open_rows(self._conn, self._run, ended_at, str(r.status).lower())
+        self.commit()  # how a run ended must not wait for a timer
+
+    def _insert(self, model: type[Base], **values: Any) -> int:
+        statement = insert(table(model)).values(**values)
+        key = self.patience.run(self._conn, lambda: self._conn.execute(statement)).inserted_primary_key
+        assert key is not None
+        self._touch()
+        return int(key[0])
+
+    def _update(self, model: type[Base], row_id: int, **values: Any) -> None:
+        rows = table(model)
+        statement = update(rows).where(rows.c.id == row_id).values(**values)
+        self.patience.run(self._conn, lambda: self._conn.execute(statement))
+        self._touch()
+
+    def _touch(self) -> None:
+        if self.dirty_since is None:
+            self.dirty_since = time.monotonic()
+
+    # -- transactions --------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Insert the pending steps and actions and commit the transaction. Raises
+        :class:`arl.store.guard.StoreFileGone` when the store's file is no longer the one
+        written to (nothing is committed then), a database error when the commit fails."""
+        if self.dirty_since is None:
+            return
+        if self._store_file is not None:
+            self._store_file.check()
+        self._insert_pending()
+        self._conn.commit()
+        for name, added in self._uncommitted.items():
+            self.counts[name] += added
+        self._uncommitted = dict.fromkeys(COUNTED, 0)
+        self.pending_rows = 0
+        self.dirty_since = None
+        self.run_id = self._run
+
+    def _insert_pending(self) -> None:
+        """Insert the buffered steps and actions into the open transaction; the buffer is
+        emptied once both went in (a busy retry inserts both again)."""
+        if not (self._env_rows or self._action_rows):
+            return
+        steps, actions = self.patience.run(self._conn, self._insert_rows)
+        self._uncommitted["environment_steps"] += steps
+        self._uncommitted["agent_actions"] += actions
+        self._env_rows = []
+        self._action_rows = []
+
+    def _insert_rows(self) -> tuple[int, int]:
+        return (
+            self._insert_batch(self._env_insert, self._env_rows, "an environment step"),
+            self._insert_batch(self._action_insert, self._action_rows, "an agent action"),
+        )
+
+    def _insert_batch(self, bulk: BulkInsert, rows: list[tuple[Any, ...]], what: str) -> int:
+        """Insert ``rows``; returns how many went in. Under savepoints (PostgreSQL), a
+        batch the database refuses for a value in it goes in again row by row, and the
+        rows it refuses are dropped and counted."""
+        if not rows:
+            return 0
+        if not self._savepoints:
+            bulk.execute(self._conn, rows)
+            return len(rows)
+        try:
+            with self._conn.begin_nested():
+                bulk.execute(self._conn, rows)
+            return len(rows)
+        except DataError:
+            pass
+        kept = 0
+        for row in rows:
+            try:
+                with self._conn.begin_nested():
+                    bulk.execute(self._conn, [row])
+                kept += 1
+            except DataError as exc:
+                self.drop(f"{what} the database refused: {short_error(exc)}")
+        return kept
