@@ -278,15 +278,12 @@ def run(
             return
         runs, location = _preflight(files, url, variants, probe=probe, timeout=check_timeout)
     specs = [spec for _, spec in runs]
-    from arl.executor import Executor, ExecutorOptions
-
-    options = ExecutorOptions(url, str(Path(checkpoint_dir).resolve()), parallel, level, store_steps)
-
-    def on_status(uid: str, state: str) -> None:
-        logging.getLogger("arl.executor").info("run %s: %s", uid, state)
-
     started = time.perf_counter()
-    outcomes = asyncio.run(Executor(options, on_status=on_status).execute(specs))
+    try:
+        outcomes = _execute(specs, url, checkpoint_dir, parallel, level, store_steps)
+    except KeyboardInterrupt:  # before the executor took the signals over: nothing had started
+        click.echo("interrupted before the runs started; nothing was run.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     elapsed = time.perf_counter() - started
     _summarise(outcomes, location, elapsed)
     statuses = {o.status for o in outcomes}
@@ -294,6 +291,20 @@ def run(
         sys.exit(EXIT_FAILED)
     if "INTERRUPTED" in statuses:
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _execute(
+    specs: list[Any], url: str, checkpoint_dir: str, parallel: int, level: int, store_steps: bool
+) -> list[Any]:
+    """Run ``specs`` with the Executor; it handles SIGINT and SIGTERM from when it starts."""
+    from arl.executor import Executor, ExecutorOptions
+
+    options = ExecutorOptions(url, str(Path(checkpoint_dir).resolve()), parallel, level, store_steps)
+
+    def on_status(uid: str, state: str) -> None:
+        logging.getLogger("arl.executor").info("run %s: %s", uid, state)
+
+    return asyncio.run(Executor(options, on_status=on_status).execute(specs))
 
 
 def _summarise(outcomes: list[Any], location: str | None, elapsed: float) -> None:

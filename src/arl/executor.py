@@ -33,6 +33,7 @@ from arl.messages import executor as emsg
 from arl.proc.child import ChildSpec, SupervisedChild
 from arl.proc.ipc import private_dir
 from arl.proc.logs import LogConfig, LogServer
+from arl.transport import limit_input
 
 log = logging.getLogger("arl.executor")
 OUTCOME_GRACE = 2.0  # seconds to wait for a governor's outcome message after it exited
@@ -94,6 +95,7 @@ class Executor:
         logs.start()
         zctx = zmq.asyncio.Context()
         self._router = zctx.socket(zmq.ROUTER)
+        limit_input(self._router)
         self._router.bind(f"ipc://{self._workdir}/control")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -127,7 +129,7 @@ class Executor:
                     await governor.child.start(timeout=GOVERNOR_START)
                 except Exception as exc:
                     await governor.child.stop(grace=0)
-                    return self._died(governor, "FAILED", f"the run's governor did not start: {exc}")
+                    return await self._died(governor, "FAILED", f"the run's governor did not start: {exc}")
                 await self._until_up(governor)
             code = await governor.child.exited
             await governor.child.stop(grace=0)  # reaps and closes the pipe; it has exited already
@@ -138,10 +140,10 @@ class Executor:
                 return await asyncio.wait_for(asyncio.shield(governor.outcome), grace)
             except TimeoutError:
                 if self._interrupts > 1:
-                    return self._died(governor, "INTERRUPTED", "stopped at once by a second interrupt")
+                    return await self._died(governor, "INTERRUPTED", "stopped at once by a second interrupt")
                 lines = self._tails.of(governor.child.spec.label)
                 said = "\n".join(f"  {line}" for line in lines) if lines else "  (none)"
-                return self._died(
+                return await self._died(
                     governor,
                     "FAILED",
                     f"the run's governor process {describe_exit(code)} without reporting (pid "
@@ -187,7 +189,7 @@ class Executor:
             n.get("environment_steps", 0), n.get("agent_actions", 0), error, self.options.store_url,
         )  # fmt: skip
 
-    def _died(self, governor: _Governor, status: str, error: str) -> emsg.RunOutcome:
+    async def _died(self, governor: _Governor, status: str, error: str) -> emsg.RunOutcome:
         """The governor is gone without an outcome: record how its run ended ourselves, and
         report what it had stored (read back from the store: its own counts died with it)."""
         log.error("run %s: %s", governor.spec.uid, error)
@@ -196,7 +198,10 @@ class Executor:
             from arl.store.query import end_run_at
 
             url = self.options.store_url
-            stored = end_run_at(url, governor.run_id, status, error, patience=self._timeouts.store)
+            # In a thread: a busy store may take its patience, and other runs go on meanwhile.
+            stored = await asyncio.to_thread(
+                end_run_at, url, governor.run_id, status, error, patience=self._timeouts.store
+            )
         return self._synthetic(governor, status, error, stored)
 
     async def _listen(self) -> None:

@@ -379,7 +379,7 @@ schedule:
         - environment:
             name: arl_test_components:SlowEnvironment
             uid: env
-            params: {delay: 0.01, episode_length: 500}
+            params: {delay: 0.01, episode_length: 300}
       agents:
         - name: defender
           brain: {name: arl.dummy:DummyBrain}
@@ -420,7 +420,7 @@ def test_a_run_can_be_queried_while_it_runs(store_url: str, tmp_path: Path, priv
         assert pd.isna(live["ended_at"])
         episodes = results.episodes("live", store_url)
         assert len(episodes) == 1
-        assert 0 < episodes["steps"].item() < 500
+        assert 0 < episodes["steps"].item() < 300
         assert episodes["return.defender"].item() > 0
         shown = cli("results", "show", "live", "--store", store_url)
         assert shown.stdout.startswith("run live (run id 1): RUNNING\n")
@@ -431,4 +431,4 @@ def test_a_run_can_be_queried_while_it_runs(store_url: str, tmp_path: Path, priv
             proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     done = results.runs(store_url).iloc[0]
-    assert (done["status"], done["steps"], done["actions"]) == ("FINISHED", 500, 500)
+    assert (done["status"], done["steps"], done["actions"]) == ("FINISHED", 300, 300)

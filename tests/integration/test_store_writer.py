@@ -671,3 +671,14 @@ def test_end_run_at_ends_a_run_and_only_logs_when_the_store_is_broken(
     end_run_at(f"sqlite:///{tmp_path}", run_id, "FAILED", "x")  # a directory: no store can be opened there
     [logged] = [r.getMessage() for r in caplog.records if r.name == "arl.store"]
     assert logged.startswith(f"store: could not record the end of run id {run_id} in {tmp_path}: ")
+
+
+def test_a_run_start_that_cannot_be_stored_fails_the_writer_rather_than_drop_the_run(
+    make_writer: Callable[..., StoreWriter],
+) -> None:
+    # Without its run row every later record would be dropped one by one: the run must fail.
+    writer = make_writer()
+    writer.submit(RunStarted("big", None, 2**64 - 1, {"uid": "big"}, "0.1.0", "testhost", T0))
+    with pytest.raises(ArlError, match=r"the run's start cannot be stored|bigint out of range"):
+        writer.flush()
+    assert writer.counts["dropped"] == 0

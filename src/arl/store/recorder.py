@@ -19,7 +19,7 @@ from sqlalchemy import Connection, insert, update
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
 from arl.codec import CODEC_VERSION, decode, encode, unpack
-from arl.errors import ProtocolError
+from arl.errors import ArlError, ProtocolError
 from arl.messages import store as rec
 from arl.store.bulk import BulkInsert, table
 from arl.store.engine import short_error
@@ -170,13 +170,11 @@ class Recorder:
         if handler is None:
             raise ProtocolError(f"{type(record).__name__} is not a store record")
         try:
-            handler(record)
-        except StatementError as exc:
-            # A value SQLAlchemy could not turn into a parameter (a JSON detail nested too
-            # deep): nothing reached the database. The database's own errors propagate.
-            if isinstance(exc, DBAPIError) or not isinstance(exc.orig, _BAD_RECORD):
-                raise
-            raise TypeError(f"{type(record).__name__} holds a value that cannot be stored: {exc.orig}") from exc
+            _call(handler, record)
+        except _BAD_RECORD as exc:
+            if type(record) is rec.RunStarted:  # without its run, every later record would be dropped
+                raise ArlError(f"the run's start cannot be stored: {exc}") from exc
+            raise
         return None
 
     def drop(self, what: str) -> None:
@@ -433,3 +431,15 @@ class Recorder:
             except DataError as exc:
                 self.drop(f"{what} the database refused: {short_error(exc)}")
         return kept
+
+
+def _call(handler: Callable[[Any], None], record: Any) -> None:
+    """``handler(record)``; a value SQLAlchemy could not turn into a parameter (a JSON
+    detail nested too deep) becomes a TypeError: nothing reached the database. The
+    database's own errors propagate."""
+    try:
+        handler(record)
+    except StatementError as exc:
+        if isinstance(exc, DBAPIError) or not isinstance(exc.orig, _BAD_RECORD):
+            raise
+        raise TypeError(f"{type(record).__name__} holds a value that cannot be stored: {exc.orig}") from exc

@@ -23,7 +23,7 @@ import zmq
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from arl.codec import encode
+from arl.codec import MAX_FRAME_BYTES, encode
 from arl.errors import ArlError, RequestTimeout, StartTimeout
 from arl.messages import store as rec
 from arl.store.engine import describe_location, open_store, short_error, sqlite_path
@@ -325,6 +325,7 @@ class StoreWriter:
         self._pull = pull
         pull.setsockopt(zmq.LINGER, 0)
         pull.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
+        pull.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # as every socket that reads another process
         pull.bind(self.endpoint)
         pull.bind(self._inproc)
 
