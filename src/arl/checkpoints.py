@@ -19,6 +19,7 @@ from pathlib import Path
 from arl.errors import ArlError
 from arl.names import inside, path_part
 
+CHUNK = 2**20  # bytes read at a time when hashing a brain
 KEY_BYTES = 4  # 8 hex digits: two runs of one id in one folder collide once in ~4e9
 
 
@@ -35,7 +36,9 @@ def directory_digest(directory: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(directory)).encode() + b"\0")
-        digest.update(path.read_bytes())
+        with path.open("rb") as file:  # in chunks: a brain may be larger than memory allows twice
+            for chunk in iter(lambda: file.read(CHUNK), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -46,10 +46,11 @@ def main() -> None:
 
 def _setup_console_logging(verbose: int) -> int:
     from arl.proc.logs import CONSOLE_FORMAT, ProcessLabelFilter
+    from arl.terminal import PrintableFormatter
 
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(CONSOLE_FORMAT, "%H:%M:%S"))
+    handler.setFormatter(PrintableFormatter(CONSOLE_FORMAT, "%H:%M:%S"))
     handler.addFilter(ProcessLabelFilter("executor"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -272,6 +273,7 @@ def run(
         from arl.store.location import store_url
 
         url = store_url(store)
+        _check_timeouts()
         variants = _variants(files, sets, sweeps, max_runs)
         if dry_run:
             _check_and_describe(files, variants, probe=probe, timeout=check_timeout)
@@ -291,6 +293,20 @@ def run(
         sys.exit(EXIT_FAILED)
     if "INTERRUPTED" in statuses:
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _check_timeouts() -> None:
+    """Exit 2 on a ``$ARL_TIMEOUTS`` that cannot be used, before the check touches the store."""
+    import os
+
+    from arl.governor.options import timeouts_from
+
+    try:
+        timeouts_from(os.environ)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo("Nothing was run.", err=True)
+        sys.exit(EXIT_CONFIG)
 
 
 def _execute(

@@ -37,7 +37,6 @@ from arl.transport import limit_input
 
 log = logging.getLogger("arl.executor")
 OUTCOME_GRACE = 2.0  # seconds to wait for a governor's outcome message after it exited
-GOVERNOR_START = 60.0  # seconds of its own a governor has to say ready (its store opened)
 _NOT_UP = ("PRISTINE", "STARTING")  # a governor in these states is still starting its run
 TAIL = 10  # log lines kept per governor, to show when one dies
 
@@ -126,7 +125,7 @@ class Executor:
                     return self._synthetic(governor, "INTERRUPTED", "not started: interrupted before its turn")
                 governor.child = self._governor_child(governor)
                 try:
-                    await governor.child.start(timeout=GOVERNOR_START)
+                    await governor.child.start(timeout=self._timeouts.governor_start)
                 except Exception as exc:
                     await governor.child.stop(grace=0)
                     return await self._died(governor, "FAILED", f"the run's governor did not start: {exc}")

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 MAX_RUNS = 1000
 """How many runs the files and sweeps of one command may come to, unless told more
 (``--max-runs``): a sweep's runs multiply, and a typo should not start a million."""
+MAX_SWEPT_UID = 255
+"""The longest uid a swept run may get (the store's ``experiment_runs.uid``); a file's own
+uid is held to :data:`arl.names.MAX_NAME`, and the sweep's ``[key=value,...]`` follows."""
 CHECK_TIMEOUT = 120.0
 """Seconds one step of the check (an import, a probe, opening the store) may take."""
 _EXIT_GRACE = 5.0  # seconds a child that has said its last word gets to exit
@@ -70,8 +73,17 @@ def load(file: str, variant: Sequence[Override], **options: Any) -> Any:
     suffix = sweep_suffix(list(variant))
     if suffix:
         uid = spec.uid + suffix
+        if len(uid) > MAX_SWEPT_UID:
+            raise ConfigError([Problem(Location(file), "uid", _long_swept_uid(uid))])
         spec = dataclasses.replace(spec, uid=uid, document={**spec.document, "uid": uid})
     return spec
+
+
+def _long_swept_uid(uid: str) -> str:
+    return (
+        f"with its swept values the run's uid is {len(uid):,} characters ({uid[:60]}...), over the "
+        f"{MAX_SWEPT_UID} the store keeps; sweep fewer keys or shorter values, or shorten the uid"
+    )
 
 
 def preflight(

@@ -7,6 +7,8 @@ text goes through :func:`printable`.
 
 from __future__ import annotations
 
+import logging
+
 
 def printable(text: str) -> str:
     """``text`` with every character that is not printable (control characters, escape
@@ -24,3 +26,17 @@ def _escaped(char: str) -> str:
     if code < 0x10000:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def printable_lines(text: str) -> str:
+    """:func:`printable` line by line: the line breaks of a message or a traceback stay."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+class PrintableFormatter(logging.Formatter):
+    """A log formatter for the console: each line as :func:`printable` makes it. Log
+    messages carry users' text too (their exceptions' messages, their components' log
+    lines, uids with swept values)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable_lines(super().format(record))

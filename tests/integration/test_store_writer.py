@@ -682,3 +682,22 @@ def test_a_run_start_that_cannot_be_stored_fails_the_writer_rather_than_drop_the
     with pytest.raises(ArlError, match=r"the run's start cannot be stored|bigint out of range"):
         writer.flush()
     assert writer.counts["dropped"] == 0
+
+
+def test_long_end_reasons_are_cut_to_their_columns_on_either_backend(
+    make_writer: Callable[..., StoreWriter], reader: Engine
+) -> None:
+    # A condition's reason is its author's text; PostgreSQL refused a long one and failed the run.
+    writer = make_writer()
+    run_id = begin_run(writer)
+    writer.submit(EpisodeStarted(0, 0, 0, T0))
+    writer.submit(EpisodeEnded(0, 0, 0, 0, "e" * 500, T0 + 1))
+    writer.submit(PhaseEnded(0, "p" * 500, T0 + 2))
+    writer.submit(RunEnded("FINISHED", None, T0 + 3, "r" * 500))
+    writer.flush()
+    assert writer.error is None
+    with reader.connect() as conn:
+        episode = conn.exec_driver_sql("SELECT end_reason FROM episodes").scalar_one()
+        phase = conn.exec_driver_sql("SELECT end_reason FROM phases").scalar_one()
+        run = conn.exec_driver_sql(f"SELECT end_reason FROM experiment_runs WHERE id = {run_id}").scalar_one()
+    assert (episode, phase, run) == ("e" * 29 + "...", "p" * 61 + "...", "r" * 61 + "...")

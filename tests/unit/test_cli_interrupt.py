@@ -1,4 +1,4 @@
-"""Ctrl-C in the moment between the file check and the executor taking the signals over."""
+"""The run command before the executor takes over: Ctrl-C in that moment, unusable timeouts."""
 
 from __future__ import annotations
 
@@ -23,3 +23,15 @@ def test_ctrl_c_before_the_executor_starts_exits_130_saying_nothing_ran(monkeypa
     assert result.exit_code == cli.EXIT_INTERRUPTED
     assert "interrupted before the runs started; nothing was run." in result.output
     assert "Aborted!" not in result.output
+
+
+def test_unusable_timeouts_exit_2_before_the_store_is_touched(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the files were checked (and the store opened) despite unusable timeouts")
+
+    monkeypatch.setattr(cli, "_preflight", never)
+    monkeypatch.setenv("ARL_TIMEOUTS", "start=soon")
+    result = CliRunner().invoke(cli.main, ["run", "a.yml", "--store", f"sqlite:///{tmp_path}/x.db"])
+    assert result.exit_code == cli.EXIT_CONFIG
+    assert "ARL_TIMEOUTS: cannot use 'start=soon'" in result.output
+    assert not (tmp_path / "x.db").exists()

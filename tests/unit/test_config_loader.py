@@ -505,3 +505,26 @@ def test_progress_is_told_before_user_code_runs() -> None:
     with pytest.raises(ConfigError, match="provides no sensor"):  # GoodEnvironment has none
         load_experiment_text(GOOD, "exp.yml", probe=True, progress=lambda where, path, what: told.append(what))
     assert told == ["probing environment 'env'"]  # once: phase_1 inherits the same environment
+
+
+def test_a_file_nested_as_deep_as_the_check_allows_still_travels_to_the_store() -> None:
+    """The file's depth limit sits below the codec's: a document that passes the check
+    fits inside the RunStarted that carries it (else the store dropped the run's start)."""
+    from arl import codec
+    from arl.messages.store import RunStarted
+
+    dummy = (Path(__file__).parents[2] / "experiments" / "dummy.yml").read_text()
+    deepest = None
+    for depth in range(1, 80):
+        value = "1"
+        for _ in range(depth):
+            value = "{k: " + value + "}"
+        try:
+            deepest = load_experiment_text(f"{dummy}\nrun_config: {{x: {value}}}\n", "deep.yml", resolve_classes=False)
+        except ConfigError:
+            break
+    else:
+        pytest.fail("no depth was refused")
+    assert deepest is not None
+    started = RunStarted(deepest.uid, None, deepest.seed, deepest.document, "0", "host", 0.0)
+    assert codec.decode(codec.encode(started)).document == deepest.document

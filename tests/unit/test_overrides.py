@@ -178,3 +178,15 @@ def test_arl_run_refuses_more_runs_than_max_runs_before_checking_anything(tmp_pa
             f"values, or give --max-runs {runs} to run them all. Nothing was run.\n"
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_swept_uid_longer_than_the_store_keeps_is_refused_at_the_file() -> None:
+    from arl.errors import ConfigError
+    from arl.preflight import MAX_SWEPT_UID, load
+
+    long_value = "x" * 300
+    with pytest.raises(ConfigError) as caught:
+        load(str(DUMMY), [parse_sweep(f"run_config.note={long_value},y")[0]], resolve_classes=False)
+    (problem,) = caught.value.problems
+    assert (problem.location.file, problem.path) == (str(DUMMY), "uid")
+    assert f"over the {MAX_SWEPT_UID} the store keeps" in problem.message

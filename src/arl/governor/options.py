@@ -26,6 +26,12 @@ class Timeouts:
     stop_grace: float = 5.0
     store: float = PATIENCE  # a busy (locked) store is waited for this long, in all, before the run fails
 
+    @property
+    def governor_start(self) -> float:
+        """How long a governor may take to say ready: a child's start, plus the store's
+        patience, as it opens the store (which may be busy) before it is ready."""
+        return self.start + self.store + 30.0
+
 
 @dataclass(frozen=True)
 class RunOptions:

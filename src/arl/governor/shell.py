@@ -216,6 +216,9 @@ class GovernorShell:
         started = store.RunStarted(spec.uid, spec.experiment_uid, spec.seed, spec.document, arl.__version__, host, now)
         await self._record(started, flush=True)
         self.run_id = self.writer.run_id
+        if self.run_id is None and self.writer.error is None:  # a failed writer has said so already
+            # Every later record would be dropped as one of no run: stop now, and say why.
+            self._post(m.Failed("the store dropped the run's start record (see the log above); nothing was stored"))
         await self._report(executor.GovernorStatus(self.spec.uid, self.machine.state.name, self.run_id))
 
     async def _start_children(self) -> m.Event:

@@ -48,7 +48,7 @@ LOGGED_DROPS = 20
 COUNTED = ("phases", "episodes", "environment_steps", "agent_actions", "checkpoints", "dropped")
 
 # Malformed records raise these. RecursionError: a value nested deeper than the JSON
-# encoder goes (msgpack itself refuses frames nested deeper than 1,024).
+# encoder goes (the codec refuses frames nested deeper than arl.codec.MAX_DEPTH).
 _BAD_RECORD = (ProtocolError, TypeError, ValueError, OverflowError, RecursionError)
 
 # -- the wire layout of the two hot records ----------------------------------------------
@@ -309,7 +309,7 @@ class Recorder:
             episode_id,
             ended_at=utc(r.ended_at),
             steps=int(r.steps),
-            end_reason=r.reason,
+            end_reason=_fit(r.reason, EpisodeRow),
         )
 
     def _phase_ended(self, r: rec.PhaseEnded) -> None:
@@ -317,7 +317,7 @@ class Recorder:
         if phase_id is None:
             self.drop(f"PhaseEnded of unknown phase {r.index}")
             return
-        self._update(PhaseRow, phase_id, ended_at=utc(r.ended_at), end_reason=r.reason)
+        self._update(PhaseRow, phase_id, ended_at=utc(r.ended_at), end_reason=_fit(r.reason, PhaseRow))
 
     def _checkpoint_saved(self, r: rec.CheckpointSaved) -> None:
         phase_id = self._phases.get(r.phase)
@@ -349,7 +349,8 @@ class Recorder:
             self.drop(f"RunEnded with status {r.status!r}, not one of {sorted(TERMINAL_STATUSES)}")
             return
         ended_at = utc(r.ended_at)
-        self._update(RunRow, self._run, status=str(r.status), error=r.error, ended_at=ended_at, end_reason=r.reason)
+        reason = _fit(r.reason, RunRow)
+        self._update(RunRow, self._run, status=str(r.status), error=r.error, ended_at=ended_at, end_reason=reason)
         self._insert_pending()  # the steps of an episode closed here count towards its steps
         close_open_rows(self._conn, self._run, ended_at, str(r.status).lower())
         self.commit()  # how a run ended must not wait for a timer
@@ -443,3 +444,12 @@ def _call(handler: Callable[[Any], None], record: Any) -> None:
         if isinstance(exc, DBAPIError) or not isinstance(exc.orig, _BAD_RECORD):
             raise
         raise TypeError(f"{type(record).__name__} holds a value that cannot be stored: {exc.orig}") from exc
+
+
+def _fit(reason: str | None, model: type[Any]) -> str | None:
+    """An end reason cut to its column's length: a condition's reason is its author's
+    text, and PostgreSQL refuses (SQLite keeps) a longer one, which would fail the run."""
+    length = model.__table__.c.end_reason.type.length
+    if reason is None or len(reason) <= length:
+        return reason
+    return reason[: length - 3] + "..."
