@@ -28,7 +28,7 @@ import zmq.asyncio
 from arl import codec
 from arl.config.spec import RunSpec
 from arl.errors import ArlError, ProtocolError
-from arl.governor.options import RunOptions, Timeouts, describe_exit, timeouts_from
+from arl.governor.options import RunOptions, Timeouts, describe_exit, last_lines, timeouts_from
 from arl.messages import executor as emsg
 from arl.proc.child import ChildSpec, SupervisedChild
 from arl.proc.ipc import private_dir
@@ -141,7 +141,7 @@ class Executor:
                 if self._interrupts > 1:
                     return await self._died(governor, "INTERRUPTED", "stopped at once by a second interrupt")
                 lines = self._tails.of(governor.child.spec.label)
-                said = "\n".join(f"  {line}" for line in lines) if lines else "  (none)"
+                said = last_lines(lines)
                 return await self._died(
                     governor,
                     "FAILED",

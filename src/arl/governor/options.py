@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from arl.proc.logs import LogConfig
@@ -76,3 +76,8 @@ def describe_exit(code: int | None) -> str:
             name = ""
         return f"was killed by signal {-code}{name}"
     return f"exited with code {code}"
+
+
+def last_lines(lines: Sequence[str]) -> str:
+    """A dead process's last log lines, indented under the line that says it died."""
+    return "\n".join(f"  {line}" for line in lines) if lines else "  (none)"

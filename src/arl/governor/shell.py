@@ -31,7 +31,7 @@ from arl.config.spec import AgentSpec, ClassRef, PhaseSpec, RunSpec
 from arl.errors import ArlError, ComponentCrashed
 from arl.governor import machine as m
 from arl.governor.childlogs import ChildLogRelay
-from arl.governor.options import RunOptions, describe_exit
+from arl.governor.options import RunOptions, describe_exit, last_lines
 from arl.governor.plan import Plan, plan_children
 from arl.mdp.broker import Broker
 from arl.mdp.client import MdpClient
@@ -244,7 +244,7 @@ class GovernorShell:
         """Say, on the console and for the store, which child died, how, and its last lines."""
         self.logs.drain()  # what it sent before it died has arrived; take it now
         lines = self.logs.tail(child.spec.label)
-        said = "\n".join(f"  {line}" for line in lines) if lines else "  (none)"
+        said = last_lines(lines)
         error = (
             f"process arl[{child.spec.label}] {describe_exit(code)} (pid {child.pid}); the run fails. "
             f"Its last log lines:\n{said}"
