@@ -528,3 +528,17 @@ def test_a_file_nested_as_deep_as_the_check_allows_still_travels_to_the_store() 
     assert deepest is not None
     started = RunStarted(deepest.uid, None, deepest.seed, deepest.document, "0", "host", 0.0)
     assert codec.decode(codec.encode(started)).document == deepest.document
+
+
+def test_a_nul_character_in_any_string_or_key_is_refused_where_it_stands() -> None:
+    """PostgreSQL stores no NUL in text or JSONB: such a file would fail its run's start there."""
+    dummy = (Path(__file__).parents[2] / "experiments" / "dummy.yml").read_text()
+    text = dummy + 'run_config: {note: "a\\0b", "k\\0": 1}\n'
+    with pytest.raises(ConfigError) as caught:
+        load_experiment_text(text, "nul.yml", resolve_classes=False)
+    last = len(text.splitlines())
+    assert [(p.location.line, p.path) for p in caught.value.problems] == [
+        (last, "run_config.note"),
+        (last, "run_config.k\x00"),
+    ]
+    assert all("NUL character" in p.message for p in caught.value.problems)

@@ -226,6 +226,9 @@ def _likely_cause(text: str, error_line: int) -> tuple[int, int, str] | None:
 # --------------------------------------------------------------------------- plain data
 
 
+NUL_MESSAGE = "a NUL character (\\0) cannot be stored: PostgreSQL refuses it in text and JSON; remove it"
+
+
 class _Flattener:
     """Turns what ruamel loaded into built-in types, recording the position of every value.
 
@@ -242,7 +245,10 @@ class _Flattener:
     def plain(self, value: Any, path: DocPath, pos: Pos) -> Any:
         self.positions[path] = pos
         if not isinstance(value, CommentedMap | CommentedSeq):
-            return _scalar(value)
+            scalar = _scalar(value)
+            if type(scalar) is str and "\x00" in scalar:
+                self._problem(pos.value, path, NUL_MESSAGE)
+            return scalar
         if id(value) in self._inside:
             self._problem(pos.value, path, "this value contains itself through an alias; write it out instead")
             return None
@@ -258,6 +264,9 @@ class _Flattener:
         result: dict[str, Any] = {}
         for key, item in value.items():
             key_pos = _lc(value.lc.key, key, self.positions[path].value)
+            if isinstance(key, str) and "\x00" in key:
+                self._problem(key_pos, (*path, key), NUL_MESSAGE)
+                continue
             if not isinstance(key, str):
                 self._problem(key_pos, (*path, str(key)), f"keys must be strings, got {show(_scalar(key))}")
                 continue
