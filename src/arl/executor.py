@@ -33,7 +33,7 @@ from arl.messages import executor as emsg
 from arl.proc.child import ChildSpec, SupervisedChild
 from arl.proc.ipc import private_dir
 from arl.proc.logs import LogConfig, LogServer
-from arl.transport import limit_input
+from arl.transport import DropLog, limit_input
 
 log = logging.getLogger("arl.executor")
 OUTCOME_GRACE = 2.0  # seconds to wait for a governor's outcome message after it exited
@@ -79,6 +79,7 @@ class Executor:
         self._kills: set[asyncio.Task[int]] = set()  # forced stops after a second signal
         self._timeouts = Timeouts()
         self._tails = _GovernorTails()
+        self._drops = DropLog(log, "dropped a message on the control socket")
 
     async def execute(self, specs: list[RunSpec]) -> list[emsg.RunOutcome]:
         self._governors = [_Governor(i, spec) for i, spec in enumerate(specs)]
@@ -210,13 +211,13 @@ class Executor:
             identity, *frames = await self._router.recv_multipart()
             governor = by_identity.get(identity)
             try:
-                message: Any = codec.decode(frames[0]) if len(frames) == 1 else None
+                if governor is None or len(frames) != 1:
+                    raise ProtocolError(f"{len(frames)} frame(s) from {identity!r}, not one from a governor")
+                message: Any = codec.decode(frames[0])
             except ProtocolError as exc:
-                message = None
-                log.warning("a malformed message from governor %r: %s", identity, exc)
-            if governor is None or message is None:
-                log.warning("dropped a message from %r", identity)
-            elif isinstance(message, emsg.GovernorStatus):
+                self._drops.drop(exc)
+                continue
+            if isinstance(message, emsg.GovernorStatus):
                 governor.run_id = message.run_id if message.run_id is not None else governor.run_id
                 if message.state != governor.state:  # a report may only bring the run's id
                     governor.state = message.state

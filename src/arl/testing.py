@@ -49,6 +49,21 @@ def arl_processes(token: str | None = None) -> list[psutil.Process]:
     return found
 
 
+def titled(root: int, title: str | tuple[str, ...]) -> list[psutil.Process]:
+    """Live descendants of process ``root`` whose title is ``title`` (or, given a tuple,
+    starts with one of its strings), such as ``arl[agent:defender]`` of an ``arl-run``;
+    processes that vanish while they are looked at are skipped."""
+    found = []
+    for child in psutil.Process(root).children(recursive=True):
+        try:
+            name = (child.cmdline() or [""])[0]
+        except psutil.Error:
+            continue
+        if (name == title) if isinstance(title, str) else name.startswith(title):
+            found.append(child)
+    return found
+
+
 @contextmanager
 def check_process_leak(*, timeout: float = 10.0) -> Iterator[str]:
     """Fail if the block leaves an ``arl[...]`` process behind.

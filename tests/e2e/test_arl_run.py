@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -14,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from arl.testing import poll_for
+from arl.testing import poll_for, titled
 from experiment_files import write
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -238,7 +237,7 @@ def test_kill_9_of_arl_run_leaves_no_process_behind(arl_run, no_leaks, when: str
     if when == "mid-run":
         poll_for(lambda: _steps(arl_run) >= 5, timeout=30, what="steps")
     else:
-        poll_for(lambda: _titled(proc.pid, ("arl[agent", "arl[environment")), interval=0.001, what="a conductor")
+        poll_for(lambda: titled(proc.pid, ("arl[agent", "arl[environment")), interval=0.001, what="a conductor")
     proc.kill()
     proc.communicate(timeout=10)
 
@@ -403,7 +402,7 @@ def test_several_workers_each_run_their_episodes(arl_run, no_leaks) -> None:
 )
 def test_sigkill_of_any_process_of_a_run_fails_it_cleanly(arl_run, no_leaks, role: str, reason: str, last: str) -> None:
     proc = _slow_run(arl_run, "-vv")  # -vv: the conductors' debug lines, to find in the report
-    victim = poll_for(lambda: _titled(proc.pid, f"arl[{role}]"))
+    victim = poll_for(lambda: titled(proc.pid, f"arl[{role}]"))
     victim[0].kill()
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
@@ -425,7 +424,7 @@ def test_a_conductor_stopped_and_continued_holds_the_run_up_without_failing_it(a
     file = write(arl_run.tmp, env="arl_test_components:SlowEnvironment", env_params="{delay: 0.01, episode_length: 60}")
     proc = arl_run.start(file)
     poll_for(lambda: _steps(arl_run) >= 5, timeout=30, what="steps")
-    conductor = _titled(proc.pid, "arl[environment:env.0]")[0]
+    conductor = titled(proc.pid, "arl[environment:env.0]")[0]
     conductor.suspend()
     try:
         poll_for(lambda: conductor.status() == psutil.STATUS_STOPPED, what="the conductor to stop")
@@ -468,21 +467,9 @@ def _assert_rows_consistent(arl_run) -> None:
     assert q("select count(*) from experiment_runs where status = 'FAILED' and coalesce(error, '') = ''") == 0
 
 
-def _titled(root: int, title: str | tuple[str, ...]) -> list[psutil.Process]:
-    """Live descendants of ``root`` whose title is, or starts with one of, ``title``;
-    processes that vanish while they are looked at are skipped."""
-    found = []
-    for child in psutil.Process(root).children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            name = (child.cmdline() or [""])[0]
-            if (name == title) if isinstance(title, str) else name.startswith(title):
-                found.append(child)
-    return found
-
-
 def test_ctrl_c_while_the_run_starts_ends_it_interrupted(arl_run, no_leaks) -> None:
     proc = arl_run.start(write(arl_run.tmp))
-    poll_for(lambda: _titled(proc.pid, "arl[governor:e2e]"), timeout=30, interval=0.001, what="the governor")
+    poll_for(lambda: titled(proc.pid, "arl[governor:e2e]"), timeout=30, interval=0.001, what="the governor")
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

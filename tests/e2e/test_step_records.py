@@ -3,29 +3,20 @@ answer completed, whether the run was interrupted or a process died."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 
 import psutil
 import pytest
 
-from arl.testing import poll_for
+from arl.testing import poll_for, titled
 from experiment_files import write
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 def _process(root: int, title: str) -> psutil.Process:
-    def find() -> list[psutil.Process]:
-        found = []
-        for child in psutil.Process(root).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if (child.cmdline() or [""])[0] == title:
-                    found.append(child)
-        return found
-
-    return poll_for(find, what=title)[0]
+    return poll_for(lambda: titled(root, title), what=title)[0]
 
 
 def _actions(arl_run, agent: str) -> list[int]:

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 from sqlalchemy import Engine, func, select
 
@@ -20,7 +19,7 @@ from arl.errors import ArlError
 from arl.store.engine import open_store
 from arl.store.query import interrupt_dead_runs
 from arl.store.schema import AgentActionRow, EnvironmentStepRow, EpisodeRow, RunRow
-from arl.testing import poll_for
+from arl.testing import poll_for, titled
 from experiment_files import write
 from store_checks import check_consistent
 
@@ -192,13 +191,3 @@ def test_the_postgresql_server_stopped_mid_episode_fails_the_run(arl_run, no_lea
         assert len(interrupt_dead_runs(engine)) == 1
         with engine.connect() as conn:
             assert conn.execute(select(RunRow.status)).scalar_one() == "INTERRUPTED"
-
-
-def titled(root: int, title: str) -> list[psutil.Process]:
-    """Live descendants of ``root`` whose title is ``title``."""
-    found = []
-    for child in psutil.Process(root).children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if (child.cmdline() or [""])[0] == title:
-                found.append(child)
-    return found

@@ -20,6 +20,7 @@ from arl.errors import ProtocolError
 from arl.proc.logs import LogServer, RemoteLogHandler, restore_record
 from arl.testing import poll_for
 from arl.transport import MAX_LOG_BYTES
+from sockets import pusher
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -76,19 +77,6 @@ def serving(endpoint: str) -> Iterator[LogServer]:
         yield server
     finally:
         server.close()
-
-
-@contextmanager
-def pusher(endpoint: str) -> Iterator[zmq.Socket[Any]]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    sock = ctx.socket(zmq.PUSH)
-    sock.setsockopt(zmq.LINGER, 5000)
-    sock.connect(endpoint)
-    try:
-        yield sock
-    finally:
-        sock.close()
-        ctx.term()
 
 
 FLOOD = """

@@ -31,6 +31,7 @@ from arl.governor.childlogs import TAIL, ChildLogRelay
 from arl.proc.child import ChildSpec, SupervisedChild
 from arl.proc.logs import LogConfig, LogServer
 from arl.testing import poll_for
+from sockets import pusher
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -454,19 +455,6 @@ def record(name: str, msg: str, level: int = logging.WARNING, label: str = "test
             "arl_process": label,
         }
     )
-
-
-@contextmanager
-def pusher(endpoint: str) -> Iterator[zmq.Socket[Any]]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    sock = ctx.socket(zmq.PUSH)
-    sock.setsockopt(zmq.LINGER, 5000)
-    sock.connect(endpoint)
-    try:
-        yield sock
-    finally:
-        sock.close()
-        ctx.term()
 
 
 def test_log_server_drops_a_malformed_frame_with_a_warning_and_keeps_serving(logs: Logs) -> None:

@@ -88,10 +88,11 @@ class BulkInsert:
             conn.exec_driver_sql(self._one_row, rows[whole:])
 
     def _copy_rows(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        # The driver's COPY starts a transaction of the driver's own, which SQLAlchemy does
-        # not see: without one of SQLAlchemy's open, conn.commit() would do nothing and the
-        # rows would wait, invisible, for the next commit of a parent row (an episode's
-        # end). Beginning SQLAlchemy's transaction first makes every commit commit them.
+        # The driver's COPY would start a transaction of the driver's own, which SQLAlchemy
+        # does not see: conn.commit() would then do nothing, and the rows would wait,
+        # invisible, for the next commit of a parent row (an episode's end). So COPY runs
+        # only inside a transaction of SQLAlchemy's: the Recorder's savepoint has begun
+        # one; any other caller gets one begun here.
         import psycopg
 
         if not conn.in_transaction():

@@ -420,9 +420,11 @@ class Recorder:
         try:
             with self._conn.begin_nested():
                 bulk.execute(self._conn, rows)
-            return len(rows)
-        except DataError:
-            pass
+        except DataError:  # a value in the batch was refused: find it, row by row
+            return self._insert_one_by_one(bulk, rows, what)
+        return len(rows)
+
+    def _insert_one_by_one(self, bulk: BulkInsert, rows: list[tuple[Any, ...]], what: str) -> int:
         kept = 0
         for row in rows:
             try:
