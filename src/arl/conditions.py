@@ -19,7 +19,7 @@ Built-ins: :class:`EnvironmentDone`, :class:`MaxSteps`, :class:`MaxEpisodes`,
 :class:`TerminationCondition` and name their class in the file.
 
 A constructor's annotations are what the file check holds params to, ranges included
-(``Annotated[int, Field(ge=1)]``): ``MaxSteps`` with ``steps: 0`` or ``"ten"`` is refused
+(``Annotated[int, Ge(1)]``): ``MaxSteps`` with ``steps: 0`` or ``"ten"`` is refused
 at the param's line before anything runs. The constructors check again for callers in
 Python.
 """
@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from pydantic import Field
+from annotated_types import Ge, Gt
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class EnvironmentDone(TerminationCondition):
 class MaxSteps(TerminationCondition):
     """Ends the episode after ``steps`` steps."""
 
-    def __init__(self, steps: Annotated[int, Field(ge=1)]) -> None:
+    def __init__(self, steps: Annotated[int, Ge(1)]) -> None:
         if steps < 1:
             raise ValueError(f"MaxSteps needs steps >= 1, got {steps}")
         self.steps = steps
@@ -131,7 +131,7 @@ class MaxEpisodes(TerminationCondition):
     """Ends the phase after ``episodes`` episodes on a worker (palaestrAI's condition;
     ``phase_config.episodes`` says the same)."""
 
-    def __init__(self, episodes: Annotated[int, Field(ge=1)]) -> None:
+    def __init__(self, episodes: Annotated[int, Ge(1)]) -> None:
         if episodes < 1:
             raise ValueError(f"MaxEpisodes needs episodes >= 1, got {episodes}")
         self.episodes = episodes
@@ -144,7 +144,7 @@ class WallClock(TerminationCondition):
     """Ends the phase (in ``simulation.conditions``) or the run (at the top level) once
     ``seconds`` have passed since it began. Checked after every step."""
 
-    def __init__(self, seconds: Annotated[float, Field(gt=0)]) -> None:
+    def __init__(self, seconds: Annotated[float, Gt(0)]) -> None:
         if not seconds > 0:
             raise ValueError(f"WallClock needs seconds > 0, got {seconds}")
         self.seconds = seconds
@@ -168,7 +168,7 @@ class RewardThreshold(TerminationCondition):
     there ends the run; the phases after it are skipped).
     """
 
-    def __init__(self, agent: str, threshold: float, window: Annotated[int, Field(ge=1)] = 1) -> None:
+    def __init__(self, agent: str, threshold: float, window: Annotated[int, Ge(1)] = 1) -> None:
         if window < 1:
             raise ValueError(f"RewardThreshold needs window >= 1, got {window}")
         self.agent, self.threshold, self.window = agent, float(threshold), window
