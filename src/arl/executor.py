@@ -4,10 +4,13 @@ It is the edge: it owns the LogServer, the console, the control socket the gover
 report to, and the signals. The first SIGINT/SIGTERM asks every governor to stop at a
 step boundary; a second one stops them at once.
 
-Starting a run is CPU-bound (interpreters, imports), so however many runs go side by
-side (``--parallel``), only as many start at once as there are cores: a run takes its
-turn to start, and gives it up once its children are up. Start timeouts count only the
-time a child was not kept waiting for a CPU (:class:`arl.proc.child.StartClock`).
+Every governor is forked by the fork server (:mod:`arl.proc.forkserver`): the one
+``arl-run`` started while it checked the files, else one started here for the runs.
+Starting a run is CPU-bound (the store, the components' own imports and set-up), so
+however many runs go side by side (``--parallel``), only as many start at once as there
+are cores: a run takes its turn to start, and gives it up once its children are up.
+Start timeouts count only the time a child was not kept waiting for a CPU
+(:class:`arl.proc.child.StartClock`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from arl.config.spec import RunSpec
 from arl.errors import ArlError, ProtocolError
 from arl.governor.options import RunOptions, Timeouts, describe_exit, last_lines, timeouts_from
 from arl.messages import executor as emsg
+from arl.proc import forkserver
 from arl.proc.child import ChildSpec, SupervisedChild
 from arl.proc.ipc import private_dir
 from arl.proc.logs import LogConfig, LogServer
@@ -91,6 +95,14 @@ class Executor:
             log.error("%s; nothing was run", exc)
             return [self._synthetic(g, "FAILED", f"not started: {exc}") for g in self._governors]
         log.debug("ipc endpoints in %s", self._workdir)
+        try:
+            # The one arl-run started while it checked the files, else one for these runs.
+            with forkserver.serving():
+                return await self._execute()
+        finally:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    async def _execute(self) -> list[emsg.RunOutcome]:
         logs = LogServer(f"ipc://{self._workdir}/log")
         logs.start()
         zctx = zmq.asyncio.Context()
@@ -117,7 +129,6 @@ class Executor:
             self._router.close(linger=0)
             zctx.term()
             logs.close()
-            shutil.rmtree(self._workdir, ignore_errors=True)
 
     async def _run(self, governor: _Governor, slots: asyncio.Semaphore, starts: asyncio.Semaphore) -> emsg.RunOutcome:
         async with slots:

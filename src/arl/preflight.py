@@ -6,7 +6,9 @@ first use), then asks it for every brain a ``load: {run: ...}`` names. It runs i
 forked child: importing users' modules would otherwise bring what they import (torch,
 say) into ``arl-run`` for the whole run, where only the processes hosting a component
 need it. Forking is cheap and safe here, as no thread or socket exists yet; meanwhile
-the parent parses the files for itself.
+the parent parses the files for itself. When a run follows (a store is given), the
+parent first forks the fork server too (:mod:`arl.proc.forkserver`), so that it imports
+the rest of arl while the files are checked; it is stopped if nothing may run.
 
 The child runs the user's code, so the parent bounds it. The child says what it is about
 to do (import a module, probe an environment, open the store) before it does it; if it
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from arl.codec import pack, unpack
 from arl.errors import ArlError, ConfigError, Location, Problem
+from arl.proc import forkserver
 
 if TYPE_CHECKING:
     from arl.config.overrides import Override
@@ -96,13 +99,20 @@ def preflight(
 ) -> tuple[Runs, str | None]:
     """Every (file, run) pair after a complete check, and where the store is; raises
     Refused when nothing may run (problems in the files, a store that will not open,
-    a check that hung or died, Ctrl-C). With ``url`` None the store is left alone."""
+    a check that hung or died, Ctrl-C). With ``url`` None the store is left alone.
+
+    With ``url`` (a run follows) the fork server the runs' processes will come from
+    (:mod:`arl.proc.forkserver`) is started too, so that it imports arl's modules while
+    the files are checked; it is stopped if nothing may run."""
     import arl.config  # noqa: F401 - imported once here, inherited by the checking child
 
+    if url is not None:  # a run follows: its processes' server imports while the files are checked
+        forkserver.start(fork=True)
     ctx = multiprocessing.get_context("fork")
     ours, theirs = ctx.Pipe(duplex=True)
     child = ctx.Process(target=_child, args=(theirs, list(files), variants, url, probe), name="arl-check")
     talk = _Talk(ours, child, timeout)
+    refused = True  # until the check has passed: then the server is the run's
     try:
         with _sigint_blocked():  # the child must not die of a Ctrl-C before it ignores it
             child.start()
@@ -111,6 +121,7 @@ def preflight(
         talk.wait("checked")
         _refuse_problems(talk.found)
         if url is None:
+            refused = False
             return runs, None
         talk.opening = True
         ours.send_bytes(b"open")
@@ -118,12 +129,15 @@ def preflight(
         if store_error is not None:
             raise Refused(_store_refused(store_error))
         _refuse_problems(talk.found)
+        refused = False
         return runs, location
     except KeyboardInterrupt:
         talk.interrupted()
         raise Refused(["interrupted while checking; nothing was run."], EXIT_INTERRUPTED) from None
     finally:
-        talk.end()
+        talk.end()  # first: the checking child must be gone before the server is waited for
+        if refused and url is not None:
+            forkserver.stop()
 
 
 def _parse_here(files: Sequence[str], variants: Variants) -> Runs:
@@ -255,6 +269,7 @@ def _child(conn: Any, files: list[str], variants: Variants, url: str | None, pro
     the store opened and asked for the brains files load from other runs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    forkserver.forget()  # the parent's, not this process's: let it end when the parent lets it go
     from arl.config import Prober
 
     def progress(where: Location, path: str, what: str) -> None:

@@ -8,8 +8,9 @@ second figure, "writer alone", feeds the same frames straight to the writer's re
 handling: the difference is what the sockets and the producer beside it (on a 2-core
 machine) cost.
 
-What a row holds matters most: every float becomes JSON text, and formatting a float
-costs about as much as inserting a row. So the figure is given for three row shapes:
+What a row holds matters: every float becomes JSON text, in the writer or, with
+``--json-at-source``, in the sender (see ``SENDERS_MAKE_JSON``). So the figure is given for
+three row shapes:
 
 ``lean``   3 sensor readings, 2 rewards; an action has 1 input, 1 setpoint, 1 reward
 ``numpy``  a float32 array of 8 and 2 scalars as sensors; numpy scalars in actions
@@ -20,6 +21,7 @@ pg_ctl in a temp dir, as the ``postgres`` user when run as root) with its defaul
 durable settings; without PostgreSQL binaries its figures are skipped, saying why.
 
     .venv/bin/python tests/benchmarks/bench_store.py [--rows 100000] [--shape lean] [--backend sqlite]
+        [--json-at-source]
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import zmq
 from arl.codec import encode
 from arl.messages import store as rec
 from arl.store.engine import open_store
+from arl.store.jsontext import to_json_text
 from arl.store.query import run_counts
 from arl.store.recorder import COUNTED, Recorder
 from arl.store.writer import StoreWriter
@@ -53,6 +56,10 @@ BACKENDS = ("sqlite", "postgresql")
 STEPS = 100
 WORKERS = 4
 AGENTS = ("attacker", "defender")
+SENDERS_MAKE_JSON = False
+"""Whether the controllers send the JSON columns' values as JSON text (made where they
+arise, by arl.store.jsontext.to_json_text) rather than as dicts for the writer to encode.
+The default figures follow what the controllers do; --json-at-source measures the other."""
 LAST_TOKEN = 7  # the producer's own Flush: commit the tail at once
 MIN_WAIT, SLOWEST = 60.0, 1000  # the wait for the rows: seconds at least, and rows a second at worst
 
@@ -87,10 +94,13 @@ def dummy(rng: np.random.Generator, agent: str) -> tuple[Values, ...]:
 SHAPES: dict[str, Shape] = {"lean": lean, "numpy": with_numpy, "dummy": dummy}
 
 
-def messages(rows: int, shape: Shape) -> list[list[bytes]]:
+def messages(rows: int, shape: Shape, *, json_at_source: bool = SENDERS_MAKE_JSON) -> list[list[bytes]]:
     """The records of enough episodes for ``rows`` step and action rows, as a controller
     sends them: a message for an episode's start, one a step (its environment step and
-    every agent's action) and one for its end."""
+    every agent's action) and one for its end. With ``json_at_source`` the values of the
+    JSON columns travel as JSON text (:func:`arl.store.jsontext.to_json_text`), made by
+    the sender instead of the writer."""
+    j = to_json_text if json_at_source else (lambda value: value)
     episodes = math.ceil(rows / (3 * STEPS))
     rng = np.random.default_rng(0)
     out: list[list[bytes]] = []
@@ -100,20 +110,20 @@ def messages(rows: int, shape: Shape) -> list[list[bytes]]:
         out.append([encode(rec.EpisodeStarted(0, worker, index, now))])
         for step in range(STEPS):
             sensors, rewards, *_ = shape(rng, AGENTS[0])
-            records = [encode(rec.EnvironmentStep(0, worker, index, step, "grid", sensors, rewards,
+            records = [encode(rec.EnvironmentStep(0, worker, index, step, "grid", j(sensors), j(rewards),
                                                   False, False))]  # fmt: skip
             for agent in AGENTS:
                 _, _, inputs, setpoints, agent_rewards = shape(rng, agent)
-                records.append(encode(rec.AgentAction(0, worker, index, step, agent, inputs, setpoints,
-                                                      agent_rewards, np.float64(0.5))))  # fmt: skip
+                records.append(encode(rec.AgentAction(0, worker, index, step, agent, j(inputs), j(setpoints),
+                                                      j(agent_rewards), np.float64(0.5))))  # fmt: skip
             out.append(records)
         out.append([encode(rec.EpisodeEnded(0, worker, index, STEPS, "max_steps", now))])
     out.append([encode(rec.Flush(LAST_TOKEN))])
     return out
 
 
-def produce(endpoint: str, rows: int, shape: str, pipe: Connection) -> None:
-    batch = messages(rows, SHAPES[shape])
+def produce(endpoint: str, rows: int, shape: str, json_at_source: bool, pipe: Connection) -> None:
+    batch = messages(rows, SHAPES[shape], json_at_source=json_at_source)
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 10_000)
@@ -147,13 +157,13 @@ def stores(backend: str) -> Iterator[Callable[[], str] | str]:
         yield lambda: server.url(server.create_database())
 
 
-def measure(rows: int, shape: str, url: str) -> float:
+def measure(rows: int, shape: str, url: str, *, json_at_source: bool = SENDERS_MAKE_JSON) -> float:
     """Rows a second, end to end: a producer process sends, the writer stores."""
     with tempfile.TemporaryDirectory(prefix="arl-bench-") as tmp:
         endpoint = f"ipc://{Path(tmp) / 'store'}"
         spawn = mp.get_context("spawn")
         mine, theirs = spawn.Pipe()
-        producer = spawn.Process(target=produce, args=(endpoint, rows, shape, theirs))
+        producer = spawn.Process(target=produce, args=(endpoint, rows, shape, json_at_source, theirs))
         with StoreWriter(url, endpoint) as writer:
             writer.submit(rec.RunStarted("bench", None, 0, {}, "bench", "localhost", time.time()))
             writer.submit(rec.PhaseStarted(0, "train", "train", time.time()))
@@ -183,15 +193,16 @@ def measure(rows: int, shape: str, url: str) -> float:
             engine.dispose()
     written = stored["environment_steps"] + stored["agent_actions"]
     backend = url.split(":", 1)[0].split("+")[0]
-    print(f"{backend:10s} {shape:6s} {written} rows, end to end ({stored['episodes']} episodes, "
+    source = ", JSON made by the sender" if json_at_source else ""
+    print(f"{backend:10s} {shape:6s} {written} rows, end to end{source} ({stored['episodes']} episodes, "
           f"{total} records, {dropped} dropped), in {elapsed:.3f} s: {written / elapsed:,.0f} rows/s")  # fmt: skip
     return written / elapsed
 
 
-def measure_alone(rows: int, shape: str, url: str) -> float:
+def measure_alone(rows: int, shape: str, url: str, *, json_at_source: bool = SENDERS_MAKE_JSON) -> float:
     """The writer thread's own work on the same frames, no socket and no producer beside
     it: decode, JSON, insert, commit every 2000 rows (the default batch)."""
-    batch = messages(rows, SHAPES[shape])
+    batch = messages(rows, SHAPES[shape], json_at_source=json_at_source)
     engine = open_store(url)
     try:
         with engine.connect() as conn:
@@ -211,7 +222,8 @@ def measure_alone(rows: int, shape: str, url: str) -> float:
         engine.dispose()
     written = counts["environment_steps"] + counts["agent_actions"]
     backend = url.split(":", 1)[0].split("+")[0]
-    print(f"{backend:10s} {shape:6s} {written} rows, writer alone, in {elapsed:.3f} s: "
+    source = ", JSON made by the sender" if json_at_source else ""
+    print(f"{backend:10s} {shape:6s} {written} rows, writer alone{source}, in {elapsed:.3f} s: "
           f"{written / elapsed:,.0f} rows/s")  # fmt: skip
     return written / elapsed
 
@@ -236,6 +248,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--shape", choices=[*SHAPES, "all"], default="all")
     parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
+    parser.add_argument(
+        "--json-at-source",
+        action=argparse.BooleanOptionalAction,
+        default=SENDERS_MAKE_JSON,
+        help="the sender makes the JSON columns' text (default: as the controllers do)",
+    )
     args = parser.parse_args()
     for backend in BACKENDS if args.backend == "all" else [args.backend]:
         with stores(backend) as new_store:
@@ -243,8 +261,8 @@ def main() -> None:
                 print(f"{backend:10s} {new_store}")
                 continue
             for shape in SHAPES if args.shape == "all" else [args.shape]:
-                measure(args.rows, shape, new_store())
-                measure_alone(args.rows, shape, new_store())
+                measure(args.rows, shape, new_store(), json_at_source=args.json_at_source)
+                measure_alone(args.rows, shape, new_store(), json_at_source=args.json_at_source)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Child targets for the SupervisedChild tests: each takes the ChildContext arl gives it.
 
-They run in spawned processes, so they must stay importable by name
-(``arl_test_children:<function>``) with this directory on the child's path.
+They run in processes the fork server forks, which import them by name
+(``arl_test_children:<function>``), so this directory must be on the server's path.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def reports_itself(ctx: ChildContext) -> None:
 
 
 async def async_cooperative(ctx: ChildContext) -> None:
-    """The async flavour (aiomultiprocess): ready, then await the stop word."""
+    """The async flavour (as a governor runs): ready, then await the stop word."""
     loop = asyncio.get_running_loop()
     readable = asyncio.Event()
     loop.add_reader(ctx.control_fd, readable.set)
@@ -123,3 +123,16 @@ def starved_before_ready(ctx: ChildContext) -> None:
         pass
     ctx.ready()
     _wait_for_stop(ctx)
+
+
+async def starts_a_grandchild(ctx: ChildContext) -> None:
+    """Starts a cooperative child of its own through the fork server, as a governor does,
+    logs its pid, says ready, then waits to be killed."""
+    from arl.proc.child import ChildSpec, SupervisedChild
+
+    spec = ChildSpec("test", "grandchild", "arl_test_children:cooperative")
+    grandchild = SupervisedChild(spec, ctx.spec.args["logs"])
+    await grandchild.start(20.0)
+    log.info("grandchild %d", grandchild.pid)
+    ctx.ready()
+    await asyncio.Event().wait()

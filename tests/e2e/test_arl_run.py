@@ -55,9 +55,15 @@ def test_the_dummy_experiment_stores_every_step_exactly_once(arl_run, no_leaks) 
         assert json.loads((Path(path) / "dummy_brain.json").read_text())["experiences"] == 10
     assert done.stderr.count("loaded its brain from") == 2
     # Each log line names the process it came from, through the LogServer.
+    # Both agents live in one agent process by default.
     loaded = [line for line in done.stderr.splitlines() if "loaded its brain from" in line]
-    assert any("agent:defender" in line for line in loaded)
-    assert any("agent:attacker" in line for line in loaded)
+    assert all("agent:defender+attacker" in line for line in loaded)
+    assert "agent defender loaded its brain" in done.stderr
+    assert "agent attacker loaded its brain" in done.stderr
+    layout = json.loads(arl_run.scalar("select detail from events where kind = 'layout'"))
+    assert layout == {
+        "environments": "in_controller", "agent_processes": [["defender", "attacker"]], "controllers": 1, "processes": 2
+    }  # fmt: skip
     # The defender sees and sets only its own ids.
     inputs, setpoints = arl_run.query("select inputs, setpoints from agent_actions where agent = 'defender'")[0]
     assert sorted(json.loads(inputs)) == ["env.s0", "env.s1", "env.s2", "env.s3", "env.s4"]
@@ -105,9 +111,15 @@ def test_a_muscle_that_raises_fails_the_run_instead_of_acting_empty(arl_run, no_
     assert actions == [(1, "attacker"), (1, "defender"), (2, "attacker")]
 
 
-def _slow_run(arl_run, *options: str) -> subprocess.Popen[str]:
+OWN_PROCESSES = "processes: {environments: own, agents: 2}\n"  # each component in a process of its own
+
+
+def _slow_run(arl_run, *options: str, more: str = "") -> subprocess.Popen[str]:
     file = write(
-        arl_run.tmp, env="arl_test_components:SlowEnvironment", env_params="{delay: 0.01, episode_length: 100000}"
+        arl_run.tmp,
+        env="arl_test_components:SlowEnvironment",
+        env_params="{delay: 0.01, episode_length: 100000}",
+        more=more,
     )
     proc = arl_run.start(file, *options)
     poll_for(lambda: _steps(arl_run) >= 5, timeout=30, what="steps in the store")
@@ -132,7 +144,7 @@ def test_ctrl_c_stops_at_a_step_boundary_and_marks_the_run_interrupted(arl_run, 
     # Every stored step has both agents' actions: the run stopped between steps.
     assert arl_run.scalar("select count(*) from agent_actions") == 2 * steps
     events = [(kind, json.loads(detail)) for kind, detail in arl_run.query("select kind, detail from events")]
-    assert events == [("stop_requested", {"reason": "interrupted"})]
+    assert events[1:] == [("stop_requested", {"reason": "interrupted"})]
 
 
 def test_an_unknown_class_is_reported_with_its_location_and_nothing_runs(arl_run, no_leaks) -> None:
@@ -396,12 +408,16 @@ def test_several_workers_each_run_their_episodes(arl_run, no_leaks) -> None:
     [
         ("environment:env.0", "process arl[environment:env.0] was killed by signal 9 (SIGKILL)", "set up for phase 0"),
         ("agent:attacker", "process arl[agent:attacker] was killed by signal 9 (SIGKILL)", ""),
+        ("agent:defender+attacker", "process arl[agent:defender+attacker] was killed by signal 9 (SIGKILL)", ""),
         ("controller:0", "process arl[controller:0] was killed by signal 9 (SIGKILL)", ""),
         ("governor:e2e", "the run's governor process was killed by signal 9 (SIGKILL) without reporting", "Begin"),
     ],
 )
 def test_sigkill_of_any_process_of_a_run_fails_it_cleanly(arl_run, no_leaks, role: str, reason: str, last: str) -> None:
-    proc = _slow_run(arl_run, "-vv")  # -vv: the conductors' debug lines, to find in the report
+    # -vv: the conductors' debug lines, to find in the report. The default layout for the
+    # controller and the agents' shared process; for the others, a process each.
+    shared = role in ("controller:0", "agent:defender+attacker")
+    proc = _slow_run(arl_run, "-vv", more="" if shared else OWN_PROCESSES)
     victim = poll_for(lambda: titled(proc.pid, f"arl[{role}]"))
     victim[0].kill()
     _, err = proc.communicate(timeout=30)
@@ -421,7 +437,12 @@ def test_sigkill_of_any_process_of_a_run_fails_it_cleanly(arl_run, no_leaks, rol
 def test_a_conductor_stopped_and_continued_holds_the_run_up_without_failing_it(arl_run, no_leaks) -> None:
     """SIGSTOP (a debugger, a paused job) is not death: nothing times a step out, and
     after SIGCONT the run goes on to the end."""
-    file = write(arl_run.tmp, env="arl_test_components:SlowEnvironment", env_params="{delay: 0.01, episode_length: 60}")
+    file = write(
+        arl_run.tmp,
+        env="arl_test_components:SlowEnvironment",
+        env_params="{delay: 0.01, episode_length: 60}",
+        more=OWN_PROCESSES,
+    )
     proc = arl_run.start(file)
     poll_for(lambda: _steps(arl_run) >= 5, timeout=30, what="steps")
     conductor = titled(proc.pid, "arl[environment:env.0]")[0]

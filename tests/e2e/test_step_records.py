@@ -27,7 +27,7 @@ def test_killing_one_agent_keeps_every_action_the_other_completed(arl_run, no_le
     """The defender is slow, so the kill lands while the controller waits for it and the
     attacker has already answered: that answer completes the attacker's last action."""
     file = write(arl_run.tmp, muscle="arl_test_components:SlowMuscle", muscle_params="{delay: 0.05}",
-                 env_params="{episode_length: 100000}")  # fmt: skip
+                 env_params="{episode_length: 100000}", more="processes: {agents: 2}\n")  # fmt: skip
     proc = arl_run.start(file)
     poll_for(lambda: arl_run.count("environment_steps") >= 5, timeout=30, what="steps")
     _process(proc.pid, "arl[agent:defender]").kill()

@@ -16,10 +16,11 @@ import zmq
 import zmq.asyncio
 
 from arl import codec
-from arl.conductors.agent import AgentConductor
+from arl.conductors.agent import AgentHost
 from arl.conductors.controller import SimulationController
 from arl.conductors.environment import EnvironmentConductor
 from arl.conductors.service import Service
+from arl.dummy import DummyBrain
 from arl.mdp import protocol as p
 from arl.mdp.broker import Broker
 from arl.mdp.client import MdpClient
@@ -66,22 +67,26 @@ async def _request(client: MdpClient, service: str, message: Any) -> Any:
     return codec.decode(await client.request(service, codec.encode(message), timeout=10))
 
 
-@pytest.mark.parametrize("controller", ["vanilla", "taking_turns"])
-def test_a_phase_runs_through_real_sockets(rundir: str, controller: str) -> None:
+@pytest.mark.parametrize(
+    ("controller", "env_host"), [("vanilla", "env.env.0"), ("taking_turns", "env.env.0"), ("vanilla", "")]
+)
+def test_a_phase_runs_through_real_sockets(rundir: str, controller: str, env_host: str) -> None:
+    """Both agents in one agent process; the environment in a process of its own, or
+    (``env_host`` "") inside the controller, set up through the controller's service."""
     zctx = zmq.Context()
     pull = zctx.socket(zmq.PULL)
     pull.bind(f"ipc://{rundir}/store")
     env = EnvironmentConductor()
-    defender, attacker = AgentConductor(), AgentConductor()
+    agents = AgentHost()
     parts = [
         InProcess(_spec("environment", "env.env.0", rundir, f"ipc://{rundir}/e0"), lambda c: Service(c, env.handle)),
-        InProcess(_spec("agent", "agent.d", rundir, f"ipc://{rundir}/a0"), lambda c: Service(c, defender.handle)),
-        InProcess(_spec("agent", "agent.a", rundir, f"ipc://{rundir}/a1"), lambda c: Service(c, attacker.handle)),
+        InProcess(_spec("agent", "agents.0", rundir, f"ipc://{rundir}/a0"), lambda c: Service(c, agents.handle)),
         InProcess(
             _spec("controller", "controller.0", rundir, None, store=f"ipc://{rundir}/store"),
             lambda c: SimulationController(c).service,
         ),
     ]
+    setup_at = env_host or "controller.0"
 
     async def drive() -> Any:
         actx = zmq.asyncio.Context()
@@ -89,16 +94,13 @@ def test_a_phase_runs_through_real_sockets(rundir: str, controller: str) -> None
             async with Broker(actx, f"ipc://{rundir}/broker"), MdpClient(actx, f"ipc://{rundir}/broker") as client:
                 ready = await _request(
                     client,
-                    "env.env.0",
+                    setup_at,
                     control.SetupEnvironment(
-                        0, "env", "arl.dummy:DummyEnvironment", {"sensors": 4, "actuators": 4, "episode_length": 5}, 1
+                        0, "env", "arl.dummy:DummyEnvironment", {"sensors": 4, "actuators": 4, "episode_length": 5}
                     ),
                 )
                 spaces = dict(ready.sensors) | dict(ready.actuators)
-                for service, name, ids in (
-                    ("agent.d", "d", (["env.s0", "env.s1"], ["env.a0"])),
-                    ("agent.a", "a", (["env.s2"], ["env.a1", "env.a2"])),
-                ):
+                for name, ids in (("d", (["env.s0", "env.s1"], ["env.a0"])), ("a", (["env.s2"], ["env.a1", "env.a2"]))):
                     setup = control.SetupAgent(
                         0,
                         name,
@@ -112,8 +114,9 @@ def test_a_phase_runs_through_real_sockets(rundir: str, controller: str) -> None
                         3,
                         None,
                     )
-                    assert isinstance(await _request(client, service, setup), control.AgentReady)
-                endpoints = {s: (await client.lookup(s))["direct"] for s in ("agent.d", "agent.a", "env.env.0")}
+                    assert isinstance(await _request(client, "agents.0", setup), control.AgentReady)
+                hosts = ["agents.0", env_host] if env_host else ["agents.0"]
+                endpoints = {s: (await client.lookup(s))["direct"] for s in hosts}
                 run = control.RunPhase(
                     0,
                     "phase",
@@ -125,15 +128,15 @@ def test_a_phase_runs_through_real_sockets(rundir: str, controller: str) -> None
                     None,
                     {"d": [["env.s0", "env.s1"], ["env.a0"]], "a": [["env.s2"], ["env.a1", "env.a2"]]},
                     ["env"],
+                    {"d": "agents.0", "a": "agents.0"},
+                    {"env": env_host},
                     endpoints,
                     5,
                     time.time(),
                     [],
                 )
                 done = await _request(client, "controller.0", run)
-                broken = await _request(
-                    client, "env.env.0", control.SetupEnvironment(1, "env", "arl.dummy:Nope", {}, 1)
-                )
+                broken = await _request(client, setup_at, control.SetupEnvironment(1, "env", "arl.dummy:Nope", {}))
                 return done, broken
         finally:
             actx.term()
@@ -167,8 +170,9 @@ def test_a_phase_runs_through_real_sockets(rundir: str, controller: str) -> None
     first = next(r for r in actions if r.agent == "d")
     assert first.objective == pytest.approx(sum(first.rewards.values()))
     experiences = 10 if controller == "vanilla" else 6
-    assert defender.brain is not None
-    assert defender.brain.experiences == experiences
+    defender = agents.agents["d"].brain
+    assert isinstance(defender, DummyBrain)
+    assert defender.experiences == experiences
     assert isinstance(broken, ErrorReply)
     assert broken.kind == "ComponentLoadError"
     assert "Nope" in broken.message

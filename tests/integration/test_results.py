@@ -197,18 +197,20 @@ def test_results_show_prints_the_run_its_phases_and_returns(dummy: Stored) -> No
         ["phase_0", "0", "0", "10", "terminated", f"{-defender[0]:.3f}", f"{defender[0]:.3f}"],
         ["phase_1", "0", "0", "10", "terminated", f"{-defender[1]:.3f}", f"{defender[1]:.3f}"],
     ]
-    # The brains saved after the train phase, one event each.
+    # The run's layout first, then the brains saved after the train phase, one event each.
     event_lines = events.splitlines()[1:]
-    assert [line.split()[2] for line in event_lines] == ["brain_saved", "brain_saved"]
-    assert sorted(line.split("agent=")[1].split(",")[0] for line in event_lines) == ["attacker", "defender"]
+    assert [line.split()[2] for line in event_lines] == ["layout", "brain_saved", "brain_saved"]
+    assert sorted(line.split("agent=")[1].split(",")[0] for line in event_lines[1:]) == ["attacker", "defender"]
 
 
 def test_events_are_a_frame_too(dummy: Stored) -> None:
     frame = results.events("dummy-run", dummy.url)
     assert list(frame.columns) == ["at", "kind", "detail"]
-    assert list(frame["kind"]) == ["brain_saved", "brain_saved"]
-    assert {d["agent"] for d in frame["detail"]} == {"attacker", "defender"}
-    assert all(d["phase"] == "phase_0" and len(d["sha256"]) == 64 for d in frame["detail"])
+    assert list(frame["kind"]) == ["layout", "brain_saved", "brain_saved"]
+    assert frame["detail"][0]["agent_processes"] == [["defender", "attacker"]]
+    saved = list(frame["detail"])[1:]
+    assert {d["agent"] for d in saved} == {"attacker", "defender"}
+    assert all(d["phase"] == "phase_0" and len(d["sha256"]) == 64 for d in saved)
 
 
 def test_an_unknown_run_is_an_error_naming_the_nearest_uid(dummy: Stored) -> None:

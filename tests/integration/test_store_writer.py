@@ -39,6 +39,7 @@ from arl.messages.store import (
     RunStarted,
 )
 from arl.store.engine import describe_location, open_store
+from arl.store.jsontext import to_json_text
 from arl.store.location import DEFAULT_URL, PATIENCE, store_url
 from arl.store.query import end_run, end_run_at, find_checkpoint, run_counts
 from arl.store.schema import AgentActionRow, EnvironmentStepRow, EpisodeRow, EventRow, PhaseRow, RunRow
@@ -494,6 +495,55 @@ def test_numpy_scalars_in_rewards_become_plain_json(make_writer: Callable[..., S
     assert step.terminated is True
     assert action.rewards == plain
     assert action.objective == 1.5
+
+
+JSON_FIELDS = {EnvironmentStep: ("sensors", "rewards"), AgentAction: ("inputs", "setpoints", "rewards")}
+
+
+def _json_at_source(record: Any) -> Any:
+    """``record`` with its JSON columns' values made JSON text by the sender."""
+    fields = JSON_FIELDS.get(type(record), ())
+    return dataclasses.replace(record, **{name: to_json_text(getattr(record, name)) for name in fields})
+
+
+def test_json_made_by_the_sender_is_stored_as_the_writer_would_make_it(
+    make_writer: Callable[..., StoreWriter], connect: Callable[[], Producer], reader: Engine, url: str
+) -> None:
+    # A sender may make a record's JSON text itself, so that its values are encoded once,
+    # where they arise, and not once for the socket and again in the one writer. Each
+    # step goes as one multipart message, as a controller sends it.
+    writer = make_writer()
+    producer = connect()
+    run_id = begin_run(writer)
+    by_writer, by_sender = episode(0, 0, 0), [_json_at_source(r) for r in episode(0, 0, 1)]
+    wrong = [
+        EnvironmentStep(0, 0, 1, 99, "grid", "grid.voltage", "{}", False, False),  # text, but no JSON object
+        AgentAction(0, 0, 1, 99, "attacker", "{}", "[0.5]", "{}", 0.0),
+    ]
+    base = writer.received
+    sent = 0
+    for records in (by_writer, by_sender[:-1] + wrong + by_sender[-1:]):
+        messages = [records[:1], *(records[i : i + 3] for i in range(1, len(records) - 1, 3)), records[-1:]]
+        for message in messages:
+            producer.sock.send_multipart([encode(r) for r in message])
+            sent += len(message)
+    wait_received(writer, base + sent)
+    writer.flush()
+
+    assert writer.counts["dropped"] == 2
+    assert count_steps(reader, run_id) == 2 * 3 * STEPS
+    columns = {
+        "environment_steps": "sensors, rewards",
+        "agent_actions": "inputs, setpoints, rewards",
+    }
+    for name, json_columns in columns.items():
+        with reader.connect() as conn:
+            rows = conn.exec_driver_sql(f"SELECT episode_id, step, {json_columns} FROM {name} ORDER BY id").all()
+        episode_ids = sorted({r[0] for r in rows})
+        first, second = ([r[1:] for r in rows if r[0] == e] for e in episode_ids)
+        assert first == second  # SQLite: the same text; PostgreSQL: the same JSONB
+        if url.startswith("sqlite") and name == "environment_steps":
+            assert first[3][1] == '{"grid.obs":[3.0,3.25],"grid.voltage":0.5}'
 
 
 def test_nan_and_infinity_are_stored_as_null(make_writer: Callable[..., StoreWriter], reader: Engine) -> None:

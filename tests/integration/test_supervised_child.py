@@ -1,7 +1,7 @@
-"""SupervisedChild and the LogServer with real spawned processes.
+"""SupervisedChild, the fork server and the LogServer with real processes.
 
 Every child target lives in ``tests/components/arl_test_children.py``; each test puts
-that directory on ``sys.path`` and ``PYTHONPATH`` so the spawned child imports it too.
+that directory on ``sys.path`` and ``PYTHONPATH`` so the fork server finds it too.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,9 +27,11 @@ import pytest
 import zmq
 
 from arl.codec import pack
-from arl.errors import ComponentCrashed, StartTimeout
+from arl.errors import ArlError, ComponentCrashed, StartTimeout
 from arl.governor.childlogs import TAIL, ChildLogRelay
+from arl.proc import forkserver
 from arl.proc.child import ChildSpec, SupervisedChild
+from arl.proc.forkclient import ForkServer, ServerGone
 from arl.proc.logs import LogConfig, LogServer
 from arl.testing import poll_for
 from sockets import pusher
@@ -36,7 +39,7 @@ from sockets import pusher
 pytestmark = pytest.mark.timeout(30)
 
 COMPONENTS = Path(__file__).resolve().parents[1] / "components"
-START = 20.0  # generous: two shared cores, and a spawned child imports zmq and arl
+START = 20.0  # generous: two shared cores
 CHILD_LOGGER = "arl.test.child"
 
 
@@ -83,6 +86,14 @@ def components(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def server(components: Path, no_leaks: None) -> Iterator[ForkServer]:
+    """A fork server for the test (spawned: pytest's process may have threads), with the
+    child targets on its path; gone, with every child of it, before the leak check."""
+    with forkserver.serving(preload=()) as started:
+        yield started
+
+
+@pytest.fixture
 def logs(rundir: str) -> Iterator[Logs]:
     server = LogServer(f"ipc://{rundir}/log")
     server.start()
@@ -125,7 +136,7 @@ async def settle(c: SupervisedChild) -> None:
 # --- start --------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("components", "no_leaks")
+@pytest.mark.usefixtures("server")
 def test_start_waits_for_ready_names_the_child_and_sends_its_logs_home(logs: Logs) -> None:
     with collect(CHILD_LOGGER) as got:
 
@@ -156,7 +167,7 @@ def test_start_waits_for_ready_names_the_child_and_sends_its_logs_home(logs: Log
     assert hello[0].arl_process == careful[0].arl_process == "test:name"  # type: ignore[attr-defined]
 
 
-@pytest.mark.usefixtures("components", "no_leaks")
+@pytest.mark.usefixtures("server")
 def test_bootstrap_sets_title_ignores_sigint_and_asks_to_die_with_its_parent(logs: Logs) -> None:
     with collect(CHILD_LOGGER) as got:
 
@@ -180,7 +191,7 @@ def test_bootstrap_sets_title_ignores_sigint_and_asks_to_die_with_its_parent(log
     assert got.messages("test:title")[0] == (f"title=arl[test:title] sigint=ignored pdeathsig={int(signal.SIGKILL)}")
 
 
-@pytest.mark.usefixtures("components", "no_leaks")
+@pytest.mark.usefixtures("server")
 def test_start_of_a_child_that_crashes_raises_component_crashed(logs: Logs) -> None:
     with collect("arl.test") as got:
 
@@ -211,7 +222,7 @@ def test_start_of_a_child_that_crashes_raises_component_crashed(logs: Logs) -> N
     assert "boom in test:crash before ready" in crashed[0].exc_text
 
 
-@pytest.mark.usefixtures("components", "no_leaks")
+@pytest.mark.usefixtures("server")
 def test_start_of_a_child_that_never_says_ready_times_out_and_leaves_no_process(
     logs: Logs,
 ) -> None:
@@ -238,7 +249,7 @@ def test_start_does_not_count_the_time_a_child_waited_for_a_cpu(logs: Logs, monk
     start timeout counts only the time it had. Here it runs at the lowest priority on a
     CPU that a busy process holds for 2 s, and needs 0.2 s of CPU itself."""
     cpu = min(os.sched_getaffinity(0))
-    monkeypatch.setenv("ARL_TEST_CPU", str(cpu))
+    monkeypatch.setenv("ARL_TEST_CPU", str(cpu))  # before the server starts: its children have its environment
     hog = subprocess.Popen(
         [sys.executable, "-c", f"import os, time; os.sched_setaffinity(0, {{{cpu}}}); t = time.monotonic() + 2.0\n"
          "while time.monotonic() < t: pass"]
@@ -258,7 +269,8 @@ def test_start_does_not_count_the_time_a_child_waited_for_a_cpu(logs: Logs, monk
             await settle(c)
 
     try:
-        took, waited = asyncio.run(main())
+        with forkserver.serving(preload=()):
+            took, waited = asyncio.run(main())
     finally:
         hog.kill()
         hog.wait(10)
@@ -266,7 +278,7 @@ def test_start_does_not_count_the_time_a_child_waited_for_a_cpu(logs: Logs, monk
     assert waited > took - 1.2  # ... by less than it waited for a CPU
 
 
-@pytest.mark.usefixtures("components", "no_leaks")
+@pytest.mark.usefixtures("server")
 def test_start_of_a_child_that_returns_before_ready_raises_component_crashed(
     logs: Logs,
 ) -> None:
@@ -286,7 +298,7 @@ def test_start_of_a_child_that_returns_before_ready_raises_component_crashed(
 # --- stop ---------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("components", "no_leaks")
+@pytest.mark.usefixtures("server")
 def test_stop_of_a_cooperative_child_returns_zero_quickly_and_reaps_it(logs: Logs) -> None:
     async def main() -> tuple[int, int, float, int]:
         c = child("coop", "cooperative", logs)
@@ -308,7 +320,7 @@ def test_stop_of_a_cooperative_child_returns_zero_quickly_and_reaps_it(logs: Log
     assert not psutil.pid_exists(pid)
 
 
-@pytest.mark.usefixtures("components", "no_leaks")
+@pytest.mark.usefixtures("server")
 @pytest.mark.parametrize(
     ("target", "term_timeout", "signal_", "least"),
     [
@@ -335,7 +347,7 @@ def test_stop_escalates(logs: Logs, target: str, term_timeout: float, signal_: i
     assert not psutil.pid_exists(pid)
 
 
-@pytest.mark.usefixtures("components", "no_leaks")
+@pytest.mark.usefixtures("server")
 def test_exited_resolves_when_the_child_is_killed_from_outside(logs: Logs) -> None:
     async def main() -> tuple[int, int, int]:
         c = child("victim", "cooperative", logs)
@@ -354,7 +366,7 @@ def test_exited_resolves_when_the_child_is_killed_from_outside(logs: Logs) -> No
     assert not psutil.pid_exists(pid)
 
 
-@pytest.mark.usefixtures("components", "no_leaks")
+@pytest.mark.usefixtures("server")
 def test_async_child_starts_and_stops(logs: Logs) -> None:
     with collect(CHILD_LOGGER) as got:
 
@@ -381,9 +393,90 @@ def test_async_child_starts_and_stops(logs: Logs) -> None:
     assert got.messages("test:aio")[0] == "async hello from test:aio"
 
 
+@pytest.mark.usefixtures("server")
+def test_a_child_dies_with_its_logical_parent_though_its_fork_server_lives(logs: Logs) -> None:
+    """A governor's children are forked by the server, not by the governor: when the
+    governor is killed, the kernel's parent-death signal (which names the server) does
+    not fire, yet they must go too."""
+    with collect(CHILD_LOGGER) as got:
+
+        async def main() -> tuple[int, int, int]:
+            spec = ChildSpec("test", "parent", "arl_test_children:starts_a_grandchild", {"logs": logs.config})
+            c = SupervisedChild(spec, logs.config, asynchronous=True)
+            try:
+                await c.start(START)
+                said = poll_for(
+                    lambda: [m for m in got.messages("test:parent") if m.startswith("grandchild ")],
+                    timeout=10,
+                    what="the grandchild's pid",
+                )
+                grandchild = int(said[0].split()[1])
+                assert psutil.Process(grandchild).cmdline()[0] == "arl[test:grandchild]"
+                assert c.pid is not None
+                os.kill(c.pid, signal.SIGKILL)
+                return c.pid, grandchild, await asyncio.wait_for(asyncio.shield(c.exited), 5.0)
+            finally:
+                await settle(c)
+
+        pid, grandchild, code = asyncio.run(main())
+        poll_for(lambda: gone(grandchild), timeout=5, what="the grandchild to die with its parent")
+
+    server = forkserver.current()
+    assert server is not None
+    assert psutil.Process(server.pid).status() != psutil.STATUS_ZOMBIE  # the server lives on
+    assert code == -signal.SIGKILL
+    assert not psutil.pid_exists(pid)
+
+
+@pytest.mark.usefixtures("components", "no_leaks")
+def test_the_fork_server_imports_once_forks_single_threaded_and_takes_its_children_along(
+    logs: Logs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the server preloads (here a module that notes every importer, and numpy,
+    whose OpenBLAS runs a thread pool) is not imported again by its children; it holds
+    no thread of its own once it has forked; killed, it takes its children along, and
+    their exits are reported as SIGKILL."""
+    imports = tmp_path / "imports.log"
+    monkeypatch.setenv("ARL_TEST_IMPORT_LOG", str(imports))
+
+    async def main(server: ForkServer) -> tuple[list[int], int]:
+        children = [child(name, "cooperative", logs) for name in ("a", "b")]
+        try:
+            for c in children:
+                await c.start(START)
+            threads = len(os.listdir(f"/proc/{server.pid}/task"))
+            os.kill(server.pid, signal.SIGKILL)
+            codes = [await asyncio.wait_for(asyncio.shield(c.exited), 5.0) for c in children]
+            assert all(c.pid is not None and gone(c.pid) for c in children)
+            with pytest.raises(ServerGone):
+                await child("late", "cooperative", logs).start(START)
+            return codes, threads
+        finally:
+            for c in children:
+                await settle(c)
+
+    with forkserver.serving(preload=("arl_test_heavy",)) as server:
+        codes, threads = asyncio.run(main(server))
+    assert [int(line) for line in imports.read_text().split()] == [server.pid]
+    assert threads == 1
+    assert codes == [-signal.SIGKILL, -signal.SIGKILL]
+    assert forkserver.current() is None
+
+
+def test_a_start_without_a_fork_server_says_so(logs: Logs) -> None:
+    async def main() -> None:
+        with pytest.raises(ArlError, match=r"cannot start test:lonely: no fork server runs for this process"):
+            await child("lonely", "cooperative", logs).start(START)
+
+    assert forkserver.current() is None
+    asyncio.run(main())
+
+
 PARENT_SCRIPT = """\
 import asyncio, logging, sys
 
+from arl.proc import forkserver
+from arl.proc.forkclient import ForkServer, ServerGone
 from arl.proc.child import ChildSpec, SupervisedChild
 from arl.proc.logs import LogConfig
 
@@ -392,17 +485,17 @@ async def main():
     spec = ChildSpec("test", "orphan", "arl_test_children:cooperative")
     child = SupervisedChild(spec, LogConfig(sys.argv[1], logging.INFO))
     await child.start(20.0)
-    print(child.pid, flush=True)
+    print(child.pid, forkserver.current().pid, flush=True)
     await asyncio.Event().wait()  # until SIGKILLed
 
 
-if __name__ == "__main__":  # spawn re-imports this file in the child
-    asyncio.run(main())
+forkserver.start(preload=(), fork=True)  # as arl-run does: no thread yet, so forked
+asyncio.run(main())
 """
 
 
 @pytest.mark.usefixtures("components", "no_leaks")
-def test_a_child_dies_with_its_parent(logs: Logs, tmp_path: Path) -> None:
+def test_a_child_and_its_fork_server_die_with_their_parent(logs: Logs, tmp_path: Path) -> None:
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent(PARENT_SCRIPT))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
@@ -414,22 +507,26 @@ def test_a_child_dies_with_its_parent(logs: Logs, tmp_path: Path) -> None:
         env=env,
     )
     orphan: int | None = None
+    server: int | None = None
     try:
         assert parent.stdout is not None
         line = parent.stdout.readline()  # ends at EOF if the script fails
-        if not line.strip().isdigit():
+        if not re.fullmatch(r"\d+ \d+\n", line):
             err = parent.stderr.read() if parent.stderr else ""
-            pytest.fail(f"the parent printed no pid: {line!r}\n{err}")
-        orphan = int(line)
+            pytest.fail(f"the parent printed no pids: {line!r}\n{err}")
+        orphan, server = map(int, line.split())
         assert psutil.Process(orphan).cmdline()[0] == "arl[test:orphan]"
+        assert psutil.Process(server).cmdline()[0] == "arl[forkserver]"
+        assert psutil.Process(server).ppid() == parent.pid  # forked from its starter
         parent.kill()
         parent.wait(10)
-        poll_for(lambda: gone(orphan), timeout=5, what="the orphaned child to die")
+        poll_for(lambda: gone(orphan) and gone(server), timeout=5, what="the orphaned child and server to die")
     finally:
         parent.kill()
         parent.wait(10)
-        if orphan is not None and not gone(orphan):
-            kill_quietly(orphan)
+        for pid in (orphan, server):
+            if pid is not None and not gone(pid):
+                kill_quietly(pid)
         for stream in (parent.stdout, parent.stderr):
             if stream is not None:
                 stream.close()

@@ -36,7 +36,7 @@ def test_names_that_climb_out_are_saved_inside_the_checkpoint_dir(tmp_path: Path
     checkpoints.phase_folder(1, "../..")
     directory = checkpoints.brain_folder("../..", "../../x")
     assert directory.is_relative_to(root.resolve())
-    reply = _agent("../../x").save(control.SaveBrain(str(directory)))
+    reply = _agent("../../x").save(control.SaveBrain("../../x", str(directory)))
     assert Path(reply.directory) == directory
     assert (directory / "dummy_brain.json").is_file()
     assert reply.sha256 == directory_digest(directory)
@@ -47,7 +47,7 @@ def test_names_that_climb_out_are_saved_inside_the_checkpoint_dir(tmp_path: Path
 def test_saving_into_a_folder_that_exists_refuses_and_keeps_it(tmp_path: Path) -> None:
     victim = _victim(tmp_path)
     with pytest.raises(ArlError, match=f"refusing to save agent a's brain into {victim}: it exists already"):
-        _agent("a").save(control.SaveBrain(str(victim)))
+        _agent("a").save(control.SaveBrain("a", str(victim)))
     assert (victim / "precious.txt").read_text() == "mine"
 
 
@@ -75,7 +75,7 @@ def test_a_brain_is_loaded_only_as_it_was_saved(tmp_path: Path) -> None:
     checkpoints = RunCheckpoints(tmp_path, "run", key="k")
     checkpoints.phase_folder(1, "train")
     directory = checkpoints.brain_folder("train", "a")
-    reply = _agent("a").save(control.SaveBrain(str(directory)))
+    reply = _agent("a").save(control.SaveBrain("a", str(directory)))
     assert verify(Saved(reply.directory, reply.sha256)) == directory
     assert _agent("a", [reply.directory, reply.sha256]).brain is not None
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from arl import cli
+from arl.cli import main, runs
+from arl.cli.common import EXIT_CONFIG, EXIT_INTERRUPTED
 
 
 def test_ctrl_c_before_the_executor_starts_exits_130_saying_nothing_ran(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -17,10 +18,10 @@ def test_ctrl_c_before_the_executor_starts_exits_130_saying_nothing_ran(monkeypa
     def interrupted(*args: Any) -> list[Any]:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_preflight", checked)
-    monkeypatch.setattr(cli, "_execute", interrupted)
-    result = CliRunner().invoke(cli.main, ["run", "a.yml", "--store", "sqlite:///x.db"])
-    assert result.exit_code == cli.EXIT_INTERRUPTED
+    monkeypatch.setattr(runs, "_preflight", checked)
+    monkeypatch.setattr(runs, "_execute", interrupted)
+    result = CliRunner().invoke(main, ["run", "a.yml", "--store", "sqlite:///x.db"])
+    assert result.exit_code == EXIT_INTERRUPTED
     assert "interrupted before the runs started; nothing was run." in result.output
     assert "Aborted!" not in result.output
 
@@ -29,9 +30,9 @@ def test_unusable_timeouts_exit_2_before_the_store_is_touched(monkeypatch: pytes
     def never(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the files were checked (and the store opened) despite unusable timeouts")
 
-    monkeypatch.setattr(cli, "_preflight", never)
+    monkeypatch.setattr(runs, "_preflight", never)
     monkeypatch.setenv("ARL_TIMEOUTS", "start=soon")
-    result = CliRunner().invoke(cli.main, ["run", "a.yml", "--store", f"sqlite:///{tmp_path}/x.db"])
-    assert result.exit_code == cli.EXIT_CONFIG
+    result = CliRunner().invoke(main, ["run", "a.yml", "--store", f"sqlite:///{tmp_path}/x.db"])
+    assert result.exit_code == EXIT_CONFIG
     assert "ARL_TIMEOUTS: cannot use 'start=soon'" in result.output
     assert not (tmp_path / "x.db").exists()

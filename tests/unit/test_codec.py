@@ -22,7 +22,7 @@ from arl.messages.common import ErrorReply
 
 
 def test_message_round_trip_keeps_type_and_fields() -> None:
-    msg = agent.Act(worker=1, sensors={"env.s0": 0.5}, rewards=None, terminated=False, truncated=True, final=False)
+    msg = agent.Act(worker=1, agents={"d": [{"env.s0": 0.5}, None]}, terminated=False, truncated=True, final=False)
     back = codec.decode(codec.encode(msg))
     assert back == msg
     assert type(back) is agent.Act

@@ -1,8 +1,10 @@
-"""AgentConductor: hosts an agent's brain, objective and one muscle per worker."""
+"""Agent processes: an :class:`AgentHost` serves one or more agents, each an
+:class:`AgentConductor` holding its brain, objective and one muscle per worker."""
 
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from arl.classref import build
 from arl.messages import agent as msg
 from arl.messages import control
 from arl.proc.child import ChildContext
-from arl.seeding import derive_seed
+from arl.seeding import brain_seed, muscle_seed
 
 from .service import Service
 
@@ -30,7 +32,7 @@ class _Pending:
 
 
 class AgentConductor:
-    """Serves the agent's muscles to the controllers and feeds the brain in train mode."""
+    """One agent: serves its muscles to the controllers and feeds its brain in train mode."""
 
     def __init__(self) -> None:
         self.name = ""
@@ -41,20 +43,11 @@ class AgentConductor:
         self._actuators: frozenset[str] = frozenset()
         self._pending: dict[int, _Pending] = {}
 
-    def handle(self, message: Any) -> Any:
-        if isinstance(message, msg.Act):
-            return self.act(message)
-        if isinstance(message, control.SetupAgent):
-            return self.setup(message)
-        if isinstance(message, control.SaveBrain):
-            return self.save(message)
-        raise TypeError(f"an agent conductor cannot handle {type(message).__name__}")
-
     def setup(self, request: control.SetupAgent) -> control.AgentReady:
         sensors = [SensorInfo(sid, spaces.build(desc)) for sid, desc in request.sensors]
         actuators = [ActuatorInfo(aid, spaces.build(desc)) for aid, desc in request.actuators]
         brain: Brain = build(request.brain[0], request.brain[1], Brain, "brain")
-        brain.setup(sensors, actuators, derive_seed(request.seed, "brain"))
+        brain.setup(sensors, actuators, brain_seed(request.seed))
         if request.load_from is not None:
             path, sha256 = request.load_from
             directory = verify(Saved(path, sha256))  # before user code reads a byte of it
@@ -63,7 +56,7 @@ class AgentConductor:
         muscles: list[Muscle] = []
         for worker in range(request.workers):
             muscle: Muscle = build(request.muscle[0], request.muscle[1], Muscle, "muscle")
-            muscle.setup(sensors, actuators, derive_seed(request.seed, "muscle", worker))
+            muscle.setup(sensors, actuators, muscle_seed(request.seed, worker))
             muscles.append(muscle)
         policy = brain.policy()
         if policy is not None:
@@ -75,36 +68,52 @@ class AgentConductor:
         self._pending.clear()
         return control.AgentReady(request.name)
 
-    def act(self, request: msg.Act) -> msg.Acted:
+    def act(
+        self,
+        worker: int,
+        sensors: dict[str, Any],
+        rewards: dict[str, float] | None,
+        done: tuple[bool, bool],
+        final: bool,
+    ) -> list[Any]:
+        """Complete the previous transition with ``rewards``, then act (unless ``final``):
+        ``[setpoints, objective of the previous transition | None]``."""
         if self.brain is None or self.objective is None:
             raise RuntimeError(f"agent {self.name!r} is not set up for a phase")
         objective = None
-        pending = self._pending.pop(request.worker, None)
-        if request.rewards is not None and pending is not None:
-            objective = float(self.objective.evaluate(request.rewards))
+        pending = self._pending.pop(worker, None)
+        if rewards is not None and pending is not None:
+            objective = float(self.objective.evaluate(rewards))
             if self.train:
-                self._learn(request, pending, objective)
-        if request.final:
-            return msg.Acted({}, objective)
-        setpoints = dict(self.muscles[request.worker].act(request.sensors))
+                self._learn(worker, pending, rewards, objective, sensors, done)
+        if final:
+            return [{}, objective]
+        setpoints = dict(self.muscles[worker].act(sensors))
         if not setpoints.keys() <= self._actuators:
             unknown = sorted(setpoints.keys() - self._actuators)
             raise ValueError(f"agent {self.name!r}'s muscle set actuators it does not have: {unknown}")
-        self._pending[request.worker] = _Pending(request.sensors, setpoints)
-        return msg.Acted(setpoints, objective)
+        self._pending[worker] = _Pending(sensors, setpoints)
+        return [setpoints, objective]
 
-    def _learn(self, request: msg.Act, pending: _Pending, objective: float) -> None:
+    def _learn(
+        self,
+        worker: int,
+        pending: _Pending,
+        rewards: dict[str, float],
+        objective: float,
+        next_inputs: dict[str, Any],
+        done: tuple[bool, bool],
+    ) -> None:
         assert self.brain is not None
-        assert request.rewards is not None
         experience = Experience(
-            worker=request.worker,
+            worker=worker,
             inputs=pending.inputs,
             setpoints=pending.setpoints,
-            rewards=request.rewards,
+            rewards=rewards,
             objective=objective,
-            next_inputs=request.sensors,
-            terminated=request.terminated,
-            truncated=request.truncated,
+            next_inputs=next_inputs,
+            terminated=done[0],
+            truncated=done[1],
         )
         update = self.brain.learn(experience)
         if update is not None:
@@ -120,6 +129,42 @@ class AgentConductor:
         return control.BrainSaved(self.name, str(directory), directory_digest(directory))
 
 
+class AgentHost:
+    """The agents of one process, by name. One :class:`~arl.messages.agent.Act` asks
+    every agent of a turn that lives here; an agent whose code raises answers with its
+    failure, under its own name, and the others' answers still count."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, AgentConductor] = {}
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, msg.Act):
+            return self.act(message)
+        if isinstance(message, control.SetupAgent):
+            return self.agents.setdefault(message.name, AgentConductor()).setup(message)
+        if isinstance(message, control.SaveBrain):
+            return self._agent(message.name).save(message)
+        raise TypeError(f"an agent process cannot handle {type(message).__name__}")
+
+    def _agent(self, name: str) -> AgentConductor:
+        agent = self.agents.get(name)
+        if agent is None:
+            raise KeyError(f"agent {name!r} is not set up in this process (it hosts {sorted(self.agents)})")
+        return agent
+
+    def act(self, request: msg.Act) -> msg.Acted:
+        answers: dict[str, list[Any]] = {}
+        failures: dict[str, list[str]] = {}
+        done = (request.terminated, request.truncated)
+        for name, (sensors, rewards) in request.agents.items():
+            try:
+                answers[name] = self._agent(name).act(request.worker, sensors, rewards, done, request.final)
+            except Exception as exc:  # this agent's failure, named; the others go on
+                log.debug("agent %s failed: %s", name, exc, exc_info=True)
+                failures[name] = [type(exc).__name__, str(exc), traceback.format_exc()]
+        return msg.Acted(answers, failures)
+
+
 def main(ctx: ChildContext) -> None:
     """Entry point of an ``arl[agent:...]`` process."""
-    Service(ctx, AgentConductor().handle).serve()
+    Service(ctx, AgentHost().handle).serve()

@@ -34,7 +34,13 @@ def env_service(uid: str, worker: int) -> str:
 
 
 def agent_service(name: str) -> str:
+    """How agent ``name`` is named in its failures (``ErrorReply.component``)."""
     return f"agent.{name}"
+
+
+def agent_host_service(index: int) -> str:
+    """The broker's name of the ``index``-th agent process (it hosts one or more agents)."""
+    return f"agents.{index}"
 
 
 def controller_service(worker: int) -> str:

@@ -19,6 +19,7 @@ from arl.config.spec import (
     PhaseConfigFile,
     PhaseFile,
     PhaseSpec,
+    ProcessLayout,
     RunFile,
     RunSpec,
     SimulationSpec,
@@ -26,7 +27,7 @@ from arl.config.spec import (
 from arl.simulation import Simulation
 
 
-def build_run(top: RunFile, phases: list[Phase], models: list[PhaseFile], data: dict[str, Any], text: str) -> RunSpec:
+def build_run(top: RunFile, phases: list[Phase], models: list[PhaseFile], data: dict[str, Any]) -> RunSpec:
     specs = tuple(_build_phase(p, m) for p, m in zip(phases, models, strict=True))
     document = {
         key: [{p.name: _resolved_body(p)} for p in phases] if key == "schedule" else copy.deepcopy(value)
@@ -38,9 +39,9 @@ def build_run(top: RunFile, phases: list[Phase], models: list[PhaseFile], data: 
         seed=top.seed,
         version=top.version,
         phases=specs,
-        source=text,
         document=document,
         conditions=tuple(class_ref(c, TerminationCondition) for c in top.conditions or ()),
+        processes=ProcessLayout(top.processes.environments, top.processes.agents) if top.processes else ProcessLayout(),
     )
 
 

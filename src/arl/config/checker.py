@@ -62,7 +62,7 @@ class Checker:
         self.stored = stored
         self._contextual: set[tuple[DocPath, str]] = set()
 
-    def check_run(self, data: Any, text: str) -> RunSpec | None:
+    def check_run(self, data: Any) -> RunSpec | None:
         """The RunSpec, or None when a problem was found (all of them are in the report)."""
         if not isinstance(data, dict):
             got = "an empty file" if data is None else show(data)
@@ -87,7 +87,7 @@ class Checker:
             if self.report.problems:
                 return None
         checked = [m for m in models if isinstance(m, PhaseFile)]
-        return build_run(top, phases, checked, data, text)
+        return build_run(top, phases, checked, data)
 
     def add(
         self,

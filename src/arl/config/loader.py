@@ -103,7 +103,7 @@ def load_experiment_text(
             report.problems.append(Problem(Location(override.source), "", str(exc)))
     prober = probe if isinstance(probe, Prober) else Prober() if probe else None
     checker = Checker(report, resolve_classes, prober=prober, progress=progress, stored=stored)
-    spec = checker.check_run(data, text)
+    spec = checker.check_run(data)
     if report.problems or spec is None:
         raise ConfigError(report.sorted())
     return spec

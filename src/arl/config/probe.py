@@ -18,7 +18,7 @@ from arl.api import Environment
 from arl.config.report import DocPath, did_you_mean
 from arl.config.shorthands import class_ref
 from arl.config.spec import EnvironmentFile
-from arl.seeding import derive_seed
+from arl.seeding import probe_seed
 
 if TYPE_CHECKING:
     from arl.config.checker import Checker
@@ -76,11 +76,10 @@ def probe_environment(env: EnvironmentFile, phase: int, seed: int) -> Ids | str:
     from arl.messages.environment import Reset
 
     ref = class_ref(env, Environment)
-    probe_seed = derive_seed(seed, "probe", env.uid)
     conductor = EnvironmentConductor()
     try:
-        ready = conductor.setup(control.SetupEnvironment(phase, env.uid, ref.entry_point, ref.params, probe_seed))
-        conductor.reset(Reset(probe_seed))
+        ready = conductor.setup(control.SetupEnvironment(phase, env.uid, ref.entry_point, ref.params))
+        conductor.reset(Reset(probe_seed(seed, env.uid)))
     except SystemExit as exc:  # the check must go on to report it
         return f"probing environment {env.uid!r}: it called sys.exit({exc.code!r})"
     except Exception as exc:  # the user's environment code: whatever it raises is the finding

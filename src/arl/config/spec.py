@@ -89,19 +89,35 @@ class PhaseSpec:
         return self.mode == "train"
 
 
+ENV_LAYOUTS = ("in_controller", "own")
+
+
+@dataclass(frozen=True)
+class ProcessLayout:
+    """How a run's components are spread over processes (the file's ``processes``).
+
+    ``environments``: ``in_controller`` runs each worker's environments inside its
+    simulation controller (a direct call a step, no round trip); ``own`` gives each
+    environment of each worker a process of its own. ``agents``: how many processes
+    host the agents, dealt to them in order of first appearance in the file."""
+
+    environments: str = "in_controller"
+    agents: int = 1
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """A whole experiment run: ``source`` is the file's text as written, ``document`` the
-    file after inheritance as plain JSON-able data (both meant for the store)."""
+    """A whole experiment run: ``document`` is the file after inheritance (and its
+    overrides) as plain JSON-able data, as the store keeps it."""
 
     uid: str
     experiment_uid: str | None
     seed: int
     version: int
     phases: tuple[PhaseSpec, ...]
-    source: str
     document: dict[str, Any]
     conditions: tuple[ClassRef, ...] = ()  # run-level termination conditions
+    processes: ProcessLayout = ProcessLayout()
 
 
 # --------------------------------------------------------------------------- file schema
@@ -114,6 +130,8 @@ MAX_SEED = 2**63 - 1
 """The store keeps a run's seed in a signed 64-bit column; numpy wants it not negative."""
 MAX_COUNT = 2**31 - 1
 """Episodes and steps: the store counts them in 32-bit columns."""
+MAX_AGENT_PROCESSES = 256
+"""More agent processes than agents are not started (each hosts at least one agent)."""
 MAX_WORKERS = 256
 """Each worker is a process per environment and a controller: far more than a machine's
 cores only makes a run slower (and can exhaust its processes and file descriptors)."""
@@ -180,6 +198,11 @@ class PhaseFile(_FileModel):
     phase_config: PhaseConfigFile | None = None
 
 
+class ProcessesFile(_FileModel):
+    environments: Literal["in_controller", "own"] = "in_controller"
+    agents: int = Field(default=1, ge=1, le=MAX_AGENT_PROCESSES)
+
+
 class RunFile(_FileModel):
     """The top level; phases are validated one by one (after inheritance) as PhaseFile."""
 
@@ -190,3 +213,4 @@ class RunFile(_FileModel):
     schedule: list[Any] = Field(min_length=1)
     conditions: list[ClassRefFile] | None = None  # run-level termination conditions
     run_config: dict[str, Any] | None = None  # palaestrAI's; kept in the document, unused
+    processes: ProcessesFile | None = None

@@ -1,35 +1,63 @@
-"""Which processes a run needs, and their service names and endpoints.
+"""Which processes a run needs, what each hosts, and their service names and endpoints.
 
-Processes live for the whole run: one environment conductor per environment uid and
-worker, one agent conductor per agent name, one simulation controller per worker,
-taken over every phase. Each phase then sets up fresh component instances in them,
-which avoids paying process start-up again for every phase.
+Processes live for the whole run, taken over every phase; each phase sets up fresh
+component instances in them, which avoids paying process start-up again for every
+phase. A run has one simulation controller per worker and the agent processes of
+:class:`~arl.config.spec.ProcessLayout`: the agents, in order of first appearance, dealt
+to ``agents`` processes. Environments run inside their worker's controller
+(``in_controller``, the default: a direct call a step instead of a round trip), or with
+``own`` one process per environment uid and worker.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from arl.conductors.service import agent_service, controller_service, env_service
+from arl.conductors.service import agent_host_service, controller_service, env_service
 from arl.config.spec import RunSpec
 from arl.proc.child import ChildSpec
 
 
 @dataclass(frozen=True)
 class Plan:
-    environments: tuple[ChildSpec, ...]
+    environments: tuple[ChildSpec, ...]  # empty when environments run in the controllers
     agents: tuple[ChildSpec, ...]
     controllers: tuple[ChildSpec, ...]
+    agent_hosts: dict[str, str]  # agent name -> service of the process hosting it
+    own_environments: bool  # each environment in a process of its own (else in its controller)
 
     @property
     def all(self) -> tuple[ChildSpec, ...]:
         return self.environments + self.agents + self.controllers
 
+    def env_host(self, uid: str, worker: int) -> str:
+        """The service to set environment ``uid`` of ``worker`` up at."""
+        return env_service(uid, worker) if self.own_environments else controller_service(worker)
 
-def plan_children(spec: RunSpec, rundir: str, broker: str, store: str, *, store_steps: bool = True) -> Plan:
+    def env_hosts(self, uids: list[str], worker: int) -> dict[str, str]:
+        """``RunPhase.env_hosts``: "" for an environment the controller hosts itself."""
+        return {uid: env_service(uid, worker) if self.own_environments else "" for uid in uids}
+
+    def layout(self) -> dict[str, Any]:
+        """What the store records of the layout (an ``Event`` of kind ``layout``)."""
+        groups: dict[str, list[str]] = {}
+        for name, service in self.agent_hosts.items():
+            groups.setdefault(service, []).append(name)
+        return {
+            "environments": "own" if self.own_environments else "in_controller",
+            "agent_processes": list(groups.values()),
+            "controllers": len(self.controllers),
+            "processes": len(self.all),
+        }
+
+
+def plan_children(
+    spec: RunSpec, rundir: str, broker: str, store: str, *, store_steps: bool = True, reply_grace: float = 1.0
+) -> Plan:
     """The child processes of ``spec``; ipc endpoints go in the private ``rundir``."""
     envs: dict[tuple[str, int], None] = {}
-    agents: dict[str, None] = {}
+    names: dict[str, None] = {}
     workers = 0
     for phase in spec.phases:
         workers = max(workers, phase.workers)
@@ -37,22 +65,31 @@ def plan_children(spec: RunSpec, rundir: str, broker: str, store: str, *, store_
             for env in phase.environments:
                 envs[(env.uid, worker)] = None
         for agent in phase.agents:
-            agents[agent.name] = None
+            names[agent.name] = None
+    own = spec.processes.environments == "own"
+    groups: list[list[str]] = [[] for _ in range(min(spec.processes.agents, len(names)))]
+    for i, name in enumerate(names):
+        groups[i % len(groups)].append(name)
 
     def child(role: str, name: str, service: str, direct: str | None, **extra: object) -> ChildSpec:
         args = {"service": service, "broker": broker, "direct": direct, **extra}
         return ChildSpec(role, name, f"arl.conductors.{role}:main", args)
 
+    controller_args = {"store": store, "store_steps": store_steps, "reply_grace": reply_grace}
+    agents = tuple(
+        child("agent", "+".join(group), agent_host_service(i), f"ipc://{rundir}/a{i}") for i, group in enumerate(groups)
+    )
     return Plan(
         environments=tuple(
             child("environment", f"{uid}.{w}", env_service(uid, w), f"ipc://{rundir}/e{i}")
             for i, (uid, w) in enumerate(envs)
-        ),
-        agents=tuple(
-            child("agent", name, agent_service(name), f"ipc://{rundir}/a{i}") for i, name in enumerate(agents)
-        ),
+        )
+        if own
+        else (),
+        agents=agents,
         controllers=tuple(
-            child("controller", str(w), controller_service(w), None, store=store, store_steps=store_steps)
-            for w in range(workers)
+            child("controller", str(w), controller_service(w), None, **controller_args) for w in range(workers)
         ),
+        agent_hosts={name: agent_host_service(i) for i, group in enumerate(groups) for name in group},
+        own_environments=own,
     )

@@ -26,7 +26,7 @@ from arl import codec
 from arl.checkpoints import RunCheckpoints, Saved
 from arl.classref import build
 from arl.conditions import RunView, TerminationCondition
-from arl.conductors.service import HEARTBEAT, LIVENESS, agent_service, controller_service, env_service
+from arl.conductors.service import HEARTBEAT, LIVENESS, controller_service
 from arl.config.spec import AgentSpec, ClassRef, PhaseSpec, RunSpec
 from arl.errors import ArlError, ComponentCrashed
 from arl.governor import machine as m
@@ -39,7 +39,7 @@ from arl.messages import control, executor, store
 from arl.messages.common import raise_failures
 from arl.proc.child import ChildContext, SupervisedChild
 from arl.proc.ipc import private_dir
-from arl.seeding import derive_seed
+from arl.seeding import agent_seed, worker_seed
 from arl.store.engine import short_error
 from arl.store.writer import StoreWriter
 
@@ -62,8 +62,14 @@ class GovernorShell:
         self.broker_endpoint = f"ipc://{self.rundir}/broker"
         self.store_endpoint = f"ipc://{self.rundir}/store"
         self.plan: Plan = plan_children(
-            spec, self.rundir, self.broker_endpoint, self.store_endpoint, store_steps=options.store_steps
+            spec,
+            self.rundir,
+            self.broker_endpoint,
+            self.store_endpoint,
+            store_steps=options.store_steps,
+            reply_grace=options.timeouts.reply_grace,
         )
+        self.endpoints: dict[str, str] = {}  # host service -> its direct link, looked up once
         self.children = {c.label: SupervisedChild(c, self.logs.child_config) for c in self.plan.all}
         self.writer = StoreWriter(
             options.store_url, self.store_endpoint, on_failure=self._writer_failed, patience=options.timeouts.store
@@ -215,6 +221,7 @@ class GovernorShell:
         host, now = socket.gethostname(), time.time()
         started = store.RunStarted(spec.uid, spec.experiment_uid, spec.seed, spec.document, arl.__version__, host, now)
         await self._record(started, flush=True)
+        await self._record(store.Event("layout", self.plan.layout(), time.time()))
         self.run_id = self.writer.run_id
         if self.run_id is None and self.writer.error is None:  # a failed writer has said so already
             # Every later record would be dropped as one of no run: stop now, and say why.
@@ -226,7 +233,29 @@ class GovernorShell:
         await asyncio.gather(*(child.start(timeout) for child in self.children.values()))
         for child in self.children.values():
             self._background.append(self._group.create_task(self._watch(child)))
+        await self._look_up_endpoints()
         return m.ChildrenStarted()
+
+    async def _look_up_endpoints(self) -> None:
+        """The direct link of every agent and environment process, once for the run, from
+        the broker (the registry): each advertised it when it registered."""
+        services = [c.args["service"] for c in self.plan.environments + self.plan.agents]
+        found = await asyncio.gather(*(self._endpoint(service) for service in services))
+        self.endpoints.update(zip(services, found, strict=True))
+
+    async def _endpoint(self, service: str) -> str:
+        """A started child's READY may still be on its way to the broker: ask again
+        until it has arrived (each ask is a round trip to the broker, well under 1 ms)."""
+        assert self.client is not None
+        timeout = self.options.timeouts.request
+        deadline = time.monotonic() + timeout
+        while True:
+            metadata = await self.client.lookup(service, timeout=timeout)
+            if metadata and metadata.get("direct"):
+                return str(metadata["direct"])
+            if time.monotonic() >= deadline:
+                raise ArlError(f"service {service} is not registered with the broker")
+            await asyncio.sleep(0.005)
 
     async def _watch(self, child: SupervisedChild) -> None:
         code = await child.exited
@@ -264,14 +293,8 @@ class GovernorShell:
         readies = await asyncio.gather(
             *(
                 self._request(
-                    env_service(env.uid, w),
-                    control.SetupEnvironment(
-                        phase.index,
-                        env.uid,
-                        env.entry.entry_point,
-                        dict(env.entry.params),
-                        derive_seed(self.spec.seed, phase.name, env.uid, w),
-                    ),
+                    self.plan.env_host(env.uid, w),
+                    control.SetupEnvironment(phase.index, env.uid, env.entry.entry_point, dict(env.entry.params)),
                     timeout,
                 )
                 for env, w in envs
@@ -284,7 +307,9 @@ class GovernorShell:
             actuators.update((aid, desc) for aid, desc in ready.actuators)
         await asyncio.gather(
             *(
-                self._request(agent_service(agent.name), self._setup_agent(phase, agent, sensors, actuators), timeout)
+                self._request(
+                    self.plan.agent_hosts[agent.name], self._setup_agent(phase, agent, sensors, actuators), timeout
+                )
                 for agent in phase.agents
             )
         )
@@ -309,7 +334,7 @@ class GovernorShell:
             [[a, actuators[a]] for a in agent.actuators],
             phase.workers,
             phase.train,
-            derive_seed(self.spec.seed, phase.name, "agent", agent.name),
+            agent_seed(self.spec.seed, phase.name, agent.name),
             self._load_from(phase, agent),
         )
 
@@ -338,15 +363,10 @@ class GovernorShell:
         return [found.path, found.sha256]
 
     async def _run_worker(self, phase: PhaseSpec, worker: int) -> m.Event:
-        assert self.client is not None
-        endpoints: dict[str, str] = {}
-        services = [agent_service(a.name) for a in phase.agents]
-        services += [env_service(e.uid, worker) for e in phase.environments]
-        for service in services:
-            metadata = await self.client.lookup(service, timeout=self.options.timeouts.request)
-            if not metadata or not metadata.get("direct"):
-                raise ArlError(f"service {service} is not registered with the broker")
-            endpoints[service] = metadata["direct"]
+        agent_hosts = {a.name: self.plan.agent_hosts[a.name] for a in phase.agents}
+        env_hosts = self.plan.env_hosts([e.uid for e in phase.environments], worker)
+        hosts = {*agent_hosts.values(), *env_hosts.values()} - {""}
+        endpoints = {service: self.endpoints[service] for service in hosts}
 
         request = control.RunPhase(
             phase.index,
@@ -359,8 +379,10 @@ class GovernorShell:
             phase.max_steps,
             {a.name: [list(a.sensors), list(a.actuators)] for a in phase.agents},
             [e.uid for e in phase.environments],
+            agent_hosts,
+            env_hosts,
             endpoints,
-            derive_seed(self.spec.seed, phase.name, "worker", worker),
+            worker_seed(self.spec.seed, phase.name, worker),
             self.started,
             [dataclasses.asdict(h) for h in self.machine.history],
         )
@@ -392,8 +414,8 @@ class GovernorShell:
         saved = await asyncio.gather(
             *(
                 self._request(
-                    agent_service(a.name),
-                    control.SaveBrain(str(self.checkpoints.brain_folder(phase.name, a.name))),
+                    self.plan.agent_hosts[a.name],
+                    control.SaveBrain(a.name, str(self.checkpoints.brain_folder(phase.name, a.name))),
                     self.options.timeouts.request,
                 )
                 for a in phase.agents
@@ -420,14 +442,15 @@ class GovernorShell:
         return m.ChildrenStopped()
 
     async def _ensure_children_stopped(self) -> None:
-        """Controllers first (they end at a step boundary), then conductors. Reaps all."""
-        for role in ("controller", "agent", "environment"):
+        """Controllers first (they end at a step boundary), then the agent and environment
+        processes together (nothing asks them anything once the controllers are gone). Reaps all."""
+        for roles in (("controller",), ("agent", "environment")):
             grace = self.options.timeouts.stop_grace
-            if role == "controller" and self.writer.error is not None:
+            if roles == ("controller",) and self.writer.error is not None:
                 # The store takes nothing more: a controller's grace would only be spent
                 # waiting out its store link's linger.
                 grace = 0.0
-            group = [c for c in self.children.values() if c.spec.role == role]
+            group = [c for c in self.children.values() if c.spec.role in roles]
             results = await asyncio.gather(*(c.stop(grace=grace) for c in group), return_exceptions=True)
             for child, result in zip(group, results, strict=True):
                 if isinstance(result, BaseException):

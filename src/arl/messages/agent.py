@@ -1,9 +1,11 @@
-"""SimulationController <-> AgentConductor, on the direct link (the hot path).
+"""SimulationController <-> agent process, on the direct link (the hot path).
 
-Each :class:`Act` carries the rewards that followed the agent's previous setpoints, so
-the conductor can complete that transition (objective, experience for the brain)
-before the muscle acts on the new readings. The last call of an episode has
-``final=True``: it completes the last transition and asks for no setpoints.
+An agent process hosts one or more agents; a controller sends it one :class:`Act` a
+step carrying the part of every agent of the turn it hosts, and gets every answer back
+in one :class:`Acted`. Each agent's part carries the rewards that followed its previous
+setpoints, so the agent can complete that transition (objective, experience for the
+brain) before its muscle acts on the new readings. The last call of an episode has
+``final=True``: it completes the last transitions and asks for no setpoints.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from arl.codec import message
 @message("agent.act")
 class Act:
     worker: int
-    sensors: dict[str, Any]
-    rewards: dict[str, float] | None  # None on an episode's first step
+    agents: dict[str, list[Any]]  # agent name -> [sensors, rewards since its last action | None]
     terminated: bool
     truncated: bool
     final: bool
@@ -25,5 +26,9 @@ class Act:
 
 @message("agent.acted")
 class Acted:
-    setpoints: dict[str, Any]
-    objective: float | None  # objective of the previous transition, None on the first step
+    """``answers``: agent name -> [setpoints, objective of its previous action | None];
+    ``failures``: agent name -> [exception class, message, traceback text] for each agent
+    whose code raised (the others' answers still count)."""
+
+    answers: dict[str, list[Any]]
+    failures: dict[str, list[str]]

@@ -19,7 +19,6 @@ class SetupEnvironment:
     env_uid: str
     entry_point: str
     params: dict[str, Any]
-    seed: int
 
 
 @message("control.environment_ready")
@@ -33,7 +32,8 @@ class EnvironmentReady:
 
 @message("control.setup_agent")
 class SetupAgent:
-    """Build the phase's brain, objective and one muscle per worker. Reply: :class:`AgentReady`."""
+    """Build the phase's brain, objective and one muscle per worker for agent ``name``, in
+    the agent process that hosts it. Reply: :class:`AgentReady`."""
 
     phase: int
     name: str
@@ -58,7 +58,11 @@ class RunPhase:
     """Run a phase on one worker; the reply :class:`PhaseDone` comes when it has ended.
 
     ``agents`` maps agent name to [sensor ids, actuator ids]; ``environments`` lists the
-    env uids of this worker, and ``endpoints`` maps service names to their direct links.
+    env uids of this worker. ``agent_hosts`` and ``env_hosts`` name the service that hosts
+    each agent and environment: an agent process serves several agents; an environment
+    hosted by ``""`` runs inside the controller itself, set up by a
+    :class:`SetupEnvironment` sent to the controller. ``endpoints`` maps each host service to its
+    direct link.
     ``history`` summarises the run's ended phases for the run-level conditions, as the
     fields of :class:`arl.conditions.PhaseSummary`.
     """
@@ -73,6 +77,8 @@ class RunPhase:
     max_steps: int | None
     agents: dict[str, list[list[str]]]
     environments: list[str]
+    agent_hosts: dict[str, str]
+    env_hosts: dict[str, str]
     endpoints: dict[str, str]
     seed: int
     run_started: float  # epoch seconds, for run-level wall-clock limits
@@ -96,9 +102,10 @@ class PhaseDone:
 
 @message("control.save_brain")
 class SaveBrain:
-    """Save the agent's brain into ``directory``, a new folder (its parent exists; an existing
-    one is an error, never replaced). Reply: :class:`BrainSaved`."""
+    """Save agent ``name``'s brain into ``directory``, a new folder (its parent exists; an
+    existing one is an error, never replaced). Reply: :class:`BrainSaved`."""
 
+    name: str
     directory: str
 
 

@@ -1,29 +1,36 @@
 """One supervised-child abstraction for every process arl starts.
 
-In the child, :func:`_bootstrap` names the process ``arl[<role>:<name>]``, ignores
-SIGINT (the parent decides), asks the kernel to kill it if its parent dies, sends its
-logging to the LogServer, then calls the target with a :class:`ChildContext`.
+Children are forked by the fork server (:mod:`arl.proc.forkserver`), which has arl's
+modules imported already. In the child, :func:`forked_main` binds it to the process that
+asked for it (its logical parent: it is killed when that one exits, though the kernel
+sees the fork server as its parent), reads what to run from the control pipe, and
+:func:`_bootstrap` names the process ``arl[<role>:<name>]``, ignores SIGINT (the parent
+decides), sends its logging to the LogServer, then calls the target with a
+:class:`ChildContext`.
 
 The parent side, :class:`SupervisedChild`, bounds the start (the child must call
 ``ChildContext.ready()`` in time, counting only the time it was not kept waiting for a
 CPU, so that a loaded machine is slow rather than failing) and escalates the stop: ask
-over the control pipe → wait → SIGTERM → wait → SIGKILL → reap.
+over the control pipe → wait → SIGTERM → wait → SIGKILL → reaped.
 
-The control pipe carries single words as raw bytes (``ready`` up, ``stop`` down); no
-objects cross it. Its end of file tells a child that its parent is gone.
+The control pipe carries the child's spec first (pickled: the parent's own objects, as
+``spawn`` would pickle them), then single words as raw bytes (``ready`` up, ``stop``
+down). Its end of file tells a child that its parent is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import importlib
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import select
 import signal
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,14 +39,15 @@ from typing import Any
 
 import zmq
 
-from arl.errors import ComponentCrashed, ShutdownTimeout, StartTimeout
+from arl.errors import ArlError, ComponentCrashed, ShutdownTimeout, StartTimeout
+from arl.proc import forkserver
+from arl.proc.forkclient import Forked, ForkServer
 from arl.proc.logs import LogConfig, install_child_logging
 
 log = logging.getLogger("arl.proc")
 
 READY = b"ready"
 STOP = b"stop"
-_PR_SET_PDEATHSIG = 1
 MIN_WAIT = 0.05  # seconds: the shortest wait between looks at a starting child's clock
 
 
@@ -86,28 +94,11 @@ class ChildContext:
         return self._stop_requested
 
 
-def _die_with_parent() -> None:
-    """If the parent dies without reaping us, the kernel sends SIGKILL (Linux only).
-
-    The request only covers a parent that dies after it is made, so a parent already
-    gone by then (we were re-parented) means exiting now.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        log.debug("prctl(PR_SET_PDEATHSIG) unavailable; relying on the control pipe")
-    parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:
-        os._exit(1)
-
-
 def _prepare(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> ChildContext:
     from setproctitle import setproctitle
 
     setproctitle(f"arl[{spec.label}]")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
     ctx = ChildContext(spec, conn)
     install_child_logging(ctx.zmq, logs, spec.label)
     return ctx
@@ -140,15 +131,62 @@ def _lifetime(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs
 
 
 def _bootstrap(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> None:
-    """The first function a child runs (top level, so ``spawn`` can find it)."""
+    """Run a synchronous target for its whole life."""
     with _lifetime(spec, conn, logs) as ctx:
         _resolve(spec.target)(ctx)
 
 
 async def _abootstrap(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> None:
-    """Like :func:`_bootstrap` for an async target, run by aiomultiprocess."""
+    """Like :func:`_bootstrap` for an async target (in a fresh event loop)."""
     with _lifetime(spec, conn, logs) as ctx:
         await _resolve(spec.target)(ctx)
+
+
+def forked_main(channel: socket.socket, control: int, parent: int, server: int) -> int:
+    """A process the fork server has just forked: ``channel`` is its own to the server,
+    ``control`` its end of the control pipe, ``parent`` a pidfd of its logical parent,
+    ``server`` the server's pid. Returns the exit code."""
+    forkserver.die_with(server)  # the kernel's parent-death signal can only name the server
+    _die_with_logical_parent(parent)
+    forkserver.adopt(channel, server)  # so that this process can start children of its own
+    _reseed()
+    with contextlib.closing(multiprocessing.connection.Connection(control)) as conn:
+        try:
+            spec, logs, asynchronous = conn.recv()  # the parent's first message says what to run
+        except (EOFError, OSError):
+            return 1  # the parent gave up on this start (or died: the watch ends us)
+        if asynchronous:
+            asyncio.run(_abootstrap(spec, conn, logs))
+        else:
+            _bootstrap(spec, conn, logs)
+    return 0
+
+
+def _die_with_logical_parent(pidfd: int) -> None:
+    """SIGKILL this process once ``pidfd``'s process exits (at once if it has already).
+
+    A thread blocks on the pidfd, which becomes readable when that process exits: the
+    kernel's own parent-death signal refers to the OS parent, the fork server, which
+    outlives a governor killed mid-run. Nothing is missed between fork and here: a
+    parent that is gone already leaves its pidfd readable.
+    """
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        while not poller.poll():
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="arl-parent-watch", daemon=True).start()
+
+
+def _reseed() -> None:
+    """Give numpy's global generator fresh entropy, as a spawned process has: forked ones
+    would otherwise all draw the same numbers. (Python's ``random`` reseeds itself.)"""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
 
 
 class StartClock:
@@ -187,41 +225,37 @@ class StartClock:
         return longest / 1e9
 
 
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT while a child is created: it inherits the disposition through exec,
-    so a Ctrl-C arriving before its bootstrap runs cannot kill it. The parent's own
-    handler is back right after (a Ctrl-C in between is lost, not misdelivered)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 class SupervisedChild:
     """The parent's handle on one child process.
 
-    ``asynchronous=True`` runs an async target through aiomultiprocess's runner (used
-    for the RunGovernor); otherwise a plain ``spawn`` process runs a synchronous target.
+    ``asynchronous=True`` runs an async target in the child's own event loop (the
+    RunGovernor's); otherwise the target is synchronous. The child is forked by
+    ``server``, by default this process's (:func:`arl.proc.forkserver.current`).
     """
 
-    def __init__(self, spec: ChildSpec, logs: LogConfig, *, asynchronous: bool = False) -> None:
+    def __init__(
+        self,
+        spec: ChildSpec,
+        logs: LogConfig,
+        *,
+        asynchronous: bool = False,
+        server: ForkServer | None = None,
+    ) -> None:
         self.spec = spec
         self._logs = logs
         self._asynchronous = asynchronous
+        self._server = server
         self._conn: multiprocessing.connection.Connection | None = None
-        self._process: Any = None  # a multiprocessing.Process
-        self._exited: asyncio.Future[int] | None = None
+        self._forked: Forked | None = None
         self._stop_requested = False
-        self._pid: int | None = None
 
     @property
     def pid(self) -> int | None:
-        return self._pid
+        return None if self._forked is None else self._forked.pid
+
+    @property
+    def _exited(self) -> asyncio.Future[int] | None:
+        return None if self._forked is None else self._forked.exited
 
     @property
     def exitcode(self) -> int | None:
@@ -230,47 +264,39 @@ class SupervisedChild:
             return None
         return self._exited.result()
 
-    def _spawn(self) -> None:
+    async def _fork(self, timeout: float) -> float:
+        """Have the server fork the child and send it its spec; the seconds of
+        ``timeout`` that are left. The server's time counts as the child's own would (a
+        server still importing on a loaded machine is not timed while it waits for a CPU)."""
+        server = self._server or forkserver.current()
+        if server is None:
+            raise ArlError(f"cannot start {self.spec.label}: no fork server runs for this process")
         parent_end, child_end = multiprocessing.Pipe(duplex=True)
-        args = (self.spec, child_end, self._logs)
-        ctx = multiprocessing.get_context("spawn")
-        if self._asynchronous:
-            from aiomultiprocess import Process as AioProcess
-            from aiomultiprocess.types import Unit
-
-            # aiomultiprocess's runner sets up the child's event loop and runs the coroutine.
-            # Its Process wrapper would also start a multiprocessing Manager (one more
-            # process, ~40 MB) only to carry results back, which the control socket does.
-            unit = Unit(target=_abootstrap, args=args, kwargs={}, namespace=None)
-            self._process = ctx.Process(target=AioProcess.run_async, args=(unit,), daemon=False, name=self.spec.label)
-        else:
-            self._process = ctx.Process(target=_bootstrap, args=args, daemon=False, name=self.spec.label)
-        with _sigint_ignored():
-            self._process.start()
-        self._pid = self._process.pid
-        child_end.close()
+        try:
+            asked = asyncio.ensure_future(server.fork(child_end.fileno()))
+            clock = StartClock(server.pid)
+            if not await _own_time({asked}, timeout, clock):
+                asked.cancel()
+                raise StartTimeout(f"{self.spec.label}: the fork server did not fork it within {timeout:.1f} s")
+            self._forked = asked.result()
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()
         self._conn = parent_end
-        loop = asyncio.get_running_loop()
-        self._exited = loop.create_future()
-        sentinel = self._process.sentinel
-        loop.add_reader(sentinel, self._on_exit, sentinel)
-
-    def _on_exit(self, sentinel: int) -> None:
-        asyncio.get_running_loop().remove_reader(sentinel)
-        # The sentinel closes as the child's files close, a moment before the kernel lets
-        # it be reaped; this join returns within microseconds, bounded for safety.
-        self._process.join(1.0)
-        if self._exited is not None and not self._exited.done():
-            self._exited.set_result(self._process.exitcode)
+        with contextlib.suppress(OSError):  # it died already: its exit code says how
+            parent_end.send((self.spec, self._logs, self._asynchronous))
+        return timeout - clock.elapsed()
 
     async def start(self, timeout: float) -> None:
-        """Spawn the child and wait until it says ready.
+        """Start the child and wait until it says ready.
 
         Raises :class:`StartTimeout` if it does not within ``timeout`` seconds of its own
         (:class:`StartClock`: time it waited for a CPU is added; the child is then
         stopped), or :class:`ComponentCrashed` if it exits first.
         """
-        self._spawn()
+        left = await self._fork(timeout)
         assert self._conn is not None
         assert self._exited is not None
         loop = asyncio.get_running_loop()
@@ -285,14 +311,11 @@ class SupervisedChild:
                 said.set_result(b"")
 
         loop.add_reader(conn.fileno(), on_readable)
+        clock = StartClock(self.pid)
         try:
-            either: set[asyncio.Future[Any]] = {said, self._exited}
-            clock = StartClock(self._pid)
-            done: set[asyncio.Future[Any]] = set()
             # Waits until the child has had ``timeout`` seconds of its own: on a loaded
             # machine it may wait far longer for a CPU, and that is not its fault.
-            while not done and (left := timeout - clock.elapsed()) > 0:
-                done, _ = await asyncio.wait(either, timeout=max(left, MIN_WAIT), return_when=asyncio.FIRST_COMPLETED)
+            done = await _own_time({said, self._exited}, left, clock)
         finally:
             if not said.done():
                 loop.remove_reader(conn.fileno())
@@ -343,20 +366,21 @@ class SupervisedChild:
         When this returns, the process has been reaped and its exit code is returned.
         Raises :class:`ShutdownTimeout` only if even SIGKILL did not end it in time.
         """
-        if self._exited is None:
+        if self._forked is None:
             return 0
-        if not self._exited.done() and grace > 0:
+        exited = self._forked.exited
+        if not exited.done() and grace > 0:
             self.request_stop()
             if await self._wait_exit(grace):
                 return self._close()
-        for send, timeout in ((self._process.terminate, term_timeout), (self._process.kill, kill_timeout)):
-            if self._exited.done():
+        for sig, timeout in ((signal.SIGTERM, term_timeout), (signal.SIGKILL, kill_timeout)):
+            if exited.done():
                 break
-            log.debug("%s did not stop in time; escalating with %s", self.spec.label, send.__name__)
-            send()
+            log.debug("%s did not stop in time; escalating with %s", self.spec.label, signal.Signals(sig).name)
+            self._forked.send_signal(sig)
             # A fresh timeout per step: a slow SIGTERM handler must not eat SIGKILL's time.
             await self._wait_exit(timeout)
-        if not self._exited.done():
+        if not exited.done():
             raise ShutdownTimeout(f"{self.spec.label} (pid {self.pid}) survived SIGKILL")
         return self._close()
 
@@ -366,9 +390,18 @@ class SupervisedChild:
         return bool(done)
 
     def _close(self) -> int:
-        assert self._exited is not None
+        assert self._forked is not None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-            self._process.close()  # frees its sentinel and pipe descriptors
-        return self._exited.result()
+        self._forked.close()  # its pidfd
+        return self._forked.exited.result()
+
+
+async def _own_time(futures: set[asyncio.Future[Any]], timeout: float, clock: StartClock) -> set[asyncio.Future[Any]]:
+    """Wait for the first of ``futures`` until ``clock`` has counted ``timeout`` seconds;
+    the ones done (none on a timeout)."""
+    done: set[asyncio.Future[Any]] = set()
+    while not done and (left := timeout - clock.elapsed()) > 0:
+        done, _ = await asyncio.wait(futures, timeout=max(left, MIN_WAIT), return_when=asyncio.FIRST_COMPLETED)
+    return done

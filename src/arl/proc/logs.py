@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -181,6 +182,7 @@ class LogServer:
         self.endpoint = endpoint
         self._ctx: zmq.Context[Any] = zmq.Context()
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()  # close() wakes the thread at once, not at its next look
         self._bound = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="arl-logserver", daemon=True)
         self._error: BaseException | None = None
@@ -205,9 +207,12 @@ class LogServer:
             socket.close()
             return
         self._bound.set()
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if socket.poll(100):
+                if socket in dict(poller.poll()):
                     self._handle(socket.recv())
             while socket.poll(0):  # drain what arrived before close
                 self._handle(socket.recv())
@@ -227,6 +232,12 @@ class LogServer:
     def close(self) -> None:
         """Stop receiving; records that had arrived are handled first. Idempotent."""
         self._stop.set()
+        if self._wake_w >= 0:
+            os.write(self._wake_w, b"x")
         if self._thread.is_alive():
             self._thread.join(5.0)
         self._ctx.term()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # `import x as x`: re-exported, for the type checker
     from arl.results.queries import Store as Store
     from arl.results.queries import StoreNotFound as StoreNotFound
 
-# `arl-run` imports arl.results.commands, and so this package, whenever it starts: this
+# `arl-run` imports arl.cli.results, and so this package, whenever it starts: this
 # module must not import SQLAlchemy or pandas. Each name is imported from its module the
 # first time it is used.
 _MODULES = {

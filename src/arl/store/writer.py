@@ -376,30 +376,38 @@ class StoreWriter:
     def _pump(self) -> list[int]:
         """Process every record queued on the socket, in order; returns the barrier tokens
         met. Going on to an empty queue after a barrier is what makes it cover records
-        that had arrived from other producers' pipes before it."""
+        that had arrived from other producers' pipes before it.
+
+        A producer may send several records as one message (a step's); they arrive
+        together, and a commit comes only between messages. The frames are taken one by
+        one as zmq frames (``copy=False``), whose ``more`` says whether the message goes
+        on: ``recv_multipart`` asks the socket that after every frame, which costs as much
+        again as taking the frame (1 µs a record, measured here).
+        """
         assert self._pull is not None
         assert self._recorder is not None
         recorder = self._recorder
-        recv = self._pull.recv_multipart  # a producer may send several records as one message
+        recv = self._pull.recv
         handle = recorder.handle
         batch_rows = self.batch_rows
         tokens: list[int] = []
         taken = 0
         while True:
             try:
-                frames = recv(zmq.NOBLOCK)
+                part = recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 self.received += taken
                 return tokens
-            for frame in frames:
-                taken += 1
-                if not frame:
-                    if not self._stop.is_set():
-                        recorder.drop("an empty frame")
-                    continue
+            taken += 1
+            frame = part.bytes
+            if frame:
                 token = handle(frame)
                 if token is not None:
                     tokens.append(token)
+            elif not self._stop.is_set():
+                recorder.drop("an empty frame")
+            if part.more:
+                continue  # the rest of this message is there already: no commit inside it
             if recorder.pending_rows >= batch_rows:
                 recorder.commit()
             elif taken >= CLOCK_EVERY:  # the clock, on a queue that never runs empty

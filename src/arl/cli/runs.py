@@ -1,50 +1,30 @@
-"""``arl-run``: the command line. ``arl-run FILE`` is short for ``arl-run run FILE``."""
+"""``arl-run run``, ``check`` and ``schema``: the commands that read experiment files.
+
+``run`` goes the way :func:`arl.run_experiment` goes (:mod:`arl.runner`), for many files
+and their sweeps, and prints what the library returns or raises; its exit codes are
+those of :mod:`arl.cli.common`. Imported when ``arl-run`` starts: the checks, the
+executor and asyncio are imported by the commands that need them.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
-import logging
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-import arl
-from arl.results.commands import results_group
-from arl.store.commands import db as db_group
+from arl.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, say, store_option
+from arl.runner import DEFAULT_CHECKPOINT_DIR
 
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_INTERRUPTED = 130
-
-
-class DefaultToRun(click.Group):
-    """A group where an unknown first word that is not an option means ``run``."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        words = [a for a in args if not a.startswith("-")]
-        if words and words[0] not in self.commands and not {"--help", "-h", "--version"} & set(args):
-            args = ["run", *args]  # arl-run [run options] FILE... (also: arl-run -v a.yml)
-        return super().parse_args(ctx, args)
-
-
-@click.group(cls=DefaultToRun, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(arl.__version__, prog_name="arl-run")
-def main() -> None:
-    """Run multi-agent reinforcement-learning experiments, every step stored.
-
-    \b
-    arl-run experiments/dummy.yml          run an experiment file
-    arl-run run a.yml b.yml --parallel 2   run several side by side
-    """
+Variants = list[list[Any]]  # each run's overrides (arl.config.overrides.Override)
 
 
 def _setup_console_logging(verbose: int) -> int:
+    import logging
+
     from arl.proc.logs import CONSOLE_FORMAT, ProcessLabelFilter
     from arl.terminal import PrintableFormatter
 
@@ -58,16 +38,6 @@ def _setup_console_logging(verbose: int) -> int:
     return level
 
 
-Variants = list[list[Any]]  # each run's overrides (arl.config.overrides.Override)
-
-
-def _say(text: str) -> None:
-    """Print to stderr, with anything that is not printable escaped (see arl.terminal)."""
-    from arl.terminal import printable
-
-    click.echo(printable(text), err=True)
-
-
 def _variants(files: tuple[str, ...], sets: tuple[str, ...], sweeps: tuple[str, ...], max_runs: int) -> Variants:
     """The overrides of every run a file expands to; exit 2 on an option that cannot be
     read, or on more runs than ``max_runs`` (counted before any is made)."""
@@ -76,11 +46,11 @@ def _variants(files: tuple[str, ...], sets: tuple[str, ...], sweeps: tuple[str, 
     try:
         parsed_sets, parsed_sweeps = [parse_set(t) for t in sets], [parse_sweep(t) for t in sweeps]
     except OverrideError as exc:
-        _say(f"error: {exc}")
+        say(f"error: {exc}")
         sys.exit(EXIT_CONFIG)
     runs = len(files) * count(parsed_sweeps)
     if runs > max_runs:
-        _say(
+        say(
             f"error: the files and sweeps make {runs:,} runs, more than --max-runs allows ({max_runs:,}); "
             f"sweep fewer values, or give --max-runs {runs} to run them all. Nothing was run."
         )
@@ -98,34 +68,39 @@ def _preflight(
     try:
         return preflight(files, url, variants, probe=probe, timeout=timeout)
     except Refused as refused:
-        for line in refused.lines:
-            _say(line)
-        sys.exit(refused.code)
+        _refused(refused)
+
+
+def _refused(refused: Any) -> NoReturn:
+    """Print why nothing may run (an :class:`arl.preflight.Refused`) and exit with its code."""
+    for line in refused.lines:
+        say(line)
+    sys.exit(refused.code)
 
 
 def _describe(file: str, spec: Any) -> None:
     """Print what a run will do: its uid, seed and phases."""
     from arl.terminal import printable
 
-    def say(text: str) -> None:
+    def out(text: str) -> None:
         click.echo(printable(text))
 
     group = f", experiment {spec.experiment_uid}" if spec.experiment_uid else ""
-    say(f"run {spec.uid}{group}, seed {spec.seed}  ({file})")
+    out(f"run {spec.uid}{group}, seed {spec.seed}  ({file})")
     for phase in spec.phases:
         limit = f", at most {phase.max_steps} steps an episode" if phase.max_steps else ""
-        say(
+        out(
             f"  phase {phase.index} {phase.name}: {phase.mode}, {phase.episodes} episode(s) x {phase.workers} "
             f"worker(s), {phase.simulation.name}{limit}"
         )
         for env in phase.environments:
-            say(f"    environment {env.uid}: {env.entry.entry_point} {dict(env.entry.params) or ''}".rstrip())
+            out(f"    environment {env.uid}: {env.entry.entry_point} {dict(env.entry.params) or ''}".rstrip())
         for agent in phase.agents:
             load = ""
             if agent.load is not None:
                 source = f"run {agent.load.run} " if agent.load.run else ""
                 load = f", loads {agent.load.agent} from {source}{agent.load.phase or 'its last phase'}"
-            say(f"    agent {agent.name}: {len(agent.sensors)} sensors, {len(agent.actuators)} actuators{load}")
+            out(f"    agent {agent.name}: {len(agent.sensors)} sensors, {len(agent.actuators)} actuators{load}")
 
 
 @contextlib.contextmanager
@@ -135,7 +110,7 @@ def _checking() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        _say("interrupted while checking; nothing was run.")
+        say("interrupted while checking; nothing was run.")
         sys.exit(EXIT_INTERRUPTED)
 
 
@@ -165,7 +140,7 @@ def _file_options(command: Any) -> Any:
     )(command)  # fmt: skip
 
 
-@main.command()
+@click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "--probe", is_flag=True,
@@ -202,15 +177,17 @@ def _check_and_describe(files: tuple[str, ...], variants: Variants, *, probe: bo
     click.echo(f"{len(files)} file{'s' if len(files) > 1 else ''} checked, {len(runs)} run(s): no problems.")
 
 
-@main.command()
+@click.command()
 def schema() -> None:
     """Print a JSON Schema of the experiment file, for editors to validate and complete."""
+    import json
+
     from arl.config.schema import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))
 
 
-@main.command()
+@click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Check the files and print the runs they describe; run nothing.")
 @click.option(
@@ -221,16 +198,10 @@ def schema() -> None:
     type=click.IntRange(min=1),
     help="How many runs to execute side by side.",
 )
-@click.option(
-    "--store",
-    "store",
-    metavar="URL",
-    default=None,
-    help="SQLAlchemy URL of the store [default: $ARL_STORE_URL, else sqlite:///arl.db].",
-)
+@store_option
 @click.option(
     "--checkpoint-dir",
-    default="arl-checkpoints",
+    default=DEFAULT_CHECKPOINT_DIR,
     show_default=True,
     type=click.Path(file_okay=False),
     help="Where brains are saved at the end of each train phase.",
@@ -297,30 +268,25 @@ def run(
 
 def _check_timeouts() -> None:
     """Exit 2 on a ``$ARL_TIMEOUTS`` that cannot be used, before the check touches the store."""
-    import os
-
-    from arl.governor.options import timeouts_from
+    from arl.preflight import Refused
+    from arl.runner import check_timeouts
 
     try:
-        timeouts_from(os.environ)
-    except ValueError as exc:
-        click.echo(f"error: {exc}", err=True)
-        click.echo("Nothing was run.", err=True)
-        sys.exit(EXIT_CONFIG)
+        check_timeouts()
+    except Refused as refused:
+        for line in refused.lines:
+            click.echo(line, err=True)
+        sys.exit(refused.code)
 
 
 def _execute(
     specs: list[Any], url: str, checkpoint_dir: str, parallel: int, level: int, store_steps: bool
 ) -> list[Any]:
-    """Run ``specs`` with the Executor; it handles SIGINT and SIGTERM from when it starts."""
-    from arl.executor import Executor, ExecutorOptions
+    """Run ``specs`` with the Executor (:func:`arl.runner.execute`); it handles SIGINT and
+    SIGTERM from when it starts."""
+    from arl.runner import execute
 
-    options = ExecutorOptions(url, str(Path(checkpoint_dir).resolve()), parallel, level, store_steps)
-
-    def on_status(uid: str, state: str) -> None:
-        logging.getLogger("arl.executor").info("run %s: %s", uid, state)
-
-    return asyncio.run(Executor(options, on_status=on_status).execute(specs))
+    return execute(specs, url, checkpoint_dir, parallel=parallel, level=level, store_steps=store_steps)
 
 
 def _summarise(outcomes: list[Any], location: str | None, elapsed: float) -> None:
@@ -341,11 +307,3 @@ def _summarise(outcomes: list[Any], location: str | None, elapsed: float) -> Non
             first_line = outcome.error.strip().splitlines()[0]
             click.echo(printable(f"  error: {first_line}"))
     click.echo(printable(f"results: {location}  ({elapsed:.1f} s)"))
-
-
-main.add_command(results_group)
-main.add_command(db_group)
-
-
-if __name__ == "__main__":
-    main()

@@ -6,26 +6,15 @@ module to list its commands.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 
-from arl.store.location import DEFAULT_URL, URL_ENV_VAR, store_url
+from arl.cli.common import fail, store_option
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
-
-EXIT_FAILED = 1
-
-store_option = click.option(
-    "--store",
-    "store",
-    metavar="URL",
-    default=None,
-    help=f"SQLAlchemy URL of the store [default: ${URL_ENV_VAR}, else {DEFAULT_URL}].",
-)
 
 
 @click.group()
@@ -98,6 +87,7 @@ def _with_store(store: str | None, run: Callable[[Engine, str], str], *, create:
 
     from arl.errors import ArlError
     from arl.store.engine import StoreNotFound, connect_engine, describe_location, short_error
+    from arl.store.location import store_url
 
     url = store_url(store)
     where = describe_location(url)
@@ -113,10 +103,3 @@ def _with_store(store: str | None, run: Callable[[Engine, str], str], *, create:
         fail(str(exc))
     except SQLAlchemyError as exc:
         fail(f"cannot open the store {where}: {short_error(exc)}")
-
-
-def fail(message: str) -> NoReturn:
-    """Say what went wrong on stderr and exit 1: the end of every failing `arl-run db`
-    and `arl-run results` command."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_FAILED)

@@ -7,19 +7,14 @@ pyarrow and matplotlib come in with the command that needs them.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import click
 
+from arl.cli.common import fail, store_option
 from arl.errors import ArlError
 from arl.results.common import FORMATS, TABLES
-from arl.store.commands import fail, store_option
-from arl.store.location import URL_ENV_VAR
 
 
 @contextlib.contextmanager
@@ -30,6 +25,7 @@ def _errors() -> Iterator[None]:
         yield
     except ArlError as exc:
         from arl.store.engine import StoreNotFound  # here: SQLAlchemy is not imported at start
+        from arl.store.location import URL_ENV_VAR
 
         hint = f": give --store URL or set {URL_ENV_VAR}" if isinstance(exc, StoreNotFound) else ""
         fail(f"{exc}{hint}")
@@ -66,8 +62,13 @@ def list_runs(
             if not runs and not q.any_runs(reader):
                 raise ArlError(f"the store {reader.location} holds no runs yet")
     if fmt == "json":
+        import json
+
         click.echo(json.dumps([{k: _plain(v) for k, v in r.items()} for r in runs], indent=2))
     elif fmt == "csv":
+        import csv
+        import io
+
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=list(q.RUN_COLUMNS), lineterminator="\n")
         writer.writeheader()
@@ -82,6 +83,8 @@ def list_runs(
 
 
 def _plain(value: Any) -> Any:
+    from datetime import datetime
+
     return value.isoformat() if isinstance(value, datetime) else value
 
 

@@ -1,0 +1,278 @@
+"""How a controller carries out the step loop's commands: over links to environments
+and agents that are local (a call in this process) or remote (a ZeroMQ DEALER to the
+process that hosts them), and a PUSH link to the store.
+
+:class:`Driver` runs a :class:`~arl.conductors.steploop.PhaseLoop`: it sends each
+command to the links and the answer back into the loop. Remote requests of one round go
+out to all their peers at once and the replies are collected together; local calls run
+while the remote peers work. Either way a reply crosses the codec, so what the loop
+and the store see does not depend on where a component runs (a local environment's
+arrays are copies, not the environment's own buffers).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, assert_never
+
+import zmq
+
+from arl.codec import MAX_FRAME_BYTES, decode, encode
+from arl.errors import ArlError, ProtocolError
+from arl.messages import agent as amsg
+from arl.messages import environment as emsg
+from arl.messages.common import ErrorReply
+from arl.transport import limit_input
+
+from .environment import EnvironmentConductor
+from .service import agent_service, env_service
+from .steploop import Answer, AskAgents, Command, Loop, Replies, ResetEnvironments, StepEnvironments, Store
+
+REPLY_GRACE = 1.0  # seconds a live peer gets to answer after a stop, so that its answer is stored
+
+Stop = Callable[[], bool]  # True once the parent asked to stop; cheap, called often
+
+
+def _checked(data: bytes, what: str) -> bytes:
+    if len(data) > MAX_FRAME_BYTES:  # the far socket would refuse it without a word
+        raise ProtocolError(f"{what} is {len(data):,} bytes, over the limit")
+    return data
+
+
+class RemotePeers:
+    """One DEALER per host service; a round sends to several at once and collects."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        endpoints: Mapping[str, str],
+        stop: Stop,
+        grace: float,
+        on_wait: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.stop, self.grace, self.on_wait = stop, grace, on_wait
+        self.sockets: dict[str, zmq.Socket[Any]] = {}
+        self._poller = zmq.Poller()
+        for service, endpoint in endpoints.items():
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            limit_input(sock)
+            sock.connect(endpoint)
+            self.sockets[service] = sock
+            self._poller.register(sock, zmq.POLLIN)
+
+    def send(self, requests: Mapping[str, Any]) -> None:
+        for service, request in requests.items():
+            data = _checked(encode(request), f"a {type(request).__name__} for {service}")
+            self.sockets[service].send(data)
+
+    def collect(self, services: Iterable[str], grace: float | None = None) -> tuple[dict[str, Any], bool]:
+        """Every reply of ``services`` (a reply that cannot be read is that peer's
+        failure). After a stop the peers get ``grace`` more seconds (a live one answers
+        well within it; a dead one never does): returns the replies that came, and
+        whether a stop was seen while waiting. A wait of more than a poll (50 ms) calls
+        ``on_wait`` (the store link sends what it holds: a long wait must not hold
+        completed steps back from the store)."""
+        grace = self.grace if grace is None else grace
+        replies: dict[str, Any] = {}
+        waiting = {self.sockets[service]: service for service in services}
+        give_up = None
+        while waiting:
+            ready = self._poller.poll(50)
+            if not ready:
+                self.on_wait()
+            for sock, _ in ready:
+                if sock in waiting:
+                    service = waiting.pop(sock)
+                    try:
+                        replies[service] = decode(sock.recv())
+                    except ProtocolError as exc:
+                        replies[service] = ErrorReply(service, "ProtocolError", f"its reply cannot be read: {exc}", "")
+            if waiting and self.stop():
+                give_up = give_up or time.monotonic() + grace
+                if time.monotonic() >= give_up:
+                    return replies, True
+        return replies, give_up is not None
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            sock.close()
+
+
+class Environments:
+    """A worker's environments: those hosted here (conductors of this process) and those
+    in processes of their own (``remote``: env uid -> host service)."""
+
+    def __init__(
+        self, worker: int, local: Mapping[str, EnvironmentConductor], remote: Mapping[str, str], peers: RemotePeers
+    ) -> None:
+        self.worker, self.local, self.remote, self.peers = worker, local, remote, peers
+
+    def call(self, requests: Mapping[str, Any], grace: float | None = None) -> Replies:
+        remote = {uid: request for uid, request in requests.items() if uid in self.remote}
+        self.peers.send({self.remote[uid]: request for uid, request in remote.items()})
+        got: dict[str, Any] = {}
+        for uid, request in requests.items():
+            if uid not in remote:
+                got[uid] = self._local(uid, request)
+        replies, stopped = self.peers.collect([self.remote[uid] for uid in remote], grace)
+        got.update((uid, replies[self.remote[uid]]) for uid in remote if self.remote[uid] in replies)
+        return Replies(got, stopped)
+
+    def _local(self, uid: str, request: Any) -> Any:
+        """The conductor's own error boundary, as its process would apply it."""
+        service = env_service(uid, self.worker)
+        conductor = self.local.get(uid)
+        try:
+            if conductor is None:
+                raise RuntimeError(f"environment {uid!r} is not set up in this controller")
+            return decode(_checked(encode(conductor.handle(request)), f"{service}'s reply"))
+        except Exception as exc:
+            return ErrorReply(service, type(exc).__name__, str(exc), traceback.format_exc())
+
+
+class Agents:
+    """The agents of a phase, by the service of the process hosting each: one request per
+    host a round, carrying the part of every agent of the turn it hosts."""
+
+    def __init__(self, worker: int, hosts: Mapping[str, str], peers: RemotePeers) -> None:
+        self.worker, self.hosts, self.peers = worker, hosts, peers
+
+    def ask(self, command: AskAgents) -> Replies:
+        parts: dict[str, dict[str, list[Any]]] = {}
+        for name, ask in command.asks.items():
+            parts.setdefault(self.hosts[name], {})[name] = [ask.sensors, ask.rewards]
+        requests = {
+            host: amsg.Act(self.worker, agents, command.terminated, command.truncated, command.final)
+            for host, agents in parts.items()
+        }
+        self.peers.send(requests)
+        replies, stopped = self.peers.collect(requests)
+        got: dict[str, Any] = {}
+        for host, agents in parts.items():
+            if host in replies:
+                got.update(split_acted(replies[host], agents))
+        return Replies(got, stopped)
+
+
+def split_acted(reply: Any, names: Iterable[str]) -> dict[str, Any]:
+    """An agent process's reply as each agent's :class:`Answer` or failure; a reply that is
+    not what was asked for fails every agent it should have answered for."""
+    names = list(names)
+    if isinstance(reply, ErrorReply):
+        return {name: reply for name in names}
+    if not isinstance(reply, amsg.Acted):
+        what = f"answered Act with {type(reply).__name__}"
+        return {name: ErrorReply(agent_service(name), "ProtocolError", what, "") for name in names}
+    got: dict[str, Any] = {}
+    for name in names:
+        answer, failure = reply.answers.get(name), reply.failures.get(name)
+        if failure is not None and len(failure) == 3:
+            got[name] = ErrorReply(agent_service(name), *map(str, failure))
+        elif isinstance(answer, list) and len(answer) == 2 and isinstance(answer[0], dict):
+            objective = answer[1]
+            if objective is not None and not isinstance(objective, int | float):
+                objective = None  # the loop reports the missing objective
+            got[name] = Answer(answer[0], objective)
+        else:
+            got[name] = ErrorReply(agent_service(name), "ProtocolError", "its answer is missing or malformed", "")
+    return got
+
+
+class StoreLink:
+    """The PUSH link to the run's StoreWriter. Records are sent in batches, at most every
+    ``FLUSH_INTERVAL`` seconds or ``FLUSH_RECORDS`` records and at every flush the loop
+    asks for (an episode's start and end, a failure): a ZeroMQ send, which wakes this
+    process's and the writer's I/O threads, costs more than a step of the dummy run."""
+
+    FLUSH_INTERVAL = 0.01
+    FLUSH_RECORDS = 512
+
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.socket = ctx.socket(zmq.PUSH)
+        # Records must reach the writer even as this process exits; the governor waits.
+        self.socket.setsockopt(zmq.LINGER, 5000)
+        # A writer that stopped taking records must not block the step loop for ever.
+        self.socket.setsockopt(zmq.SNDTIMEO, 5000)
+        self.socket.connect(endpoint)
+        self.clock = clock
+        self._frames: list[bytes] = []
+        self._due = 0.0
+
+    def send(self, records: list[Any], *, flush: bool = False) -> None:
+        self._frames.extend(_checked(encode(rec), f"a {type(rec).__name__} record") for rec in records)
+        if flush or len(self._frames) >= self.FLUSH_RECORDS or self.clock() >= self._due:
+            self.flush()
+
+    def flush(self) -> None:
+        self._due = self.clock() + self.FLUSH_INTERVAL
+        if not self._frames:
+            return
+        frames, self._frames = self._frames, []  # a failed send is not tried again on the way out
+        try:
+            self.socket.send_multipart(frames)
+        except zmq.Again:
+            raise ArlError("the store writer has taken no records for 5 s") from None
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.socket.close()
+
+
+class Driver:
+    """Runs a step loop: each command to its link, each answer back into the loop. A
+    link's failure is thrown into the loop, which stores what completed and re-raises."""
+
+    def __init__(self, envs: Environments, agents: Agents, store: StoreLink, stop: Stop) -> None:
+        self.envs, self.agents, self.store, self.stop = envs, agents, store, stop
+
+    def run(self, loop: Loop) -> Any:
+        answer: Any = None
+        failure: Exception | None = None
+        while True:
+            try:
+                command = loop.send(answer) if failure is None else loop.throw(failure)
+            except StopIteration as end:
+                return end.value
+            answer, failure = None, None
+            try:
+                answer = self.execute(command)
+            except Exception as exc:
+                failure = exc
+
+    def execute(self, command: Command) -> Any:
+        match command:
+            case AskAgents():
+                return self.agents.ask(command)
+            case StepEnvironments(setpoints=setpoints):
+                return self.envs.call({uid: emsg.Step(values) for uid, values in setpoints.items()})
+            case ResetEnvironments(seeds=seeds):
+                # Nothing to store from a reset: a stop does not wait for it.
+                return self.envs.call({uid: emsg.Reset(seed) for uid, seed in seeds.items()}, grace=0)
+            case Store(records=records, flush=flush):
+                self.store.send(records, flush=flush)
+                return self.stop()
+            case _:
+                assert_never(command)
+
+
+class LocalAgents:
+    """Agents hosted in this process (an :class:`~arl.conductors.agent.AgentHost`): the same
+    request and reply an agent process would get, through the codec, by a direct call.
+    The in-process harness of the tests runs whole phases this way, without processes."""
+
+    def __init__(self, worker: int, host: Any) -> None:
+        self.worker, self.host = worker, host
+
+    def ask(self, command: AskAgents) -> Replies:
+        agents = {name: [ask.sensors, ask.rewards] for name, ask in command.asks.items()}
+        request = amsg.Act(self.worker, agents, command.terminated, command.truncated, command.final)
+        try:
+            reply = decode(encode(self.host.handle(decode(encode(request)))))
+        except Exception as exc:
+            reply = ErrorReply("agents", type(exc).__name__, str(exc), traceback.format_exc())
+        return Replies(split_acted(reply, agents))

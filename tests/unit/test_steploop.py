@@ -1,0 +1,190 @@
+"""The step loop without processes: whole phases over local links with the real dummy
+components, and stops and failures scripted answer by answer."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from arl.conductors.agent import AgentHost
+from arl.conductors.environment import EnvironmentConductor
+from arl.conductors.links import Driver, Environments, LocalAgents, split_acted
+from arl.conductors.steploop import (
+    Answer,
+    AskAgents,
+    Command,
+    PhaseLoop,
+    Replies,
+    ResetEnvironments,
+    StepEnvironments,
+    Store,
+)
+from arl.errors import ComponentCrashed
+from arl.messages import agent as amsg
+from arl.messages import control, store
+from arl.messages import environment as emsg
+from arl.messages.common import ErrorReply
+
+AGENTS = {"d": [["env.s0", "env.s1"], ["env.a0"]], "a": [["env.s2"], ["env.a1", "env.a2"]]}
+DUMMY_ENV = {"sensors": 4, "actuators": 4, "episode_length": 5}
+
+
+def _request(simulation: str = "arl.simulation:Vanilla", episodes: int = 2) -> control.RunPhase:
+    return control.RunPhase(
+        0, "phase", 0, [simulation, {}], [["arl.conditions:EnvironmentDone", {}]], [], episodes, None,
+        AGENTS, ["env"], {"d": "agents.0", "a": "agents.0"}, {"env": ""}, {}, 5, time.time(), [],
+    )  # fmt: skip
+
+
+class _Records:
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+        self.flushes = 0
+
+    def send(self, records: list[Any], *, flush: bool = False) -> None:
+        self.records.extend(records)
+        self.flushes += flush
+
+
+class _NoPeers:
+    def send(self, requests: Any) -> None:
+        assert not requests
+
+    def collect(self, services: Any, grace: float | None = None) -> tuple[dict[str, Any], bool]:
+        return {}, False
+
+
+def _local_phase(request: control.RunPhase) -> tuple[control.PhaseDone, list[Any], AgentHost]:
+    env = EnvironmentConductor()
+    ready = env.setup(control.SetupEnvironment(0, "env", "arl.dummy:DummyEnvironment", DUMMY_ENV))
+    spaces = dict(ready.sensors) | dict(ready.actuators)
+    host = AgentHost()
+    for name, (sensors, actuators) in AGENTS.items():
+        host.handle(
+            control.SetupAgent(
+                0, name, ["arl.dummy:DummyBrain", {}], ["arl.dummy:DummyMuscle", {}], ["arl.dummy:DummyObjective", {}],
+                [[i, spaces[i]] for i in sensors], [[i, spaces[i]] for i in actuators], 1, True, 3, None,
+            )
+        )  # fmt: skip
+    records = _Records()
+    driver = Driver(Environments(0, {"env": env}, {}, _NoPeers()), LocalAgents(0, host), records, lambda: False)  # type: ignore[arg-type]
+    done = driver.run(PhaseLoop(request).run())
+    return done, records.records, host
+
+
+@pytest.mark.timeout(10)
+def test_a_whole_phase_runs_in_process_and_stores_every_step_and_action() -> None:
+    done, records, host = _local_phase(_request())
+    kinds = Counter(type(r).__name__ for r in records)
+    assert kinds == {"EpisodeStarted": 2, "EnvironmentStep": 10, "AgentAction": 20, "EpisodeEnded": 2}
+    actions = [r for r in records if isinstance(r, store.AgentAction)]
+    returns = {a: [sum(r.objective for r in actions if (r.agent, r.episode) == (a, e)) for e in range(2)] for a in "da"}
+    assert done == control.PhaseDone(0, 0, 2, 10, "episodes", False, returns)
+    assert [r.reason for r in records if isinstance(r, store.EpisodeEnded)] == ["terminated", "terminated"]
+    assert host.agents["d"].brain.experiences == 10  # type: ignore[union-attr]
+    # The same seed gives the same trajectory, wherever the components run.
+    again = _local_phase(_request())[1]
+    strip = [(type(r).__name__, r.sensors if isinstance(r, store.EnvironmentStep) else None) for r in records]
+    assert strip == [(type(r).__name__, r.sensors if isinstance(r, store.EnvironmentStep) else None) for r in again]
+
+
+Script = Callable[[Command], Any]
+
+
+def _drive(request: control.RunPhase, answer: Script) -> tuple[list[Any], Any]:
+    """Run the loop by hand; returns its records and its result (or the exception)."""
+    loop = PhaseLoop(request).run()
+    records: list[Any] = []
+    reply: Any = None
+    try:
+        while True:
+            command = loop.send(reply)
+            if isinstance(command, Store):
+                records.extend(command.records)
+            reply = answer(command)
+    except StopIteration as end:
+        return records, end.value
+    except Exception as exc:
+        return records, exc
+
+
+def _env_reply(command: Command) -> Replies:
+    sensors = {"env.s0": 0.1, "env.s1": 0.2, "env.s2": 0.3}
+    if isinstance(command, ResetEnvironments):
+        return Replies({"env": emsg.Observation(sensors)})
+    return Replies({"env": emsg.Stepped(sensors, {"env.reward": 1.0}, False, False)})
+
+
+def test_a_stop_stores_what_the_answering_agents_completed_and_silences_the_others() -> None:
+    asks: list[AskAgents] = []
+
+    def answer(command: Command) -> Any:
+        if isinstance(command, Store):
+            return False
+        if isinstance(command, AskAgents):
+            asks.append(command)
+            objective = None if len(asks) == 1 else 1.5
+            if len(asks) == 2:  # the stop lands while "a" is silent
+                return Replies({"d": Answer({"env.a0": 1.0}, objective)}, stopped=True)
+            return Replies({name: Answer({}, objective) for name in command.asks})
+        return _env_reply(command)
+
+    records, done = _drive(_request(), answer)
+    assert isinstance(done, control.PhaseDone)
+    assert (done.reason, done.steps, done.episodes) == ("interrupted", 1, 0)
+    assert [(r.agent, r.step) for r in records if isinstance(r, store.AgentAction)] == [("d", 1)]
+    assert len(asks) == 2  # no final call: "d" has nothing open, "a" is silent
+    ended = [r for r in records if isinstance(r, store.EpisodeEnded)]
+    assert [(e.steps, e.reason) for e in ended] == [(1, "interrupted")]
+
+
+def test_a_failing_agent_fails_the_episode_after_the_others_actions_are_stored() -> None:
+    calls = 0
+
+    def answer(command: Command) -> Any:
+        nonlocal calls
+        if isinstance(command, Store):
+            return False
+        if isinstance(command, AskAgents):
+            calls += 1
+            if calls == 2:
+                return Replies({"d": Answer({}, 2.0), "a": ErrorReply("agent.a", "ValueError", "boom", "tb")})
+            return Replies({name: Answer({}, None) for name in command.asks})
+        return _env_reply(command)
+
+    records, failure = _drive(_request(), answer)
+    assert isinstance(failure, ComponentCrashed)
+    assert failure.component == "agent.a"
+    assert [(r.agent, r.step) for r in records if isinstance(r, store.AgentAction)] == [("d", 1)]
+    assert [r.reason for r in records if isinstance(r, store.EpisodeEnded)] == ["failed"]
+
+
+def test_a_step_an_environment_left_unanswered_after_a_stop_is_stored_for_none() -> None:
+    def answer(command: Command) -> Any:
+        if isinstance(command, Store):
+            return False
+        if isinstance(command, AskAgents):
+            return Replies({name: Answer({}, None if not command.asks[name].rewards else 1.0) for name in command.asks})
+        if isinstance(command, StepEnvironments):
+            return Replies({}, stopped=True)
+        return _env_reply(command)
+
+    records, done = _drive(_request(), answer)
+    assert (done.reason, done.steps) == ("interrupted", 0)
+    assert not [r for r in records if isinstance(r, store.EnvironmentStep | store.AgentAction)]
+
+
+def test_an_agent_process_reply_is_split_by_agent_and_a_bad_one_fails_each_agent() -> None:
+    acted = amsg.Acted({"d": [{"env.a0": 1.0}, 0.5]}, {"a": ["KeyError", "'x'", "tb"]})
+    got = split_acted(acted, ["d", "a"])
+    assert got["d"] == Answer({"env.a0": 1.0}, 0.5)
+    assert got["a"] == ErrorReply("agent.a", "KeyError", "'x'", "tb")
+    wrong = split_acted(emsg.Observation({}), ["d", "a"])
+    assert all(isinstance(r, ErrorReply) and r.component == f"agent.{n}" for n, r in wrong.items())
+    missing = split_acted(amsg.Acted({}, {}), ["d"])
+    assert isinstance(missing["d"], ErrorReply)
+    assert "missing" in missing["d"].message
