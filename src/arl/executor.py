@@ -37,11 +37,12 @@ from arl.proc import forkserver
 from arl.proc.child import ChildSpec, SupervisedChild
 from arl.proc.ipc import private_dir
 from arl.proc.logs import LogConfig, LogServer
+from arl.status import RunStatus
 from arl.transport import DropLog, limit_input
 
 log = logging.getLogger("arl.executor")
 OUTCOME_GRACE = 2.0  # seconds to wait for a governor's outcome message after it exited
-_NOT_UP = ("PRISTINE", "STARTING")  # a governor in these states is still starting its run
+_NOT_UP = (RunStatus.PRISTINE, RunStatus.STARTING)  # a governor in these states is still starting its run
 TAIL = 10  # log lines kept per governor, to show when one dies
 
 

@@ -36,7 +36,7 @@ def test_the_dummy_experiment_stores_every_step_exactly_once(arl_run, no_leaks) 
     assert "run dummy-run (run id 1): FINISHED" in done.stdout
     # -v: each state change once (reporting the run's id is not another STARTING).
     states = [line.split("run dummy-run: ")[1] for line in done.stderr.splitlines() if "run dummy-run: " in line]
-    assert states == ["STARTING", "RUNNING", "STOPPING", "STOPPED"]
+    assert states == ["STARTING", "RUNNING", "STOPPING", "FINISHED"]
     assert "phases 2, episodes 2, steps 20" in done.stdout
     assert str(arl_run.db) in done.stdout
     q = arl_run.scalar

@@ -87,15 +87,20 @@ def test_the_last_test_phase_ends_the_run_finished() -> None:
     assert machine.handle(m.RunChecked(0, None)) == [m.StopChildren()]
     assert machine.state is RunState.STOPPING
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None, "completed")]
-    assert machine.state is RunState.STOPPED
+    assert machine.state is RunState.FINISHED
     assert [h.name for h in machine.history] == ["p0"]
 
 
 def test_a_failure_while_stepping_stops_everything_and_fails() -> None:
     machine = _running((1, True))
     machine.handle(m.PhaseSetUp(0))
-    assert machine.handle(m.Failed("agent.x: ValueError: boom")) == [m.RecordPhaseEnded(0, "failed"), m.StopChildren()]
-    assert machine.handle(m.Failed("a second error")) == []
+    assert machine.handle(m.Failed("agent.x: ValueError: boom")) == [
+        m.RecordEvent("failed", {"error": "agent.x: ValueError: boom"}),
+        m.RecordPhaseEnded(0, "failed"),
+        m.StopChildren(),
+    ]
+    # A second error is stored too, but the first stays the run's.
+    assert machine.handle(m.Failed("a second error")) == [m.RecordEvent("failed", {"error": "a second error"})]
     assert machine.handle(m.WorkerDone(0, 0, 1, 3, "episodes")) == []  # late replies are ignored
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FAILED, "agent.x: ValueError: boom", "failed")]
     assert machine.state is RunState.FAILED
@@ -104,35 +109,50 @@ def test_a_failure_while_stepping_stops_everything_and_fails() -> None:
 def test_a_failure_while_starting_stops_without_a_phase_record() -> None:
     machine = RunMachine(_spec((1, True)))
     machine.handle(m.Begin())
-    assert machine.handle(m.Failed("arl[agent:a] exited with code 1")) == [m.StopChildren()]
+    assert machine.handle(m.Failed("arl[agent:a] exited with code 1")) == [
+        m.RecordEvent("failed", {"error": "arl[agent:a] exited with code 1"}),
+        m.StopChildren(),
+    ]
     assert machine.handle(m.ChildrenStarted()) == []
 
 
 def test_a_stop_while_stepping_interrupts_workers_and_waits_for_them() -> None:
     machine = _running((2, True), (1, False))
     machine.handle(m.PhaseSetUp(0))
-    assert machine.handle(m.StopRequested("interrupted")) == [m.InterruptWorkers()]
-    assert machine.handle(m.StopRequested("interrupted")) == []  # asked once
+    assert machine.handle(m.StopRequested("interrupted")) == [
+        m.RecordEvent("stop_requested", {"reason": "interrupted"}),
+        m.InterruptWorkers(),
+    ]
+    assert machine.handle(m.StopRequested("interrupted")) == [
+        m.RecordEvent("stop_requested", {"reason": "interrupted"})
+    ]  # workers asked once
     assert machine.handle(m.WorkerDone(0, 0, 1, 4, "interrupted")) == []
     assert machine.handle(m.WorkerDone(0, 1, 1, 5, "interrupted")) == [
         m.RecordPhaseEnded(0, "interrupted"),
         m.StopChildren(),
     ]
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None, "interrupted")]
-    assert machine.state is RunState.STOPPED
+    assert machine.state is RunState.INTERRUPTED
     assert machine.history[-1].steps == 9
     assert machine.history[-1].reason == "interrupted"
 
 
 def test_a_stop_while_setting_up_stops_at_once() -> None:
     machine = _running((1, True))
-    assert machine.handle(m.StopRequested("interrupted")) == [m.RecordPhaseEnded(0, "interrupted"), m.StopChildren()]
+    assert machine.handle(m.StopRequested("interrupted")) == [
+        m.RecordEvent("stop_requested", {"reason": "interrupted"}),
+        m.RecordPhaseEnded(0, "interrupted"),
+        m.StopChildren(),
+    ]
 
 
 def test_a_stop_while_starting_stops_children() -> None:
     machine = RunMachine(_spec((1, True)))
     machine.handle(m.Begin())
-    assert machine.handle(m.StopRequested("interrupted")) == [m.StopChildren()]
+    assert machine.handle(m.StopRequested("interrupted")) == [
+        m.RecordEvent("stop_requested", {"reason": "interrupted"}),
+        m.StopChildren(),
+    ]
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None, "interrupted")]
 
 
@@ -145,7 +165,11 @@ def test_a_failure_during_an_interrupt_makes_the_run_failed() -> None:
     machine = _running((1, True))
     machine.handle(m.PhaseSetUp(0))
     machine.handle(m.StopRequested("interrupted"))
-    assert machine.handle(m.Failed("env crashed")) == [m.RecordPhaseEnded(0, "failed"), m.StopChildren()]
+    assert machine.handle(m.Failed("env crashed")) == [
+        m.RecordEvent("failed", {"error": "env crashed"}),
+        m.RecordPhaseEnded(0, "failed"),
+        m.StopChildren(),
+    ]
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FAILED, "env crashed", "failed")]
 
 
@@ -161,7 +185,10 @@ def test_a_run_condition_after_a_phase_skips_the_phases_after_it() -> None:
     machine.handle(m.PhaseSetUp(0))
     machine.handle(m.WorkerDone(0, 0, 3, 30, "episodes"))
     assert machine.handle(m.RunChecked(0, "reward_threshold")) == [m.StopChildren()]
-    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None, "reward_threshold")]
+    assert machine.handle(m.ChildrenStopped()) == [
+        m.RecordEvent("run_condition", {"phase": "p0", "reason": "reward_threshold"}),
+        m.Finish(Outcome.FINISHED, None, "reward_threshold"),
+    ]
     assert [h.name for h in machine.history] == ["p0"]
 
 
@@ -175,7 +202,10 @@ def test_a_run_condition_fired_on_a_worker_ends_the_run_without_asking_again() -
     ]
     assert machine.handle(m.RunChecked(0, None)) == []
     assert (machine.end_reason, machine.ended_by_worker) == ("wall_clock", 0)
-    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None, "wall_clock")]
+    assert machine.handle(m.ChildrenStopped()) == [
+        m.RecordEvent("run_condition", {"phase": "p0", "reason": "wall_clock", "worker": 0}),
+        m.Finish(Outcome.FINISHED, None, "wall_clock"),
+    ]
 
 
 def test_the_phase_reason_names_every_condition_that_fired_on_a_worker() -> None:
@@ -194,6 +224,46 @@ def test_a_stop_while_checking_records_no_second_phase_end() -> None:
     machine = _running((1, False), (1, False))
     machine.handle(m.PhaseSetUp(0))
     machine.handle(m.WorkerDone(0, 0, 1, 10, "episodes"))
-    assert machine.handle(m.StopRequested("interrupted")) == [m.StopChildren()]
+    assert machine.handle(m.StopRequested("interrupted")) == [
+        m.RecordEvent("stop_requested", {"reason": "interrupted"}),
+        m.StopChildren(),
+    ]
     assert machine.handle(m.RunChecked(0, None)) == []
     assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None, "interrupted")]
+
+
+def test_a_dead_child_fails_a_starting_or_running_run_and_is_reported_by_the_shell() -> None:
+    machine = _running((1, True))
+    assert machine.handle(m.ChildExited("agent", "a+b", -9, False)) == [m.ReportDeath("agent:a+b", -9)]
+    machine.handle(m.Failed("arl[agent:a+b] was killed"))
+    assert machine.handle(m.ChildExited("controller", "0", -15, True)) == []  # stopping: no news
+
+
+def test_a_controller_that_was_asked_to_stop_and_exits_counts_as_its_worker_done() -> None:
+    machine = _running((2, False), (1, False))
+    machine.handle(m.PhaseSetUp(0))
+    machine.handle(m.StopRequested("interrupted"))
+    assert machine.handle(m.ChildExited("controller", "1", 0, True)) == []
+    assert machine.handle(m.ChildExited("controller", "0", 0, True)) == [
+        m.RecordPhaseEnded(0, "interrupted"),
+        m.StopChildren(),
+    ]
+
+
+def test_a_start_record_the_store_dropped_fails_the_run_unless_the_store_failed() -> None:
+    machine = RunMachine(_spec((1, True)))
+    machine.handle(m.Begin())
+    assert machine.handle(m.RunRecorded(7)) == []
+    commands = machine.handle(m.RunRecorded(None))
+    assert isinstance(commands[0], m.RecordEvent)
+    assert "dropped the run's start record" in commands[0].detail["error"]
+    quiet = RunMachine(_spec((1, True)))
+    quiet.handle(m.Begin())
+    assert quiet.handle(m.RunRecorded(None, store_failed=True)) == []
+
+
+def test_after_the_store_failed_controllers_are_not_waited_for() -> None:
+    machine = _running((1, True))
+    machine.handle(m.PhaseSetUp(0))
+    commands = machine.handle(m.Failed("the store failed: disk I/O error", store=True))
+    assert commands[-1] == m.StopChildren(controller_grace=False)

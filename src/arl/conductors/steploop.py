@@ -38,6 +38,7 @@ from arl.messages import environment as emsg
 from arl.messages.common import raise_failures
 from arl.seeding import episode_seed
 from arl.simulation import Simulation
+from arl.status import Ending
 
 # ---- what the loop asks for ---------------------------------------------------------
 
@@ -168,12 +169,13 @@ class PhaseLoop:
 
     def run(self) -> Loop:
         request = self.request
-        reason, ends_run = "episodes", False
+        reason: str = Ending.EPISODES
+        ends_run = False
         for index in range(request.episodes):
             episode = _Episode(request.phase, request.worker, index)
             ended = yield from self._episode(episode)
-            if ended == "interrupted":
-                reason = "interrupted"
+            if ended == Ending.INTERRUPTED:
+                reason = Ending.INTERRUPTED
                 break
             self.episodes += 1
             for name, returns in self.returns.items():
@@ -218,12 +220,12 @@ class PhaseLoop:
         try:
             # Stored at once: a live query sees the episode begin, not only its first step.
             stopped = yield self._store(flush=True)
-            reason = "interrupted" if stopped else (yield from self._steps(ep))
+            reason = Ending.INTERRUPTED if stopped else (yield from self._steps(ep))
             if not (yield from self._finish(ep)):
-                reason = "interrupted"
+                reason = Ending.INTERRUPTED
         except Exception:
             # What completed is stored, and the episode says why it ended; the run fails.
-            self._records.append(store.EpisodeEnded(ep.phase, ep.worker, ep.index, ep.step, "failed", self.wall()))
+            self._records.append(store.EpisodeEnded(ep.phase, ep.worker, ep.index, ep.step, Ending.FAILED, self.wall()))
             yield self._store(flush=True)
             raise
         self._records.append(store.EpisodeEnded(ep.phase, ep.worker, ep.index, ep.step, reason, self.wall()))
@@ -236,14 +238,14 @@ class PhaseLoop:
         replies: Replies = yield ResetEnvironments(seeds)
         raise_failures(replies.got)
         if len(replies.got) < len(self.envs):
-            return "interrupted"
+            return Ending.INTERRUPTED
         for uid in self.envs:
             ep.sensors.update(replies.got[uid].sensors)
         while True:
             if not (yield from self._step(ep, self._actors(ep))):
-                return "interrupted"
+                return Ending.INTERRUPTED
             if (yield self._store()):
-                return "interrupted"
+                return Ending.INTERRUPTED
             reason = self._episode_over(ep)
             if reason is not None:
                 return reason
@@ -358,7 +360,7 @@ class PhaseLoop:
 
     def _episode_over(self, ep: _Episode) -> str | None:
         if self.request.max_steps is not None and ep.step >= self.request.max_steps:
-            return "max_steps"
+            return Ending.MAX_STEPS
         if self.episode_conditions:
             view = StepView(ep.step, ep.terminated, ep.truncated, ep.rewards, ep.index)
             for condition in self.episode_conditions:

@@ -5,7 +5,7 @@
     PRISTINE --Begin--> STARTING --ChildrenStarted--> RUNNING --last phase done--> STOPPING
                             |                            |  (failure / stop request)     |
                             +----------------------------+----------------------------> STOPPING
-    STOPPING --ChildrenStopped--> STOPPED (finished or interrupted) | FAILED
+    STOPPING --ChildrenStopped--> FINISHED | INTERRUPTED | FAILED
 
 In RUNNING each phase goes SETTING_UP -> STEPPING -> SAVING (train phases only) ->
 CHECKING (the run-level conditions) and then on to the next phase, unless a run-level
@@ -18,19 +18,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from arl.conditions import PhaseSummary
 from arl.config.spec import RunSpec
+from arl.status import Ending, RunStatus
 
-
-class RunState(enum.Enum):
-    PRISTINE = "PRISTINE"
-    STARTING = "STARTING"
-    RUNNING = "RUNNING"
-    STOPPING = "STOPPING"
-    STOPPED = "STOPPED"
-    FAILED = "FAILED"
+RunState = RunStatus  # the machine's state is the run's status (arl.status)
 
 
 class PhaseStep(enum.Enum):
@@ -40,12 +34,7 @@ class PhaseStep(enum.Enum):
     CHECKING = "CHECKING"
 
 
-class Outcome(enum.Enum):
-    """How the run ended, as the store records it."""
-
-    FINISHED = "FINISHED"
-    FAILED = "FAILED"
-    INTERRUPTED = "INTERRUPTED"
+Outcome = RunStatus  # how a run ended: FINISHED, INTERRUPTED or FAILED
 
 
 # ---- events -------------------------------------------------------------------------
@@ -92,9 +81,30 @@ class BrainsSaved:
 
 @dataclass(frozen=True)
 class Failed:
-    """Anything that makes the run fail: a crashed component, a dead process, a timeout."""
+    """Anything that makes the run fail: a crashed component, a dead process, a timeout.
+    ``store``: the store itself failed (it takes no more records)."""
 
     error: str
+    store: bool = False
+
+
+@dataclass(frozen=True)
+class RunRecorded:
+    """The store answered the run's start record: ``run_id`` None if it dropped it;
+    ``store_failed`` if the store had failed by then (its failure may still be on its way)."""
+
+    run_id: int | None
+    store_failed: bool = False
+
+
+@dataclass(frozen=True)
+class ChildExited:
+    """A child process ended: ``stop_requested`` if the shell had asked it to."""
+
+    role: str
+    name: str
+    code: int
+    stop_requested: bool
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,8 @@ Event = (
     | Failed
     | StopRequested
     | ChildrenStopped
+    | RunRecorded
+    | ChildExited
 )
 
 # ---- commands -----------------------------------------------------------------------
@@ -173,7 +185,28 @@ class CheckRun:
 
 @dataclass(frozen=True)
 class StopChildren:
-    pass
+    """Stop every child, controllers first; ``controller_grace`` False when the store has
+    failed: a controller's records can no longer be stored, so it is not waited for."""
+
+    controller_grace: bool = True
+
+
+@dataclass(frozen=True)
+class RecordEvent:
+    """Store an event of the run (``events`` table): a failure, a stop request, the
+    run-level condition that ended the run."""
+
+    kind: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReportDeath:
+    """A child died while the run needed it: say which, how, and its last lines (the
+    shell knows them), as the run's failure."""
+
+    label: str
+    code: int
 
 
 @dataclass(frozen=True)
@@ -194,6 +227,8 @@ Command = (
     | RecordPhaseEnded
     | CheckRun
     | StopChildren
+    | RecordEvent
+    | ReportDeath
     | Finish
 )
 
@@ -211,14 +246,37 @@ class RunMachine:
     history: list[PhaseSummary] = field(default_factory=list)  # every phase that ended, in order
     end_reason: str | None = None  # the run-level condition that ended the run
     ended_by_worker: int | None = None  # the worker whose run-level condition it was, if one
+    store_failed: bool = False  # the store takes no more records
     _workers_done: dict[int, WorkerDone] = field(default_factory=dict)
     _interrupting: bool = False
 
     def handle(self, event: Event) -> list[Command]:
         """Apply one event; return the commands it leads to (possibly none)."""
-        handler = getattr(self, f"_on_{type(event).__name__}")
-        commands: list[Command] = handler(event)
-        return commands
+        match event:
+            case Begin():
+                return self._on_Begin(event)
+            case ChildrenStarted():
+                return self._on_ChildrenStarted(event)
+            case RunRecorded():
+                return self._on_RunRecorded(event)
+            case PhaseSetUp():
+                return self._on_PhaseSetUp(event)
+            case WorkerDone():
+                return self._on_WorkerDone(event)
+            case BrainsSaved():
+                return self._on_BrainsSaved(event)
+            case RunChecked():
+                return self._on_RunChecked(event)
+            case Failed():
+                return self._on_Failed(event)
+            case StopRequested():
+                return self._on_StopRequested(event)
+            case ChildExited():
+                return self._on_ChildExited(event)
+            case ChildrenStopped():
+                return self._on_ChildrenStopped(event)
+            case _:
+                assert_never(event)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -233,37 +291,65 @@ class RunMachine:
         self.state = RunState.RUNNING
         return self._enter_phase(0)
 
+    def _on_RunRecorded(self, event: RunRecorded) -> list[Command]:
+        if event.run_id is None and not (event.store_failed or self.store_failed):  # a failed store says why
+            # Every later record would be dropped as one of no run: stop now, and say why.
+            return self._on_Failed(
+                Failed("the store dropped the run's start record (see the log above); nothing was stored")
+            )
+        return []
+
     def _on_Failed(self, event: Failed) -> list[Command]:
-        if self.state in (RunState.STOPPED, RunState.FAILED):
+        if self.state.ended:
             return []
+        self.store_failed = self.store_failed or event.store
+        recorded: list[Command] = [RecordEvent("failed", {"error": event.error})]
         if self.error is None:
             self.error = event.error
         if self.state is RunState.STOPPING:
-            return []  # already on the way down; keep the first error
+            return recorded  # already on the way down; keep the first error
         self.outcome = Outcome.FAILED
-        return self._stop(phase_reason="failed")
+        return recorded + self._stop(phase_reason=Ending.FAILED)
 
     def _on_StopRequested(self, event: StopRequested) -> list[Command]:
-        if self.state in (RunState.STOPPING, RunState.STOPPED, RunState.FAILED):
+        if self.state is RunState.STOPPING or self.state.ended:
             return []
         self.outcome = Outcome.INTERRUPTED
         if self.state is RunState.PRISTINE:
-            self.state = RunState.STOPPED
-            return [Finish(Outcome.INTERRUPTED, None, "interrupted")]
+            self.state = RunStatus.INTERRUPTED
+            return [Finish(Outcome.INTERRUPTED, None, Ending.INTERRUPTED)]
+        recorded: list[Command] = [RecordEvent("stop_requested", {"reason": event.reason})]
         if self.state is RunState.RUNNING and self.phase_step is PhaseStep.STEPPING:
             # End at a step boundary so every completed step is stored.
             if not self._interrupting:
                 self._interrupting = True
-                return [InterruptWorkers()]
+                return [*recorded, InterruptWorkers()]
+            return recorded
+        return recorded + self._stop(phase_reason=Ending.INTERRUPTED)
+
+    def _on_ChildExited(self, event: ChildExited) -> list[Command]:
+        if event.stop_requested and event.code == 0:
+            # An interrupted controller ends its phase and exits; one that had not got its
+            # RunPhase yet exits without a reply, so its worker counts as done here.
+            if event.role == "controller" and self.phase >= 0:
+                return self._on_WorkerDone(WorkerDone(self.phase, int(event.name), 0, 0, Ending.INTERRUPTED))
             return []
-        return self._stop(phase_reason="interrupted")
+        if self.state in (RunState.STARTING, RunState.RUNNING):
+            return [ReportDeath(f"{event.role}:{event.name}", event.code)]
+        return []
 
     def _on_ChildrenStopped(self, event: ChildrenStopped) -> list[Command]:
         self._expect(event, RunState.STOPPING)
         outcome = self.outcome or Outcome.FAILED
-        self.state = RunState.FAILED if outcome is Outcome.FAILED else RunState.STOPPED
-        reason = {Outcome.FAILED: "failed", Outcome.INTERRUPTED: "interrupted"}.get(outcome)
-        return [Finish(outcome, self.error, reason or self.end_reason or "completed")]
+        self.state = outcome
+        reason = {Outcome.FAILED: Ending.FAILED, Outcome.INTERRUPTED: Ending.INTERRUPTED}.get(outcome)
+        commands: list[Command] = []
+        if self.end_reason is not None:  # a run-level condition ended the run: say which, where
+            detail: dict[str, Any] = {"phase": self.history[-1].name, "reason": self.end_reason}
+            if self.ended_by_worker is not None:
+                detail["worker"] = self.ended_by_worker
+            commands.append(RecordEvent("run_condition", detail))
+        return [*commands, Finish(outcome, self.error, reason or self.end_reason or Ending.COMPLETED)]
 
     # -- phases -------------------------------------------------------------------
 
@@ -280,7 +366,7 @@ class RunMachine:
         if len(self._workers_done) < self.spec.phases[event.phase].workers:
             return []
         if self._interrupting:
-            return self._stop(phase_reason="interrupted")
+            return self._stop(phase_reason=Ending.INTERRUPTED)
         if self.spec.phases[event.phase].train:
             self.phase_step = PhaseStep.SAVING
             return [SaveBrains(event.phase)]
@@ -294,8 +380,8 @@ class RunMachine:
     def phase_reason(self) -> str:
         """Why the current phase ended: "completed" when every worker ran all its
         episodes, else the conditions' reasons (workers are asked separately)."""
-        reasons = sorted({d.reason for d in self._workers_done.values()} - {"episodes"})
-        return ",".join(reasons) or "completed"
+        reasons = sorted({d.reason for d in self._workers_done.values()} - {Ending.EPISODES})
+        return ",".join(reasons) or Ending.COMPLETED
 
     def _summarise(self, reason: str) -> None:
         """Add the current phase, as its workers reported it, to :attr:`history`."""
@@ -331,7 +417,7 @@ class RunMachine:
         self.end_reason = reason
         self.phase_step = None
         self.state = RunState.STOPPING
-        return [StopChildren()]
+        return [StopChildren(controller_grace=not self.store_failed)]
 
     def _enter_phase(self, index: int) -> list[Command]:
         self.phase, self.phase_step = index, PhaseStep.SETTING_UP
@@ -346,7 +432,7 @@ class RunMachine:
                 self._summarise(phase_reason)  # every worker reported: what it ran is known
         self.phase_step = None
         self.state = RunState.STOPPING
-        commands.append(StopChildren())
+        commands.append(StopChildren(controller_grace=not self.store_failed))
         return commands
 
     # -- guards -------------------------------------------------------------------

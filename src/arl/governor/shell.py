@@ -16,7 +16,7 @@ import shutil
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, assert_never
 
 import zmq
 import zmq.asyncio
@@ -40,6 +40,7 @@ from arl.messages.common import raise_failures
 from arl.proc.child import ChildContext, SupervisedChild
 from arl.proc.ipc import private_dir
 from arl.seeding import agent_seed, worker_seed
+from arl.status import Ending
 from arl.store.engine import short_error
 from arl.store.writer import StoreWriter
 
@@ -102,7 +103,7 @@ class GovernorShell:
                         self.ctx.ready()
                     await self._loop()
         finally:
-            await self._ensure_children_stopped()
+            await self._ensure_children_stopped(controller_grace=not self.machine.store_failed)
             try:
                 self.writer.close()
             except ArlError as exc:  # reported as the run's failure already
@@ -119,7 +120,6 @@ class GovernorShell:
         self._post(m.Begin())
         while self._outcome is None:
             event = await self._events.get()
-            await self._note(event)
             before = self.machine.state
             commands = self.machine.handle(event)
             log.debug("%s: %s -> %s", type(event).__name__, before.name, [type(c).__name__ for c in commands])
@@ -136,7 +136,7 @@ class GovernorShell:
     def _writer_failed(self, exc: BaseException) -> None:
         """From the writer's thread: a run that cannot be stored must stop."""
         error = f"the store failed: {short_error(exc)}"
-        self._event_loop.call_soon_threadsafe(self._post, m.Failed(error))
+        self._event_loop.call_soon_threadsafe(self._post, m.Failed(error, store=True))
 
     def _activity(self, work: Callable[[], Awaitable[m.Event | None]]) -> None:
         """Run ``work`` as a task of the shell; its result, or its failure, becomes an event."""
@@ -189,20 +189,18 @@ class GovernorShell:
                 await self._record(store.PhaseEnded(phase, reason, time.time()))
             case m.CheckRun(phase=phase):
                 self._activity(functools.partial(self._check_run, phase))
-            case m.StopChildren():
+            case m.StopChildren(controller_grace=controller_grace):
                 for task in list(self._activities):
                     task.cancel()
-                self._activity(self._stop_children)
+                self._activity(functools.partial(self._stop_children, controller_grace))
+            case m.RecordEvent(kind=kind, detail=detail):
+                await self._record(store.Event(kind, detail, time.time()))
+            case m.ReportDeath(label=label, code=code):
+                self._post(m.Failed(self._death(self.children[label], code)))
             case m.Finish(outcome=outcome, error=error, reason=reason):
                 await self._finish(outcome, error, reason)
-
-    async def _note(self, event: m.Event) -> None:
-        """Store the events a user will want to find again beside the steps."""
-        match event:
-            case m.Failed(error=error):
-                await self._record(store.Event("failed", {"error": error}, time.time()))
-            case m.StopRequested(reason=reason):
-                await self._record(store.Event("stop_requested", {"reason": reason}, time.time()))
+            case _:
+                assert_never(command)
 
     # -- commands -----------------------------------------------------------------
 
@@ -223,9 +221,7 @@ class GovernorShell:
         await self._record(started, flush=True)
         await self._record(store.Event("layout", self.plan.layout(), time.time()))
         self.run_id = self.writer.run_id
-        if self.run_id is None and self.writer.error is None:  # a failed writer has said so already
-            # Every later record would be dropped as one of no run: stop now, and say why.
-            self._post(m.Failed("the store dropped the run's start record (see the log above); nothing was stored"))
+        self._post(m.RunRecorded(self.run_id, store_failed=self.writer.error is not None))
         await self._report(executor.GovernorStatus(self.spec.uid, self.machine.state.name, self.run_id))
 
     async def _start_children(self) -> m.Event:
@@ -259,15 +255,7 @@ class GovernorShell:
 
     async def _watch(self, child: SupervisedChild) -> None:
         code = await child.exited
-        if child.stop_requested and code == 0:
-            # An interrupted controller ends its phase and exits; one that had not got its
-            # RunPhase yet exits without a reply, so its worker counts as done here.
-            worker = int(child.spec.name) if child.spec.role == "controller" else None
-            if worker is not None and self.machine.phase >= 0:
-                self._post(m.WorkerDone(self.machine.phase, worker, 0, 0, "interrupted"))
-            return
-        if self.machine.state in (m.RunState.STARTING, m.RunState.RUNNING):
-            self._post(m.Failed(self._death(child, code)))
+        self._post(m.ChildExited(child.spec.role, child.spec.name, code, child.stop_requested))
 
     def _death(self, child: SupervisedChild, code: int) -> str:
         """Say, on the console and for the store, which child died, how, and its last lines."""
@@ -430,8 +418,8 @@ class GovernorShell:
             await self._record(store.Event("brain_saved", detail, time.time()))
         return m.BrainsSaved(phase.index)
 
-    async def _stop_children(self) -> m.Event:
-        await self._ensure_children_stopped()
+    async def _stop_children(self, controller_grace: bool) -> m.Event:
+        await self._ensure_children_stopped(controller_grace=controller_grace)
         # Every producer has exited; collect what they sent before they went. A writer
         # that failed has said so already (a Failed event); stopping goes on regardless.
         if self.writer.error is None:
@@ -441,12 +429,12 @@ class GovernorShell:
                 log.error("%s", exc)
         return m.ChildrenStopped()
 
-    async def _ensure_children_stopped(self) -> None:
+    async def _ensure_children_stopped(self, *, controller_grace: bool) -> None:
         """Controllers first (they end at a step boundary), then the agent and environment
         processes together (nothing asks them anything once the controllers are gone). Reaps all."""
         for roles in (("controller",), ("agent", "environment")):
             grace = self.options.timeouts.stop_grace
-            if roles == ("controller",) and self.writer.error is not None:
+            if roles == ("controller",) and not controller_grace:
                 # The store takes nothing more: a controller's grace would only be spent
                 # waiting out its store link's linger.
                 grace = 0.0
@@ -457,11 +445,6 @@ class GovernorShell:
                     log.error("could not stop arl[%s]: %s", child.spec.label, result)
 
     async def _finish(self, outcome: m.Outcome, error: str | None, reason: str) -> None:
-        if self.machine.end_reason is not None:  # a run-level condition ended the run
-            detail: dict[str, Any] = {"phase": self.machine.history[-1].name, "reason": self.machine.end_reason}
-            if self.machine.ended_by_worker is not None:
-                detail["worker"] = self.machine.ended_by_worker
-            await self._record(store.Event("run_condition", detail, time.time()))
         ended = store.RunEnded(outcome.value, error, time.time(), reason)
         await self._record(ended, flush=True)
         if self.writer.error is not None and self.run_id is not None:  # once more, on a connection of its own
@@ -502,7 +485,7 @@ class GovernorShell:
         finally:
             loop.remove_reader(ctx.control_fd)
         if ctx.stop_requested():
-            self._post(m.StopRequested("interrupted"))
+            self._post(m.StopRequested(Ending.INTERRUPTED))
 
     async def _report(self, message: Any) -> None:
         if self._control is not None:
@@ -515,7 +498,7 @@ def _wire(ref: ClassRef) -> list[Any]:
 
 
 async def main(ctx: ChildContext) -> None:
-    """Entry point of an ``arl[governor:<run uid>]`` process (started by aiomultiprocess)."""
+    """Entry point of an ``arl[governor:<run uid>]`` process (forked by the fork server)."""
     spec: RunSpec = ctx.spec.args["spec"]
     options: RunOptions = ctx.spec.args["options"]
     outcome = await GovernorShell(ctx, spec, options).run()
