@@ -198,7 +198,7 @@ class Executor:
         n = stored or {}
         return emsg.RunOutcome(
             governor.spec.uid, governor.run_id, status, n.get("phases", 0), n.get("episodes", 0),
-            n.get("environment_steps", 0), n.get("agent_actions", 0), error, self.options.store_url,
+            n.get("environment_steps", 0), n.get("agent_actions", 0), error,
         )  # fmt: skip
 
     async def _died(self, governor: _Governor, status: str, error: str) -> emsg.RunOutcome:

@@ -452,8 +452,7 @@ class GovernorShell:
         counts = self.writer.counts
         self._outcome = executor.RunOutcome(
             self.spec.uid, self.run_id, outcome.value, counts.get("phases", 0), counts.get("episodes", 0),
-            counts.get("environment_steps", 0), counts.get("agent_actions", 0), error, self.options.store_url,
-            reason,
+            counts.get("environment_steps", 0), counts.get("agent_actions", 0), error, reason,
         )  # fmt: skip
         await self._report(self._outcome)
 

@@ -24,5 +24,4 @@ class RunOutcome:
     steps: int
     actions: int
     error: str | None
-    store_url: str
     reason: str | None = None  # why the run ended: "completed", a run-level condition's reason, ...
