@@ -72,7 +72,12 @@ class Service:
             self._router.bind(self._direct_endpoint)
         metadata = {"direct": self._direct_endpoint} if self._direct_endpoint else {}
         self.worker = MdpWorker(
-            ctx.zmq, args["broker"], self.name, heartbeat=heartbeat, liveness=LIVENESS, metadata=metadata
+            ctx.zmq,
+            args["broker"],
+            self.name,
+            heartbeat=heartbeat,
+            liveness=max(1, round(float(args.get("liveness", LIVENESS * heartbeat)) / heartbeat)),
+            metadata=metadata,
         )
         self._heartbeat = heartbeat
         self._next_pulse = 0.0

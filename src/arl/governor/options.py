@@ -25,6 +25,7 @@ class Timeouts:
     phase: float = 1e9  # a worker's whole phase; liveness is watched through process exits
     stop_grace: float = 5.0
     reply_grace: float = 1.0  # after a stop, a peer's answer is still awaited this long (and stored)
+    liveness: float = 60.0  # heartbeats (1 a second) missed before the broker and a worker give each other up
     store: float = PATIENCE  # a busy (locked) store is waited for this long, in all, before the run fails
 
     @property

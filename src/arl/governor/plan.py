@@ -53,7 +53,14 @@ class Plan:
 
 
 def plan_children(
-    spec: RunSpec, rundir: str, broker: str, store: str, *, store_steps: bool = True, reply_grace: float = 1.0
+    spec: RunSpec,
+    rundir: str,
+    broker: str,
+    store: str,
+    *,
+    store_steps: bool = True,
+    reply_grace: float = 1.0,
+    liveness: float = 60.0,
 ) -> Plan:
     """The child processes of ``spec``; ipc endpoints go in the private ``rundir``."""
     envs: dict[tuple[str, int], None] = {}
@@ -72,7 +79,7 @@ def plan_children(
         groups[i % len(groups)].append(name)
 
     def child(role: str, name: str, service: str, direct: str | None, **extra: object) -> ChildSpec:
-        args = {"service": service, "broker": broker, "direct": direct, **extra}
+        args = {"service": service, "broker": broker, "direct": direct, "liveness": liveness, **extra}
         return ChildSpec(role, name, f"arl.conductors.{role}:main", args)
 
     controller_args = {"store": store, "store_steps": store_steps, "reply_grace": reply_grace}

@@ -26,7 +26,7 @@ from arl import codec
 from arl.checkpoints import RunCheckpoints, Saved
 from arl.classref import build
 from arl.conditions import RunView, TerminationCondition
-from arl.conductors.service import HEARTBEAT, LIVENESS, controller_service
+from arl.conductors.service import HEARTBEAT, controller_service
 from arl.config.spec import AgentSpec, ClassRef, PhaseSpec, RunSpec
 from arl.errors import ArlError, ComponentCrashed
 from arl.governor import machine as m
@@ -69,6 +69,7 @@ class GovernorShell:
             self.store_endpoint,
             store_steps=options.store_steps,
             reply_grace=options.timeouts.reply_grace,
+            liveness=options.timeouts.liveness,
         )
         self.endpoints: dict[str, str] = {}  # host service -> its direct link, looked up once
         self.children = {c.label: SupervisedChild(c, self.logs.child_config) for c in self.plan.all}
@@ -93,7 +94,8 @@ class GovernorShell:
         try:
             self.logs.attach(self._event_loop)
             self.writer.start()
-            broker = Broker(self.zctx, self.broker_endpoint, heartbeat=HEARTBEAT, liveness=LIVENESS)
+            liveness = max(1, round(self.options.timeouts.liveness / HEARTBEAT))
+            broker = Broker(self.zctx, self.broker_endpoint, heartbeat=HEARTBEAT, liveness=liveness)
             async with broker, MdpClient(self.zctx, self.broker_endpoint) as client:
                 self.client = client
                 async with asyncio.TaskGroup() as group:
