@@ -12,9 +12,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gymnasium import spaces
+if TYPE_CHECKING:  # annotations only: importing arl.api must not import gymnasium and numpy
+    from gymnasium import spaces
 
 
 @dataclass(frozen=True)

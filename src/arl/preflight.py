@@ -34,12 +34,25 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from arl.codec import pack, unpack
 from arl.errors import ArlError, ConfigError, Location, Problem
-from arl.proc import forkserver
 
 if TYPE_CHECKING:
     from arl.config.overrides import Override
+
+
+def pack(value: Any) -> bytes:
+    """The check's messages are plain lists: msgpack alone, not arl's codec, which would
+    import numpy into ``arl-run`` before it forks (its children then import it in parallel)."""
+    import msgpack
+
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes) -> Any:
+    import msgpack
+
+    return msgpack.unpackb(data, raw=False)
+
 
 MAX_RUNS = 1000
 """How many runs the files and sweeps of one command may come to, unless told more
@@ -105,6 +118,7 @@ def preflight(
     (:mod:`arl.proc.forkserver`) is started too, so that it imports arl's modules while
     the files are checked; it is stopped if nothing may run."""
     import arl.config  # noqa: F401 - imported once here, inherited by the checking child
+    from arl.proc import forkserver
 
     if url is not None:  # a run follows: its processes' server imports while the files are checked
         forkserver.start(fork=True)
@@ -269,6 +283,8 @@ def _child(conn: Any, files: list[str], variants: Variants, url: str | None, pro
     the store opened and asked for the brains files load from other runs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    from arl.proc import forkserver
+
     forkserver.forget()  # the parent's, not this process's: let it end when the parent lets it go
     from arl.config import Prober
 
