@@ -63,6 +63,7 @@ class Sampled:
     problem: str  # the first line of what arl-run said went wrong; "" when it exited 0
     peak_processes: int  # 0 when not sampled
     peak_rss: int  # bytes, summed over the run's processes at the worst moment; 0 when not sampled
+    peak_pss: int  # the same of PSS: a page shared by n processes counts 1/n in each
 
 
 def _arl_run() -> list[str]:
@@ -91,16 +92,17 @@ def run_arl(args: list[str], cwd: Path, *, sample: bool) -> Sampled:
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
-        peak_n = peak_rss = 0
+        peak_n = peak_rss = peak_pss = 0
         root = psutil.Process(proc.pid)
         while sample and proc.poll() is None:
             with contextlib.suppress(psutil.NoSuchProcess):
                 tree = [root, *root.children(recursive=True)]
-                rss = 0
+                rss = pss = 0
                 for p in tree:
                     with contextlib.suppress(psutil.NoSuchProcess):
-                        rss += p.memory_info().rss
-                peak_n, peak_rss = max(peak_n, len(tree)), max(peak_rss, rss)
+                        memory = p.memory_full_info()
+                        rss, pss = rss + memory.rss, pss + memory.pss
+                peak_n, peak_rss, peak_pss = max(peak_n, len(tree)), max(peak_rss, rss), max(peak_pss, pss)
             time.sleep(0.02)
         proc.wait()
         wall = time.perf_counter() - started
@@ -109,7 +111,7 @@ def run_arl(args: list[str], cwd: Path, *, sample: bool) -> Sampled:
     problem = "" if proc.returncode == 0 else _first_problem(said)
     if proc.returncode not in (0, REFUSED):
         print(said, file=sys.stderr)
-    return Sampled(launched, wall, proc.returncode, problem, peak_n, peak_rss)
+    return Sampled(launched, wall, proc.returncode, problem, peak_n, peak_rss, peak_pss)
 
 
 @dataclass

@@ -105,9 +105,13 @@ def usage(run: Sampled, floor: Floors) -> str:
     """A sampled run's processes and memory, beside their targets and floor."""
     if run.returncode != 0:
         return f"failed, exit code {run.returncode} ({run.problem})"
+    # The run's processes are forked from one fork server: each one's RSS counts the pages
+    # it shares with it (and the others) again; PSS splits every shared page among its sharers,
+    # so the summed PSS is the memory the run really holds. The target is that.
     return (
-        f"{run.peak_processes} processes at peak, incl. arl-run (target <= 6); summed peak RSS "
-        f"{run.peak_rss / MB:.0f} MB = {run.peak_rss / floor.startup_rss:.1f} bare pythons (target <= 300 MB)"
+        f"{run.peak_processes} processes at peak, incl. arl-run (target <= 6); summed peak PSS "
+        f"{run.peak_pss / MB:.0f} MB = {run.peak_pss / floor.startup_rss:.1f} bare pythons (target <= 300 MB); "
+        f"summed peak RSS {run.peak_rss / MB:.0f} MB (shared pages counted once per process)"
     )
 
 
