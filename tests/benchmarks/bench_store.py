@@ -3,10 +3,10 @@ not a test.
 
 A producer process sends pre-encoded records over ipc, as controllers do: episodes of 100
 steps, each step one environment step and two agent actions (so two thirds of the rows
-are actions) in one multipart message. The clock runs from the first record sent to the last row committed. A
-second figure, "writer alone", feeds the same frames straight to the writer's record
-handling: the difference is what the sockets and the producer beside it (on a 2-core
-machine) cost.
+are actions), in multipart messages of some 512 records. The clock runs from the first
+record sent to the last row committed. A second figure, "writer alone", feeds the same
+frames straight to the writer's record handling: the difference is what the sockets and
+the producer beside it (on a 2-core machine) cost.
 
 What a row holds matters: every float becomes JSON text, in the writer or, with
 ``--json-at-source``, in the sender (see ``SENDERS_MAKE_JSON``). So the figure is given for
@@ -44,7 +44,9 @@ import numpy as np
 import zmq
 
 from arl.codec import encode
+from arl.conductors.links import StoreLink
 from arl.messages import store as rec
+from arl.store.checkpoint import WalCheckpointer, keep_backstop
 from arl.store.engine import open_store
 from arl.store.jsontext import to_json_text
 from arl.store.query import run_counts
@@ -95,11 +97,14 @@ SHAPES: dict[str, Shape] = {"lean": lean, "numpy": with_numpy, "dummy": dummy}
 
 
 def messages(rows: int, shape: Shape, *, json_at_source: bool = SENDERS_MAKE_JSON) -> list[list[bytes]]:
-    """The records of enough episodes for ``rows`` step and action rows, as a controller
-    sends them: a message for an episode's start, one a step (its environment step and
-    every agent's action) and one for its end. With ``json_at_source`` the values of the
-    JSON columns travel as JSON text (:func:`arl.store.jsontext.to_json_text`), made by
-    the sender instead of the writer."""
+    """The records of enough episodes for ``rows`` step and action rows, as a controller's
+    store link sends them (:class:`arl.conductors.links.StoreLink`): a message for an
+    episode's start, then the steps' records (each step its environment step and every
+    agent's action) in messages of ``StoreLink.FLUSH_RECORDS`` (and the step that
+    reached it), the last with the episode's end. (A controller also sends what it holds every 10 ms, which at
+    3,000 steps a second makes messages of some 90 records.) With ``json_at_source`` the
+    values of the JSON columns travel as JSON text
+    (:func:`arl.store.jsontext.to_json_text`), made by the sender instead of the writer."""
     j = to_json_text if json_at_source else (lambda value: value)
     episodes = math.ceil(rows / (3 * STEPS))
     rng = np.random.default_rng(0)
@@ -108,6 +113,7 @@ def messages(rows: int, shape: Shape, *, json_at_source: bool = SENDERS_MAKE_JSO
     for e in range(episodes):
         worker, index = e % WORKERS, e // WORKERS
         out.append([encode(rec.EpisodeStarted(0, worker, index, now))])
+        held: list[bytes] = []
         for step in range(STEPS):
             sensors, rewards, *_ = shape(rng, AGENTS[0])
             records = [encode(rec.EnvironmentStep(0, worker, index, step, "grid", j(sensors), j(rewards),
@@ -116,8 +122,11 @@ def messages(rows: int, shape: Shape, *, json_at_source: bool = SENDERS_MAKE_JSO
                 _, _, inputs, setpoints, agent_rewards = shape(rng, agent)
                 records.append(encode(rec.AgentAction(0, worker, index, step, agent, j(inputs), j(setpoints),
                                                       j(agent_rewards), np.float64(0.5))))  # fmt: skip
-            out.append(records)
-        out.append([encode(rec.EpisodeEnded(0, worker, index, STEPS, "max_steps", now))])
+            held += records
+            if len(held) >= StoreLink.FLUSH_RECORDS:
+                out.append(held)
+                held = []
+        out.append([*held, encode(rec.EpisodeEnded(0, worker, index, STEPS, "max_steps", now))])
     out.append([encode(rec.Flush(LAST_TOKEN))])
     return out
 
@@ -201,13 +210,20 @@ def measure(rows: int, shape: str, url: str, *, json_at_source: bool = SENDERS_M
 
 def measure_alone(rows: int, shape: str, url: str, *, json_at_source: bool = SENDERS_MAKE_JSON) -> float:
     """The writer thread's own work on the same frames, no socket and no producer beside
-    it: decode, JSON, insert, commit every 2000 rows (the default batch)."""
+    it: decode, JSON, insert, commit every 2000 rows (the default batch); on SQLite with
+    the writer's checkpoint thread beside it."""
     batch = messages(rows, SHAPES[shape], json_at_source=json_at_source)
     engine = open_store(url)
+    checkpointer = WalCheckpointer(engine) if url.startswith("sqlite") else None  # as the writer has one
     try:
         with engine.connect() as conn:
             counts = dict.fromkeys(COUNTED, 0)
-            recorder = Recorder(conn, counts)
+            after_commit = None
+            if checkpointer is not None:
+                keep_backstop(conn)
+                checkpointer.start()
+                after_commit = checkpointer.committed
+            recorder = Recorder(conn, counts, after_commit=after_commit)
             recorder.handle(encode(rec.RunStarted("bench", None, 0, {}, "bench", "h", 0.0)))
             recorder.handle(encode(rec.PhaseStarted(0, "train", "train", 0.0)))
             start = time.perf_counter()
@@ -219,6 +235,8 @@ def measure_alone(rows: int, shape: str, url: str, *, json_at_source: bool = SEN
             recorder.commit()
             elapsed = time.perf_counter() - start
     finally:
+        if checkpointer is not None:
+            checkpointer.close()
         engine.dispose()
     written = counts["environment_steps"] + counts["agent_actions"]
     backend = url.split(":", 1)[0].split("+")[0]

@@ -1,6 +1,6 @@
 """The StoreWriter against a real SQLite file and a real PostgreSQL database, fed by a
 producer's PUSH socket over ipc:// (as controllers feed it) and by the owner's submit (as
-the governor does)."""
+the governor does). Fixtures: tests/integration/conftest.py; records: tests/store_writing.py."""
 
 from __future__ import annotations
 
@@ -8,17 +8,13 @@ import contextlib
 import dataclasses
 import logging
 import math
-import shutil
-import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import zmq
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -38,168 +34,23 @@ from arl.messages.store import (
     RunEnded,
     RunStarted,
 )
-from arl.store.engine import describe_location, open_store
+from arl.store.engine import open_store
 from arl.store.jsontext import to_json_text
-from arl.store.location import DEFAULT_URL, PATIENCE, store_url
 from arl.store.query import end_run, end_run_at, find_checkpoint, run_counts
 from arl.store.schema import AgentActionRow, EnvironmentStepRow, EpisodeRow, EventRow, PhaseRow, RunRow
 from arl.store.writer import StoreWriter
-
-T0 = 1_700_000_000.0
-STEPS = 10
-AGENTS = ("attacker", "defender")
-DEADLINE = 5.0
-
-
-# -- fixtures -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def url(store_url: str) -> str:
-    """Every test that uses the store runs on SQLite and on PostgreSQL."""
-    return store_url
-
-
-@pytest.fixture
-def endpoint(tmp_path: Path) -> Iterator[str]:
-    """The writer's endpoint, in a directory short enough for the ipc path limit."""
-    if len(str(tmp_path)) < 80:
-        yield f"ipc://{tmp_path}/store"
-        return
-    short = tempfile.mkdtemp(prefix="arl-")
-    try:
-        yield f"ipc://{short}/store"
-    finally:
-        shutil.rmtree(short, ignore_errors=True)
-
-
-@pytest.fixture
-def make_writer(url: str, endpoint: str) -> Iterator[Callable[..., StoreWriter]]:
-    """Started writers, all closed at the end (close is idempotent)."""
-    writers: list[StoreWriter] = []
-
-    def make(**options: Any) -> StoreWriter:
-        writer = StoreWriter(url, endpoint, **options)
-        writers.append(writer)
-        writer.start()
-        return writer
-
-    yield make
-    for writer in writers:
-        with contextlib.suppress(ArlError):  # a failure the test provoked, and checked
-            writer.close()
-
-
-class Producer:
-    """A controller's link to the store: a PUSH socket with its own context."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.PUSH)
-        self.sock.setsockopt(zmq.LINGER, 2000)
-        self.sock.connect(endpoint)
-
-    def send(self, records: list[Any]) -> int:
-        for record in records:
-            self.sock.send(encode(record))
-        return len(records)
-
-    def send_raw(self, frames: list[bytes]) -> int:
-        for frame in frames:
-            self.sock.send(frame)
-        return len(frames)
-
-    def close(self) -> None:
-        self.sock.close()
-        self.ctx.term()
-
-
-@pytest.fixture
-def connect(endpoint: str) -> Iterator[Callable[[], Producer]]:
-    """Producers, connected once called: after the writer has bound, so that no first
-    connect fails and waits out zmq's reconnect interval."""
-    producers: list[Producer] = []
-
-    def make() -> Producer:
-        producers.append(Producer(endpoint))
-        return producers[-1]
-
-    yield make
-    for p in producers:
-        p.close()
-
-
-@pytest.fixture
-def reader(url: str) -> Iterator[Engine]:
-    """A second engine on the same file, as a dashboard or a query would have."""
-    engine = open_store(url)
-    yield engine
-    engine.dispose()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-def wait_received(writer: StoreWriter, count: int) -> None:
-    """Wait until the writer has taken ``count`` frames off its socket (and processed them)."""
-    wait_until(lambda: writer.received >= count, f"{count} frames to reach the writer")
-
-
-# -- records ------------------------------------------------------------------------------
-
-
-def run_started(uid: str = "exp-1") -> RunStarted:
-    document = {"uid": uid, "phases": [{"name": "train"}], "weights": np.array([1, 2, 3])}
-    return RunStarted(uid, "file-1", 42, document, "0.1.0", "testhost", T0)
-
-
-def sensors(step: int) -> dict[str, Any]:
-    return {"grid.obs": np.array([step, step + 0.25]), "grid.voltage": np.float32(0.5)}
-
-
-def env_rewards(step: int) -> dict[str, Any]:
-    return {"attacker": np.float64(-0.25 * step), "defender": 0.25 * step}
-
-
-def episode(phase: int, worker: int, index: int, steps: int = STEPS) -> list[Any]:
-    """An episode as a controller records it: each step one env step and two actions."""
-    records: list[Any] = [EpisodeStarted(phase, worker, index, T0 + 1)]
-    for step in range(steps):
-        last = step == steps - 1
-        records.append(
-            EnvironmentStep(phase, worker, index, step, "grid", sensors(step), env_rewards(step), last, False)
-        )
-        for agent in AGENTS:
-            records.append(
-                AgentAction(
-                    phase, worker, index, step, agent, {"grid.voltage": 0.5},
-                    {"grid.switch": np.int64(step % 2), "grid.level": np.float32(0.75)},
-                    {agent: np.float32(0.5)}, np.float64(step),
-                )
-            )  # fmt: skip
-    records.append(EpisodeEnded(phase, worker, index, steps, "terminated", T0 + 2))
-    return records
-
-
-def begin_run(writer: StoreWriter, phases: int = 1) -> int:
-    """The governor's part: the run and its phases, committed; returns the run's id."""
-    writer.submit(run_started())
-    for index in range(phases):
-        writer.submit(PhaseStarted(index, f"phase-{index}", "train", T0 + index))
-    writer.flush()
-    assert writer.run_id is not None
-    return writer.run_id
-
-
-def count_steps(engine: Engine, run_id: int) -> int:
-    counts = run_counts(engine, run_id)
-    return counts["environment_steps"] + counts["agent_actions"]
-
+from store_writing import (
+    AGENTS,
+    STEPS,
+    T0,
+    Producer,
+    begin_run,
+    count_steps,
+    episode,
+    run_started,
+    wait_received,
+    wait_until,
+)
 
 # -- the writer ---------------------------------------------------------------------------
 
@@ -591,6 +442,26 @@ def test_a_database_error_stops_the_writer_and_is_reported(
     writer.close()  # closed now: nothing more to report
 
 
+def test_sqlite_commits_reach_the_database_file_while_the_writer_runs(
+    tmp_path: Path, endpoint: str, connect: Callable[[], Producer]
+) -> None:
+    # A checkpoint (the write-ahead log copied into the database file, which only then
+    # grows) runs in a thread of the writer's, after its commits, not inside one of them
+    # once the log holds 1,000 pages (SQLite's own way, which 300 rows never reach).
+    path = tmp_path / "store.db"
+    writer = StoreWriter(f"sqlite:///{path}", endpoint)
+    writer.start()
+    try:
+        begin_run(writer)
+        before = path.stat().st_size
+        base = writer.received
+        wait_received(writer, base + connect().send(episode(0, 0, 0, steps=100)))
+        writer.flush()
+        wait_until(lambda: path.stat().st_size > before, "the rows to reach the database file")
+    finally:
+        writer.close()
+
+
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
 def test_a_sqlite_file_deleted_or_replaced_under_the_writer_fails_it_naming_the_file(
     tmp_path: Path, endpoint: str, how: str
@@ -623,62 +494,6 @@ def test_start_fails_clearly_on_a_bad_endpoint(url: str, tmp_path: Path) -> None
     with pytest.raises(ArlError, match="cannot start the store writer"):
         writer.start()
     writer.close()
-
-
-# -- engine and queries -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("patience", "busy_timeout"), [(None, round(PATIENCE * 1000)), (2.5, 2500)])
-def test_sqlite_connections_get_the_pragmas(tmp_path: Path, patience: float | None, busy_timeout: int) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = open_store(url) if patience is None else open_store(url, patience=patience)
-    with engine.connect() as conn:
-        pragmas = {
-            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-            for name in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")
-        }
-    engine.dispose()
-    assert pragmas == {
-        "journal_mode": "wal",
-        "busy_timeout": busy_timeout,  # the store's patience: one setting, in seconds
-        "foreign_keys": 1,
-        "synchronous": 1,
-    }
-
-
-@pytest.mark.parametrize(
-    "url", ["", "  ", "sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true"]
-)
-def test_a_store_that_keeps_nothing_is_refused(url: str) -> None:
-    expected = "is empty" if not url.strip() else "in-memory SQLite database: the rows of a run would be thrown away"
-    with pytest.raises(ArlError, match=expected):
-        open_store(url)
-    with pytest.raises(ArlError, match=expected):
-        StoreWriter(url, "inproc://unused").start()
-
-
-def test_creating_a_store_logs_nothing_of_alembic(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    open_store(f"sqlite:///{tmp_path / 'new.db'}").dispose()
-    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
-    assert logging.getLogger("alembic").level == logging.NOTSET  # as it was
-
-
-def test_store_url_and_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("ARL_STORE_URL", raising=False)
-    assert store_url(None) == DEFAULT_URL
-    monkeypatch.setenv("ARL_STORE_URL", "sqlite:///from-env.db")
-    assert store_url(None) == "sqlite:///from-env.db"
-    assert store_url("sqlite:///explicit.db") == "sqlite:///explicit.db"
-    assert store_url("") == ""  # given empty: an error when opened, never the default in disguise
-    monkeypatch.setenv("ARL_STORE_URL", "")
-    assert store_url(None) == DEFAULT_URL  # an empty variable counts as unset
-
-    monkeypatch.chdir(tmp_path)
-    assert describe_location("sqlite:///runs/arl.db") == str(tmp_path / "runs" / "arl.db")
-    masked = describe_location("postgresql://arl:s3cret@db.example:5432/arl")
-    assert "s3cret" not in masked
-    assert masked == "postgresql://arl:***@db.example:5432/arl"
 
 
 def test_end_run_ends_only_an_unfinished_run_and_closes_its_open_rows(

@@ -92,6 +92,7 @@ class Recorder:
     rows not yet inserted, and what the open transaction holds. ``store_file``, the SQLite
     file when the store is one, is checked at every commit (:class:`StoreFile`); a busy
     SQLite is waited out for up to ``patience`` seconds (:class:`Patience`).
+    ``after_commit`` is called after every commit (the writer's checkpointer wants to know).
     """
 
     def __init__(
@@ -101,8 +102,10 @@ class Recorder:
         *,
         store_file: StoreFile | None = None,
         patience: Patience | None = None,
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
         self._conn = conn
+        self._after_commit = after_commit
         self.counts = counts
         self._store_file = store_file
         self.patience = patience or Patience()
@@ -379,6 +382,8 @@ class Recorder:
             self._store_file.check()
         self._insert_pending()
         self._conn.commit()
+        if self._after_commit is not None:
+            self._after_commit()
         for name, added in self._uncommitted.items():
             self.counts[name] += added
         self._uncommitted = dict.fromkeys(COUNTED, 0)

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from arl.codec import MAX_FRAME_BYTES, encode
 from arl.errors import ArlError, RequestTimeout, StartTimeout
 from arl.messages import store as rec
+from arl.store.checkpoint import WalCheckpointer, keep_backstop
 from arl.store.engine import describe_location, open_store, short_error, sqlite_path
 from arl.store.guard import Patience, StoreFile
 from arl.store.location import PATIENCE
@@ -129,6 +130,7 @@ class StoreWriter:
         self._conn: Connection | None = None
         self._pull: zmq.Socket[bytes] | None = None
         self._recorder: Recorder | None = None
+        self._checkpointer: WalCheckpointer | None = None
 
     @property
     def run_id(self) -> int | None:
@@ -320,7 +322,17 @@ class StoreWriter:
         self._conn = self._engine.connect()
         path = sqlite_path(self.url)
         store_file = StoreFile(path) if path is not None else None
-        self._recorder = Recorder(self._conn, self.counts, store_file=store_file, patience=Patience(self.patience))
+        if path is not None:  # SQLite: checkpoints in a thread of their own
+            keep_backstop(self._conn)
+            self._checkpointer = WalCheckpointer(self._engine)
+            self._checkpointer.start()
+        self._recorder = Recorder(
+            self._conn,
+            self.counts,
+            store_file=store_file,
+            patience=Patience(self.patience),
+            after_commit=self._checkpointer.committed if self._checkpointer is not None else None,
+        )
         pull = self._ctx.socket(zmq.PULL)
         self._pull = pull
         pull.setsockopt(zmq.LINGER, 0)
@@ -333,6 +345,8 @@ class StoreWriter:
         """Close what the thread owns; an uncommitted transaction is rolled back."""
         if self._pull is not None:
             self._pull.close(linger=0)
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         try:
             if self._conn is not None:
                 self._conn.close()
