@@ -94,6 +94,7 @@ class Executor:
             self._workdir = private_dir("arl-exec-")
         except (ValueError, ArlError) as exc:
             log.error("%s; nothing was run", exc)
+            forkserver.stop()  # the one started for these runs, while the files were checked
             return [self._synthetic(g, "FAILED", f"not started: {exc}") for g in self._governors]
         log.debug("ipc endpoints in %s", self._workdir)
         try:

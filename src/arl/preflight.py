@@ -109,6 +109,7 @@ def preflight(
     *,
     probe: bool = False,
     timeout: float = CHECK_TIMEOUT,
+    fork_server: bool = True,
 ) -> tuple[Runs, str | None]:
     """Every (file, run) pair after a complete check, and where the store is; raises
     Refused when nothing may run (problems in the files, a store that will not open,
@@ -116,12 +117,14 @@ def preflight(
 
     With ``url`` (a run follows) the fork server the runs' processes will come from
     (:mod:`arl.proc.forkserver`) is started too, so that it imports arl's modules while
-    the files are checked; it is stopped if nothing may run."""
+    the files are checked; it is stopped if nothing may run. ``fork_server``: it is a fork
+    of this process (``arl-run``: everything it imported comes free); False spawns a fresh
+    interpreter instead (a library caller's process, whose state its children must not get)."""
     import arl.config  # noqa: F401 - imported once here, inherited by the checking child
     from arl.proc import forkserver
 
     if url is not None:  # a run follows: its processes' server imports while the files are checked
-        forkserver.start(fork=True)
+        forkserver.start(fork=fork_server)
     ctx = multiprocessing.get_context("fork")
     ours, theirs = ctx.Pipe(duplex=True)
     child = ctx.Process(target=_child, args=(theirs, list(files), variants, url, probe), name="arl-check")

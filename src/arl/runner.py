@@ -104,7 +104,9 @@ def check(file: str, url: str, *, probe: bool, timeout: float, shown: str) -> li
     from arl.preflight import EXIT_INTERRUPTED, Refused, preflight
 
     try:
-        runs, _ = preflight([file], url, [[]], probe=probe, timeout=timeout)
+        # A fresh server, not a fork of the caller's process: its heap, threads' state and
+        # atexit handlers are not the run's.
+        runs, _ = preflight([file], url, [[]], probe=probe, timeout=timeout, fork_server=False)
     except Refused as refused:
         if refused.code == EXIT_INTERRUPTED:
             raise KeyboardInterrupt from refused

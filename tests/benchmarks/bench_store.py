@@ -58,10 +58,11 @@ BACKENDS = ("sqlite", "postgresql")
 STEPS = 100
 WORKERS = 4
 AGENTS = ("attacker", "defender")
-SENDERS_MAKE_JSON = False
+SENDERS_MAKE_JSON = True
 """Whether the controllers send the JSON columns' values as JSON text (made where they
 arise, by arl.store.jsontext.to_json_text) rather than as dicts for the writer to encode.
-The default figures follow what the controllers do; --json-at-source measures the other."""
+The default figures follow what the controllers do (JSON made by the sender, conductors/links.py);
+--no-json-at-source measures the writer making it."""
 LAST_TOKEN = 7  # the producer's own Flush: commit the tail at once
 MIN_WAIT, SLOWEST = 60.0, 1000  # the wait for the rows: seconds at least, and rows a second at worst
 

@@ -279,10 +279,11 @@ def test_a_store_that_cannot_be_opened_is_an_error_before_anything_runs(arl_run,
 
 
 def test_the_same_file_twice_stores_identical_trajectories(arl_run, no_leaks) -> None:
-    """Every component's seed derives from the run's seed: deterministic components repeat."""
-    file = write(arl_run.tmp, episodes=2)
-    for _ in range(2):
-        assert arl_run.run(file).returncode == 0
+    """Every component's seed derives from the run's seed: deterministic components repeat,
+    whichever processes they run in (the second run gives each a process of its own)."""
+    for more in ("", OWN_PROCESSES):
+        done = arl_run.run(write(arl_run.tmp, episodes=2, more=more))
+        assert done.returncode == 0, done.stderr
 
     def trajectory(run_id: int, table: str, columns: str) -> list[tuple[object, ...]]:
         return arl_run.query(
@@ -458,6 +459,20 @@ def test_a_conductor_stopped_and_continued_holds_the_run_up_without_failing_it(a
     assert proc.returncode == 0, err
     assert "phases 1, episodes 1, steps 60, actions 120" in out
     _assert_rows_consistent(arl_run)
+
+
+def test_an_environment_step_longer_than_the_liveness_window_does_not_fail_the_run(
+    arl_run, no_leaks, monkeypatch
+) -> None:
+    """The controller hosting the environment sends the broker no heartbeat while it steps."""
+    monkeypatch.setenv("ARL_TIMEOUTS", "liveness=1")
+    file = write(arl_run.tmp, env="arl_test_components:SlowEnvironment", env_params="{delay: 1.6, episode_length: 1}")
+    done = arl_run.run(file, "-v")
+    assert done.returncode == 0, done.stderr
+    assert "phases 1, episodes 1, steps 1, actions 2" in done.stdout
+    # (Idle workers may be purged and re-register at so short a liveness: not the controller.)
+    assert "a worker of 'controller.0' was silent" not in done.stderr
+    assert "'controller.0': no word from the broker" not in done.stderr
 
 
 def _report(err: str, first: str) -> list[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import multiprocessing
 import threading
@@ -57,9 +59,16 @@ def _spec(role: str, service: str, rundir: str, direct: str | None, **extra: str
 
 
 def _records(pull: zmq.Socket[Any]) -> list[Any]:
+    """The records the controller sent; a step's and an action's values come as the JSON
+    text the store keeps (made by the controller), read back here."""
     found = []
     while pull.poll(200):
-        found.append(codec.decode(pull.recv()))
+        record = codec.decode(pull.recv())
+        if isinstance(record, store.EnvironmentStep | store.AgentAction):
+            names = [f.name for f in dataclasses.fields(record) if isinstance(getattr(record, f.name), str)]
+            texts = {n: json.loads(getattr(record, n)) for n in names if getattr(record, n).startswith("{")}
+            record = dataclasses.replace(record, **texts)
+        found.append(record)
     return found
 
 

@@ -214,6 +214,24 @@ def test_silent_worker_is_purged_and_queued_request_served_by_new_worker(endpoin
     run(main)
 
 
+def test_a_busy_worker_silent_past_its_liveness_is_not_purged_and_its_reply_arrives(endpoint: str) -> None:
+    """A controller stepping an environment it hosts sends no heartbeats meanwhile."""
+
+    def slow(body: bytes) -> bytes:
+        time.sleep(HEARTBEAT * 3 * 2)  # twice the broker's liveness window, without a tick
+        return b"done:" + body
+
+    async def main(ctx: zmq.asyncio.Context) -> None:
+        async with fast_broker(ctx, endpoint) as broker, MdpClient(ctx, endpoint) as client:
+            with WorkerThread(endpoint, "svc", slow):
+                await broker_has(broker, "svc", 1)
+                assert await client.request("svc", b"long", timeout=DEADLINE) == b"done:long"
+                assert broker.services() == {"svc": 1}
+                assert await client.request("svc", b"again", timeout=DEADLINE) == b"done:again"
+
+    run(main)
+
+
 def test_worker_disconnect_unregisters_at_once(endpoint: str) -> None:
     async def main(ctx: zmq.asyncio.Context) -> None:
         # Liveness 30 s: only DISCONNECT can remove the worker within the deadline.

@@ -65,3 +65,25 @@ def test_store_url_and_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     masked = describe_location("postgresql://arl:s3cret@db.example:5432/arl")
     assert "s3cret" not in masked
     assert masked == "postgresql://arl:***@db.example:5432/arl"
+
+
+def test_a_checkpoint_thread_that_cannot_connect_says_so_and_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store's file went away before the thread connected (a connection's pragmas
+    then raise sqlite3's own error, not SQLAlchemy's): a warning, never an escaped exception."""
+    import shutil
+
+    from arl.store.checkpoint import WalCheckpointer
+
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    engine = open_store(f"sqlite:///{folder / 'store.db'}")
+    engine.dispose()
+    shutil.rmtree(folder)
+    checkpointer = WalCheckpointer(engine)
+    with caplog.at_level(logging.WARNING, logger="arl.store"):
+        checkpointer.start()
+        checkpointer.close()
+    assert any("no connection for checkpoints" in r.getMessage() for r in caplog.records)
+    engine.dispose()

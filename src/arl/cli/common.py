@@ -10,11 +10,11 @@ from typing import NoReturn
 
 import click
 
+from arl.preflight import EXIT_CONFIG as EXIT_CONFIG
+from arl.preflight import EXIT_INTERRUPTED as EXIT_INTERRUPTED
 from arl.store.location import DEFAULT_URL, URL_ENV_VAR
 
 EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_INTERRUPTED = 130
 
 store_option = click.option(
     "--store",

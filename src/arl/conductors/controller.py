@@ -9,6 +9,7 @@ a PUSH link to the store.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -46,15 +47,14 @@ class SimulationController:
             if not host and uid in self.environments
         }
         remote = {uid: host for uid, host in request.env_hosts.items() if host}
-        store = StoreLink(self.ctx.zmq, args["store"])
-        peers = RemotePeers(self.ctx.zmq, request.endpoints, self.service.pulse, grace, on_wait=store.flush)
-        try:
+        with contextlib.ExitStack() as links:  # closed however the phase ends, the store's last
+            store = StoreLink(self.ctx.zmq, args["store"])
+            links.callback(store.close)  # records flushed on the way out
+            peers = RemotePeers(self.ctx.zmq, request.endpoints, self.service.pulse, grace, on_wait=store.flush)
+            links.callback(peers.close)
             envs = Environments(request.worker, local, remote, peers)
             driver = Driver(envs, Agents(request.worker, request.agent_hosts, peers), store, self.service.pulse)
             done: control.PhaseDone = driver.run(loop.run())
-        finally:
-            peers.close()
-            store.close()
         log.debug("worker %d ended phase %d: %s", request.worker, request.phase, done)
         return done
 

@@ -23,7 +23,9 @@ from arl.codec import MAX_FRAME_BYTES, decode, encode
 from arl.errors import ArlError, ProtocolError
 from arl.messages import agent as amsg
 from arl.messages import environment as emsg
+from arl.messages import store
 from arl.messages.common import ErrorReply
+from arl.store.jsontext import to_json_text
 from arl.transport import limit_input
 
 from .environment import EnvironmentConductor
@@ -55,13 +57,16 @@ class RemotePeers:
         self.stop, self.grace, self.on_wait = stop, grace, on_wait
         self.sockets: dict[str, zmq.Socket[Any]] = {}
         self._poller = zmq.Poller()
-        for service, endpoint in endpoints.items():
-            sock = ctx.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            limit_input(sock)
-            sock.connect(endpoint)
-            self.sockets[service] = sock
-            self._poller.register(sock, zmq.POLLIN)
+        try:
+            for service, endpoint in endpoints.items():
+                sock = self.sockets[service] = ctx.socket(zmq.DEALER)
+                sock.setsockopt(zmq.LINGER, 0)
+                limit_input(sock)
+                sock.connect(endpoint)
+                self._poller.register(sock, zmq.POLLIN)
+        except BaseException:
+            self.close()
+            raise
 
     def send(self, requests: Mapping[str, Any]) -> None:
         for service, request in requests.items():
@@ -84,12 +89,14 @@ class RemotePeers:
             if not ready:
                 self.on_wait()
             for sock, _ in ready:
-                if sock in waiting:
-                    service = waiting.pop(sock)
-                    try:
-                        replies[service] = decode(sock.recv())
-                    except ProtocolError as exc:
-                        replies[service] = ErrorReply(service, "ProtocolError", f"its reply cannot be read: {exc}", "")
+                if sock not in waiting:
+                    sock.recv()  # a late answer of a peer that went silent after a stop: never asked again
+                    continue
+                service = waiting.pop(sock)
+                try:
+                    replies[service] = decode(sock.recv())
+                except ProtocolError as exc:
+                    replies[service] = ErrorReply(service, "ProtocolError", f"its reply cannot be read: {exc}", "")
             if waiting and self.stop():
                 give_up = give_up or time.monotonic() + grace
                 if time.monotonic() >= give_up:
@@ -123,14 +130,13 @@ class Environments:
 
     def _local(self, uid: str, request: Any) -> Any:
         """The conductor's own error boundary, as its process would apply it."""
-        service = env_service(uid, self.worker)
         conductor = self.local.get(uid)
         try:
             if conductor is None:
                 raise RuntimeError(f"environment {uid!r} is not set up in this controller")
-            return decode(_checked(encode(conductor.handle(request)), f"{service}'s reply"))
+            return decode(_checked(encode(conductor.handle(request)), f"environment {uid}'s reply"))
         except Exception as exc:
-            return ErrorReply(service, type(exc).__name__, str(exc), traceback.format_exc())
+            return ErrorReply(env_service(uid, self.worker), type(exc).__name__, str(exc), traceback.format_exc())
 
 
 class Agents:
@@ -202,7 +208,7 @@ class StoreLink:
         self._due = 0.0
 
     def send(self, records: list[Any], *, flush: bool = False) -> None:
-        self._frames.extend(_checked(encode(rec), f"a {type(rec).__name__} record") for rec in records)
+        self._frames.extend(_checked(encode(_as_stored(rec)), f"a {type(rec).__name__} record") for rec in records)
         if flush or len(self._frames) >= self.FLUSH_RECORDS or self.clock() >= self._due:
             self.flush()
 
@@ -221,6 +227,22 @@ class StoreLink:
             self.flush()
         finally:
             self.socket.close()
+
+
+def _as_stored(record: Any) -> Any:
+    """A step's or an action's values as the JSON text the store keeps, made here: each
+    worker's controller does its share, rather than the one writer all of them feed."""
+    if type(record) is store.EnvironmentStep:
+        r = record
+        sensors, rewards = to_json_text(r.sensors), to_json_text(r.rewards)
+        return store.EnvironmentStep(
+            r.phase, r.worker, r.episode, r.step, r.env_uid, sensors, rewards, r.terminated, r.truncated
+        )
+    if type(record) is store.AgentAction:
+        a = record
+        inputs, setpoints, rewards = to_json_text(a.inputs), to_json_text(a.setpoints), to_json_text(a.rewards)
+        return store.AgentAction(a.phase, a.worker, a.episode, a.step, a.agent, inputs, setpoints, rewards, a.objective)
+    return record
 
 
 class Driver:

@@ -138,7 +138,7 @@ class Service:
                 if request is not None:
                     self.worker.reply(request, self.dispatch(request.body))
                     # Heartbeats queued while the request ran prove the broker alive.
-                    while worker_socket.poll(0) and self.worker.socket is worker_socket:
+                    while self.worker.socket is worker_socket and worker_socket.poll(0):
                         if (queued := self.worker.recv()) is not None:
                             self.worker.reply(queued, self.dispatch(queued.body))
             # A stop seen by pulse() inside a long request has already been read off the pipe.

@@ -18,9 +18,10 @@ A step is one *turn*: the agents of the turn act on the same readings, then ever
 environment of the worker steps with their setpoints. Each agent's action is stored
 once its rewards and objective are known: the rewards come from the environment step
 after it, the objective from the agent's next answer (see :mod:`arl.messages.agent`).
-Records are handed out every step, so a crash loses no completed step, and every
-answer that arrives is used: an action an agent's answer completes is stored even when
-the run stops before the others answer.
+Records are handed out every step (the store link sends them within 10 ms, and at
+once at an episode's start and end and on a failure), and every answer that arrives
+is used: an action an agent's answer completes is stored even when the run stops
+before the others answer.
 """
 
 from __future__ import annotations

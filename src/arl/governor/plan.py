@@ -52,6 +52,12 @@ class Plan:
         }
 
 
+def _label(names: list[str]) -> str:
+    """An agent process's name (its proctitle, its log lines' prefix): its agents, the
+    first three of them and how many more (the layout event lists them all)."""
+    return "+".join(names) if len(names) <= 3 else f"{'+'.join(names[:3])}+{len(names) - 3}more"
+
+
 def plan_children(
     spec: RunSpec,
     rundir: str,
@@ -84,7 +90,7 @@ def plan_children(
 
     controller_args = {"store": store, "store_steps": store_steps, "reply_grace": reply_grace}
     agents = tuple(
-        child("agent", "+".join(group), agent_host_service(i), f"ipc://{rundir}/a{i}") for i, group in enumerate(groups)
+        child("agent", _label(group), agent_host_service(i), f"ipc://{rundir}/a{i}") for i, group in enumerate(groups)
     )
     return Plan(
         environments=tuple(

@@ -9,10 +9,11 @@ Behaviour, and why:
   governor may send control requests before a conductor has finished starting.
 * Each worker holds at most one request; idle workers of one service are served round
   robin (least recently used first) so load spreads evenly.
-* Every message from a worker refreshes its expiry; a worker silent for
+* Every message from a worker refreshes its expiry; an idle worker silent for
   ``heartbeat * liveness`` seconds is purged, since ZeroMQ never tells a ROUTER that a
-  peer died. A request that purged worker was holding is dropped, not re-sent: control
-  requests must not run twice, and the client's timeout reports the loss.
+  peer died. A busy one is not: it runs user code that sends no heartbeats (a long
+  environment step in a controller), and its process's exit is watched by the governor;
+  a request is never re-sent (control requests must not run twice).
 * The broker heartbeats every worker it has not sent anything to for ``heartbeat``
   seconds - busy ones too, because a conductor may legitimately hold a control request
   for longer than its liveness window while it keeps ticking.
@@ -305,13 +306,12 @@ class Broker:
     # -- liveness ---------------------------------------------------------------------
 
     def _purge(self, now: float) -> None:
-        for worker in [w for w in self._workers.values() if w.expiry <= now]:
-            lost = " and its request is lost" if worker.busy else ""
+        # A busy worker is not purged: it runs a request (user code: a long env.step in
+        # a controller, a brain.load) that sends no heartbeats, and purging it would lose
+        # the request. Whether its process lives is the governor's to see, through its exit.
+        for worker in [w for w in self._workers.values() if w.expiry <= now and not w.busy]:
             logger.warning(
-                "MDP broker: a worker of %r was silent for %.3g s; purged%s",
-                worker.service,
-                self._expiry_after,
-                lost,
+                "MDP broker: a worker of %r was silent for %.3g s; purged", worker.service, self._expiry_after
             )
             self._delete(worker)
 

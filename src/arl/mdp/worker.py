@@ -106,7 +106,9 @@ class MdpWorker:
     def tick(self) -> None:
         """Heartbeat when due; re-register if the broker has been silent too long."""
         now = time.monotonic()
-        if now - self._last_heard >= self._silence_limit:
+        # Messages waiting to be read prove the broker alive: a worker busy with a long
+        # request has not read them yet (the caller reads them next).
+        if now - self._last_heard >= self._silence_limit and not self.socket.poll(0):
             logger.warning(
                 "MDP worker %r: no word from the broker at %s for %.3g s; reconnecting",
                 self.service,

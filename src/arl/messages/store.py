@@ -42,8 +42,8 @@ class EnvironmentStep:
     episode: int
     step: int
     env_uid: str
-    sensors: dict[str, Any]
-    rewards: dict[str, float]
+    sensors: dict[str, Any] | str  # a dict, or its JSON text (arl.store.jsontext.to_json_text)
+    rewards: dict[str, float] | str
     terminated: bool
     truncated: bool
 
@@ -55,9 +55,9 @@ class AgentAction:
     episode: int
     step: int
     agent: str
-    inputs: dict[str, Any]
-    setpoints: dict[str, Any]
-    rewards: dict[str, float]
+    inputs: dict[str, Any] | str  # each a dict, or its JSON text
+    setpoints: dict[str, Any] | str
+    rewards: dict[str, float] | str
     objective: float
 
 

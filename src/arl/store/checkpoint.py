@@ -66,7 +66,7 @@ class WalCheckpointer:
     def _main(self) -> None:
         try:
             raw = self._engine.raw_connection()  # opened in this thread, which alone uses it
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, sqlite3.Error) as exc:  # a connection's pragmas raise sqlite3's own
             log.warning("store: no connection for checkpoints (%s); the writer checkpoints by itself", exc)
             return
         try:
