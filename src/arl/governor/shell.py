@@ -85,6 +85,7 @@ class GovernorShell:
         self._background: list[asyncio.Task[None]] = []  # listeners and watchers, cancelled at the end
         self._control: zmq.asyncio.Socket | None = None
         self._outcome: executor.RunOutcome | None = None
+        self._drained = False  # the writer took every child's last records
 
     # -- the loop -----------------------------------------------------------------
 
@@ -107,7 +108,7 @@ class GovernorShell:
         finally:
             await self._ensure_children_stopped(controller_grace=not self.machine.store_failed)
             try:
-                self.writer.close()
+                self.writer.close(settle=not self._drained)
             except ArlError as exc:  # reported as the run's failure already
                 log.debug("closing the store writer: %s", exc)
             if self._control is not None:
@@ -427,6 +428,7 @@ class GovernorShell:
         if self.writer.error is None:
             try:
                 await asyncio.to_thread(self.writer.drain)
+                self._drained = True  # nothing more can come from a child: closing need not wait
             except ArlError as exc:
                 log.error("%s", exc)
         return m.ChildrenStopped()

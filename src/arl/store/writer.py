@@ -199,10 +199,13 @@ class StoreWriter:
     def _default_timeout(self, timeout: float | None) -> float:
         return self.patience + COMMIT_MARGIN if timeout is None else timeout
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = None, *, settle: bool = True) -> None:
         """Take what is queued and still arriving (until ``QUIET`` or half of ``timeout``),
         commit, stop the thread and close everything. Returns within about ``timeout``;
-        a second call does nothing. Raises :class:`ArlError` if the writer died."""
+        a second call does nothing. Raises :class:`ArlError` if the writer died.
+
+        ``settle=False``: nothing can still be arriving (a :meth:`drain` ran after every
+        producer had exited), so what is queued is taken without waiting for quiet."""
         if self._closed:
             return
         self._closed = True
@@ -210,7 +213,7 @@ class StoreWriter:
         deadline = time.monotonic() + timeout
         thread = self._thread
         if thread is not None:
-            self._final_drain_until = time.monotonic() + timeout / 2
+            self._final_drain_until = time.monotonic() + (timeout / 2 if settle else 0.0)
             self._stop.set()
             self._wake()
             thread.join(max(0.0, deadline - time.monotonic()))
