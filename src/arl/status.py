@@ -13,6 +13,7 @@ import enum
 
 
 class RunStatus(enum.StrEnum):
+    SCHEDULED = "SCHEDULED"  # in the store, not begun (the store's word; arl records a run as it starts)
     PRISTINE = "PRISTINE"  # not begun
     STARTING = "STARTING"  # its processes are starting
     RUNNING = "RUNNING"
@@ -24,6 +25,10 @@ class RunStatus(enum.StrEnum):
     @property
     def ended(self) -> bool:
         return self in (RunStatus.FINISHED, RunStatus.INTERRUPTED, RunStatus.FAILED)
+
+
+STORED_STATUSES = (RunStatus.SCHEDULED, RunStatus.RUNNING, RunStatus.FINISHED, RunStatus.FAILED, RunStatus.INTERRUPTED)
+"""The statuses ``experiment_runs.status`` holds (the others are a live governor's only)."""
 
 
 class Ending(enum.StrEnum):

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from arl.errors import ArlError
+from arl.status import STORED_STATUSES
 from arl.store.engine import StoreNotFound as StoreNotFound
 from arl.store.engine import describe_location, open_store, short_error
 from arl.store.location import store_url
@@ -163,11 +164,10 @@ def run_records(
 
 
 def _status(status: str) -> str:
-    try:
-        return str(RunStatus(status.upper()))
-    except ValueError:
-        known = ", ".join(s.lower() for s in RunStatus)
-        raise ArlError(f"no run status {status!r}; a run is one of {known}") from None
+    if status.upper() not in STORED_STATUSES:
+        known = ", ".join(s.lower() for s in STORED_STATUSES)
+        raise ArlError(f"no run status {status!r}; a run is one of {known}")
+    return str(RunStatus(status.upper()))
 
 
 def _uid_matches(pattern: str) -> Any:

@@ -9,7 +9,6 @@ Rows name their parents by database id; the writer maps the natural keys of the 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -30,19 +29,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from arl.status import RunStatus as RunStatus  # the store keeps the run status words of arl.status
+
 JSONType: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
 """Plain JSON everywhere; JSONB on PostgreSQL so stored sensors can be indexed and queried."""
 
 IdType: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
 """64-bit ids: a long run stores billions of steps. SQLite needs INTEGER for its rowid alias."""
-
-
-class RunStatus(StrEnum):
-    SCHEDULED = "SCHEDULED"
-    RUNNING = "RUNNING"
-    FINISHED = "FINISHED"
-    FAILED = "FAILED"
-    INTERRUPTED = "INTERRUPTED"
 
 
 TERMINAL_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.INTERRUPTED})
