@@ -110,8 +110,9 @@ def usage(run: Sampled, floor: Floors) -> str:
     # so the summed PSS is the memory the run really holds. The target is that.
     return (
         f"{run.peak_processes} processes at peak, incl. arl-run (target <= 6); summed peak PSS "
-        f"{run.peak_pss / MB:.0f} MB = {run.peak_pss / floor.startup_rss:.1f} bare pythons (target <= 300 MB); "
-        f"summed peak RSS {run.peak_rss / MB:.0f} MB (shared pages counted once per process)"
+        f"{run.peak_pss / MB:.0f} MB = {run.peak_pss / floor.startup_rss:.1f} x a bare python's RSS "
+        f"(the 300 MB target, held to PSS); summed peak RSS {run.peak_rss / MB:.0f} MB "
+        "(pages shared with the fork server counted once per process)"
     )
 
 

@@ -179,6 +179,25 @@ def test_close_drains_records_sent_just_before(
     writer.close()  # a second close does nothing
 
 
+def test_close_without_settling_after_a_drain_still_commits_everything_submitted(
+    make_writer: Callable[..., StoreWriter], connect: Callable[[], Producer], reader: Engine
+) -> None:
+    """A run's end: the producers exited and were drained; the governor's own last records
+    (inproc) still go in when the close does not wait for quiet again."""
+    writer = make_writer(batch_rows=1_000_000, flush_interval=3600)
+    producer = connect()
+    run_id = begin_run(writer)
+    producer.send(episode(0, 0, 0))
+    writer.drain()
+    writer.submit(RunEnded("FINISHED", None, T0 + 5))
+    writer.close(settle=False)
+    assert count_steps(reader, run_id) == 3 * STEPS
+    with Session(reader) as session:
+        run = session.get(RunRow, run_id)
+        assert run is not None
+        assert run.status == "FINISHED"
+
+
 def test_a_live_reader_sees_progress_without_a_flush(
     make_writer: Callable[..., StoreWriter], connect: Callable[[], Producer], reader: Engine
 ) -> None:

@@ -56,6 +56,9 @@ class RemotePeers:
     ) -> None:
         self.stop, self.grace, self.on_wait = stop, grace, on_wait
         self.sockets: dict[str, zmq.Socket[Any]] = {}
+        # Replies each peer owes, in order: after a stop the wait may give up on one, whose
+        # late reply must then be told from the answer to a later request on that link.
+        self._owed: dict[zmq.Socket[Any], int] = {}
         self._poller = zmq.Poller()
         try:
             for service, endpoint in endpoints.items():
@@ -71,7 +74,9 @@ class RemotePeers:
     def send(self, requests: Mapping[str, Any]) -> None:
         for service, request in requests.items():
             data = _checked(encode(request), f"a {type(request).__name__} for {service}")
-            self.sockets[service].send(data)
+            sock = self.sockets[service]
+            sock.send(data)
+            self._owed[sock] = self._owed.get(sock, 0) + 1
 
     def collect(self, services: Iterable[str], grace: float | None = None) -> tuple[dict[str, Any], bool]:
         """Every reply of ``services`` (a reply that cannot be read is that peer's
@@ -89,12 +94,13 @@ class RemotePeers:
             if not ready:
                 self.on_wait()
             for sock, _ in ready:
-                if sock not in waiting:
-                    sock.recv()  # a late answer of a peer that went silent after a stop: never asked again
-                    continue
+                frame = sock.recv()
+                self._owed[sock] = owed = self._owed.get(sock, 1) - 1
+                if sock not in waiting or owed > 0:
+                    continue  # a late reply to a request a stop gave up on: not this round's
                 service = waiting.pop(sock)
                 try:
-                    replies[service] = decode(sock.recv())
+                    replies[service] = decode(frame)
                 except ProtocolError as exc:
                     replies[service] = ErrorReply(service, "ProtocolError", f"its reply cannot be read: {exc}", "")
             if waiting and self.stop():
@@ -231,7 +237,16 @@ class StoreLink:
 
 def _as_stored(record: Any) -> Any:
     """A step's or an action's values as the JSON text the store keeps, made here: each
-    worker's controller does its share, rather than the one writer all of them feed."""
+    worker's controller does its share, rather than the one writer all of them feed. A
+    value JSON cannot hold (a complex number, a datetime64) leaves the record as it is:
+    the writer drops and counts it, saying why, as it always has."""
+    try:
+        return _with_json_text(record)
+    except (TypeError, ValueError, RecursionError):
+        return record
+
+
+def _with_json_text(record: Any) -> Any:
     if type(record) is store.EnvironmentStep:
         r = record
         sensors, rewards = to_json_text(r.sensors), to_json_text(r.rewards)

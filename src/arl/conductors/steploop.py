@@ -18,8 +18,9 @@ A step is one *turn*: the agents of the turn act on the same readings, then ever
 environment of the worker steps with their setpoints. Each agent's action is stored
 once its rewards and objective are known: the rewards come from the environment step
 after it, the objective from the agent's next answer (see :mod:`arl.messages.agent`).
-Records are handed out every step (the store link sends them within 10 ms, and at
-once at an episode's start and end and on a failure), and every answer that arrives
+Records are handed out every step (the store link sends them at the first step that
+ends 10 ms after its last send, and at once at an episode's start and end and on a
+failure), and every answer that arrives
 is used: an action an agent's answer completes is stored even when the run stops
 before the others answer.
 """

@@ -422,20 +422,22 @@ class GovernorShell:
         return m.BrainsSaved(phase.index)
 
     async def _stop_children(self, controller_grace: bool) -> m.Event:
-        await self._ensure_children_stopped(controller_grace=controller_grace)
+        reaped = await self._ensure_children_stopped(controller_grace=controller_grace)
         # Every producer has exited; collect what they sent before they went. A writer
         # that failed has said so already (a Failed event); stopping goes on regardless.
         if self.writer.error is None:
             try:
                 await asyncio.to_thread(self.writer.drain)
-                self._drained = True  # nothing more can come from a child: closing need not wait
+                self._drained = reaped  # nothing more can come from a child: closing need not wait
             except ArlError as exc:
                 log.error("%s", exc)
         return m.ChildrenStopped()
 
-    async def _ensure_children_stopped(self, *, controller_grace: bool) -> None:
+    async def _ensure_children_stopped(self, *, controller_grace: bool) -> bool:
         """Controllers first (they end at a step boundary), then the agent and environment
-        processes together (nothing asks them anything once the controllers are gone). Reaps all."""
+        processes together (nothing asks them anything once the controllers are gone). Reaps
+        all; False if one could not be stopped (it may still send records)."""
+        reaped = True
         for roles in (("controller",), ("agent", "environment")):
             grace = self.options.timeouts.stop_grace
             if roles == ("controller",) and not controller_grace:
@@ -447,6 +449,8 @@ class GovernorShell:
             for child, result in zip(group, results, strict=True):
                 if isinstance(result, BaseException):
                     log.error("could not stop arl[%s]: %s", child.spec.label, result)
+                    reaped = False
+        return reaped
 
     async def _finish(self, outcome: m.Outcome, error: str | None, reason: str) -> None:
         ended = store.RunEnded(outcome.value, error, time.time(), reason)

@@ -173,10 +173,13 @@ class Broker:
             await self._send_heartbeats(socket, now)
 
     def _seconds_to_next_duty(self, now: float) -> float:
-        """Time until the next heartbeat or expiry is due, at most one heartbeat."""
+        """Time until the next heartbeat or expiry is due, at most one heartbeat. A busy
+        worker's expiry is no duty (it is not purged): past it, it would make this 0."""
         due = now + self._heartbeat
         for worker in self._workers.values():
-            due = min(due, worker.last_sent + self._heartbeat, worker.expiry)
+            due = min(due, worker.last_sent + self._heartbeat)
+            if not worker.busy:
+                due = min(due, worker.expiry)
         return max(0.0, due - now)
 
     async def _drain(self, socket: zmq.asyncio.Socket) -> None:

@@ -16,6 +16,7 @@ from arl.errors import ArlError
 from arl.store.engine import describe_location, open_store, short_error
 from arl.store.location import PATIENCE
 from arl.store.schema import (
+    TERMINAL_STATUSES,
     UNFINISHED_STATUSES,
     AgentActionRow,
     CheckpointRow,
@@ -79,6 +80,8 @@ def end_run(
     does not exist.
     """
     status = RunStatus(status)
+    if status not in TERMINAL_STATUSES:
+        raise ValueError(f"a run ends FINISHED, FAILED or INTERRUPTED, not {status}")
     now = datetime.now(UTC)
     ended_at = ended_at or now
     closed = str(status).lower()

@@ -1,0 +1,68 @@
+"""A controller's links with real sockets: late replies after a stop, and what the store
+link sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import zmq
+
+from arl import codec
+from arl.conductors.links import RemotePeers, StoreLink
+from arl.messages import environment as emsg
+from arl.messages import store
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def test_a_late_reply_to_a_request_a_stop_gave_up_on_is_not_the_next_requests_answer(rundir: str) -> None:
+    """Agents sharing a process share a link: after one went silent at a stop, the final
+    call of another must get its own answer, not the silent one's late reply."""
+    ctx = zmq.Context()
+    host = ctx.socket(zmq.ROUTER)
+    host.setsockopt(zmq.LINGER, 0)
+    host.bind(f"ipc://{rundir}/a0")
+    peers = RemotePeers(ctx, {"agents.0": f"ipc://{rundir}/a0"}, stop=lambda: True, grace=0.05)
+    try:
+        peers.send({"agents.0": emsg.Reset(1)})
+        assert host.poll(5000)
+        first = host.recv_multipart()
+        assert peers.collect(["agents.0"]) == ({}, True)  # the stop's grace passed unanswered
+        host.send_multipart([first[0], codec.encode(emsg.Observation({"late": 1}))])
+        peers.send({"agents.0": emsg.Reset(2)})
+        assert host.poll(5000)
+        second = host.recv_multipart()
+        host.send_multipart([second[0], codec.encode(emsg.Observation({"answer": 2}))])
+        replies, _ = peers.collect(["agents.0"], grace=5.0)
+        assert replies == {"agents.0": emsg.Observation({"answer": 2})}
+    finally:
+        peers.close()
+        host.close()
+        ctx.term()
+
+
+def test_the_store_link_sends_steps_and_actions_as_json_text_and_anything_else_as_it_is(rundir: str) -> None:
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.bind(f"ipc://{rundir}/store")
+    link = StoreLink(ctx, f"ipc://{rundir}/store")
+    step = store.EnvironmentStep(0, 0, 0, 1, "env", {"env.s0": 0.5}, {"env.r": 1.0}, False, False)
+    action = store.AgentAction(0, 0, 0, 1, "d", {"env.s0": 0.5}, {"env.a0": 2}, {"env.r": 1.0}, 1.0)
+    odd = store.AgentAction(0, 0, 0, 2, "d", {"env.s0": np.complex128(1 + 2j)}, {}, {}, 1.0)  # no JSON for it
+    ended = store.EpisodeEnded(0, 0, 0, 2, "terminated", 0.0)
+    try:
+        link.send([step, action, odd, ended], flush=True)
+        assert pull.poll(5000)
+        got: list[Any] = [codec.decode(frame) for frame in pull.recv_multipart()]
+    finally:
+        link.close()
+        pull.close(linger=0)
+        ctx.term()
+    assert got[0].sensors == '{"env.s0":0.5}'
+    assert got[0].rewards == '{"env.r":1.0}'
+    assert (got[1].inputs, got[1].setpoints) == ('{"env.s0":0.5}', '{"env.a0":2}')
+    # A value JSON cannot hold goes as it came, for the writer to drop and count as before.
+    assert got[2] == odd
+    assert got[3] == ended
