@@ -8,8 +8,10 @@ see the qualified ids.
 
 from __future__ import annotations
 
+import math
+import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,21 +88,100 @@ class Environment(ABC):
         before the next phase sets up a new one, or when the run ends."""
 
 
+MetricSink = Callable[[str, float, int], None]
+"""Where a brain's or muscle's metrics go: ``(name, value, step)``. arl's agent process
+sets one on every brain and muscle it builds; without one, metrics are checked and dropped."""
+
+METRIC_NAME_LENGTH = 64
+"""The longest metric name (the store's ``metrics.name`` column)."""
+
+_STEP_LIMIT = 2**63  # the store's metrics.step is a 64-bit integer
+
+
 class _AgentPart:
-    """What a muscle and a brain both learn before the first step."""
+    """What a muscle and a brain both learn before the first step, and how both log metrics.
+
+    No ``__init__`` here: subclasses need not call one (the defaults are class attributes).
+    """
 
     sensors: Sequence[SensorInfo] = ()
     actuators: Sequence[ActuatorInfo] = ()
     seed: int = 0
+    _arl_metric_sink: MetricSink | None = None
+    _arl_metric_steps: dict[str, int] | None = None
 
     def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
         """Called once before the first step with what the agent sees and drives, and a
         seed of its own (derived from the run's seed). Call super() when overriding."""
         self.sensors, self.actuators, self.seed = sensors, actuators, seed
 
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        """Store ``value`` of the metric ``name`` (a loss, an epsilon, a buffer's size).
+
+        ``name``: 1 to 64 printable characters. ``value``: a finite number (a Python or
+        numpy number, or anything else ``float()`` takes that is not text or a bool: a
+        zero-dimensional array, a one-element tensor). ``step``: a non-negative integer
+        of your choosing; by default this part's count of the values it logged under
+        ``name`` in this phase (1, 2, ...). The store keeps each value with its run,
+        phase, agent, worker (none for a brain), step and the time it was logged
+        (``arl-run results metrics RUN``). A bad argument raises ``TypeError`` or
+        ``ValueError`` here. May be called from any thread of the agent's process; the
+        values go to the store in batches, not one by one.
+        """
+        value = _metric_value(name, value)
+        if step is None:
+            steps = self._arl_metric_steps
+            if steps is None:
+                steps = self._arl_metric_steps = {}
+            step = steps[name] = steps.get(name, 0) + 1
+        else:
+            step = _metric_step(name, step)
+        sink = self._arl_metric_sink
+        if sink is not None:
+            sink(name, value, step)
+
+
+def _metric_value(name: object, value: object) -> float:
+    """``value`` as a float, once ``name`` and ``value`` are known to be storable."""
+    if not isinstance(name, str):
+        raise TypeError(f"a metric's name must be a string, not {type(name).__name__}")
+    if not name or len(name) > METRIC_NAME_LENGTH or not name.isprintable():
+        raise ValueError(
+            f"metric name {name[:80]!r} must be 1 to {METRIC_NAME_LENGTH} printable characters (it has {len(name)})"
+        )
+    if isinstance(value, str | bytes | bool) or not hasattr(value, "__float__"):
+        raise TypeError(f"metric {name!r}: the value must be a number, not {type(value).__name__}")
+    try:
+        number = float(value)  # has __float__, checked above
+    except (TypeError, ValueError) as exc:  # a tensor of several elements, say
+        raise TypeError(f"metric {name!r}: the value (a {type(value).__name__}) is not one number: {exc}") from exc
+    if not math.isfinite(number):
+        raise ValueError(f"metric {name!r}: the value must be finite, not {number}")
+    return number
+
+
+def _metric_step(name: str, step: object) -> int:
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"metric {name!r}: the step must be an integer, not {type(step).__name__}")
+    if not 0 <= int(step) < _STEP_LIMIT:
+        raise ValueError(f"metric {name!r}: the step must be between 0 and 2**63 - 1, not {step}")
+    return int(step)
+
 
 class Muscle(_AgentPart, ABC):
-    """An agent's policy in action: turns sensor readings into actuator setpoints."""
+    """An agent's policy in action: turns sensor readings into actuator setpoints.
+
+    ``policy_version``: the version of the policy that chose the setpoints :meth:`act`
+    returns (a learner's weight version, say: a non-negative integer), or None when
+    policies have no versions. A muscle that takes versioned policies in :meth:`update`
+    sets it; each stored action carries the value it had right after ``act``.
+    """
+
+    policy_version: int | None = None
+    worker: int = 0
+    """The worker this muscle acts for (0 ... ``workers`` - 1), set by arl before :meth:`setup`:
+    a policy may explore differently per worker (Ape-X's epsilons)."""
+    workers: int = 1
 
     @abstractmethod
     def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -107,3 +107,25 @@ class UnresettableEnvironment(DummyEnvironment):
 
     def reset(self, *, seed: int) -> Mapping[str, Any]:
         raise ConnectionError("the simulator at localhost:9999 does not answer")
+
+
+class MetricBrain(DummyBrain):
+    """Logs one metric a learn call (``objective``, its step the count of experiences), and
+    hands its muscles a new policy version every ``every`` experiences."""
+
+    def __init__(self, every: int = 3) -> None:
+        super().__init__()
+        self.every = every
+
+    def learn(self, experience: Any) -> Any:
+        super().learn(experience)
+        self.log_metric("objective", experience.objective, step=self.experiences)
+        return self.experiences // self.every if self.experiences % self.every == 0 else None
+
+
+class VersionedMuscle(DummyMuscle):
+    """A DummyMuscle whose policy version is the last one its brain sent; logs each one."""
+
+    def update(self, update: Any) -> None:
+        self.policy_version = int(update)
+        self.log_metric("policy_version", self.policy_version)

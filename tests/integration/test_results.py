@@ -39,7 +39,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 SENSORS = [f"sensors.env.s{i}" for i in range(10)]
 STEP_COLUMNS = ["episode_id", "phase", "worker", "episode", "step", "env_uid", "terminated", "truncated"]
-ACTION_COLUMNS = ["episode_id", "phase", "worker", "episode", "step", "agent", "objective"]
+ACTION_COLUMNS = ["episode_id", "phase", "worker", "episode", "step", "agent", "objective", "policy_version"]
 EXPECTED_COLUMNS = {
     "steps": {*STEP_COLUMNS, *SENSORS, "rewards.env.reward"},
     "actions": {
@@ -213,6 +213,17 @@ def test_events_are_a_frame_too(dummy: Stored) -> None:
     assert all(d["phase"] == "phase_0" and len(d["sha256"]) == 64 for d in saved)
 
 
+def test_a_run_that_logged_no_metrics_has_an_empty_frame_and_says_so(dummy: Stored) -> None:
+    """The dummy components log none (tests/e2e/test_metrics_run.py lists a run's that do)."""
+    frame = results.metrics("dummy-run", dummy.url)
+    assert list(frame.columns) == ["phase", "phase_name", "agent", "worker", "name", "step", "value", "time"]
+    assert frame.empty
+    done = cli("results", "metrics", "dummy-run", "--store", dummy.url)
+    assert (done.exit_code, done.stdout, done.stderr) == (0, "", "the run logged no metrics\n")
+    filtered = cli("results", "metrics", "dummy-run", "--name", "loss", "--format", "csv", "--store", dummy.url)
+    assert filtered.stdout == "phase,phase_name,agent,worker,name,step,value,time\n"
+
+
 def test_an_unknown_run_is_an_error_naming_the_nearest_uid(dummy: Stored) -> None:
     with pytest.raises(results.RunNotFound) as caught:
         results.episodes("dumy-run", dummy.url)
@@ -285,6 +296,7 @@ def test_steps_and_actions_spread_their_json_into_columns(dummy: Stored) -> None
     defender = actions[actions["agent"] == "defender"]
     assert defender["inputs.env.s0"].notna().all()
     assert defender["inputs.env.s5"].isna().all()  # the attacker's sensor
+    assert actions["policy_version"].isna().all()  # the dummy muscle gives no versions
 
 
 # -- export and plot ---------------------------------------------------------------------------
@@ -364,7 +376,7 @@ def test_a_store_that_does_not_exist_is_an_error_and_is_not_created(tmp_path: Pa
         results.runs(url)
     assert raw(url, "select name from sqlite_master") == []
     open_store(url).dispose()
-    for args in (("list",), ("show", "x"), ("plot", "x")):
+    for args in (("list",), ("show", "x"), ("metrics", "x"), ("plot", "x")):
         empty = cli("results", *args, "--store", url)
         assert empty.exit_code == 1
         assert "holds no runs yet" in empty.stderr

@@ -30,6 +30,7 @@ from arl.store.schema import (
     EnvironmentStepRow,
     EpisodeRow,
     EventRow,
+    MetricRow,
     PhaseRow,
     RunRow,
 )
@@ -93,10 +94,41 @@ def test_opening_a_store_of_an_older_revision_says_to_upgrade(
     store_url: str, bare: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     migrate.upgrade(bare, "the store")
+    head = migrate.HEAD
     monkeypatch.setattr(migrate, "REVISIONS", (*migrate.REVISIONS, "9999"))  # as a later arl would be
     monkeypatch.setattr(migrate, "HEAD", "9999")
-    with pytest.raises(ArlError, match=r"at schema revision 0001, this arl needs 9999\. .*`arl-run db upgrade`"):
+    with pytest.raises(ArlError, match=rf"at schema revision {head}, this arl needs 9999\. .*`arl-run db upgrade`"):
         open_store(store_url)
+
+
+OLD_ROWS = [
+    "INSERT INTO experiment_runs (uid, status, seed, document, arl_version, host, started_at) "
+    "VALUES ('old', 'FINISHED', 1, '{}', '0.1.0', 'h', '2024-05-01 12:30:15')",
+    "INSERT INTO phases (run_id, \"index\", name, mode, started_at) VALUES (1, 0, 'p', 'train', '2024-05-01 12:30:15')",
+    "INSERT INTO episodes (phase_id, worker, \"index\", started_at) VALUES (1, 0, 0, '2024-05-01 12:30:15')",
+    "INSERT INTO agent_actions (episode_id, step, agent, inputs, setpoints, rewards, objective) "
+    "VALUES (1, 1, 'd', '{}', '{}', '{}', 0.5)",
+]
+
+
+def test_a_store_of_the_first_revision_is_refused_then_upgraded_keeping_its_rows(store_url: str, bare: Engine) -> None:
+    """Revision 0002 (metrics, policy versions) on a store written before it: opening it
+    refuses with the advice, `arl-run db upgrade`'s migration keeps every row, and the
+    actions stored before have no policy version."""
+    with bare.begin() as conn:
+        command.upgrade(migrate.alembic_config(conn), "0001")
+        for statement in OLD_ROWS:
+            conn.execute(text(statement))
+    with pytest.raises(ArlError, match=r"at schema revision 0001, this arl needs 0002\. .*`arl-run db upgrade`"):
+        open_store(store_url)
+    assert migrate.upgrade(bare, "the store") == ("0001", migrate.HEAD)
+    assert schema_differences(bare) == []
+    with bare.connect() as conn:
+        assert conn.execute(text("SELECT step, agent, objective, policy_version FROM agent_actions")).all() == [
+            (1, "d", 0.5, None)
+        ]
+        assert conn.execute(text("SELECT count(*) FROM metrics")).scalar() == 0
+    open_store(store_url).dispose()  # at HEAD now
 
 
 def test_opening_a_store_of_a_newer_revision_is_refused(store_url: str, bare: Engine) -> None:
@@ -189,7 +221,9 @@ def test_a_row_of_every_table_round_trips(store_url: str) -> None:
                 EnvironmentStepRow(episode_id=episode.id, step=0, env_uid="env", sensors={"env.s0": [0.5, -1]},
                                    rewards={"r": 1.0}, terminated=True, truncated=False),
                 AgentActionRow(episode_id=episode.id, step=0, agent="a", inputs={"env.s0": 0.5}, setpoints={},
-                               rewards={"r": -1.0}, objective=0.125),
+                               rewards={"r": -1.0}, objective=0.125, policy_version=big),
+                MetricRow(run_id=run.id, phase_id=phase.id, agent="a", worker=None, name="loss", step=big, value=0.25,
+                          time=T0),
                 CheckpointRow(run_id=run.id, phase_id=phase.id, agent="a", path="/c", sha256="f" * 64, saved_at=T0),
                 EventRow(run_id=run.id, at=T0, kind="restart", detail={"why": None}),
             ]
@@ -200,7 +234,14 @@ def test_a_row_of_every_table_round_trips(store_url: str) -> None:
         PhaseRow: {"index": 0, "name": "train", "mode": "train", "started_at": T0, "ended_at": None},
         EpisodeRow: {"worker": 1, "index": 2, "ended_at": T0, "steps": 3, "end_reason": "x"},
         EnvironmentStepRow: {"sensors": {"env.s0": [0.5, -1]}, "terminated": True, "truncated": False},
-        AgentActionRow: {"inputs": {"env.s0": 0.5}, "setpoints": {}, "rewards": {"r": -1.0}, "objective": 0.125},
+        AgentActionRow: {
+            "inputs": {"env.s0": 0.5},
+            "setpoints": {},
+            "rewards": {"r": -1.0},
+            "objective": 0.125,
+            "policy_version": big,
+        },
+        MetricRow: {"agent": "a", "worker": None, "name": "loss", "step": big, "value": 0.25, "time": T0},
         CheckpointRow: {"path": "/c", "sha256": "f" * 64, "saved_at": T0},
         EventRow: {"at": T0, "kind": "restart", "detail": {"why": None}},
     }
@@ -209,7 +250,7 @@ def test_a_row_of_every_table_round_trips(store_url: str) -> None:
         for model, values in expected.items():
             row = session.scalars(select(model)).one()
             assert {name: getattr(row, name) for name in values} == values, model.__tablename__
-            times = [getattr(row, c) for c in ("started_at", "saved_at", "at") if getattr(row, c, None) is not None]
+            times = [getattr(row, c) for c in ("started_at", "saved_at", "at", "time") if getattr(row, c, None)]
             assert all(t.tzinfo is UTC for t in times)
     engine.dispose()
 

@@ -85,7 +85,7 @@ def test_a_full_run_round_trips(
         "agent_actions": 80,
         "checkpoints": 1,
     }
-    assert writer.counts == {**expected, "dropped": 0}
+    assert writer.counts == {**expected, "metrics": 0, "dropped": 0}
     assert run_counts(reader, run_id) == expected
 
     with Session(reader) as session:

@@ -58,7 +58,9 @@ class _NoPeers:
         return {}, False
 
 
-def _local_phase(request: control.RunPhase) -> tuple[control.PhaseDone, list[Any], AgentHost]:
+def _local_phase(
+    request: control.RunPhase, prepare: Callable[[AgentHost], None] = lambda host: None
+) -> tuple[control.PhaseDone, list[Any], AgentHost]:
     env = EnvironmentConductor()
     ready = env.setup(control.SetupEnvironment(0, "env", "arl.dummy:DummyEnvironment", DUMMY_ENV))
     spaces = dict(ready.sensors) | dict(ready.actuators)
@@ -70,6 +72,7 @@ def _local_phase(request: control.RunPhase) -> tuple[control.PhaseDone, list[Any
                 [[i, spaces[i]] for i in sensors], [[i, spaces[i]] for i in actuators], 1, True, 3, None,
             )
         )  # fmt: skip
+    prepare(host)
     records = _Records()
     driver = Driver(Environments(0, {"env": env}, {}, _NoPeers()), LocalAgents(0, host), records, lambda: False)  # type: ignore[arg-type]
     done = driver.run(PhaseLoop(request).run())
@@ -188,3 +191,34 @@ def test_an_agent_process_reply_is_split_by_agent_and_a_bad_one_fails_each_agent
     missing = split_acted(amsg.Acted({}, {}), ["d"])
     assert isinstance(missing["d"], ErrorReply)
     assert "missing" in missing["d"].message
+
+
+def test_each_stored_action_carries_the_policy_version_its_muscle_had_when_it_acted() -> None:
+    """From the muscle's attribute, through the agent process's reply and the loop, to the
+    record; a muscle that gives none (the dummy's) stores None."""
+
+    def versioned(host: AgentHost) -> None:
+        muscle = host.agents["d"].muscles[0]
+        act = muscle.act
+
+        def act_and_move_on(sensors: Any) -> Any:
+            muscle.policy_version = (muscle.policy_version or 0) + 10  # the version of this act's policy
+            return act(sensors)
+
+        muscle.act = act_and_move_on  # type: ignore[method-assign]
+
+    _, records, _ = _local_phase(_request(episodes=1), versioned)
+    actions = [r for r in records if isinstance(r, store.AgentAction)]
+    assert [(r.step, r.policy_version) for r in actions if r.agent == "d"] == [(s, 10 * s) for s in range(1, 6)]
+    assert {r.policy_version for r in actions if r.agent == "a"} == {None}
+
+
+def test_a_policy_version_in_a_reply_is_read_and_a_bad_one_fails_its_agent() -> None:
+    got = split_acted(amsg.Acted({"d": [{"env.a0": 1.0}, 0.5, 7], "a": [{}, None, None]}, {}), ["d", "a"])
+    assert got == {"d": Answer({"env.a0": 1.0}, 0.5, 7), "a": Answer({}, None, None)}
+    assert split_acted(amsg.Acted({"d": [{}, 0.5]}, {}), ["d"]) == {"d": Answer({}, 0.5, None)}  # no version sent
+    for bad in (-1, 1.5, "7", True):
+        reply = split_acted(amsg.Acted({"d": [{}, 0.5, bad]}, {}), ["d"])["d"]
+        assert isinstance(reply, ErrorReply), bad
+        assert (reply.component, reply.kind) == ("agent.d", "ProtocolError")
+        assert "policy version" in reply.message

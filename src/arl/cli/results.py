@@ -1,4 +1,5 @@
-"""``arl-run results``: list the stored runs, show one, export its tables, plot its returns.
+"""``arl-run results``: list the stored runs, show one, list its metrics, export its tables,
+plot its returns.
 
 Imported when ``arl-run`` starts, so only click is imported here; SQLAlchemy, pandas,
 pyarrow and matplotlib come in with the command that needs them.
@@ -33,7 +34,8 @@ def _errors() -> Iterator[None]:
 
 @click.group("results")
 def results_group() -> None:
-    """Look at what runs stored: list them, show one, export its tables, plot its returns.
+    """Look at what runs stored: list them, show one, list its metrics, export its tables,
+    plot its returns.
 
     RUN is a run's uid (its newest run) or its id. The same queries, as pandas
     DataFrames, are in the Python module arl.results.
@@ -61,25 +63,31 @@ def list_runs(
             runs = q.run_records(reader, experiment=experiment, status=status, uid=uid, last=last)
             if not runs and not q.any_runs(reader):
                 raise ArlError(f"the store {reader.location} holds no runs yet")
-    if fmt == "json":
-        import json
-
-        click.echo(json.dumps([{k: _plain(v) for k, v in r.items()} for r in runs], indent=2))
-    elif fmt == "csv":
-        import csv
-        import io
-
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(q.RUN_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: _plain(v) for k, v in r.items()} for r in runs)
-        click.echo(text.getvalue(), nl=False)
+    if fmt != "table":
+        _echo_records(runs, q.RUN_COLUMNS, fmt)
     elif runs:
         from arl.results.report import runs_table
 
         click.echo(runs_table(runs))
     else:
         click.echo("no runs match", err=True)
+
+
+def _echo_records(records: list[dict[str, Any]], columns: tuple[str, ...], fmt: str) -> None:
+    """``records`` as JSON (a list of objects) or CSV (a header of ``columns``)."""
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps([{k: _plain(v) for k, v in r.items()} for r in records], indent=2))
+        return
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: _plain(v) for k, v in r.items()} for r in records)
+    click.echo(text.getvalue(), nl=False)
 
 
 def _plain(value: Any) -> Any:
@@ -103,6 +111,34 @@ def show(run: str, store: str | None) -> None:
             episodes = q.episode_table(reader, found["id"], rewards=False)
             events = q.event_records(reader, found["id"])
     click.echo(report.show(found, phases, episodes.records, episodes.agents, events))
+
+
+@results_group.command()
+@click.argument("run")
+@click.option("--phase", metavar="PHASE", help="Only this phase (its name, or its index).")
+@click.option("--agent", metavar="NAME", help="Only this agent's values.")
+@click.option("--name", metavar="METRIC", help="Only this metric.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@store_option
+def metrics(run: str, phase: str | None, agent: str | None, name: str | None, fmt: str, store: str | None) -> None:
+    """List what run RUN's brains and muscles logged (log_metric), one value a line:
+    phase, agent, worker (- for the brain), name, step, value and when it was logged."""
+    with _errors():
+        from arl.results import queries as q
+
+        with q.reading(store) as reader:
+            run_id = q.find_run(reader, run)["id"]
+            key = int(phase) if phase is not None and phase.isdigit() else phase
+            records = q.metric_records(reader, run_id, phase=key, agent=agent, name=name)
+    if fmt != "table":
+        _echo_records(records, q.METRIC_COLUMNS, fmt)
+    elif records:
+        from arl.results.report import metrics_table
+
+        click.echo(metrics_table(records))
+    else:
+        filtered = (phase, agent, name) != (None, None, None)
+        click.echo("no metrics match" if filtered else "the run logged no metrics", err=True)
 
 
 @results_group.command()

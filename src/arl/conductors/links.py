@@ -12,6 +12,9 @@ arrays are copies, not the environment's own buffers).
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +34,8 @@ from arl.transport import limit_input
 from .environment import EnvironmentConductor
 from .service import agent_service, env_service
 from .steploop import Answer, AskAgents, Command, Loop, Replies, ResetEnvironments, StepEnvironments, Store
+
+log = logging.getLogger("arl.links")
 
 REPLY_GRACE = 1.0  # seconds a live peer gets to answer after a stop, so that its answer is stored
 
@@ -183,14 +188,23 @@ def split_acted(reply: Any, names: Iterable[str]) -> dict[str, Any]:
         answer, failure = reply.answers.get(name), reply.failures.get(name)
         if failure is not None and len(failure) == 3:
             got[name] = ErrorReply(agent_service(name), *map(str, failure))
-        elif isinstance(answer, list) and len(answer) == 2 and isinstance(answer[0], dict):
-            objective = answer[1]
-            if objective is not None and not isinstance(objective, int | float):
-                objective = None  # the loop reports the missing objective
-            got[name] = Answer(answer[0], objective)
         else:
-            got[name] = ErrorReply(agent_service(name), "ProtocolError", "its answer is missing or malformed", "")
+            got[name] = _answer(name, answer)
     return got
+
+
+def _answer(name: str, answer: Any) -> Answer | ErrorReply:
+    """``[setpoints, objective | None, policy version | None]`` as an :class:`Answer` (an
+    answer without the version, as arl sent before versions, has none)."""
+    if not (isinstance(answer, list) and len(answer) in (2, 3) and isinstance(answer[0], dict)):
+        return ErrorReply(agent_service(name), "ProtocolError", "its answer is missing or malformed", "")
+    objective = answer[1]
+    if objective is not None and not isinstance(objective, int | float):
+        objective = None  # the loop reports the missing objective
+    version = answer[2] if len(answer) == 3 else None
+    if version is not None and (type(version) is not int or version < 0):
+        return ErrorReply(agent_service(name), "ProtocolError", f"its policy version {version!r} is not a version", "")
+    return Answer(answer[0], objective, version)
 
 
 class StoreLink:
@@ -235,6 +249,95 @@ class StoreLink:
             self.socket.close()
 
 
+class MetricLink:
+    """An agent process's link to the run's StoreWriter, for what its brains and muscles
+    log (``log_metric``). Values are buffered (from any thread: a learner may train in
+    one of its own) and sent by a thread of this link's, which alone uses the socket: as
+    :class:`~arl.messages.store.Metrics` records, one a phase and agent, in one multipart
+    message at most every ``interval`` seconds while values wait, at once when
+    ``MAX_WAITING`` wait or on :meth:`flush`, and on :meth:`close`. Never a ZeroMQ send a
+    value: a step may log several."""
+
+    INTERVAL = 0.1
+    MAX_WAITING = 4096
+    VALUES_PER_RECORD = 1024  # about 50 bytes a value: records far below the frame limit
+
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str, *, interval: float = INTERVAL) -> None:
+        self.interval = interval
+        self._link = StoreLink(ctx, endpoint)
+        self._cond = threading.Condition()
+        self._waiting: dict[tuple[int, str], list[list[Any]]] = {}
+        self._count = 0
+        self._now = False  # send at once: a flush, or close
+        self._closing = False
+        self.sent = 0  # values handed to the socket (tests and logs)
+        self._thread = threading.Thread(target=self._run, name="arl-metrics", daemon=True)
+        self._thread.start()
+
+    def add(self, phase: int, agent: str, worker: int | None, name: str, step: int, value: float) -> None:
+        with self._cond:
+            self._waiting.setdefault((phase, agent), []).append([worker, name, step, value, time.time()])
+            self._count += 1
+            if self._count == 1 or self._count >= self.MAX_WAITING:
+                self._cond.notify()
+
+    def flush(self) -> None:
+        """Send what waits now (without waiting for the send)."""
+        with self._cond:
+            if self._count:
+                self._now = True
+                self._cond.notify()
+
+    def close(self) -> None:
+        """Send what waits, then close the socket (its linger lets the last values reach
+        the writer as this process exits)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        last = -math.inf
+        try:
+            while True:
+                batch, closing = self._next_batch(last)
+                if batch:
+                    self._send(batch)
+                last = time.monotonic()
+                if closing:
+                    return
+        finally:
+            self._link.socket.close()
+
+    def _next_batch(self, last: float) -> tuple[dict[tuple[int, str], list[list[Any]]], bool]:
+        """Wait until values are due (or the link closes); take them."""
+        with self._cond:
+            while not (self._count or self._closing):
+                self._cond.wait()
+            due = last + self.interval
+            while not (self._now or self._closing or self._count >= self.MAX_WAITING):
+                left = due - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            batch, self._waiting, self._count, self._now = self._waiting, {}, 0, False
+            return batch, self._closing
+
+    def _send(self, batch: dict[tuple[int, str], list[list[Any]]]) -> None:
+        step = self.VALUES_PER_RECORD
+        records = [
+            store.Metrics(phase, agent, values[i : i + step])
+            for (phase, agent), values in batch.items()
+            for i in range(0, len(values), step)
+        ]
+        try:
+            self._link.send(records, flush=True)
+        except ArlError as exc:  # the writer takes nothing: the run is failing already
+            log.error("metrics lost: %s", exc)
+            return
+        self.sent += sum(len(values) for values in batch.values())
+
+
 def _as_stored(record: Any) -> Any:
     """A step's or an action's values as the JSON text the store keeps, made here: each
     worker's controller does its share, rather than the one writer all of them feed. A
@@ -256,7 +359,9 @@ def _with_json_text(record: Any) -> Any:
     if type(record) is store.AgentAction:
         a = record
         inputs, setpoints, rewards = to_json_text(a.inputs), to_json_text(a.setpoints), to_json_text(a.rewards)
-        return store.AgentAction(a.phase, a.worker, a.episode, a.step, a.agent, inputs, setpoints, rewards, a.objective)
+        return store.AgentAction(
+            a.phase, a.worker, a.episode, a.step, a.agent, inputs, setpoints, rewards, a.objective, a.policy_version
+        )
     return record
 
 

@@ -56,10 +56,12 @@ class Ask:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """One agent's answer: its setpoints, and the objective of its previous action."""
+    """One agent's answer: its setpoints, the objective of its previous action, and the
+    version of the policy that chose the setpoints (None: the muscle gave none)."""
 
     setpoints: dict[str, Any]
     objective: float | None
+    policy_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,7 @@ class _Pending:
     setpoints: dict[str, Any]
     rewards: dict[str, float]
     step: int
+    policy_version: int | None = None
 
 
 @dataclass
@@ -328,7 +331,10 @@ class PhaseLoop:
                 summed[key] = summed.get(key, 0.0) + value
             pending.rewards = summed
         for name in names:
-            ep.pending[name] = _Pending(ask.asks[name].sensors, answers[name].setpoints, rewards, ep.step)
+            answer = answers[name]
+            ep.pending[name] = _Pending(
+                ask.asks[name].sensors, answer.setpoints, rewards, ep.step, answer.policy_version
+            )
         return True
 
     def _complete(self, ep: _Episode, name: str, objective: float | None) -> None:
@@ -343,7 +349,7 @@ class PhaseLoop:
             self._records.append(
                 store.AgentAction(
                     ep.phase, ep.worker, ep.index, pending.step, name,
-                    pending.inputs, pending.setpoints, pending.rewards, objective,
+                    pending.inputs, pending.setpoints, pending.rewards, objective, pending.policy_version,
                 )
             )  # fmt: skip
 

@@ -90,7 +90,9 @@ def plan_children(
 
     controller_args = {"store": store, "store_steps": store_steps, "reply_grace": reply_grace}
     agents = tuple(
-        child("agent", _label(group), agent_host_service(i), f"ipc://{rundir}/a{i}") for i, group in enumerate(groups)
+        # `store`: the agents' metrics (log_metric) go straight to the run's writer.
+        child("agent", _label(group), agent_host_service(i), f"ipc://{rundir}/a{i}", store=store)
+        for i, group in enumerate(groups)
     )
     return Plan(
         environments=tuple(

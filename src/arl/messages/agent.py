@@ -26,7 +26,8 @@ class Act:
 
 @message("agent.acted")
 class Acted:
-    """``answers``: agent name -> [setpoints, objective of its previous action | None];
+    """``answers``: agent name -> [setpoints, objective of its previous action | None,
+    version of the policy that chose the setpoints | None] (``Muscle.policy_version``);
     ``failures``: agent name -> [exception class, message, traceback text] for each agent
     whose code raised (the others' answers still count)."""
 

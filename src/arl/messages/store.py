@@ -59,6 +59,7 @@ class AgentAction:
     setpoints: dict[str, Any] | str
     rewards: dict[str, float] | str
     objective: float
+    policy_version: int | None = None  # of the policy that chose the setpoints, if the muscle said
 
 
 @message("store.episode_ended")
@@ -95,6 +96,17 @@ class Event:
     kind: str
     detail: dict[str, Any]
     at: float
+
+
+@message("store.metrics")
+class Metrics:
+    """Values agent ``agent``'s brain and muscles logged (``log_metric``) in phase
+    ``phase``: each ``[worker (None: the brain), name, step, value, time logged]``. An
+    agent process sends them in batches, not a record a value."""
+
+    phase: int
+    agent: str
+    values: list[list[Any]]
 
 
 @message("store.run_ended")

@@ -8,6 +8,7 @@
     results.episodes("dummy-run")              # one row per episode, return.<agent> columns
     results.returns("dummy-run")               # tidy: phase, worker, episode, agent, return
     results.steps("dummy-run", phase="phase_0")  # sensors.<id>, rewards.<id> columns
+    results.metrics("dqn-run", name="loss")    # what brains and muscles logged
     results.plot_returns("dummy-run", "returns.png")
 
 A run is named by its uid (the newest run with that uid) or its database id. ``store`` is a
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # `import x as x`: re-exported, for the type checker
     from arl.results.frames import actions as actions
     from arl.results.frames import episodes as episodes
     from arl.results.frames import events as events
+    from arl.results.frames import metrics as metrics
     from arl.results.frames import phases as phases
     from arl.results.frames import returns as returns
     from arl.results.frames import runs as runs
@@ -46,6 +48,7 @@ _MODULES = {
     "steps": "arl.results.frames",
     "actions": "arl.results.frames",
     "events": "arl.results.frames",
+    "metrics": "arl.results.frames",
     "export": "arl.results.files",
     "plot_returns": "arl.results.plot",
     "RunNotFound": "arl.results.queries",

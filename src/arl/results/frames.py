@@ -16,7 +16,7 @@ from arl.results.queries import PhaseKey, Record, Store
 if TYPE_CHECKING:
     import pandas as pd
 
-_TIMES = ("started_at", "ended_at", "at")
+_TIMES = ("started_at", "ended_at", "at", "time")
 
 
 def runs(
@@ -54,6 +54,26 @@ def events(run: str | int, store: Store = None) -> pd.DataFrame:
     with q.reading(store) as reader:
         records = q.event_records(reader, q.find_run(reader, run)["id"])
     return _frame(records, ("at", "kind", "detail"))
+
+
+def metrics(
+    run: str | int,
+    store: Store = None,
+    *,
+    phase: PhaseKey = None,
+    agent: str | None = None,
+    name: str | None = None,
+) -> pd.DataFrame:
+    """What ``run``'s brains and muscles logged with ``log_metric``, one row a value (tidy):
+    ``phase, phase_name, agent, worker, name, step, value, time``. ``worker`` is the
+    muscle's worker, missing (``<NA>``) for the brain's values. Ordered by phase, agent,
+    worker, name and step; ``phase`` (an index or a name), ``agent`` and ``name`` keep
+    only those rows: ``metrics(run, name="loss").plot(x="step", y="value")``."""
+    with q.reading(store) as reader:
+        records = q.metric_records(reader, q.find_run(reader, run)["id"], phase=phase, agent=agent, name=name)
+    frame = _frame(records, q.METRIC_COLUMNS)
+    frame["worker"] = frame["worker"].astype("Int64")  # integers, with the brain's missing
+    return frame
 
 
 def episodes(run: str | int, store: Store = None, *, rewards: bool = True) -> pd.DataFrame:
@@ -98,10 +118,13 @@ def steps(run: str | int, store: Store = None, *, phase: PhaseKey = None) -> pd.
 
 def actions(run: str | int, store: Store = None, *, phase: PhaseKey = None) -> pd.DataFrame:
     """The agent actions of ``run`` (of one phase), one row each: ``episode_id, phase,
-    worker, episode, step, agent, objective``, then one column per input
+    worker, episode, step, agent, objective, policy_version`` (of the policy that chose
+    the setpoints, where the muscle gave one), then one column per input
     (``inputs.env.s0``), setpoint (``setpoints.env.a0``) and reward (``rewards.env.reward``);
     NaN where an agent has no such id."""
-    return _flat_frame(run, store, q.ACTIONS, phase)
+    frame = _flat_frame(run, store, q.ACTIONS, phase)
+    frame["policy_version"] = frame["policy_version"].astype("Int64")  # integers, <NA> where none was given
+    return frame
 
 
 def _flat_frame(run: str | int, store: Store, table: q.FlatTable, phase: PhaseKey) -> pd.DataFrame:

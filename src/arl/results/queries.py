@@ -31,6 +31,7 @@ from arl.store.schema import (
     EnvironmentStepRow,
     EpisodeRow,
     EventRow,
+    MetricRow,
     PhaseRow,
     RunRow,
     RunStatus,
@@ -215,6 +216,32 @@ def event_records(reader: Reader, run_id: int) -> list[Record]:
     return [dict(row._mapping) for row in reader.conn.execute(query)]
 
 
+METRIC_COLUMNS = ("phase", "phase_name", "agent", "worker", "name", "step", "value", "time")
+"""The columns of :func:`metric_records`."""
+
+
+def metric_records(
+    reader: Reader, run_id: int, *, phase: PhaseKey = None, agent: str | None = None, name: str | None = None
+) -> list[Record]:
+    """What the run's brains and muscles logged (``log_metric``), ordered by phase, agent,
+    worker (the brain's, with none, first), name, step and arrival; kept to one phase (by
+    index or name), agent or metric name when asked."""
+    m = MetricRow
+    columns = (PhaseRow.index.label("phase"), PhaseRow.name.label("phase_name"), m.agent, m.worker, m.name, m.step)
+    query = select(*columns, m.value, m.time).join(PhaseRow, m.phase_id == PhaseRow.id).where(m.run_id == run_id)
+    if isinstance(phase, int):
+        query = query.where(PhaseRow.index == phase)
+    elif phase is not None:
+        query = query.where(PhaseRow.name == phase)
+    if agent is not None:
+        query = query.where(m.agent == agent)
+    if name is not None:
+        query = query.where(m.name == name)
+    # coalesce: SQLite sorts NULL first, PostgreSQL last; the brain's values come first on both.
+    query = query.order_by(PhaseRow.index, m.agent, func.coalesce(m.worker, -1), m.name, m.step, m.id)
+    return [dict(row._mapping) for row in reader.conn.execute(query)]
+
+
 # -- phases and episodes ----------------------------------------------------------------------
 
 PHASE_COLUMNS = (
@@ -384,7 +411,9 @@ class FlatTable:
 
 
 STEPS = FlatTable(EnvironmentStepRow, ("step", "env_uid", "terminated", "truncated"), ("sensors", "rewards"), "env_uid")
-ACTIONS = FlatTable(AgentActionRow, ("step", "agent", "objective"), ("inputs", "setpoints", "rewards"), "agent")
+ACTIONS = FlatTable(
+    AgentActionRow, ("step", "agent", "objective", "policy_version"), ("inputs", "setpoints", "rewards"), "agent"
+)
 FLAT_TABLES = {"steps": STEPS, "actions": ACTIONS}
 
 

@@ -139,6 +139,17 @@ def events_table(events: Sequence[Record]) -> str:
     return table(("at (UTC)", "event", "detail"), rows, right=set(), indent=2)
 
 
+def metrics_table(metrics: Sequence[Record]) -> str:
+    """One line a logged value: ``-`` for the worker of a brain's value."""
+    headers = ("phase", "agent", "worker", "name", "step", "value", "time (UTC)")
+    rows = [
+        (m["phase_name"], m["agent"], text(m["worker"]), m["name"], str(m["step"]), f"{m['value']:.6g}",
+         m["time"].strftime("%Y-%m-%d %H:%M:%S.%f")[:-3])
+        for m in metrics
+    ]  # fmt: skip
+    return table(headers, rows, right={2, 4, 5})
+
+
 def show(
     run: Record,
     phases: Sequence[Record],

@@ -3,14 +3,16 @@ actions, and its transactions (:class:`Recorder`).
 
 Records are processed strictly in arrival order: parent rows (run, phase, episode) are
 inserted at once so their ids are known to the rows that follow, while environment steps
-and agent actions are collected and inserted in batches (:mod:`arl.store.bulk`) at each
-commit: a few multi-row INSERTs per table per transaction, never a commit per step.
+and agent actions (and the values agents log, :class:`~arl.messages.store.Metrics`) are
+collected and inserted in batches (:mod:`arl.store.bulk`) at each commit: a few multi-row
+INSERTs per table per transaction, never a commit per step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Insert, Update, bindparam, insert, update
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
+from arl.api import METRIC_NAME_LENGTH
 from arl.codec import CODEC_VERSION, decode, encode, unpack
 from arl.errors import ArlError, ProtocolError
 from arl.messages import store as rec
@@ -34,6 +37,7 @@ from arl.store.schema import (
     EnvironmentStepRow,
     EpisodeRow,
     EventRow,
+    MetricRow,
     PhaseRow,
     RunRow,
     RunStatus,
@@ -45,7 +49,7 @@ log = logging.getLogger("arl.store")
 LOGGED_DROPS = 20
 """Dropped records logged one by one; after that they are only counted."""
 
-COUNTED = ("phases", "episodes", "environment_steps", "agent_actions", "checkpoints", "dropped")
+COUNTED = ("phases", "episodes", "environment_steps", "agent_actions", "checkpoints", "metrics", "dropped")
 
 # Malformed records raise these. RecursionError: a value nested deeper than the JSON
 # encoder goes (the codec refuses frames nested deeper than arl.codec.MAX_DEPTH).
@@ -58,7 +62,7 @@ _BAD_RECORD = (ProtocolError, TypeError, ValueError, OverflowError, RecursionErr
 
 _KEY_FIELDS = ("phase", "worker", "episode", "step")
 _ENV_FIELDS = (*_KEY_FIELDS, "env_uid", "sensors", "rewards", "terminated", "truncated")
-_ACTION_FIELDS = (*_KEY_FIELDS, "agent", "inputs", "setpoints", "rewards", "objective")
+_ACTION_FIELDS = (*_KEY_FIELDS, "agent", "inputs", "setpoints", "rewards", "objective", "policy_version")
 
 
 def _checked_tag(cls: type[Any], expected_fields: tuple[str, ...]) -> str:
@@ -75,7 +79,7 @@ _ACTION_TAG = _checked_tag(rec.AgentAction, _ACTION_FIELDS)
 RECORD_TYPES = frozenset(
     {
         rec.RunStarted, rec.PhaseStarted, rec.EpisodeStarted, rec.EnvironmentStep, rec.AgentAction,
-        rec.EpisodeEnded, rec.PhaseEnded, rec.CheckpointSaved, rec.Event, rec.RunEnded, rec.Flush,
+        rec.EpisodeEnded, rec.PhaseEnded, rec.CheckpointSaved, rec.Event, rec.Metrics, rec.RunEnded, rec.Flush,
     }
 )  # fmt: skip
 
@@ -117,12 +121,20 @@ class Recorder:
         )
         self._action_insert = BulkInsert(
             AgentActionRow,
-            ("episode_id", "step", "agent", "inputs", "setpoints", "rewards", "objective"),
+            ("episode_id", "step", "agent", "inputs", "setpoints", "rewards", "objective", "policy_version"),
             {"inputs", "setpoints", "rewards"},
             conn.dialect,
         )
+        self._metric_insert = BulkInsert(
+            MetricRow,
+            ("run_id", "phase_id", "agent", "worker", "name", "step", "value", "time"),
+            set(),
+            conn.dialect,
+            typed=True,  # a datetime column: through SQLAlchemy's types on every backend
+        )
         self._env_rows: list[tuple[Any, ...]] = []
         self._action_rows: list[tuple[Any, ...]] = []
+        self._metric_rows: list[tuple[Any, ...]] = []
         # PostgreSQL refuses some values SQLite takes (a NUL in a string): each batch goes
         # in under a savepoint, so a refused row costs that row, not the transaction.
         self._savepoints = conn.dialect.name == "postgresql"
@@ -144,6 +156,7 @@ class Recorder:
             rec.PhaseEnded: self._phase_ended,
             rec.CheckpointSaved: self._checkpoint_saved,
             rec.Event: self._event,
+            rec.Metrics: self._metrics,
             rec.RunEnded: self._run_ended,
         }
 
@@ -210,7 +223,7 @@ class Recorder:
             self.dirty_since = time.monotonic()
 
     def _agent_action(self, m: list[Any]) -> None:
-        _v, _t, phase, worker, episode, step, agent, inputs, setpoints, rewards, objective = m
+        _v, _t, phase, worker, episode, step, agent, inputs, setpoints, rewards, objective, version = m
         episode_id = self._episodes.get((phase, worker, episode))
         if episode_id is None:
             self.drop(f"an agent action of unknown episode {(phase, worker, episode)}")
@@ -220,7 +233,7 @@ class Recorder:
         self._action_rows.append(
             (
                 episode_id, int(step), agent, column_text(inputs), column_text(setpoints),
-                column_text(rewards), float(objective),
+                column_text(rewards), float(objective), None if version is None else _integer(version),
             )
         )  # fmt: skip
         self.pending_rows += 1
@@ -325,6 +338,24 @@ class Recorder:
             return
         self._insert(EventRow, run_id=self._run, at=utc(r.at), kind=r.kind, detail=r.detail)
 
+    def _metrics(self, r: rec.Metrics) -> None:
+        """Buffer the values, inserted with the steps; a malformed value is dropped alone."""
+        phase_id = self._phases.get(r.phase)
+        if phase_id is None or self._run is None:
+            self.drop(f"Metrics of agent {r.agent!r} in unknown phase {r.phase}")
+            return
+        if type(r.agent) is not str or type(r.values) is not list:
+            raise TypeError("Metrics needs an agent name and a list of values")
+        for value in r.values:
+            try:
+                row = (self._run, phase_id, r.agent, *_metric(value))
+            except _BAD_RECORD as exc:
+                self.drop(f"a metric of agent {r.agent!r} ({exc})")
+                continue
+            self._metric_rows.append(row)
+            self.pending_rows += 1
+        self._touch()
+
     def _run_ended(self, r: rec.RunEnded) -> None:
         if self._run is None:
             self.drop("RunEnded before RunStarted")
@@ -394,18 +425,21 @@ class Recorder:
     def _insert_pending(self) -> None:
         """Insert the buffered steps and actions into the open transaction; the buffer is
         emptied once both went in (a busy retry inserts both again)."""
-        if not (self._env_rows or self._action_rows):
+        if not (self._env_rows or self._action_rows or self._metric_rows):
             return
-        steps, actions = self.patience.run(self._conn, self._insert_rows)
+        steps, actions, metrics = self.patience.run(self._conn, self._insert_rows)
         self._uncommitted["environment_steps"] += steps
         self._uncommitted["agent_actions"] += actions
+        self._uncommitted["metrics"] += metrics
         self._env_rows = []
         self._action_rows = []
+        self._metric_rows = []
 
-    def _insert_rows(self) -> tuple[int, int]:
+    def _insert_rows(self) -> tuple[int, int, int]:
         return (
             self._insert_batch(self._env_insert, self._env_rows, "an environment step"),
             self._insert_batch(self._action_insert, self._action_rows, "an agent action"),
+            self._insert_batch(self._metric_insert, self._metric_rows, "a metric"),
         )
 
     def _insert_batch(self, bulk: BulkInsert, rows: list[tuple[Any, ...]], what: str) -> int:
@@ -446,6 +480,25 @@ def _call(handler: Callable[[Any], None], record: Any) -> None:
         if isinstance(exc, DBAPIError) or not isinstance(exc.orig, _BAD_RECORD):
             raise
         raise TypeError(f"{type(record).__name__} holds a value that cannot be stored: {exc.orig}") from exc
+
+
+def _integer(value: Any) -> int:
+    """An integer of a record, not a bool or a float that happens to be whole."""
+    if type(value) is not int:
+        raise TypeError(f"{value!r} is not an integer")
+    return value
+
+
+def _metric(value: Any) -> tuple[int | None, str, int, float, Any]:
+    """``[worker | None, name, step, value, time]`` as the row's (worker, name, step, value, time)."""
+    if type(value) is not list or len(value) != 5:
+        raise ValueError(f"{value!r:.200} is not [worker, name, step, value, time]")
+    worker, name, step, number, at = value
+    if type(name) is not str or not 0 < len(name) <= METRIC_NAME_LENGTH:
+        raise ValueError(f"the name {name!r:.100} is not 1 to {METRIC_NAME_LENGTH} characters")
+    if type(number) not in (int, float) or not math.isfinite(number):
+        raise ValueError(f"metric {name!r}: {number!r:.100} is not a finite number")
+    return None if worker is None else _integer(worker), name, _integer(step), float(number), utc(at)
 
 
 def _fit(reason: str | None, model: type[Any]) -> str | None:

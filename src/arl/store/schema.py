@@ -1,5 +1,5 @@
 """The SQL schema of the store: one row per run, phase, episode, environment step, agent
-action, saved brain and event.
+action, saved brain, event and logged metric.
 
 Rows name their parents by database id; the writer maps the natural keys of the records
 (phase index, worker, episode index, step) to those ids. Every timestamp is an aware UTC
@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from arl.api import METRIC_NAME_LENGTH
 from arl.status import RunStatus as RunStatus  # the store keeps the run status words of arl.status
 
 JSONType: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
@@ -166,6 +167,8 @@ class AgentActionRow(Base):
     setpoints: Mapped[dict[str, Any]]
     rewards: Mapped[dict[str, Any]]
     objective: Mapped[float] = mapped_column(Float)
+    # The version of the policy that chose the setpoints, where the muscle gave one.
+    policy_version: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class CheckpointRow(Base):
@@ -192,3 +195,19 @@ class EventRow(Base):
     at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]]
+
+
+class MetricRow(Base):
+    """A value a brain or muscle logged (``log_metric``): the brain's have no ``worker``."""
+
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    run_id: Mapped[int] = _parent("experiment_runs.id")
+    phase_id: Mapped[int] = _parent("phases.id")
+    agent: Mapped[str] = mapped_column(String(255))
+    worker: Mapped[int | None] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(METRIC_NAME_LENGTH))
+    step: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(Float)
+    time: Mapped[datetime]
