@@ -1,0 +1,240 @@
+"""DQN: a learner (:class:`DQNBrain`) and an epsilon-greedy policy (:class:`DQNMuscle`)
+for an agent with one ``Box`` sensor and one ``Discrete`` actuator (``gym:CartPole-v1``'s
+``obs`` and ``action``). The reference for writing a learning agent of one's own
+(docs/agents.md): the brain learns, the muscles act, and what passes between them is
+plain numpy, never torch.
+
+* The brain: double Q-learning on n-step returns from a replay buffer, a target network
+  synced every ``target_update`` gradient steps, Adam, gradient clipping, Huber loss.
+  Every ``train_every`` transitions, once the buffer holds ``minimum_buffer_size``, it
+  takes ``gradient_steps`` steps on batches of ``batch_size``. Every ``broadcast_every``
+  transitions, if it has learnt since, :meth:`DQNBrain.learn` returns the new weights:
+  ``{"version": gradient steps so far, "weights": {parameter name: numpy array}}``.
+* The muscle: the same network in numpy (one observation at a time, numpy beats
+  torch's per-call overhead, and acting needs no torch at all), acting greedily, or at
+  random with probability epsilon. With several workers each has its own epsilon, as in
+  Ape-X: ``epsilon ** (1 + alpha * i / (N - 1))`` for worker ``i`` of ``N``; alone, a
+  worker's epsilon can fall linearly from ``epsilon_start`` over ``decay_steps`` steps.
+  ``policy_version`` is the version of the weights it acts with.
+
+torch is imported when a brain is set up (:mod:`arl.agents.qnet`), not by this module:
+checking a file that names these classes does not load it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import numpy as np
+from annotated_types import Ge, Gt, Le
+from gymnasium import spaces
+
+from arl.agents.replay import NStep, ReplayBuffer
+from arl.api import ActuatorInfo, Brain, Experience, Muscle, SensorInfo
+
+if TYPE_CHECKING:
+    from arl.agents.qnet import QLearner
+
+STATE_FILE = "dqn_state.json"
+BUFFER_FILE = "replay.npz"
+
+Count = Annotated[int, Ge(1)]
+Fraction = Annotated[float, Ge(0), Le(1)]
+
+
+def box_and_discrete(owner: str, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo]) -> tuple[str, str]:
+    """The ids of the one Box sensor and the one Discrete actuator ``owner`` works with."""
+    if len(sensors) != 1 or not isinstance(sensors[0].space, spaces.Box):
+        got = [f"{s.id}: {s.space}" for s in sensors]
+        raise ValueError(f"{owner} needs exactly one sensor with a Box space (such as gym's 'obs'); it got {got}")
+    if len(actuators) != 1 or not isinstance(actuators[0].space, spaces.Discrete):
+        got = [f"{a.id}: {a.space}" for a in actuators]
+        raise ValueError(f"{owner} needs exactly one actuator with a Discrete space (such as 'action'); it got {got}")
+    return sensors[0].id, actuators[0].id
+
+
+def worker_epsilon(epsilon: float, alpha: float, worker: int, workers: int) -> float:
+    """Ape-X's epsilon for worker ``worker`` of ``workers``: from ``epsilon`` for the first
+    down to ``epsilon ** (1 + alpha)`` for the last."""
+    if workers <= 1:
+        return epsilon
+    return float(epsilon ** (1 + alpha * worker / (workers - 1)))
+
+
+def decayed(step: int, start: float, final: float, decay_steps: int) -> float:
+    """Linear decay from ``start`` to ``final`` over ``decay_steps`` steps, then ``final``."""
+    if decay_steps <= 0 or step >= decay_steps:
+        return final
+    return start + (final - start) * step / decay_steps
+
+
+class NumpyMLP:
+    """The forward pass of :func:`arl.agents.qnet.mlp`'s network, from its weights:
+    ``<i>.weight`` and ``<i>.bias`` of each linear layer ``i``, ReLU between them."""
+
+    def __init__(self, weights: Mapping[str, np.ndarray[Any, Any]]) -> None:
+        indices = sorted({int(name.partition(".")[0]) for name in weights})
+        self.layers = [(np.asarray(weights[f"{i}.weight"]), np.asarray(weights[f"{i}.bias"])) for i in indices]
+
+    def __call__(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        for k, (w, b) in enumerate(self.layers):
+            x = w @ x + b
+            if k < len(self.layers) - 1:
+                x = np.maximum(x, 0.0)
+        return x
+
+
+class DQNMuscle(Muscle):
+    """Epsilon-greedy over the brain's latest Q-network. ``epsilon: 0`` acts greedily
+    (a test phase)."""
+
+    def __init__(
+        self,
+        epsilon: Fraction = 0.04,
+        epsilon_start: Fraction = 1.0,
+        decay_steps: Annotated[int, Ge(0)] = 0,
+        alpha: Annotated[float, Ge(0)] = 7.0,
+    ) -> None:
+        self.epsilon_final, self.epsilon_start = epsilon, epsilon_start
+        self.decay_steps, self.alpha = decay_steps, alpha
+        self.policy_version: int | None = None  # the version of the weights it acts with
+        self.network: NumpyMLP | None = None
+        self.steps = 0
+
+    def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
+        super().setup(sensors, actuators, seed)
+        self._obs_id, self._action_id = box_and_discrete(type(self).__name__, sensors, actuators)
+        space = actuators[0].space
+        assert isinstance(space, spaces.Discrete)
+        self._actions, self._start = int(space.n), int(space.start)
+        self._rng = np.random.default_rng(seed)
+        # Which worker this muscle is, where arl says (issue 11); else a lone worker's.
+        worker, workers = self.worker, self.workers
+        self._final = worker_epsilon(self.epsilon_final, self.alpha, worker, workers)
+
+    @property
+    def epsilon(self) -> float:
+        return decayed(self.steps, max(self.epsilon_start, self._final), self._final, self.decay_steps)
+
+    def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
+        explore = self._rng.random() < self.epsilon
+        self.steps += 1
+        if explore or self.network is None:
+            action = int(self._rng.integers(self._actions))
+        else:
+            obs = np.asarray(sensors[self._obs_id], np.float32).reshape(-1)
+            action = int(np.argmax(self.network(obs)))
+        return {self._action_id: self._start + action}
+
+    def update(self, update: Any) -> None:
+        self.network = NumpyMLP(update["weights"])
+        self.policy_version = int(update["version"])
+        self.log_metric("epsilon", self.epsilon, self.steps)
+
+
+class DQNBrain(Brain):
+    """Double DQN with n-step returns. Defaults: rl-baselines3-zoo's CartPole-v1 settings."""
+
+    def __init__(
+        self,
+        hidden: tuple[Count, ...] = (256, 256),
+        learning_rate: Annotated[float, Gt(0)] = 2.3e-3,
+        batch_size: Count = 64,
+        buffer_size: Count = 100_000,
+        minimum_buffer_size: Count = 1000,
+        gamma: Fraction = 0.99,
+        n_step: Count = 1,
+        train_every: Count = 256,
+        gradient_steps: Count = 128,
+        target_update: Count = 128,
+        broadcast_every: Count = 256,
+        max_grad_norm: Annotated[float, Gt(0)] = 10.0,
+        double: bool = True,
+        save_buffer: bool = False,
+    ) -> None:
+        self.hidden, self.learning_rate, self.batch_size = tuple(hidden), learning_rate, batch_size
+        self.buffer_size, self.minimum_buffer_size = buffer_size, minimum_buffer_size
+        self.gamma, self.n_step = gamma, n_step
+        self.train_every, self.gradient_steps, self.target_update = train_every, gradient_steps, target_update
+        self.broadcast_every, self.max_grad_norm, self.double = broadcast_every, max_grad_norm, double
+        self.save_buffer = save_buffer
+        self.transitions = 0  # learn calls
+        self.updates = 0  # gradient steps: the weights' version
+        self.broadcast_version = 0  # the version last returned by learn
+        self._nstep: dict[int, NStep] = {}
+
+    def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
+        super().setup(sensors, actuators, seed)
+        from arl.agents.qnet import QLearner  # torch: only in a process that hosts a DQN brain
+
+        self._obs_id, self._action_id = box_and_discrete(type(self).__name__, sensors, actuators)
+        space = actuators[0].space
+        assert isinstance(space, spaces.Discrete)
+        self._start = int(space.start)
+        obs_shape = (int(np.prod(sensors[0].space.shape or ())),)
+        self.learner: QLearner = QLearner(
+            obs_shape[0],
+            self.hidden,
+            int(space.n),
+            seed=seed,
+            learning_rate=self.learning_rate,
+            max_grad_norm=self.max_grad_norm,
+            double=self.double,
+        )
+        self.buffer = ReplayBuffer(self.buffer_size, obs_shape)
+        self.rng = np.random.default_rng(seed)
+
+    def learn(self, experience: Experience) -> Any:
+        nstep = self._nstep.get(experience.worker)
+        if nstep is None:
+            nstep = self._nstep[experience.worker] = NStep(self.n_step, self.gamma)
+        obs = np.asarray(experience.inputs[self._obs_id], np.float32).reshape(-1)
+        next_obs = np.asarray(experience.next_inputs[self._obs_id], np.float32).reshape(-1)
+        action = int(experience.setpoints[self._action_id]) - self._start
+        done = nstep.add(obs, action, experience.objective, next_obs, experience.terminated, experience.truncated)
+        for transition in done:
+            self.buffer.add(transition)
+        self.transitions += 1
+        if self.transitions % self.train_every == 0 and len(self.buffer) >= self.minimum_buffer_size:
+            self._train()
+        if self.transitions % self.broadcast_every == 0 and self.updates != self.broadcast_version:
+            self.broadcast_version = self.updates
+            return self.policy()
+        return None
+
+    def _train(self) -> None:
+        losses = []
+        for _ in range(self.gradient_steps):
+            losses.append(self.learner.update(self.buffer.sample(self.rng, self.batch_size)))
+            self.updates += 1
+            if self.updates % self.target_update == 0:
+                self.learner.sync_target()
+        self.log_metric("loss", float(np.mean(losses)), self.updates)
+
+    def policy(self) -> Any:
+        return {"version": self.updates, "weights": self.learner.weights()}
+
+    def save(self, directory: Path) -> None:
+        self.learner.save(directory)
+        state = {
+            "transitions": self.transitions,
+            "updates": self.updates,
+            "broadcast_version": self.broadcast_version,
+            "rng": self.rng.bit_generator.state,
+            "buffer_saved": self.save_buffer,
+        }
+        (directory / STATE_FILE).write_text(json.dumps(state))
+        if self.save_buffer:
+            self.buffer.save(directory / BUFFER_FILE)
+
+    def load(self, directory: Path) -> None:
+        self.learner.load(directory)
+        state = json.loads((directory / STATE_FILE).read_text())
+        self.transitions, self.updates = int(state["transitions"]), int(state["updates"])
+        self.broadcast_version = int(state["broadcast_version"])
+        self.rng.bit_generator.state = state["rng"]
+        if state["buffer_saved"]:
+            self.buffer.load(directory / BUFFER_FILE)

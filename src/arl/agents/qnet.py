@@ -1,0 +1,107 @@
+"""The torch half of :class:`arl.agents.dqn.DQNBrain`: its Q-network, target network,
+optimizer and update step. Imported only when a DQN brain is set up, so that torch
+loads in the processes that host one and nowhere else (not even the check of a file
+that names it)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+WEIGHTS_FILE = "dqn.pt"
+
+
+def mlp(inputs: int, hidden: Sequence[int], outputs: int) -> nn.Sequential:
+    """Linear layers with ReLU between them: the layout :class:`arl.agents.dqn.NumpyMLP`
+    reads back from the weights alone."""
+    layers: list[nn.Module] = []
+    sizes = [inputs, *hidden]
+    for a, b in itertools.pairwise(sizes):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    layers.append(nn.Linear(sizes[-1], outputs))
+    return nn.Sequential(*layers)
+
+
+class QLearner:
+    """Double Q-learning on batches of n-step transitions, with a target network."""
+
+    def __init__(
+        self,
+        inputs: int,
+        hidden: Sequence[int],
+        actions: int,
+        *,
+        seed: int,
+        learning_rate: float,
+        max_grad_norm: float,
+        double: bool,
+    ) -> None:
+        # One thread: on a small MLP more threads only contend for the cores the
+        # environments and the other workers need, and results depend on none of it.
+        torch.set_num_threads(1)
+        # The initial weights come from the seed without touching torch's global
+        # generator, which other components of this process may use.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.online = mlp(inputs, hidden, actions)
+        self.target = mlp(inputs, hidden, actions)
+        self.target.load_state_dict(self.online.state_dict())
+        self.target.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=learning_rate)
+        self.max_grad_norm, self.double = max_grad_norm, double
+
+    def update(self, batch: Mapping[str, np.ndarray[Any, Any]]) -> float:
+        """One gradient step on a batch; returns its (Huber) loss."""
+        obs = torch.from_numpy(batch["obs"])
+        action = torch.from_numpy(batch["action"])
+        ret = torch.from_numpy(batch["ret"])
+        next_obs = torch.from_numpy(batch["next_obs"])
+        discount = torch.from_numpy(batch["discount"])
+        with torch.no_grad():
+            next_target = self.target(next_obs)
+            if self.double:  # the online network picks the action, the target values it
+                best = self.online(next_obs).argmax(dim=1, keepdim=True)
+                next_value = next_target.gather(1, best).squeeze(1)
+            else:
+                next_value = next_target.max(dim=1).values
+            target = ret + discount * next_value
+        q = self.online(obs).gather(1, action.unsqueeze(1)).squeeze(1)
+        loss = nn.functional.smooth_l1_loss(q, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        nn.utils.clip_grad_norm_(self.online.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        return float(loss.item())
+
+    def sync_target(self) -> None:
+        self.target.load_state_dict(self.online.state_dict())
+
+    def weights(self) -> dict[str, np.ndarray[Any, Any]]:
+        """The online network's parameters as numpy arrays (copies), by parameter name."""
+        return {name: t.detach().numpy().copy() for name, t in self.online.state_dict().items()}
+
+    def save(self, directory: Path) -> None:
+        state = {
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        torch.save(state, directory / WEIGHTS_FILE)
+
+    def load(self, directory: Path) -> None:
+        path = directory / WEIGHTS_FILE
+        state = torch.load(path, weights_only=True)  # tensors and numbers only, never code
+        try:
+            self.online.load_state_dict(state["online"])
+            self.target.load_state_dict(state["target"])
+        except RuntimeError as exc:
+            raise ValueError(
+                f"{path}: its networks do not fit this brain's (give it the hidden sizes it was saved with): {exc}"
+            ) from exc
+        self.optimizer.load_state_dict(state["optimizer"])
