@@ -56,6 +56,7 @@ class PhaseView:
     elapsed: float  # seconds since the phase began on this worker
     returns: Mapping[str, Sequence[float]] = field(default_factory=dict)
     """Per agent, the return (sum of its objective values) of each completed episode."""
+    workers: int = 1  # how many workers run the phase
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,23 @@ class MaxEpisodes(TerminationCondition):
 
     def phase_over(self, view: PhaseView) -> str | None:
         return "max_episodes" if view.episodes >= self.episodes else None
+
+
+class MaxEnvironmentSteps(TerminationCondition):
+    """Ends the phase once its workers have made ``steps`` environment steps in all
+    (SEED's ``max_environment_steps``): each worker makes its share, the steps split
+    evenly and the first workers taking one more where they do not divide."""
+
+    def __init__(self, steps: Annotated[int, Ge(1)]) -> None:
+        if steps < 1:
+            raise ValueError(f"MaxEnvironmentSteps needs steps >= 1, got {steps}")
+        self.steps = steps
+
+    def share(self, worker: int, workers: int) -> int:
+        return self.steps // workers + (1 if worker < self.steps % workers else 0)
+
+    def phase_over(self, view: PhaseView) -> str | None:
+        return "max_environment_steps" if view.steps >= self.share(view.worker, view.workers) else None
 
 
 class WallClock(TerminationCondition):

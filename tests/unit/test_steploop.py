@@ -222,3 +222,20 @@ def test_a_policy_version_in_a_reply_is_read_and_a_bad_one_fails_its_agent() -> 
         assert isinstance(reply, ErrorReply), bad
         assert (reply.component, reply.kind) == ("agent.d", "ProtocolError")
         assert "policy version" in reply.message
+
+
+def test_max_environment_steps_ends_each_workers_phase_at_its_share() -> None:
+    """13 steps over 2 workers: 7 and 6, across an episode's end (5-step episodes)."""
+    done = []
+    for worker in range(2):
+        request = control.RunPhase(
+            0, "phase", worker, ["arl.simulation:Vanilla", {}],
+            [["arl.conditions:EnvironmentDone", {}], ["arl.conditions:MaxEnvironmentSteps", {"steps": 13}]],
+            [], 100, None, AGENTS, ["env"], {"d": "agents.0", "a": "agents.0"}, {"env": ""}, {}, 5, time.time(),
+            [], 2,
+        )  # fmt: skip
+        done.append(_local_phase(request)[0])
+    assert [(d.steps, d.episodes, d.reason) for d in done] == [
+        (7, 2, "max_environment_steps"),  # the second episode is cut short, and counts
+        (6, 2, "max_environment_steps"),
+    ]

@@ -204,7 +204,7 @@ class PhaseLoop:
             return None
         phase = PhaseView(
             self.request.phase_name, self.request.worker, self.episodes, self.steps,
-            self.clock() - self.started, self.returns,
+            self.clock() - self.started, self.returns, self.request.workers,
         )  # fmt: skip
         for condition in self.phase_conditions:
             reason = condition.phase_over(phase)

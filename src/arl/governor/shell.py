@@ -376,6 +376,7 @@ class GovernorShell:
             worker_seed(self.spec.seed, phase.name, worker),
             self.started,
             [dataclasses.asdict(h) for h in self.machine.history],
+            phase.workers,
         )
         done = await self._request(controller_service(worker), request, self.options.timeouts.phase)
         return m.WorkerDone(

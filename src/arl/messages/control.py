@@ -83,6 +83,7 @@ class RunPhase:
     seed: int
     run_started: float  # epoch seconds, for run-level wall-clock limits
     history: list[dict[str, Any]]
+    workers: int = 1  # how many workers run the phase
 
 
 @message("control.phase_done")
