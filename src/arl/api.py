@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,7 +53,13 @@ class StepResult:
 
 @dataclass(frozen=True)
 class Experience:
-    """One transition an agent's muscle went through, as its brain learns from it."""
+    """One transition an agent's muscle went through, as its brain learns from it.
+
+    ``terminated``: the episode ended in a terminal state (nothing follows it).
+    ``truncated``: the episode ended without one, so its value goes on: the environment's
+    time limit, or arl cut it (``max_steps``, a condition, a stop). A brain never sees an
+    episode end with both False: the last transition of every episode says which.
+    """
 
     worker: int
     inputs: Mapping[str, Any]
@@ -130,15 +137,19 @@ class _AgentPart:
         """
         value = _metric_value(name, value)
         if step is None:
-            steps = self._arl_metric_steps
-            if steps is None:
-                steps = self._arl_metric_steps = {}
-            step = steps[name] = steps.get(name, 0) + 1
+            with _STEP_LOCK:  # any thread may log: each value its own step
+                steps = self._arl_metric_steps
+                if steps is None:
+                    steps = self._arl_metric_steps = {}
+                step = steps[name] = steps.get(name, 0) + 1
         else:
             step = _metric_step(name, step)
         sink = self._arl_metric_sink
         if sink is not None:
             sink(name, value, step)
+
+
+_STEP_LOCK = threading.Lock()
 
 
 def _metric_value(name: object, value: object) -> float:

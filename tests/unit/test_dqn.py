@@ -143,10 +143,6 @@ def test_nstep_returns_bootstrap_discount_and_flush_at_every_kind_of_end() -> No
     nstep.add(o[5], 0, 1.0, o[6], False, False)
     done = nstep.add(o[6], 0, 1.0, o[7], False, True)
     assert [(t.ret, t.discount, float(t.next_obs[0])) for t in done] == [(1.5, 0.25, 7.0), (1.0, 0.5, 7.0)]
-    # Cut without either (max_steps): the next episode's first observation tells.
-    nstep.add(o[0], 1, 1.0, o[1], False, False)
-    done = nstep.add(o[8], 0, 1.0, o[9], False, False)
-    assert [(float(t.obs[0]), t.discount, float(t.next_obs[0])) for t in done] == [(0.0, 0.5, 1.0)]
 
 
 def test_epsilons_per_worker_as_in_ape_x_and_the_linear_decay() -> None:
@@ -154,10 +150,13 @@ def test_epsilons_per_worker_as_in_ape_x_and_the_linear_decay() -> None:
     assert [round(worker_epsilon(0.4, 7.0, i, 3), 6) for i in range(3)] == [0.4, round(0.4**4.5, 6), round(0.4**8, 6)]
     assert [decayed(step, 1.0, 0.04, 100) for step in (0, 50, 100, 1000)] == [1.0, 0.52, 0.04, 0.04]
     assert decayed(5, 1.0, 0.1, 0) == 0.1
-    muscle = DQNMuscle(epsilon=0.4)
-    muscle.worker, muscle.workers = 2, 3  # type: ignore[attr-defined]  # as arl says which worker it is
+    muscle = DQNMuscle(epsilon=0.04)
+    muscle.worker, muscle.workers = 2, 3  # as arl says which worker it is
     muscle.setup(SENSORS, ACTUATORS, 0)
-    assert muscle.epsilon == pytest.approx(0.4**8)
+    assert muscle.epsilon == pytest.approx(0.4**8)  # several workers: Ape-X's ladder from 0.4
+    alone = DQNMuscle(epsilon=0.04)
+    alone.setup(SENSORS, ACTUATORS, 0)
+    assert alone.epsilon == pytest.approx(0.04)
 
 
 def test_the_muscles_numpy_network_is_the_brains_torch_network() -> None:

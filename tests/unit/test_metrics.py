@@ -153,3 +153,34 @@ def test_each_muscle_knows_its_worker_before_its_setup(monkeypatch: pytest.Monke
     muscle = ["arl.dummy:TellingMuscle", {}]
     AgentHost().handle(control.SetupAgent(0, "d", DUMMY[0], muscle, DUMMY[2], SENSORS, ACTUATORS, 3, True, 7, None))
     assert seen == [(0, 3), (1, 3), (2, 3)]
+
+
+def test_the_last_transition_of_an_episode_arl_cut_reaches_the_brain_as_truncated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An episode ended by max_steps, a condition or a stop has no terminal state: the
+    brain must bootstrap from it, so its last transition says truncated."""
+    import arl.dummy
+
+    seen: list[tuple[bool, bool]] = []
+
+    class Remembering(DummyBrain):
+        def learn(self, experience: Any) -> Any:
+            seen.append((experience.terminated, experience.truncated))
+            return super().learn(experience)
+
+    monkeypatch.setattr(arl.dummy, "RememberingBrain", Remembering, raising=False)
+    host = AgentHost()
+    brain = ["arl.dummy:RememberingBrain", {}]
+    host.handle(control.SetupAgent(0, "d", brain, DUMMY[1], DUMMY[2], SENSORS, ACTUATORS, 1, True, 7, None))
+    readings = {"env.s0": 0.5}
+
+    def act(rewards: Any, terminated: bool = False, final: bool = False) -> None:
+        host.handle(amsg.Act(0, {"d": [readings, rewards]}, terminated, False, final))
+
+    act(None)
+    act({"env.r": 1.0})
+    act({"env.r": 1.0}, final=True)  # cut: neither flag came from the environment
+    act(None)
+    act({"env.r": 1.0}, terminated=True, final=True)
+    assert seen == [(False, False), (False, True), (True, False)]

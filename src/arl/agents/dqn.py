@@ -97,9 +97,10 @@ class DQNMuscle(Muscle):
         epsilon_start: Fraction = 1.0,
         decay_steps: Annotated[int, Ge(0)] = 0,
         alpha: Annotated[float, Ge(0)] = 7.0,
+        apex_epsilon: Fraction = 0.4,
     ) -> None:
         self.epsilon_final, self.epsilon_start = epsilon, epsilon_start
-        self.decay_steps, self.alpha = decay_steps, alpha
+        self.decay_steps, self.alpha, self.apex_epsilon = decay_steps, alpha, apex_epsilon
         self.policy_version: int | None = None  # the version of the weights it acts with
         self.network: NumpyMLP | None = None
         self.steps = 0
@@ -111,9 +112,12 @@ class DQNMuscle(Muscle):
         assert isinstance(space, spaces.Discrete)
         self._actions, self._start = int(space.n), int(space.start)
         self._rng = np.random.default_rng(seed)
-        # Which worker this muscle is, where arl says (issue 11); else a lone worker's.
-        worker, workers = self.worker, self.workers
-        self._final = worker_epsilon(self.epsilon_final, self.alpha, worker, workers)
+        # One worker decays to ``epsilon``; several explore on Ape-X's ladder from
+        # ``apex_epsilon`` (0.4, as Ape-X: from 0.04 the later workers would not explore).
+        if self.workers > 1:
+            self._final = worker_epsilon(self.apex_epsilon, self.alpha, self.worker, self.workers)
+        else:
+            self._final = self.epsilon_final
 
     @property
     def epsilon(self) -> float:

@@ -50,10 +50,11 @@ class QLearner:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.online = mlp(inputs, hidden, actions)
-        self.target = mlp(inputs, hidden, actions)
+            self.target = mlp(inputs, hidden, actions)  # overwritten at once; built here for the generator's sake
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=learning_rate)
+        self.learning_rate = learning_rate
         self.max_grad_norm, self.double = max_grad_norm, double
 
     def update(self, batch: Mapping[str, np.ndarray[Any, Any]]) -> float:
@@ -105,3 +106,5 @@ class QLearner:
                 f"{path}: its networks do not fit this brain's (give it the hidden sizes it was saved with): {exc}"
             ) from exc
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the file's learning rate, not the save's
+            group["lr"] = self.learning_rate

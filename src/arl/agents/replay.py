@@ -29,15 +29,13 @@ class NStep:
     """Turns one worker's 1-step transitions into n-step ones.
 
     Each worker needs its own: transitions of different workers interleave. An episode's
-    end (terminated, truncated, or an observation that does not continue the last one:
-    an episode cut by ``max_steps`` or a condition, which the brain sees as neither)
+    end (terminated, or truncated: arl marks the last transition of an episode it cut)
     flushes what is pending, every step of it with a shorter return.
     """
 
     def __init__(self, n: int, gamma: float) -> None:
         self.n, self.gamma = n, gamma
         self._window: deque[tuple[np.ndarray[Any, Any], int, float]] = deque()
-        self._last_next: np.ndarray[Any, Any] | None = None
 
     def add(
         self,
@@ -49,20 +47,12 @@ class NStep:
         truncated: bool,
     ) -> list[Transition]:
         """Take one step; return the n-step transitions it completes (oldest first)."""
-        out: list[Transition] = []
-        if self._last_next is not None and not np.array_equal(obs, self._last_next):
-            # A new episode began without the brain hearing of the end of the last one:
-            # that one was cut, so bootstrap its pending steps from where it stopped.
-            out += self._flush(self._last_next, terminal=False)
         self._window.append((obs, action, reward))
         if terminated or truncated:
-            out += self._flush(next_obs, terminal=terminated)
-            self._last_next = None
-        else:
-            if len(self._window) == self.n:
-                out.append(self._pop(next_obs, terminal=False))
-            self._last_next = next_obs
-        return out
+            return self._flush(next_obs, terminal=terminated)
+        if len(self._window) == self.n:
+            return [self._pop(next_obs, terminal=False)]
+        return []
 
     def _flush(self, next_obs: np.ndarray[Any, Any], terminal: bool) -> list[Transition]:
         out = []

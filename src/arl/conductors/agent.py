@@ -115,6 +115,10 @@ class AgentConductor:
         if rewards is not None and pending is not None:
             objective = float(self.objective.evaluate(rewards))
             if self.train:
+                if final and not done[0]:
+                    # The episode's last transition and not a terminal one: it was cut
+                    # (max_steps, a condition, a stop), which the brain must know.
+                    done = (False, True)
                 self._learn(worker, pending, rewards, objective, sensors, done)
         if final:
             return [{}, objective, None]

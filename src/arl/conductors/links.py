@@ -271,11 +271,15 @@ class MetricLink:
         self._now = False  # send at once: a flush, or close
         self._closing = False
         self.sent = 0  # values handed to the socket (tests and logs)
+        self.dropped = 0  # values logged after the link closed (or its thread died)
         self._thread = threading.Thread(target=self._run, name="arl-metrics", daemon=True)
         self._thread.start()
 
     def add(self, phase: int, agent: str, worker: int | None, name: str, step: int, value: float) -> None:
         with self._cond:
+            if self._closing or not self._thread.is_alive():
+                self.dropped += 1  # nothing sends any more: never let values pile up
+                return
             self._waiting.setdefault((phase, agent), []).append([worker, name, step, value, time.time()])
             self._count += 1
             if self._count == 1 or self._count >= self.MAX_WAITING:
@@ -332,7 +336,7 @@ class MetricLink:
         ]
         try:
             self._link.send(records, flush=True)
-        except ArlError as exc:  # the writer takes nothing: the run is failing already
+        except (ArlError, zmq.ZMQError, ProtocolError) as exc:  # the run is failing already
             log.error("metrics lost: %s", exc)
             return
         self.sent += sum(len(values) for values in batch.values())
