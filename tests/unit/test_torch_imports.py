@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def imports_torch(code: str) -> bool:
     code = textwrap.dedent(code) + "\nimport sys\nprint('torch' in sys.modules)\n"
@@ -29,18 +31,20 @@ def test_arl_its_cli_and_every_module_the_fork_server_preloads_leave_torch_alone
     )
 
 
-def test_arl_agents_and_dqn_classes_import_torch_only_when_a_brain_is_set_up() -> None:
-    check = """
+@pytest.mark.parametrize("agent", ["dqn:DQN", "ppo:PPO"])
+def test_arl_agents_classes_import_torch_only_when_a_brain_is_set_up(agent: str) -> None:
+    module, prefix = agent.split(":")
+    check = f"""
         import numpy as np
         from gymnasium import spaces
         import arl.agents
-        from arl.agents.dqn import DQNBrain, DQNMuscle
+        from arl.agents.{module} import {prefix}Brain, {prefix}Muscle
         from arl.api import ActuatorInfo, SensorInfo
         sensors = [SensorInfo("env.obs", spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32))]
         actuators = [ActuatorInfo("env.action", spaces.Discrete(2))]
-        muscle = DQNMuscle()
+        muscle = {prefix}Muscle()
         muscle.setup(sensors, actuators, 0)
-        brain = DQNBrain()  # what the check does: import the classes, check their params
+        brain = {prefix}Brain()  # what the check does: import the classes, check their params
         """
     assert not imports_torch(check)
     assert imports_torch(check + "brain.setup(sensors, actuators, 0)\n")
