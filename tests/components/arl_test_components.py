@@ -6,7 +6,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from arl.api import StepResult
+import numpy as np
+from gymnasium import spaces
+
+from arl.api import ActuatorInfo, Environment, SensorInfo, StepResult
 from arl.conditions import RunView, TerminationCondition
 from arl.dummy import DummyBrain, DummyEnvironment, DummyMuscle, DummyObjective
 from arl.simulation import Simulation
@@ -129,3 +132,37 @@ class VersionedMuscle(DummyMuscle):
     def update(self, update: Any) -> None:
         self.policy_version = int(update)
         self.log_metric("policy_version", self.policy_version)
+
+
+class ChainEnvironment(Environment):
+    """Seven states in a row, the goal in the middle: ``action`` 1 moves right, 0 left;
+    the goal pays 1 and ends the episode. The observation is the state, one-hot. Episodes
+    start in every other state in turn; none is cut here (the file's max_steps does that)."""
+
+    def __init__(self, states: int = 7) -> None:
+        self.states, self.goal = states, states // 2
+        self._starts = [s for s in range(states) if s != self.goal]
+        self._episode = -1
+        self.state = 0
+
+    def sensors(self) -> Sequence[SensorInfo]:
+        return [SensorInfo("obs", spaces.Box(0.0, 1.0, shape=(self.states,), dtype=np.float32))]
+
+    def actuators(self) -> Sequence[ActuatorInfo]:
+        return [ActuatorInfo("action", spaces.Discrete(2))]
+
+    def _obs(self) -> dict[str, Any]:
+        obs = np.zeros(self.states, np.float32)
+        obs[self.state] = 1.0
+        return {"obs": obs}
+
+    def reset(self, *, seed: int) -> Mapping[str, Any]:
+        self._episode += 1
+        self.state = self._starts[self._episode % len(self._starts)]
+        return self._obs()
+
+    def step(self, setpoints: Mapping[str, Any]) -> StepResult:
+        move = 1 if int(setpoints.get("action", 0)) == 1 else -1
+        self.state = min(self.states - 1, max(0, self.state + move))
+        done = self.state == self.goal
+        return StepResult(sensors=self._obs(), rewards={"reward": 1.0 if done else 0.0}, terminated=done)
