@@ -4,7 +4,6 @@ torch loads in the processes that host one and nowhere else."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,26 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from arl.agents.torchnet import mlp
+
 WEIGHTS_FILE = "ppo.pt"
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
-
-
-def mlp(inputs: int, hidden: Sequence[int], outputs: int, activation: str, out_gain: float) -> nn.Sequential:
-    """Linear layers with ``activation`` between them, orthogonally initialised as
-    stable-baselines3 does (gain sqrt 2 inside, ``out_gain`` on the last layer, zero
-    biases): a near-uniform first policy and small first values. The layout
-    :class:`arl.agents.ppo.NumpyPolicy` reads back from the weights alone."""
-    layers: list[nn.Module] = []
-    sizes = [inputs, *hidden]
-    for a, b in itertools.pairwise(sizes):
-        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
-    layers.append(nn.Linear(sizes[-1], outputs))
-    linears = [layer for layer in layers if isinstance(layer, nn.Linear)]
-    for k, layer in enumerate(linears):
-        nn.init.orthogonal_(layer.weight, gain=out_gain if k == len(linears) - 1 else math.sqrt(2))
-        nn.init.zeros_(layer.bias)
-    return nn.Sequential(*layers)
 
 
 class ActorCritic(nn.Module):

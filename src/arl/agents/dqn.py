@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-from annotated_types import Ge, Gt, Le
+from annotated_types import Ge, Gt
 from gymnasium import spaces
 
+from arl.agents.common import Count, Fraction, NumpyMLP, box_sensor_and_actuator
 from arl.agents.replay import NStep, ReplayBuffer
 from arl.api import ActuatorInfo, Brain, Experience, Muscle, SensorInfo
 
@@ -40,20 +41,6 @@ if TYPE_CHECKING:
 
 STATE_FILE = "dqn_state.json"
 BUFFER_FILE = "replay.npz"
-
-Count = Annotated[int, Ge(1)]
-Fraction = Annotated[float, Ge(0), Le(1)]
-
-
-def box_and_discrete(owner: str, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo]) -> tuple[str, str]:
-    """The ids of the one Box sensor and the one Discrete actuator ``owner`` works with."""
-    if len(sensors) != 1 or not isinstance(sensors[0].space, spaces.Box):
-        got = [f"{s.id}: {s.space}" for s in sensors]
-        raise ValueError(f"{owner} needs exactly one sensor with a Box space (such as gym's 'obs'); it got {got}")
-    if len(actuators) != 1 or not isinstance(actuators[0].space, spaces.Discrete):
-        got = [f"{a.id}: {a.space}" for a in actuators]
-        raise ValueError(f"{owner} needs exactly one actuator with a Discrete space (such as 'action'); it got {got}")
-    return sensors[0].id, actuators[0].id
 
 
 def worker_epsilon(epsilon: float, alpha: float, worker: int, workers: int) -> float:
@@ -69,22 +56,6 @@ def decayed(step: int, start: float, final: float, decay_steps: int) -> float:
     if decay_steps <= 0 or step >= decay_steps:
         return final
     return start + (final - start) * step / decay_steps
-
-
-class NumpyMLP:
-    """The forward pass of :func:`arl.agents.qnet.mlp`'s network, from its weights:
-    ``<i>.weight`` and ``<i>.bias`` of each linear layer ``i``, ReLU between them."""
-
-    def __init__(self, weights: Mapping[str, np.ndarray[Any, Any]]) -> None:
-        indices = sorted({int(name.partition(".")[0]) for name in weights})
-        self.layers = [(np.asarray(weights[f"{i}.weight"]), np.asarray(weights[f"{i}.bias"])) for i in indices]
-
-    def __call__(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        for k, (w, b) in enumerate(self.layers):
-            x = w @ x + b
-            if k < len(self.layers) - 1:
-                x = np.maximum(x, 0.0)
-        return x
 
 
 class DQNMuscle(Muscle):
@@ -107,7 +78,7 @@ class DQNMuscle(Muscle):
 
     def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
         super().setup(sensors, actuators, seed)
-        self._obs_id, self._action_id = box_and_discrete(type(self).__name__, sensors, actuators)
+        self._obs_id, self._action_id = box_sensor_and_actuator(type(self).__name__, sensors, actuators)
         space = actuators[0].space
         assert isinstance(space, spaces.Discrete)
         self._actions, self._start = int(space.n), int(space.start)
@@ -174,7 +145,7 @@ class DQNBrain(Brain):
         super().setup(sensors, actuators, seed)
         from arl.agents.qnet import QLearner  # torch: only in a process that hosts a DQN brain
 
-        self._obs_id, self._action_id = box_and_discrete(type(self).__name__, sensors, actuators)
+        self._obs_id, self._action_id = box_sensor_and_actuator(type(self).__name__, sensors, actuators)
         space = actuators[0].space
         assert isinstance(space, spaces.Discrete)
         self._start = int(space.start)

@@ -28,14 +28,15 @@ module.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-from annotated_types import Ge, Gt, Le
+from annotated_types import Ge, Gt
 from gymnasium import spaces
 
+from arl.agents.common import Activation, Array, Count, Fraction, NumpyMLP, box_sensor_and_actuator
 from arl.api import ActuatorInfo, Brain, Experience, Muscle, SensorInfo
 
 if TYPE_CHECKING:
@@ -44,25 +45,7 @@ if TYPE_CHECKING:
 STATE_FILE = "ppo_state.json"
 ROLLOUT_FILE = "rollout.npz"
 
-Count = Annotated[int, Ge(1)]
-Fraction = Annotated[float, Ge(0), Le(1)]
-Activation = Literal["tanh", "relu"]
-Array = np.ndarray[Any, Any]
-
-_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
-
-
-def box_sensor_and_actuator(
-    owner: str, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo]
-) -> tuple[str, str]:
-    """The ids of the one Box sensor and the one Discrete or Box actuator ``owner`` works with."""
-    if len(sensors) != 1 or not isinstance(sensors[0].space, spaces.Box):
-        got = [f"{s.id}: {s.space}" for s in sensors]
-        raise ValueError(f"{owner} needs exactly one sensor with a Box space (such as gym's 'obs'); it got {got}")
-    if len(actuators) != 1 or not isinstance(actuators[0].space, spaces.Discrete | spaces.Box):
-        got = [f"{a.id}: {a.space}" for a in actuators]
-        raise ValueError(f"{owner} needs exactly one actuator with a Discrete or a Box space; it got {got}")
-    return sensors[0].id, actuators[0].id
+DISCRETE_OR_BOX = (spaces.Discrete, spaces.Box)
 
 
 def flat_size(space: spaces.Space[Any]) -> int:
@@ -146,23 +129,13 @@ class Rollout:
                 steps[name].append(columns[name][i])
 
 
-class NumpyPolicy:
+class NumpyPolicy(NumpyMLP):
     """The forward pass of :class:`arl.agents.actorcritic.ActorCritic`'s policy network
-    from its weights: ``pi.<i>.weight`` and ``pi.<i>.bias`` of each linear layer ``i``,
-    ``activation`` between them; ``log_std`` for a Gaussian."""
+    from its weights (``pi.<i>.weight``, ``pi.<i>.bias``); ``log_std`` for a Gaussian."""
 
     def __init__(self, weights: Mapping[str, Array], activation: str) -> None:
-        indices = sorted({int(name.split(".")[1]) for name in weights if name.startswith("pi.")})
-        self.layers = [(np.asarray(weights[f"pi.{i}.weight"]), np.asarray(weights[f"pi.{i}.bias"])) for i in indices]
-        self.activation = _ACTIVATIONS[activation]
+        super().__init__(weights, prefix="pi.", activation=activation)
         self.log_std = None if "log_std" not in weights else np.asarray(weights["log_std"])
-
-    def __call__(self, x: Array) -> Array:
-        for k, (w, b) in enumerate(self.layers):
-            x = w @ x + b
-            if k < len(self.layers) - 1:
-                x = self.activation(x)
-        return x
 
 
 class PPOMuscle(Muscle):
@@ -176,7 +149,9 @@ class PPOMuscle(Muscle):
 
     def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
         super().setup(sensors, actuators, seed)
-        self._obs_id, self._action_id = box_sensor_and_actuator(type(self).__name__, sensors, actuators)
+        self._obs_id, self._action_id = box_sensor_and_actuator(
+            type(self).__name__, sensors, actuators, DISCRETE_OR_BOX
+        )
         self._space = actuators[0].space
         self._rng = np.random.default_rng(seed)
 
@@ -253,7 +228,9 @@ class PPOBrain(Brain):
         super().setup(sensors, actuators, seed)
         from arl.agents.actorcritic import PPOLearner  # torch: only in a process that hosts a PPO brain
 
-        self._obs_id, self._action_id = box_sensor_and_actuator(type(self).__name__, sensors, actuators)
+        self._obs_id, self._action_id = box_sensor_and_actuator(
+            type(self).__name__, sensors, actuators, DISCRETE_OR_BOX
+        )
         space = actuators[0].space
         self._discrete_start: int | None = None
         bounds = None

@@ -5,7 +5,6 @@ that names it)."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from arl.agents.torchnet import mlp
+
 WEIGHTS_FILE = "dqn.pt"
-
-
-def mlp(inputs: int, hidden: Sequence[int], outputs: int) -> nn.Sequential:
-    """Linear layers with ReLU between them: the layout :class:`arl.agents.dqn.NumpyMLP`
-    reads back from the weights alone."""
-    layers: list[nn.Module] = []
-    sizes = [inputs, *hidden]
-    for a, b in itertools.pairwise(sizes):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    layers.append(nn.Linear(sizes[-1], outputs))
-    return nn.Sequential(*layers)
 
 
 class QLearner:
