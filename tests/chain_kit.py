@@ -1,8 +1,10 @@
 """The 7-state chain the learning agents' unit tests learn, driven the way an agent
-process drives a brain and a muscle (act, learn, update), without processes."""
+process drives a brain and a muscle (act, learn, update), or the way a central learner
+does (:class:`Central`: remember, train, a broadcast now and then), without processes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,9 +25,42 @@ class _Brain(Protocol):
 
 
 class _Muscle(Protocol):
+    policy_version: int | None
+
     def act(self, sensors: Any) -> Any: ...
 
     def update(self, update: Any) -> None: ...
+
+
+class _CentralBrain(Protocol):
+    def remember(self, experience: Experience) -> None: ...
+
+    def train(self) -> bool: ...
+
+    def policy(self) -> Any: ...
+
+
+class Central:
+    """A central learner without processes, for :func:`play` (which calls its ``learn``):
+    each transition is remembered stamped with the ``policy_version`` its muscle acted
+    with, then ``train`` is called ``trains`` times; every ``broadcast_every``
+    transitions, if it trained since, the brain's policy goes to the muscle with the
+    version set to the learner's count of updates (``train`` calls that returned True),
+    as arl's learner process sends it."""
+
+    def __init__(self, brain: _CentralBrain, muscle: _Muscle, trains: int = 1, broadcast_every: int = 4) -> None:
+        self.brain, self.muscle, self.trains, self.broadcast_every = brain, muscle, trains, broadcast_every
+        self.transitions = self.updates = self.sent = 0
+
+    def learn(self, experience: Experience) -> Any:
+        self.brain.remember(replace(experience, policy_version=self.muscle.policy_version))
+        self.transitions += 1
+        for _ in range(self.trains):
+            self.updates += self.brain.train()
+        if self.transitions % self.broadcast_every or self.updates == self.sent:
+            return None
+        self.sent = self.updates
+        return {**self.brain.policy(), "version": self.updates}
 
 
 def one_hot(state: int) -> np.ndarray[Any, Any]:

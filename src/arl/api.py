@@ -69,6 +69,9 @@ class Experience:
     next_inputs: Mapping[str, Any]
     terminated: bool
     truncated: bool
+    policy_version: int | None = None
+    """The version of the policy that chose ``setpoints`` (the muscle's
+    ``policy_version``; with a central learner, the version of the weights it broadcast)."""
 
 
 class Environment(ABC):
@@ -193,22 +196,73 @@ class Muscle(_AgentPart, ABC):
     """The worker this muscle acts for (0 ... ``workers`` - 1), set by arl before :meth:`setup`:
     a policy may explore differently per worker (Ape-X's epsilons)."""
     workers: int = 1
+    device: str = "cpu"
+    """Where to run the policy (the agent's ``inference: {device: ...}``: ``cpu``,
+    ``cuda``, ``cuda:1``), set by arl before :meth:`setup`; arl has checked it exists."""
 
     @abstractmethod
     def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
         """Return setpoints keyed by (qualified) actuator id."""
+
+    def act_batch(self, batch: Sequence[tuple[Muscle, Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
+        """Act for several workers at once (batched inference): ``batch`` pairs each
+        worker's muscle (this agent's, all given the same policy updates) with its
+        readings; return each one's setpoints, in order. arl calls it on the batch's
+        first muscle with the requests it gathered (``inference: {batchsize, delay}``).
+
+        The default calls each muscle's :meth:`act`. Override it to run the policy once
+        on the whole batch (one forward pass of a network), with per-worker choices (an
+        epsilon, an RNG, a step count) taken from each muscle of the batch.
+        """
+        return [muscle.act(sensors) for muscle, sensors in batch]
 
     def update(self, update: Any) -> None:
         """Take what the brain's :meth:`Brain.learn` returned (new weights, say)."""
 
 
 class Brain(_AgentPart, ABC):
-    """An agent's learner. Sees every transition its muscles made while training."""
+    """An agent's learner. Sees every transition its muscles made while training.
+
+    Two ways to learn. By default the brain lives in its agent's process and
+    :meth:`learn` is called with each transition as it completes, between the muscles'
+    actions. With a central learner (the agent's ``learner:`` or ``inference:`` key,
+    SEED-style) the brain lives in a learner process of its own: each transition goes to
+    :meth:`remember`, and :meth:`train` is called as often as the learner may
+    (``max_train_frequency``, from ``minimum_buffer_size`` transitions on); every
+    ``broadcast_period`` seconds :meth:`policy` is sent to the inference servers'
+    muscles, versioned by arl (the count of updates so far).
+    """
+
+    device: str = "cpu"
+    """Where to train (the agent's ``learner: {device: ...}``), set by arl before :meth:`setup`."""
 
     @abstractmethod
     def learn(self, experience: Experience) -> Any:
         """Learn from one transition (train mode only). A non-None result goes to
         every muscle of this brain through :meth:`Muscle.update`."""
+
+    def remember(self, experience: Experience) -> None:
+        """Central learner: keep one transition for training. The default hands it to
+        :meth:`learn`, and a non-None result counts as an update: a brain that only
+        implements :meth:`learn` trains with a central learner too, as its own
+        schedule says, and ``max_train_frequency`` does not apply to it."""
+        if self.learn(experience) is not None:
+            self._arl_learned = True
+
+    def train(self) -> bool:
+        """Central learner: one update (a gradient step, say) from what was remembered;
+        True if the policy changed. Not called before ``minimum_buffer_size``
+        transitions were remembered. The default trains in :meth:`learn` (above)."""
+        learned, self._arl_learned = self._arl_learned, False
+        return learned
+
+    _arl_learned = False
+
+    def buffer_size(self) -> int | None:
+        """How many transitions the brain holds for training (a replay buffer's fill, a
+        rollout's length), which a central learner logs as ``arl/buffer_size``; None
+        (the default): not said."""
+        return None
 
     def policy(self) -> Any:
         """What a fresh muscle needs to act as this brain would have it (weights, say).

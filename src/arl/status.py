@@ -37,3 +37,4 @@ class Ending(enum.StrEnum):
     MAX_STEPS = "max_steps"  # an episode: the phase's step cap
     INTERRUPTED = "interrupted"  # asked to stop: ended at a step boundary
     FAILED = "failed"  # something failed
+    WORKER_DIED = "worker-died"  # an episode: its worker's process died and was restarted (``restart``)

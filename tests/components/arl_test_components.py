@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,6 +30,38 @@ class CrashingEnvironment(DummyEnvironment):
         if self.steps == self.crash_at:
             raise RuntimeError(f"boom at step {self.steps}")
         return super().step(setpoints)
+
+
+class DiesOnce(DummyEnvironment):
+    """Kills its own process (SIGKILL) in its step numbered ``die_at`` (counting from 1
+    over the phase), unless a process of the run already did: the first to create the
+    file ``marker`` dies, so the restarted one lives."""
+
+    def __init__(self, die_at: int, marker: str, **params: Any) -> None:
+        super().__init__(**params)
+        self.die_at, self.marker = die_at, marker
+        self.steps = 0
+
+    def step(self, setpoints: Mapping[str, Any]) -> StepResult:
+        self.steps += 1
+        if self.steps == self.die_at:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().step(setpoints)
+
+
+class EnvironmentRecorder(DummyEnvironment):
+    """Writes the process's ``OPENBLAS_NUM_THREADS`` (or "unset") to the file ``record``
+    when it is built."""
+
+    def __init__(self, record: str, **params: Any) -> None:
+        super().__init__(**params)
+        with open(record, "w") as file:
+            file.write(os.environ.get("OPENBLAS_NUM_THREADS", "unset"))
 
 
 class SlowEnvironment(DummyEnvironment):

@@ -310,6 +310,28 @@ def test_the_same_file_twice_stores_identical_trajectories(arl_run, no_leaks) ->
     assert first != second
 
 
+def test_envs_per_worker_stores_the_rows_of_as_many_workers_of_their_own(arl_run, no_leaks) -> None:
+    """Two controllers stepping two copies each (one ActMany a round to the agents) store
+    what four workers store: the copies are workers 0-3, with the same seeds."""
+    for workers in ("4", "2, envs_per_worker: 2"):
+        done = arl_run.run(write(arl_run.tmp, uid=f"w{workers[0]}", episodes=2, workers=workers))
+        assert done.returncode == 0, done.stderr
+
+    def rows(run_id: int) -> list[tuple[object, ...]]:
+        return arl_run.query(
+            'select e.worker, e."index", e.steps, e.end_reason, t.step, t.agent, t.inputs, t.setpoints, t.objective '
+            "from agent_actions t join episodes e on t.episode_id = e.id join phases p on e.phase_id = p.id "
+            'where p.run_id = ? order by e.worker, e."index", t.step, t.agent',
+            run_id,
+        )
+
+    assert rows(1) == rows(2)
+    assert {r[0] for r in rows(2)} == {0, 1, 2, 3}
+    assert len(rows(2)) == 4 * 2 * 10 * 2
+    layout = json.loads(arl_run.scalar("select detail from events e where e.run_id = 2 and kind = 'layout'"))
+    assert layout["controllers"] == 2
+
+
 def test_the_cartpole_example_trains_then_tests_a_gymnasium_environment(arl_run, no_leaks) -> None:
     # Two test episodes of the example's five: each runs to the 500-step limit.
     done = arl_run.run(str(ROOT / "experiments" / "cartpole.yml"), "--set", "schedule.test.phase_config.episodes=2")
@@ -597,3 +619,16 @@ def test_runs_side_by_side_take_turns_to_start_and_all_finish_under_a_deep_tmpdi
     assert len(folder) < 80
     assert not str(folder).startswith(str(deep))
     assert not Path(folder).exists()
+
+
+def test_each_process_of_a_run_uses_one_blas_thread_unless_the_user_says(arl_run, no_leaks) -> None:
+    """OpenBLAS's thread pool (a thread a core in every process) made small batched
+    forward passes several times slower; arl-run sets OPENBLAS_NUM_THREADS=1 first."""
+    record = arl_run.tmp / "blas.txt"
+    arl_run.env.pop("OPENBLAS_NUM_THREADS", None)
+    done = arl_run.run(
+        "--no-probe",
+        write(arl_run.tmp, env="arl_test_components:EnvironmentRecorder", env_params=f"{{record: '{record}'}}"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert record.read_text() == "1"

@@ -4,6 +4,8 @@ with the saved brain walks straight to the goal from every start state."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -54,3 +56,50 @@ def test_dqn_learns_the_chain_and_its_saved_brain_walks_it_greedily(arl_run, no_
     # The actions carry the policy versions the brain sent, and the brain logged its loss.
     assert arl_run.scalar("select max(policy_version) from agent_actions") > 0
     assert arl_run.scalar("select count(*) from metrics where name = 'loss'") > 0
+
+
+CENTRAL = (
+    CHAIN.replace("uid: chain-dqn", "uid: chain-central")
+    .replace(
+        "          actuators: [chain.action]\n      simulation:",
+        "          actuators: [chain.action]\n"
+        "          learner: {max_train_frequency: 400, minimum_buffer_size: 64, broadcast_period: 0.02}\n"
+        "          inference: {servers: 2, batchsize: 2, delay: 0.002}\n"
+        "      simulation:",
+    )
+    .replace(
+        "phase_config: {mode: train, episodes: 240, max_steps: 12}",
+        "phase_config: {mode: train, episodes: 150, max_steps: 12, workers: 3}",
+    )
+    .replace("phase_config: {mode: test, episodes: 6}", "phase_config: {mode: test, episodes: 6, workers: 1}")
+)
+
+
+def test_a_central_dqn_learns_the_chain_with_three_workers_two_inference_servers_and_a_learner(
+    arl_run, no_leaks
+) -> None:
+    """SEED-style: the brain trains in its learner process, three workers act through two
+    inference servers, which take the learner's broadcasts; the test phase acts through
+    the servers too, with the brain the learner saved."""
+    file = arl_run.tmp / "central.yml"
+    file.write_text(CENTRAL)
+    done = arl_run.run(str(file))
+    assert done.returncode == 0, done.stderr
+    test = arl_run.query(
+        "select e.steps, e.end_reason from episodes e join phases p on p.id = e.phase_id "
+        "where p.name = 'test' order by e.id"
+    )
+    assert test == [(steps, "terminated") for steps in (3, 2, 1, 1, 2, 3)]
+    layout = arl_run.scalar("select detail from events where kind = 'layout'")
+    assert json.loads(layout)["central"] == {"dqn": {"inference_servers": 2}}
+    # Every train action carries the version of the broadcast its muscle acted with,
+    # and later actions act with later policies.
+    versions = arl_run.query(
+        "select a.policy_version from agent_actions a join episodes e on e.id = a.episode_id "
+        "join phases p on p.id = e.phase_id where p.name = 'train' order by a.id"
+    )
+    assert all(v is not None for (v,) in versions)
+    assert versions[-1][0] > versions[0][0]
+    names = {name for (name,) in arl_run.query("select distinct name from metrics")}
+    assert {"arl/updates_per_s", "arl/buffer_size", "arl/policy_lag"} <= names
+    assert {"arl/inference_batch_size/server0", "arl/inference_batch_size/server1"} <= names

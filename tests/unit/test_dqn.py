@@ -11,12 +11,12 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from arl.agents.common import NumpyMLP
+from arl.agents.common import Array, NumpyMLP, network_on
 from arl.agents.dqn import DQNBrain, DQNMuscle, decayed, worker_epsilon
 from arl.agents.replay import NStep
-from arl.agents.torchnet import mlp
-from arl.api import ActuatorInfo
-from chain_kit import ACTUATORS, GOAL, SENSORS, STARTS, WAY, one_hot, play
+from arl.agents.torchnet import TorchMLP, mlp
+from arl.api import ActuatorInfo, Experience
+from chain_kit import ACTUATORS, GOAL, SENSORS, STARTS, WAY, Central, one_hot, play
 
 SMALL = dict(
     hidden=(32,),
@@ -125,6 +125,12 @@ def test_epsilons_per_worker_as_in_ape_x_and_the_linear_decay() -> None:
     alone = DQNMuscle(epsilon=0.04)
     alone.setup(SENSORS, ACTUATORS, 0)
     assert alone.epsilon == pytest.approx(0.04)
+    # epsilon 0 is greedy whatever the workers (a test phase with several), not the ladder.
+    for worker in range(3):
+        greedy = DQNMuscle(epsilon=0.0)
+        greedy.worker, greedy.workers = worker, 3
+        greedy.setup(SENSORS, ACTUATORS, 0)
+        assert greedy.epsilon == 0.0
 
 
 def test_the_muscles_numpy_network_is_the_brains_torch_network() -> None:
@@ -142,3 +148,129 @@ def test_spaces_it_cannot_drive_are_refused_by_name() -> None:
         DQNBrain().setup(SENSORS, box_action, 0)
     with pytest.raises(ValueError, match="DQNMuscle needs exactly one sensor with a Box space"):
         DQNMuscle().setup([], ACTUATORS, 0)
+
+
+class CountingNetwork:
+    """A muscle's network that counts its forward passes and the rows of each."""
+
+    def __init__(self, network: Any) -> None:
+        self.network, self.batches = network, list[int]()
+
+    def __call__(self, x: Array) -> Array:
+        self.batches.append(len(x))
+        out: Array = self.network(x)
+        return out
+
+
+def muscles(seed: int, workers: int, weights: Any, **params: Any) -> list[DQNMuscle]:
+    made = []
+    for worker in range(workers):
+        muscle = DQNMuscle(**params)
+        muscle.worker, muscle.workers = worker, workers
+        muscle.setup(SENSORS, ACTUATORS, seed + worker)
+        if weights is not None:
+            muscle.update(weights)
+        made.append(muscle)
+    return made
+
+
+@pytest.mark.parametrize("trained", [True, False])
+def test_act_batch_runs_the_network_once_and_acts_as_each_workers_own_act(trained: bool) -> None:
+    brain = DQNBrain(**SMALL)
+    brain.setup(SENSORS, ACTUATORS, 0)
+    policy = brain.policy() if trained else None  # untrained: no weights yet, every action random
+    # Ape-X's ladder: each worker explores as often as its own epsilon says.
+    batched, alone = (muscles(10, 5, policy, apex_epsilon=0.6, decay_steps=40) for _ in range(2))
+    if trained:
+        batched[0].network = counting = CountingNetwork(batched[0].network)
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        readings = [{"chain.obs": rng.random(7).astype(np.float32)} for _ in batched]
+        got = batched[0].act_batch(list(zip(batched, readings, strict=True)))
+        assert got == [muscle.act(sensors) for muscle, sensors in zip(alone, readings, strict=True)]
+    for b, a in zip(batched, alone, strict=True):
+        assert (b.steps, b._rng.bit_generator.state) == (a.steps, a._rng.bit_generator.state)
+    if trained:
+        # One forward pass a batch, on the observations of the workers that did not explore.
+        assert len(counting.batches) <= 60
+        assert sum(counting.batches) > 60 * 2  # the greedy workers of each batch, together
+        assert max(counting.batches) > 1
+
+
+def test_remember_only_remembers_and_train_takes_one_step_from_the_brains_minimum() -> None:
+    brain, _ = agent(seed=4, target_update=5)
+    before = weights_of(brain)
+    assert brain.buffer_size() == 0
+    while brain.buffer_size() < SMALL["minimum_buffer_size"]:
+        assert not brain.train()  # fewer than its minimum: nothing done
+        state = int(brain.transitions) % 6
+        obs, next_obs = {"chain.obs": one_hot(state)}, {"chain.obs": one_hot(state + 1)}
+        brain.remember(Experience(0, obs, {"chain.action": 1}, {}, 0.0, next_obs, False, state == 5))
+    assert brain.updates == 0
+    for name, value in weights_of(brain).items():
+        assert np.array_equal(before[name], value), name  # remembering is not learning
+    online, target = brain.learner.online, brain.learner.target
+    for step in range(1, 11):
+        assert brain.train()
+        assert brain.updates == step  # one gradient step a call
+        synced = all(torch.equal(a, b) for a, b in zip(online.parameters(), target.parameters(), strict=True))
+        assert synced == (step % 5 == 0)  # the target network follows every target_update steps
+
+
+def test_dqn_learns_the_chain_through_remember_and_train_alone() -> None:
+    torch.manual_seed(12345)
+    brain, muscle = agent(seed=7)
+    assert greedy_actions(brain) != WAY
+    learner = Central(brain, muscle, trains=1, broadcast_every=4)
+    play(learner, muscle, episodes=150)
+    assert greedy_actions(brain) == WAY
+    assert learner.updates == brain.updates > 0
+    assert brain.buffer_size() == len(brain.buffer) > 0
+    assert muscle.policy_version == learner.sent > 0
+
+
+def test_learn_is_remember_and_rounds_of_train() -> None:
+    """In the agent's process learn() trains as a central learner's calls would: every
+    train_every transitions, gradient_steps calls of train()."""
+    by_learn, muscle = agent(seed=5)
+    play(by_learn, muscle, episodes=40)
+    by_hand = DQNBrain(**SMALL)
+    by_hand.setup(SENSORS, ACTUATORS, 5)
+
+    class Rounds:
+        def learn(self, experience: Experience) -> Any:
+            by_hand.remember(experience)
+            if by_hand.transitions % SMALL["train_every"] == 0:
+                for _ in range(SMALL["gradient_steps"]):
+                    by_hand.train()
+            return by_hand.policy() if by_hand.transitions % SMALL["broadcast_every"] == 0 else None
+
+    replay = DQNMuscle(epsilon=0.3)
+    replay.setup(SENSORS, ACTUATORS, 6)
+    replay.update(by_hand.policy())
+    play(Rounds(), replay, episodes=40)
+    assert by_hand.updates == by_learn.updates > 0
+    for name, value in weights_of(by_learn).items():
+        assert np.array_equal(weights_of(by_hand)[name], value), name
+
+
+def test_the_brain_and_muscles_work_on_the_device_arl_gives_them() -> None:
+    brain = DQNBrain(**SMALL)
+    brain.device = "cpu"  # as arl sets it from learner: {device: ...}, before setup
+    brain.setup(SENSORS, ACTUATORS, 0)
+    assert {p.device.type for p in brain.learner.online.parameters()} == {"cpu"}
+    assert {p.device.type for p in brain.learner.target.parameters()} == {"cpu"}
+    weights = brain.policy()["weights"]
+    assert all(type(w) is np.ndarray for w in weights.values())  # what crosses is numpy
+    muscle = DQNMuscle()
+    muscle.device = "cpu"  # from inference: {device: ...}
+    muscle.setup(SENSORS, ACTUATORS, 0)
+    muscle.update(brain.policy())
+    assert isinstance(muscle.network, NumpyMLP)  # on the CPU, numpy: no torch where muscles act
+    # Another device runs the same forward pass in torch; here checked on the CPU.
+    x = np.random.default_rng(0).random((9, 7)).astype(np.float32)
+    on_torch = TorchMLP(weights, prefix="", activation="relu", device="cpu")
+    np.testing.assert_allclose(on_torch(x), NumpyMLP(weights)(x), rtol=1e-5, atol=1e-6)
+    # The muscles of a process share the network made of one broadcast.
+    assert network_on("cpu", weights) is network_on("cpu", weights)
+    assert network_on("cpu", weights) is not network_on("cpu", dict(weights))

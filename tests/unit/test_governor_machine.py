@@ -7,22 +7,27 @@ from typing import Any
 
 import pytest
 
+from arl.config.spec import RestartSpec
 from arl.governor import machine as m
 from arl.governor.machine import Outcome, PhaseStep, RunMachine, RunState
 
 
-def _spec(*phases: tuple[int, bool]) -> Any:
-    """A stand-in RunSpec: the machine only reads phases' names, modes, workers and train flags."""
+def _spec(*phases: tuple[int, bool], restart: RestartSpec | None = None) -> Any:
+    """A stand-in RunSpec: the machine only reads phases' names, modes, workers, episodes
+    and train flags, and the restart policy."""
     return SimpleNamespace(
         phases=[
-            SimpleNamespace(name=f"p{i}", mode="train" if train else "test", workers=w, train=train)
+            SimpleNamespace(
+                name=f"p{i}", mode="train" if train else "test", workers=w, train=train, episodes=3, envs_per_worker=1
+            )
             for i, (w, train) in enumerate(phases)
         ],
+        restart=restart,
     )
 
 
-def _running(*phases: tuple[int, bool]) -> RunMachine:
-    machine = RunMachine(_spec(*phases))
+def _running(*phases: tuple[int, bool], restart: RestartSpec | None = None) -> RunMachine:
+    machine = RunMachine(_spec(*phases, restart=restart))
     machine.handle(m.Begin())
     machine.handle(m.ChildrenStarted())
     return machine
@@ -267,3 +272,118 @@ def test_after_the_store_failed_controllers_are_not_waited_for() -> None:
     machine.handle(m.PhaseSetUp(0))
     commands = machine.handle(m.Failed("the store failed: disk I/O error", store=True))
     assert commands[-1] == m.StopChildren(controller_grace=False)
+
+
+# -- restarts (the file's ``restart: {max, within}``) ----------------------------------------
+
+
+def _stepping(workers: int = 2, *, limit: int = 2, within: float = 60.0) -> RunMachine:
+    machine = _running((workers, True), restart=RestartSpec(limit, within))
+    machine.handle(m.PhaseSetUp(0))
+    return machine
+
+
+def _died(label: str, at: float, code: int = -9) -> m.ChildExited:
+    role, _, name = label.partition(":")
+    return m.ChildExited(role, name, code, False, at)
+
+
+def test_a_dead_controller_is_restarted_and_its_worker_runs_the_episodes_it_owes() -> None:
+    machine = _stepping()
+    detail = {"phase": "p0", "worker": 1, "process": "controller:1", "code": -9, "signal": "SIGKILL", "restarts": 1}
+    assert machine.handle(_died("controller:1", 5.0)) == [
+        m.RecordEvent("worker-died", detail),
+        m.RestartWorker(0, 1, "controller:1", -9, 1),
+    ]
+    # While it restarts, another of its processes' deaths and its dead process's late
+    # reply are old news.
+    assert machine.handle(_died("environment:env.1", 5.1)) == []
+    assert machine.handle(m.WorkerDone(0, 1, 1, 10, "episodes")) == []
+    # The store held one ended episode and episode 1 cut (14 steps in all): two owed,
+    # numbered from 2, its counts going on from there.
+    assert machine.handle(m.WorkerRestarted(0, 1, first_episode=(2,), episodes=(1,), steps=(14,))) == [
+        m.ResumeWorker(0, 1, (2,), (2,), (1,), (14,))
+    ]
+    assert machine.handle(m.WorkerDone(0, 0, 3, 30, "episodes")) == []
+    assert machine.handle(m.WorkerDone(0, 1, 3, 34, "episodes")) == [m.SaveBrains(0)]
+    machine.handle(m.BrainsSaved(0))
+    machine.handle(m.RunChecked(0, None))
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.FINISHED, None, "completed")]
+    [phase] = machine.history
+    assert (phase.episodes, phase.steps) == (6, 64)
+
+
+def test_a_dead_environment_process_names_its_worker_and_one_that_died_after_its_episodes_is_done() -> None:
+    machine = _stepping()
+    [event, restart] = machine.handle(_died("environment:grid.two.0", 1.0, code=1))
+    assert isinstance(event, m.RecordEvent)
+    assert (event.detail["worker"], event.detail["signal"]) == (0, None)
+    assert restart == m.RestartWorker(0, 0, "environment:grid.two.0", 1, 1)
+    # Every episode was in the store: nothing owed, the worker is done.
+    assert machine.handle(m.WorkerRestarted(0, 0, first_episode=(3,), episodes=(3,), steps=(30,))) == []
+    assert machine.handle(m.WorkerDone(0, 1, 3, 30, "episodes")) == [m.SaveBrains(0)]
+    assert machine.handle(m.BrainsSaved(0)) == [m.RecordPhaseEnded(0, "completed"), m.CheckRun(0)]
+    assert machine.history[0].episodes == 6
+
+
+def test_restarts_beyond_the_budget_within_the_window_fail_the_run() -> None:
+    machine = _stepping(limit=2, within=60.0)
+    assert isinstance(machine.handle(_died("controller:0", 0.0))[1], m.RestartWorker)
+    machine.handle(m.WorkerRestarted(0, 0, (0,), (0,), (0,)))
+    assert isinstance(machine.handle(_died("controller:1", 10.0))[1], m.RestartWorker)
+    machine.handle(m.WorkerRestarted(0, 1, (0,), (0,), (0,)))
+    [death] = machine.handle(_died("controller:0", 59.0))
+    assert death == m.ReportDeath("controller:0", -9, "not restarted: the file's restart allows 2 restarts within 60 s")
+    assert machine.handle(m.Failed("arl[controller:0] was killed"))[-1] == m.StopChildren()
+    assert machine.outcome is Outcome.FAILED
+
+
+def test_the_restart_window_slides() -> None:
+    machine = _stepping(limit=2, within=60.0)
+    for worker, at in ((0, 0.0), (1, 10.0), (0, 60.5)):  # the first has left the window at 60.5
+        commands = machine.handle(_died(f"controller:{worker}", at))
+        assert isinstance(commands[-1], m.RestartWorker), (worker, at, commands)
+        machine.handle(m.WorkerRestarted(0, worker, (0,), (0,), (0,)))
+    assert commands[-1].restarts == 3
+    assert isinstance(machine.handle(_died("controller:1", 69.0))[0], m.ReportDeath)  # 10.0 and 60.5 are in
+
+
+def test_deaths_a_restart_does_not_cover_fail_the_run_as_without_a_policy() -> None:
+    agent = _stepping()
+    assert agent.handle(_died("agent:a+b", 1.0)) == [m.ReportDeath("agent:a+b", -9)]
+    setting_up = _running((1, True), restart=RestartSpec(3, 60))  # not stepping yet
+    assert setting_up.handle(_died("controller:0", 1.0)) == [m.ReportDeath("controller:0", -9)]
+    done = _stepping()
+    done.handle(m.WorkerDone(0, 0, 3, 30, "episodes"))  # its worker's phase is over
+    assert done.handle(_died("controller:0", 1.0)) == [m.ReportDeath("controller:0", -9)]
+    interrupted = _stepping()
+    interrupted.handle(m.StopRequested("interrupted"))
+    assert interrupted.handle(_died("controller:0", 1.0)) == [m.ReportDeath("controller:0", -9)]
+    without = _running((1, True))
+    without.handle(m.PhaseSetUp(0))
+    assert without.handle(_died("controller:0", 1.0)) == [m.ReportDeath("controller:0", -9)]
+
+
+def test_a_worker_restarted_during_a_stop_request_counts_as_interrupted() -> None:
+    machine = _stepping(workers=1)
+    machine.handle(_died("controller:0", 1.0))
+    assert machine.handle(m.StopRequested("interrupted")) == [
+        m.RecordEvent("stop_requested", {"reason": "interrupted"}),
+        m.InterruptWorkers(),
+    ]
+    assert machine.handle(m.WorkerRestarted(0, 0, (1,), (0,), (0,))) == [
+        m.RecordPhaseEnded(0, "interrupted"),
+        m.StopChildren(),
+    ]
+
+
+def test_a_controller_stepping_copies_resumes_each_copy_where_the_store_has_it() -> None:
+    """envs_per_worker: each copy is a worker of its own in the store, so each resumes
+    from its own episodes; a copy that owes none runs none."""
+    machine = _stepping()
+    machine.spec.phases[0].envs_per_worker = 2
+    assert isinstance(machine.handle(_died("controller:1", 1.0))[-1], m.RestartWorker)
+    resumed = machine.handle(m.WorkerRestarted(0, 1, first_episode=(2, 3), episodes=(1, 3), steps=(14, 30)))
+    assert resumed == [m.ResumeWorker(0, 1, (2, 3), (2, 0), (1, 3), (14, 30))]
+    machine.handle(m.WorkerDone(0, 0, 6, 60, "episodes"))
+    assert machine.handle(m.WorkerDone(0, 1, 6, 64, "episodes")) == [m.SaveBrains(0)]

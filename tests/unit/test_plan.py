@@ -56,3 +56,56 @@ def test_own_environments_and_agents_dealt_to_processes(tmp_path: Path, agents: 
     assert plan.layout()["agent_processes"] == groups
     assert plan.env_host("other", 1) == "env.other.1"
     assert plan.env_hosts(["env"], 0) == {"env": "env.env.0"}
+
+
+def test_a_central_agent_gets_a_learner_and_its_inference_servers_and_the_others_share_as_before(
+    tmp_path: Path,
+) -> None:
+    text = _spec_text(
+        blue="          learner: {max_train_frequency: 10}\n          inference: {servers: 3}\n",
+        workers="4, envs_per_worker: 2",
+    )
+    spec = load_experiment_text(text, "plan.yml")
+    plan = plan_children(spec, "/run", "ipc:///run/broker", "ipc:///run/store")
+    assert [c.label for c in plan.all] == [
+        "learner:blue", "agent:red+green", "agent:blue#0", "agent:blue#1", "agent:blue#2",
+        "controller:0", "controller:1", "controller:2", "controller:3",
+    ]  # fmt: skip
+    central = plan.central["blue"]
+    assert central.learner == "learner.blue"
+    assert plan.learners[0].args["experiences"] == central.experiences == "ipc:///run/l0"
+    assert central.weights == "ipc:///run/w0"
+    # Controller w is served by server w % 3; its two copies (workers 2w, 2w + 1) with it.
+    assert [plan.agent_host("blue", w) for w in range(4)] == ["agents.1", "agents.2", "agents.3", "agents.1"]
+    assert plan.agent_host("red", 3) == "agents.0"
+    assert [central.serves(k, 4, 2) for k in range(3)] == [[0, 1, 6, 7], [2, 3], [4, 5]]
+    assert plan.layout()["central"] == {"blue": {"inference_servers": 3}}
+    assert spec.phases[0].actors == 8
+
+
+def _spec_text(blue: str = "", workers: str = "2", processes: str = "") -> str:
+    agents = "".join(
+        AGENT.format(name=name) + ("\n" + blue.rstrip("\n") if name == "blue" else "")
+        for name in ("red", "blue", "green")
+    )
+    return f"""uid: plan
+schedule:
+  - p:
+      environments:
+        - environment: {{name: arl.dummy:DummyEnvironment, uid: env}}
+      agents:{agents}
+      simulation: {{name: vanilla}}
+      phase_config: {{workers: {workers}}}
+{processes}"""
+
+
+def test_envs_per_worker_with_environments_in_their_own_processes_is_refused_where_it_is_set() -> None:
+    from arl.errors import ConfigError
+
+    text = _spec_text(workers="2, envs_per_worker: 3", processes="processes: {environments: own}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_experiment_text(text, "plan.yml")
+    line = next(i for i, text_line in enumerate(text.splitlines(), 1) if "envs_per_worker" in text_line)
+    assert f"plan.yml:{line}:" in str(refused.value)
+    assert "envs_per_worker" in str(refused.value)
+    assert "in_controller" in str(refused.value)

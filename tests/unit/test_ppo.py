@@ -13,9 +13,10 @@ import torch
 from gymnasium import spaces
 
 from arl.agents.actorcritic import ActorCritic
-from arl.agents.ppo import NumpyPolicy, PPOBrain, PPOMuscle, Rollout, gae
+from arl.agents.common import NumpyMLP
+from arl.agents.ppo import PPOBrain, PPOMuscle, Rollout, gae
 from arl.api import ActuatorInfo, Experience, SensorInfo
-from chain_kit import ACTUATORS, GOAL, SENSORS, STARTS, WAY, one_hot, play
+from chain_kit import ACTUATORS, GOAL, SENSORS, STARTS, WAY, Central, one_hot, play
 
 SMALL = dict(hidden=(32,), learning_rate=3e-3, n_steps=64, batch_size=32, n_epochs=4, gamma=0.9, gae_lambda=0.9)
 
@@ -164,10 +165,14 @@ def test_the_muscles_numpy_policy_is_the_brains_torch_policy(activation: str) ->
     weights = {name: t.detach().numpy() for name, t in net.state_dict().items() if not name.startswith("vf.")}
     x = np.random.default_rng(0).normal(size=(10, 5)).astype(np.float32)
     expected = net.pi(torch.from_numpy(x)).detach().numpy()
-    policy = NumpyPolicy(weights, activation)
+    policy = NumpyMLP(weights, prefix="pi.", activation=activation)
     np.testing.assert_allclose(np.stack([policy(row) for row in x]), expected, rtol=1e-5, atol=1e-6)
-    assert policy.log_std is not None
-    np.testing.assert_allclose(policy.log_std, [0.3] * 3, rtol=1e-6)
+    np.testing.assert_allclose(policy(x), expected, rtol=1e-5, atol=1e-6)  # a batch at once
+    muscle = PPOMuscle()
+    muscle.setup(ONE, [ActuatorInfo("env.a", spaces.Box(-1.0, 1.0, shape=(3,)))], 0)
+    muscle.update({"version": 0, "activation": activation, "weights": weights})
+    assert muscle.log_std is not None
+    np.testing.assert_allclose(muscle.log_std, [0.3] * 3, rtol=1e-6)
 
 
 def test_spaces_it_cannot_drive_are_refused_by_name_and_a_muscle_needs_weights() -> None:
@@ -180,3 +185,118 @@ def test_spaces_it_cannot_drive_are_refused_by_name_and_a_muscle_needs_weights()
     muscle.setup(SENSORS, ACTUATORS, 0)
     with pytest.raises(RuntimeError, match="PPOMuscle has no weights to act with"):
         muscle.act({"chain.obs": one_hot(0)})
+
+
+class CountingNetwork:
+    """A muscle's network that counts its forward passes and the rows of each."""
+
+    def __init__(self, network: Any) -> None:
+        self.network, self.batches = network, list[int]()
+
+    def __call__(self, x: Any) -> Any:
+        self.batches.append(len(x))
+        return self.network(x)
+
+
+@pytest.mark.parametrize("actuators", [ACTUATORS, [ActuatorInfo("env.force", spaces.Box(-0.5, 0.5, shape=(2,)))]])
+def test_act_batch_runs_the_network_once_and_acts_as_each_workers_own_act(actuators: list[ActuatorInfo]) -> None:
+    brain = PPOBrain(hidden=(16,), log_std_init=-0.5)
+    brain.setup(SENSORS, actuators, 0)
+
+    def muscles() -> list[PPOMuscle]:
+        made = [PPOMuscle(deterministic=worker == 2) for worker in range(4)]  # one worker acts deterministically
+        for worker, muscle in enumerate(made):
+            muscle.worker, muscle.workers = worker, 4
+            muscle.setup(SENSORS, actuators, 20 + worker)
+            muscle.update(brain.policy())
+        return made
+
+    batched, alone = muscles(), muscles()
+    batched[0].network = counting = CountingNetwork(batched[0].network)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        readings = [{"chain.obs": rng.normal(size=7).astype(np.float32)} for _ in batched]
+        got = batched[0].act_batch(list(zip(batched, readings, strict=True)))
+        expected = [muscle.act(sensors) for muscle, sensors in zip(alone, readings, strict=True)]
+        for g, e in zip(got, expected, strict=True):
+            assert g.keys() == e.keys()
+            for key in g:
+                # The same draws; a Box action may differ in its last bit (BLAS sums a batch
+                # of rows in another order than one row), a Discrete one not at all.
+                np.testing.assert_allclose(g[key], e[key], rtol=1e-6, atol=1e-7)
+                assert type(g[key]) is type(e[key])
+    assert counting.batches == [4] * 50  # one forward pass a batch, every worker's observation in it
+    for b, a in zip(batched, alone, strict=True):
+        assert b._rng.bit_generator.state == a._rng.bit_generator.state
+
+
+def step(worker: int, version: int | None, state: int = 0) -> Experience:
+    obs, next_obs = {"chain.obs": one_hot(state)}, {"chain.obs": one_hot(state + 1)}
+    return Experience(worker, obs, {"chain.action": 1}, {}, 0.0, next_obs, False, False, policy_version=version)
+
+
+def test_remember_keeps_only_what_the_current_weights_chose_and_train_waits_for_a_full_rollout(
+    tmp_path: Path,
+) -> None:
+    tiny = {**SMALL, "n_steps": 4, "batch_size": 4, "n_epochs": 1}
+    brain = PPOBrain(**tiny)
+    brain.setup(SENSORS, ACTUATORS, 0)
+    logged: list[tuple[str, float, int]] = []
+    brain._arl_metric_sink = lambda name, value, step: logged.append((name, value, step))
+    for k in range(4):
+        brain.remember(step(0, 0, k))
+        brain.remember(step(1, None, k))  # no version said: taken as the brain's
+        assert brain.buffer_size() == 2 * (k + 1)
+        assert brain.train() == (k == 3)  # full at n_steps for each of the 2 workers
+    assert (brain.version, brain.updates, brain.buffer_size(), brain.dropped) == (1, 1, 0, 0)
+    # Now at version 1: what version 0 chose (acted before the new weights arrived) is dropped.
+    for k in range(3):
+        brain.remember(step(0, 0, k))
+        brain.remember(step(1, 1, k))
+    brain.remember(step(0, 2, 4))  # a version it never made: not its own either
+    assert (brain.buffer_size(), brain.dropped, brain.transitions) == (3, 4, 11)
+    assert not brain.train()
+    for k in range(4):
+        brain.remember(step(0, 1, k))
+    brain.remember(step(1, 1, 3))
+    assert brain.train()
+    assert (brain.version, brain.updates) == (2, 2)
+    stale = [value for name, value, _ in logged if name == "dropped_stale"]
+    assert stale == [0.0, 4.0]  # at each update, the count so far
+    # A brain loaded in a later phase starts that phase's versions at 0, as arl's learner
+    # counts them: the weights it broadcast first are version 0, and their actions count.
+    brain.save(tmp_path)
+    loaded = PPOBrain(**tiny)
+    loaded.setup(SENSORS, ACTUATORS, 1)
+    loaded.load(tmp_path)
+    assert (loaded.version, loaded.updates, loaded.policy()["version"]) == (0, 2, 0)
+    loaded.remember(step(0, 0))
+    loaded.remember(step(0, 2))
+    assert (loaded.buffer_size(), loaded.dropped) == (1, 5)
+
+
+def test_ppo_learns_the_chain_through_remember_and_train_dropping_stale_steps() -> None:
+    """A central learner's broadcast reaches the muscle some transitions after the update:
+    what the muscle acted in between with the old weights is dropped, and PPO still learns."""
+    torch.manual_seed(12345)
+    brain, muscle = agent(seed=7)
+    assert deterministic_actions(brain) != WAY
+    learner = Central(brain, muscle, trains=1, broadcast_every=5)
+    play(learner, muscle, episodes=150)
+    assert deterministic_actions(brain) == WAY
+    assert learner.updates == brain.updates > 0
+    assert brain.dropped > 0
+    assert muscle.policy_version == learner.sent > 0
+
+
+def test_the_brain_and_muscles_work_on_the_device_arl_gives_them() -> None:
+    brain = PPOBrain(**SMALL)
+    brain.device = "cpu"  # as arl sets it from learner: {device: ...}, before setup
+    brain.setup(SENSORS, ACTUATORS, 0)
+    assert {p.device.type for p in brain.learner.net.parameters()} == {"cpu"}
+    assert all(type(w) is np.ndarray for w in brain.policy()["weights"].values())  # what crosses is numpy
+    muscle = PPOMuscle()
+    muscle.device = "cpu"  # from inference: {device: ...}
+    muscle.setup(SENSORS, ACTUATORS, 0)
+    muscle.update(brain.policy())
+    assert isinstance(muscle.network, NumpyMLP)  # on the CPU, numpy: no torch where muscles act

@@ -3,16 +3,19 @@ components, and stops and failures scripted answer by answer."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import zmq
 
+from arl import codec
 from arl.conductors.agent import AgentHost
 from arl.conductors.environment import EnvironmentConductor
-from arl.conductors.links import Driver, Environments, LocalAgents, split_acted
+from arl.conductors.links import Driver, Environments, LearnerLink, LocalAgents, split_acted
 from arl.conductors.steploop import (
     Answer,
     AskAgents,
@@ -28,6 +31,7 @@ from arl.messages import agent as amsg
 from arl.messages import control, store
 from arl.messages import environment as emsg
 from arl.messages.common import ErrorReply
+from arl.messages.learner import EXPERIENCE_FIELDS, Experiences
 
 AGENTS = {"d": [["env.s0", "env.s1"], ["env.a0"]], "a": [["env.s2"], ["env.a1", "env.a2"]]}
 DUMMY_ENV = {"sensors": 4, "actuators": 4, "episode_length": 5}
@@ -224,6 +228,18 @@ def test_a_policy_version_in_a_reply_is_read_and_a_bad_one_fails_its_agent() -> 
         assert "policy version" in reply.message
 
 
+def test_a_restarted_worker_numbers_its_episodes_and_counts_on_from_the_dead_one_s() -> None:
+    request = dataclasses.replace(_request(episodes=2), first_episode=3, episodes_before=2, steps_before=12)
+    done, records, _ = _local_phase(request)
+    assert [r.episode for r in records if isinstance(r, store.EpisodeStarted)] == [3, 4]
+    assert (done.episodes, done.steps, done.reason) == (4, 22, "episodes")
+    # Each episode's seed is its index's, as if the worker had never died.
+    fresh = _local_phase(_request(episodes=5))[1]
+    assert [r.sensors for r in records if isinstance(r, store.EnvironmentStep)] == [
+        r.sensors for r in fresh if isinstance(r, store.EnvironmentStep) and r.episode >= 3
+    ]
+
+
 def test_max_environment_steps_ends_each_workers_phase_at_its_share() -> None:
     """13 steps over 2 workers: 7 and 6, across an episode's end (5-step episodes)."""
     done = []
@@ -239,3 +255,121 @@ def test_max_environment_steps_ends_each_workers_phase_at_its_share() -> None:
         (7, 2, "max_environment_steps"),  # the second episode is cut short, and counts
         (6, 2, "max_environment_steps"),
     ]
+
+
+# -- central agents: the loop hands their transitions out for the learner -----------------------
+
+
+def _scripted_central(request: control.RunPhase) -> tuple[list[Store], Any]:
+    """Episode 0 terminates (the environment says so) at step 2, episode 1 is cut by
+    max_steps at 3. Readings count the steps (s0 = t), each answer's setpoints and
+    policy version its ask's number, its objective ten times the rewards."""
+    stores: list[Store] = []
+    asks = 0
+    t = 0
+    steps = 0
+
+    def sensors() -> dict[str, float]:
+        return {"env.s0": float(t), "env.s1": float(-t), "env.s2": 100.0 + t}
+
+    def answer(command: Command) -> Any:
+        nonlocal asks, t, steps
+        if isinstance(command, Store):
+            stores.append(command)
+            return False
+        if isinstance(command, ResetEnvironments):
+            steps = 0
+            return Replies({"env": emsg.Observation(sensors())})
+        if isinstance(command, StepEnvironments):
+            t += 1
+            steps += 1
+            terminated = len([s for s in stores if any(isinstance(r, store.EpisodeStarted) for r in s.records)]) == 1
+            return Replies({"env": emsg.Stepped(sensors(), {"env.reward": 1.0}, terminated and steps == 2, False)})
+        assert isinstance(command, AskAgents)
+        asks += 1
+        replies = {}
+        for name, ask in command.asks.items():
+            objective = None if ask.rewards is None else 10 * sum(ask.rewards.values())
+            setpoints = {} if command.final else {"env.a0" if name == "d" else "env.a1": float(asks)}
+            replies[name] = Answer(setpoints, objective, None if command.final else asks)
+        return Replies(replies)
+
+    _, done = _drive(request, answer)
+    return stores, done
+
+
+def _transition(inputs: float, setpoint: float, next_inputs: float, terminated: bool, truncated: bool) -> list[Any]:
+    fields = {
+        "worker": 1,
+        "inputs": {"env.s0": inputs, "env.s1": -inputs},
+        "setpoints": {"env.a0": setpoint},
+        "rewards": {"env.reward": 1.0},
+        "objective": 10.0,
+        "next_inputs": {"env.s0": next_inputs, "env.s1": -next_inputs},
+        "terminated": terminated,
+        "truncated": truncated,
+        "policy_version": int(setpoint),
+    }
+    return [fields[name] for name in EXPERIENCE_FIELDS]
+
+
+def _central(learners: dict[str, str] | None) -> control.RunPhase:
+    return dataclasses.replace(_request(), worker=1, max_steps=3, workers=2, learners=learners)
+
+
+def test_a_central_agents_transitions_are_handed_out_for_its_learner_and_counted() -> None:
+    stores, done = _scripted_central(_central({"d": "ipc://learner-d"}))
+    assert isinstance(done, control.PhaseDone)
+    assert (done.episodes, done.steps) == (2, 5)
+    handed = [s.experiences for s in stores if s.experiences is not None]
+    assert all(set(e) == {"d"} for e in handed)  # "a" learns in its agent process
+    items = [item for e in handed for item in e["d"]]
+    assert items == [
+        # episode 0: asks 1, 2 act; the environment terminates after step 2
+        _transition(0, 1, 1, False, False),
+        _transition(1, 2, 2, True, False),
+        # episode 1: asks 4, 5, 6 act; max_steps cuts it after step 3: truncated
+        _transition(2, 4, 3, False, False),
+        _transition(3, 5, 4, False, False),
+        _transition(4, 6, 5, False, True),
+    ]
+    assert done.experiences == {"d": 5}
+    # They go out with the records of the step that completed them, not later.
+    assert all(s.experiences is None or s.records for s in stores)
+
+
+def test_without_learners_no_transitions_are_handed_out() -> None:
+    stores, done = _scripted_central(_central(None))
+    assert (done.episodes, done.steps) == (2, 5)
+    assert all(s.experiences is None for s in stores)
+    assert done.experiences is None
+
+
+def test_the_driver_sends_the_handed_out_transitions_to_each_learner_and_flushes_at_the_end() -> None:
+    """A Store's transitions go through a LearnerLink (real PUSH sockets over inproc://),
+    batched by agent, the rest flushed when the link closes."""
+    ctx: zmq.Context[Any] = zmq.Context()
+    try:
+        pulls = {}
+        for agent in ("d", "e"):
+            pulls[agent] = ctx.socket(zmq.PULL)
+            pulls[agent].bind(f"inproc://learner-{agent}")
+        now = [0.0]
+        link = LearnerLink(ctx, 4, {a: f"inproc://learner-{a}" for a in pulls}, clock=lambda: now[0])
+        driver = Driver(None, None, _Records(), lambda: False, link)  # type: ignore[arg-type]
+
+        def loop() -> Any:
+            yield Store([], experiences={"d": [_transition(0, 1, 1, False, False)]}, flush=True)
+            yield Store([], experiences={"d": [_transition(1, 2, 2, False, False)], "e": [["e1"]]})
+            yield Store([])
+            return "done"
+
+        assert driver.run(loop()) == "done"
+        first = codec.decode(pulls["d"].recv())
+        assert first == Experiences(4, "d", [_transition(0, 1, 1, False, False)])
+        assert not pulls["d"].poll(50)  # the second waits for FLUSH_INTERVAL or FLUSH_ITEMS
+        link.close()
+        assert codec.decode(pulls["d"].recv()) == Experiences(4, "d", [_transition(1, 2, 2, False, False)])
+        assert codec.decode(pulls["e"].recv()) == Experiences(4, "e", [["e1"]])
+    finally:
+        ctx.destroy(linger=0)

@@ -44,6 +44,12 @@ def test_arl_agents_classes_import_torch_only_when_a_brain_is_set_up(agent: str)
         actuators = [ActuatorInfo("env.action", spaces.Discrete(2))]
         muscle = {prefix}Muscle()
         muscle.setup(sensors, actuators, 0)
+        # On the CPU a muscle acts in numpy: weights as a brain sends them, a batch of two.
+        layer = "pi.0" if "{prefix}" == "PPO" else "0"
+        weights = {{f"{{layer}}.weight": np.ones((2, 4), np.float32), f"{{layer}}.bias": np.zeros(2, np.float32)}}
+        muscle.update({{"version": 1, "activation": "tanh", "weights": weights}})
+        obs = {{"env.obs": np.zeros(4, np.float32)}}
+        assert len(muscle.act_batch([(muscle, obs), (muscle, obs)])) == 2
         brain = {prefix}Brain()  # what the check does: import the classes, check their params
         """
     assert not imports_torch(check)

@@ -52,26 +52,34 @@ class PPOLearner:
         learning_rate: float,
         log_std_init: float,
         max_grad_norm: float,
+        device: str = "cpu",
     ) -> None:
         # One thread: a small MLP gains nothing from more, and the workers need the cores.
         torch.set_num_threads(1)
-        # The initial weights come from the seed without touching torch's global generator.
+        # The initial weights come from the seed without touching torch's global
+        # generator; made on the CPU, then moved, they are the same whatever the device.
+        self.device = torch.device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net = ActorCritic(inputs, hidden, outputs, activation, bounds is not None, log_std_init)
-        self.bounds = None if bounds is None else (torch.from_numpy(bounds[0]), torch.from_numpy(bounds[1]))
+        self.net.to(self.device)
+        self.bounds = None if bounds is None else (self._tensor(bounds[0]), self._tensor(bounds[1]))
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=learning_rate, eps=1e-5)
         self.max_grad_norm = max_grad_norm
 
+    def _tensor(self, array: np.ndarray[Any, Any]) -> torch.Tensor:
+        """``array`` on this learner's device."""
+        return torch.from_numpy(array).to(self.device)
+
     def values(self, obs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         with torch.no_grad():
-            values: np.ndarray[Any, Any] = self.net.vf(torch.from_numpy(obs)).squeeze(1).numpy()
+            values: np.ndarray[Any, Any] = self.net.vf(self._tensor(obs)).squeeze(1).cpu().numpy()
             return values
 
     def log_probs(self, obs: np.ndarray[Any, Any], actions: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         with torch.no_grad():
-            logp, _ = self._distribution(torch.from_numpy(obs), torch.from_numpy(actions))
-            return logp.numpy()
+            logp, _ = self._distribution(self._tensor(obs), self._tensor(actions))
+            return logp.cpu().numpy()
 
     def _distribution(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each action's log-probability under the policy, and the policy's entropy."""
@@ -115,16 +123,16 @@ class PPOLearner:
         ``advantage``, ``ret``); returns its losses, approximate KL and clip fraction."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
-        obs = torch.from_numpy(batch["obs"])
-        advantage = torch.from_numpy(batch["advantage"])
+        obs = self._tensor(batch["obs"])
+        advantage = self._tensor(batch["advantage"])
         if normalize_advantage and len(advantage) > 1:
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
-        logp, entropy = self._distribution(obs, torch.from_numpy(batch["action"]))
-        log_ratio = logp - torch.from_numpy(batch["old_logp"])
+        logp, entropy = self._distribution(obs, self._tensor(batch["action"]))
+        log_ratio = logp - self._tensor(batch["old_logp"])
         ratio = log_ratio.exp()
         clipped = ratio.clamp(1 - clip_range, 1 + clip_range)
         policy_loss = -torch.min(ratio * advantage, clipped * advantage).mean()
-        value_loss = nn.functional.mse_loss(self.net.vf(obs).squeeze(1), torch.from_numpy(batch["ret"]))
+        value_loss = nn.functional.mse_loss(self.net.vf(obs).squeeze(1), self._tensor(batch["ret"]))
         entropy_mean = entropy.mean()
         loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
         self.optimizer.zero_grad(set_to_none=True)
@@ -145,9 +153,9 @@ class PPOLearner:
 
     def weights(self) -> dict[str, np.ndarray[Any, Any]]:
         """What a muscle acts with: the policy network's parameters and ``log_std``, as
-        numpy arrays (copies), by parameter name. The value network stays here."""
+        numpy arrays (copies, on the CPU), by parameter name. The value network stays here."""
         return {
-            name: t.detach().numpy().copy()
+            name: t.detach().cpu().numpy().copy()
             for name, t in self.net.state_dict().items()
             if name.startswith("pi.") or name == "log_std"
         }
@@ -158,7 +166,8 @@ class PPOLearner:
 
     def load(self, directory: Path) -> None:
         path = directory / WEIGHTS_FILE
-        state = torch.load(path, weights_only=True)  # tensors and numbers only, never code
+        # Tensors and numbers only, never code; onto this learner's device, whatever the saver's.
+        state = torch.load(path, map_location=self.device, weights_only=True)
         try:
             self.net.load_state_dict(state["net"])
         except RuntimeError as exc:

@@ -1,11 +1,12 @@
 """What the reference agents share, numpy only (a muscle's process needs no torch): the
 parameter types their files check, the spaces they accept, and the forward pass of an
-MLP read back from its weights alone."""
+MLP read back from its weights alone, on a batch of inputs (batched inference), in
+numpy on the CPU or in torch on another device."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 from annotated_types import Ge, Le
@@ -39,24 +40,63 @@ def box_sensor_and_actuator(
     return sensors[0].id, actuators[0].id
 
 
+class Network(Protocol):
+    """A policy's forward pass: a batch of inputs (rows) in, a batch of outputs out, numpy
+    both (where it runs is its own business)."""
+
+    def __call__(self, x: Array) -> Array: ...
+
+
+def linear_layers(weights: Mapping[str, Array], prefix: str) -> list[tuple[Array, Array]]:
+    """``(weight, bias)`` of each linear layer ``<prefix><i>`` of a torch ``nn.Sequential``
+    in order of ``i``: the layout the agents' torch modules build."""
+    layers = sorted(int(name[len(prefix) : -len(".weight")]) for name in weights if _is_weight(name, prefix))
+    return [(np.asarray(weights[f"{prefix}{i}.weight"]), np.asarray(weights[f"{prefix}{i}.bias"])) for i in layers]
+
+
 class NumpyMLP:
     """The forward pass of a torch ``nn.Sequential`` of linear layers from its weights:
     ``<prefix><i>.weight`` and ``<prefix><i>.bias`` of each linear layer ``i``,
-    ``activation`` between them (the layout the agents' torch modules build)."""
+    ``activation`` between them (the layout the agents' torch modules build). Takes one
+    input (a vector) or a batch of them (a matrix, one a row)."""
 
     def __init__(self, weights: Mapping[str, Array], *, prefix: str = "", activation: str = "relu") -> None:
-        layers = sorted(int(name[len(prefix) : -len(".weight")]) for name in weights if _is_weight(name, prefix))
-        self.layers = [
-            (np.asarray(weights[f"{prefix}{i}.weight"]), np.asarray(weights[f"{prefix}{i}.bias"])) for i in layers
-        ]
+        self.layers = linear_layers(weights, prefix)
         self.activation = ACTIVATIONS[activation]
 
     def __call__(self, x: Array) -> Array:
         for k, (w, b) in enumerate(self.layers):
-            x = w @ x + b
+            x = x @ w.T + b
             if k < len(self.layers) - 1:
                 x = self.activation(x)
         return x
+
+
+def network_on(device: str, weights: Mapping[str, Array], *, prefix: str = "", activation: str = "relu") -> Network:
+    """The network of ``weights`` where a muscle acts: ``cpu`` in numpy (for the small
+    batches of acting it beats torch's per-call overhead, and needs no torch), another
+    device (``cuda``, ``cuda:1``) in torch, imported here, the weights copied there once.
+
+    The muscles of one process get the same update object from arl: the last network
+    built is kept and handed to the next muscle that asks for the same weights on the
+    same device, so a broadcast costs one copy to a GPU, not one per worker."""
+    global _last_network
+    key = (weights, device, prefix, activation)
+    last = _last_network
+    if last is not None and last[0][0] is weights and last[0][1:] == key[1:]:
+        return last[1]
+    network: Network
+    if device == "cpu":
+        network = NumpyMLP(weights, prefix=prefix, activation=activation)
+    else:
+        from arl.agents.torchnet import TorchMLP  # torch: only where a muscle acts on another device
+
+        network = TorchMLP(weights, prefix=prefix, activation=activation, device=device)
+    _last_network = (key, network)
+    return network
+
+
+_last_network: tuple[tuple[Mapping[str, Array], str, str, str], Network] | None = None
 
 
 def _is_weight(name: str, prefix: str) -> bool:

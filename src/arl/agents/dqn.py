@@ -6,19 +6,25 @@ plain numpy, never torch.
 
 * The brain: double Q-learning on n-step returns from a replay buffer, a target network
   synced every ``target_update`` gradient steps, Adam, gradient clipping, Huber loss.
-  Every ``train_every`` transitions, once the buffer holds ``minimum_buffer_size``, it
-  takes ``gradient_steps`` steps on batches of ``batch_size``. Every ``broadcast_every``
-  transitions, if it has learnt since, :meth:`DQNBrain.learn` returns the new weights:
+  :meth:`DQNBrain.remember` puts a transition in the buffer (through each worker's
+  n-step window); :meth:`DQNBrain.train` takes one gradient step on a batch of
+  ``batch_size`` once the buffer holds ``minimum_buffer_size``: a central learner calls
+  them. In the agent's process (no central learner) :meth:`DQNBrain.learn` does both:
+  every ``train_every`` transitions it takes ``gradient_steps`` steps, and every
+  ``broadcast_every`` transitions, if it has learnt since, returns the new weights:
   ``{"version": gradient steps so far, "weights": {parameter name: numpy array}}``.
-* The muscle: the same network in numpy (one observation at a time, numpy beats
-  torch's per-call overhead, and acting needs no torch at all), acting greedily, or at
-  random with probability epsilon. With several workers each has its own epsilon, as in
-  Ape-X: ``epsilon ** (1 + alpha * i / (N - 1))`` for worker ``i`` of ``N``; alone, a
-  worker's epsilon can fall linearly from ``epsilon_start`` over ``decay_steps`` steps.
+* The muscle: the same network, in numpy on the CPU (for acting's small batches numpy
+  beats torch's per-call overhead, and needs no torch at all) or in torch on its
+  ``device``, acting greedily, or at random with probability epsilon. With several
+  workers each has its own epsilon, as in Ape-X: ``epsilon ** (1 + alpha * i / (N -
+  1))`` for worker ``i`` of ``N``; alone, a worker's epsilon can fall linearly from
+  ``epsilon_start`` over ``decay_steps`` steps. :meth:`DQNMuscle.act_batch` acts for a
+  batch of workers with one forward pass, each worker exploring as its own muscle says.
   ``policy_version`` is the version of the weights it acts with.
 
-torch is imported when a brain is set up (:mod:`arl.agents.qnet`), not by this module:
-checking a file that names these classes does not load it.
+torch is imported when a brain is set up (:mod:`arl.agents.qnet`), or when a muscle
+acting on a GPU gets weights, not by this module: checking a file that names these
+classes does not load it.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 from annotated_types import Ge, Gt
 from gymnasium import spaces
 
-from arl.agents.common import Count, Fraction, NumpyMLP, box_sensor_and_actuator
+from arl.agents.common import Array, Count, Fraction, Network, box_sensor_and_actuator, network_on
 from arl.agents.replay import NStep, ReplayBuffer
 from arl.api import ActuatorInfo, Brain, Experience, Muscle, SensorInfo
 
@@ -60,7 +66,7 @@ def decayed(step: int, start: float, final: float, decay_steps: int) -> float:
 
 class DQNMuscle(Muscle):
     """Epsilon-greedy over the brain's latest Q-network. ``epsilon: 0`` acts greedily
-    (a test phase)."""
+    (a test phase), with any number of workers."""
 
     def __init__(
         self,
@@ -73,8 +79,9 @@ class DQNMuscle(Muscle):
         self.epsilon_final, self.epsilon_start = epsilon, epsilon_start
         self.decay_steps, self.alpha, self.apex_epsilon = decay_steps, alpha, apex_epsilon
         self.policy_version: int | None = None  # the version of the weights it acts with
-        self.network: NumpyMLP | None = None
+        self.network: Network | None = None
         self.steps = 0
+        self._logged_at = -1  # the steps when it last logged its epsilon
 
     def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
         super().setup(sensors, actuators, seed)
@@ -85,7 +92,8 @@ class DQNMuscle(Muscle):
         self._rng = np.random.default_rng(seed)
         # One worker decays to ``epsilon``; several explore on Ape-X's ladder from
         # ``apex_epsilon`` (0.4, as Ape-X: from 0.04 the later workers would not explore).
-        if self.workers > 1:
+        # ``epsilon: 0`` is greedy however many workers act (a test phase).
+        if self.workers > 1 and self.epsilon_final > 0:
             self._final = worker_epsilon(self.apex_epsilon, self.alpha, self.worker, self.workers)
         else:
             self._final = self.epsilon_final
@@ -95,19 +103,41 @@ class DQNMuscle(Muscle):
         return decayed(self.steps, max(self.epsilon_start, self._final), self._final, self.decay_steps)
 
     def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
-        explore = self._rng.random() < self.epsilon
-        self.steps += 1
-        if explore or self.network is None:
-            action = int(self._rng.integers(self._actions))
-        else:
-            obs = np.asarray(sensors[self._obs_id], np.float32).reshape(-1)
-            action = int(np.argmax(self.network(obs)))
-        return {self._action_id: self._start + action}
+        return self.act_batch([(self, sensors)])[0]
+
+    def act_batch(self, batch: Sequence[tuple[Muscle, Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
+        """Each worker's muscle draws whether it explores (its own epsilon and generator,
+        as its :meth:`act` would); the workers that do not are given the greedy action of
+        this muscle's network, run once on their observations stacked."""
+        actions: dict[int, int] = {}  # by place in the batch: the exploring workers' actions
+        for i, (muscle, _) in enumerate(batch):
+            explorer = self._same_kind(muscle)
+            explore = explorer._rng.random() < explorer.epsilon
+            explorer.steps += 1
+            if explore or self.network is None:
+                actions[i] = int(explorer._rng.integers(explorer._actions))
+        greedy = [i for i in range(len(batch)) if i not in actions]
+        if greedy:
+            assert self.network is not None
+            obs = np.stack([_flat(batch[i][1][self._obs_id]) for i in greedy])
+            actions.update(zip(greedy, np.argmax(self.network(obs), axis=1).tolist(), strict=True))
+        return [{self._action_id: self._start + actions[i]} for i in range(len(batch))]
+
+    def _same_kind(self, muscle: Muscle) -> DQNMuscle:
+        if not isinstance(muscle, DQNMuscle):
+            raise TypeError(f"{type(self).__name__}.act_batch got a {type(muscle).__name__} in its batch")
+        return muscle
 
     def update(self, update: Any) -> None:
-        self.network = NumpyMLP(update["weights"])
+        self.network = network_on(self.device, update["weights"])
         self.policy_version = int(update["version"])
-        self.log_metric("epsilon", self.epsilon, self.steps)
+        if self.steps != self._logged_at:  # a central learner broadcasts often: once per step at most
+            self._logged_at = self.steps
+            self.log_metric("epsilon", self.epsilon, self.steps)
+
+
+def _flat(obs: Any) -> Array:
+    return np.asarray(obs, np.float32).reshape(-1)
 
 
 class DQNBrain(Brain):
@@ -131,15 +161,17 @@ class DQNBrain(Brain):
         save_buffer: bool = False,
     ) -> None:
         self.hidden, self.learning_rate, self.batch_size = tuple(hidden), learning_rate, batch_size
-        self.buffer_size, self.minimum_buffer_size = buffer_size, minimum_buffer_size
+        # Not ``self.buffer_size``: that is Brain's method, the buffer's fill.
+        self.capacity, self.minimum_buffer_size = buffer_size, minimum_buffer_size
         self.gamma, self.n_step = gamma, n_step
         self.train_every, self.gradient_steps, self.target_update = train_every, gradient_steps, target_update
         self.broadcast_every, self.max_grad_norm, self.double = broadcast_every, max_grad_norm, double
         self.save_buffer = save_buffer
-        self.transitions = 0  # learn calls
+        self.transitions = 0  # transitions remembered
         self.updates = 0  # gradient steps: the weights' version
         self.broadcast_version = 0  # the version last returned by learn
         self._nstep: dict[int, NStep] = {}
+        self._losses: list[float] = []  # since the loss was last logged
 
     def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
         super().setup(sensors, actuators, seed)
@@ -158,11 +190,28 @@ class DQNBrain(Brain):
             learning_rate=self.learning_rate,
             max_grad_norm=self.max_grad_norm,
             double=self.double,
+            device=self.device,
         )
-        self.buffer = ReplayBuffer(self.buffer_size, obs_shape)
+        self.buffer = ReplayBuffer(self.capacity, obs_shape)
         self.rng = np.random.default_rng(seed)
 
     def learn(self, experience: Experience) -> Any:
+        """In the agent's process: remember, every ``train_every`` transitions take
+        ``gradient_steps`` steps (once the buffer is full enough), and every
+        ``broadcast_every`` transitions return the weights if they changed."""
+        self.remember(experience)
+        if self.transitions % self.train_every == 0:
+            for _ in range(self.gradient_steps):
+                if not self.train():
+                    break
+        if self.transitions % self.broadcast_every == 0 and self.updates != self.broadcast_version:
+            self.broadcast_version = self.updates
+            return self.policy()
+        return None
+
+    def remember(self, experience: Experience) -> None:
+        """Into the replay buffer, through the worker's n-step window (so an n-step
+        transition lands once its window closes). No learning here."""
         nstep = self._nstep.get(experience.worker)
         if nstep is None:
             nstep = self._nstep[experience.worker] = NStep(self.n_step, self.gamma)
@@ -173,21 +222,25 @@ class DQNBrain(Brain):
         for transition in done:
             self.buffer.add(transition)
         self.transitions += 1
-        if self.transitions % self.train_every == 0 and len(self.buffer) >= self.minimum_buffer_size:
-            self._train()
-        if self.transitions % self.broadcast_every == 0 and self.updates != self.broadcast_version:
-            self.broadcast_version = self.updates
-            return self.policy()
-        return None
 
-    def _train(self) -> None:
-        losses = []
-        for _ in range(self.gradient_steps):
-            losses.append(self.learner.update(self.buffer.sample(self.rng, self.batch_size)))
-            self.updates += 1
-            if self.updates % self.target_update == 0:
-                self.learner.sync_target()
-        self.log_metric("loss", float(np.mean(losses)), self.updates)
+    def train(self) -> bool:
+        """One gradient step on a batch from the buffer, and the target network's sync
+        every ``target_update`` steps; False (nothing done) while the buffer holds fewer
+        than ``minimum_buffer_size`` transitions. Logs ``loss``, the mean over each
+        ``gradient_steps`` steps (step = gradient steps)."""
+        if len(self.buffer) < self.minimum_buffer_size:
+            return False
+        self._losses.append(self.learner.update(self.buffer.sample(self.rng, self.batch_size)))
+        self.updates += 1
+        if self.updates % self.target_update == 0:
+            self.learner.sync_target()
+        if self.updates % self.gradient_steps == 0:
+            self.log_metric("loss", float(np.mean(self._losses)), self.updates)
+            self._losses = []
+        return True
+
+    def buffer_size(self) -> int:
+        return len(self.buffer)
 
     def policy(self) -> Any:
         return {"version": self.updates, "weights": self.learner.weights()}

@@ -4,25 +4,34 @@ categorical policy) or ``Box`` (a diagonal Gaussian with a learned log standard
 deviation, its samples clipped to the space). Built like :mod:`arl.agents.dqn`
 (docs/agents.md): the brain learns, the muscles act, plain numpy passes between them.
 
-* The brain collects an on-policy rollout: each worker's transitions in the order it
-  made them, ``n_steps`` per worker. Then, with the weights the rollout was acted with
+* The brain collects an on-policy rollout (:meth:`PPOBrain.remember`): each worker's
+  transitions in the order it made them, ``n_steps`` per worker, only those acted with
+  its current weights (an experience whose ``policy_version`` is another is dropped and
+  counted, ``dropped_stale``; versions count the updates since the brain was set up, in
+  this phase, as arl's central learner counts them). Then (:meth:`PPOBrain.train`, called by a central
+  learner; or :meth:`PPOBrain.learn`, which remembers and trains, in the agent's
+  process), with the weights the rollout was acted with
   (its own copy: it has not changed them since), it computes every action's
   log-probability from the stored setpoints and every state's value, the advantages by
   GAE(lambda), and takes ``n_epochs`` passes of minibatches of ``batch_size`` over the
   clipped surrogate objective, a value loss and an entropy bonus (Adam, gradient
-  clipping, advantages normalised per minibatch). It then returns the new weights from
-  :meth:`PPOBrain.learn`: ``{"version": updates so far, "activation": ..., "weights":
-  {parameter name: numpy array}}``, and starts the next rollout.
+  clipping, advantages normalised per minibatch), and starts the next rollout. Its
+  weights, :meth:`PPOBrain.policy`: ``{"version": updates this phase, "activation": ...,
+  "weights": {parameter name: numpy array}}``; :meth:`PPOBrain.learn` returns them
+  after each update.
 * An episode that terminated is worth nothing after its end; one that was truncated
   (a time limit, or cut by ``max_steps`` or a condition; also one that the worker's
   next observation does not continue, whatever its flags said) is bootstrapped from the
   value of its last observation, as is each worker's last transition in a rollout.
-* The muscle: the policy network in numpy, sampling with its own seeded generator, or
-  acting deterministically (the most likely action, the Gaussian's mean) with
-  ``deterministic: true``. ``policy_version`` is the version of the weights it acts with.
+* The muscle: the policy network (in numpy on the CPU, in torch on another
+  ``device``), sampling with its own seeded generator, or acting deterministically (the
+  most likely action, the Gaussian's mean) with ``deterministic: true``.
+  :meth:`PPOMuscle.act_batch` runs the network once for a batch of workers, each
+  sampling with its own muscle's generator. ``policy_version`` is the version of the
+  weights it acts with.
 
-torch is imported when a brain is set up (:mod:`arl.agents.actorcritic`), not by this
-module.
+torch is imported when a brain is set up (:mod:`arl.agents.actorcritic`), or when a
+muscle acting on a GPU gets weights, not by this module.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ import numpy as np
 from annotated_types import Ge, Gt
 from gymnasium import spaces
 
-from arl.agents.common import Activation, Array, Count, Fraction, NumpyMLP, box_sensor_and_actuator
+from arl.agents.common import Activation, Array, Count, Fraction, Network, box_sensor_and_actuator, network_on
 from arl.api import ActuatorInfo, Brain, Experience, Muscle, SensorInfo
 
 if TYPE_CHECKING:
@@ -46,6 +55,7 @@ STATE_FILE = "ppo_state.json"
 ROLLOUT_FILE = "rollout.npz"
 
 DISCRETE_OR_BOX = (spaces.Discrete, spaces.Box)
+STALE_LOG_EVERY = 1000  # dropped transitions between logs of dropped_stale (besides each update's)
 
 
 def flat_size(space: spaces.Space[Any]) -> int:
@@ -129,15 +139,6 @@ class Rollout:
                 steps[name].append(columns[name][i])
 
 
-class NumpyPolicy(NumpyMLP):
-    """The forward pass of :class:`arl.agents.actorcritic.ActorCritic`'s policy network
-    from its weights (``pi.<i>.weight``, ``pi.<i>.bias``); ``log_std`` for a Gaussian."""
-
-    def __init__(self, weights: Mapping[str, Array], activation: str) -> None:
-        super().__init__(weights, prefix="pi.", activation=activation)
-        self.log_std = None if "log_std" not in weights else np.asarray(weights["log_std"])
-
-
 class PPOMuscle(Muscle):
     """Acts with the brain's latest policy: samples from it, or with ``deterministic``
     takes the most likely action (Discrete) or the mean (Box), clipped to the space."""
@@ -145,7 +146,9 @@ class PPOMuscle(Muscle):
     def __init__(self, deterministic: bool = False) -> None:
         self.deterministic = deterministic
         self.policy_version: int | None = None  # the version of the weights it acts with
-        self.network: NumpyPolicy | None = None
+        # ActorCritic's policy network (``pi.<i>``) and, for a Gaussian, its log_std.
+        self.network: Network | None = None
+        self.log_std: Array | None = None
 
     def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
         super().setup(sensors, actuators, seed)
@@ -156,21 +159,38 @@ class PPOMuscle(Muscle):
         self._rng = np.random.default_rng(seed)
 
     def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
+        return self.act_batch([(self, sensors)])[0]
+
+    def act_batch(self, batch: Sequence[tuple[Muscle, Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
+        """This muscle's network runs once on the workers' observations stacked; each
+        worker's muscle then picks from its row as its :meth:`act` would (its own
+        generator, its own ``deterministic``)."""
         if self.network is None:
             raise RuntimeError(
                 f"{type(self).__name__} has no weights to act with: it acts with what arl.agents.ppo:PPOBrain "
                 "sends (its policy at setup), so give the agent that brain"
             )
-        out = self.network(np.asarray(sensors[self._obs_id], np.float32).reshape(-1))
+        if isinstance(self._space, spaces.Box) and self.log_std is None:
+            raise ValueError(
+                f"{type(self).__name__}: the weights it got have no log_std: they are for Discrete actions"
+            )
+        muscles = [self._same_kind(muscle) for muscle, _ in batch]
+        obs = np.stack([np.asarray(sensors[self._obs_id], np.float32).reshape(-1) for _, sensors in batch])
+        out = self.network(obs)
+        return [muscle._choose(row, self.log_std) for muscle, row in zip(muscles, out, strict=True)]
+
+    def _same_kind(self, muscle: Muscle) -> PPOMuscle:
+        if not isinstance(muscle, PPOMuscle):
+            raise TypeError(f"{type(self).__name__}.act_batch got a {type(muscle).__name__} in its batch")
+        return muscle
+
+    def _choose(self, out: Array, log_std: Array | None) -> Mapping[str, Any]:
+        """This worker's setpoints from the policy's output for its observation."""
         space = self._space
         if isinstance(space, spaces.Discrete):
             return {self._action_id: int(space.start) + self._categorical(out)}
         assert isinstance(space, spaces.Box)
-        log_std = self.network.log_std
-        if log_std is None:
-            raise ValueError(
-                f"{type(self).__name__}: the weights it got have no log_std: they are for Discrete actions"
-            )
+        assert log_std is not None  # act_batch checked
         action = out
         if not self.deterministic:
             action = out + np.exp(log_std) * self._rng.standard_normal(out.shape)
@@ -188,7 +208,9 @@ class PPOMuscle(Muscle):
         version = int(update["version"])
         if self.policy_version is not None and version < self.policy_version:
             return  # older than what it acts with (weights that crossed on the way)
-        self.network = NumpyPolicy(update["weights"], str(update["activation"]))
+        weights = update["weights"]
+        self.network = network_on(self.device, weights, prefix="pi.", activation=str(update["activation"]))
+        self.log_std = None if "log_std" not in weights else np.asarray(weights["log_std"])
         self.policy_version = version
 
 
@@ -219,8 +241,13 @@ class PPOBrain(Brain):
         self.ent_coef, self.vf_coef, self.max_grad_norm = ent_coef, vf_coef, max_grad_norm
         self.normalize_advantage, self.log_std_init = normalize_advantage, log_std_init
         self.anneal_steps = anneal_steps
-        self.transitions = 0  # learn calls
-        self.updates = 0  # rollouts trained on: the weights' version
+        self.transitions = 0  # transitions kept in rollouts
+        self.updates = 0  # rollouts trained on, since the first phase (saved and loaded)
+        # The weights' version: updates since this brain was set up, in this phase. Not
+        # ``updates``: arl's central learner counts its updates from 0 in each phase and
+        # stamps the broadcast weights, and so every action, with that count.
+        self.version = 0
+        self.dropped = 0  # transitions dropped: acted with other weights than the brain's
         self.rollout = Rollout()
         self.workers_seen: set[int] = set()
 
@@ -250,6 +277,7 @@ class PPOBrain(Brain):
             learning_rate=self.learning_rate,
             log_std_init=self.log_std_init,
             max_grad_norm=self.max_grad_norm,
+            device=self.device,
         )
         self.rng = np.random.default_rng(seed)
 
@@ -259,6 +287,22 @@ class PPOBrain(Brain):
         return np.asarray(setpoint, np.float32).reshape(-1)
 
     def learn(self, experience: Experience) -> Any:
+        """In the agent's process: remember, and once the rollout is full train and
+        return the new weights."""
+        self.remember(experience)
+        return self.policy() if self.train() else None
+
+    def remember(self, experience: Experience) -> None:
+        """Add a transition to its worker's rollout if the brain's current weights chose
+        it: ``policy_version`` is the brain's ``version``, or None (not said).
+        One acted with other weights (older ones, still acting while the new ones were on
+        their way) is off-policy: dropped, counted, and the count logged as
+        ``dropped_stale`` at each update and every ``STALE_LOG_EVERY`` drops."""
+        if experience.policy_version is not None and experience.policy_version != self.version:
+            self.dropped += 1
+            if self.dropped % STALE_LOG_EVERY == 0:
+                self.log_metric("dropped_stale", self.dropped)
+            return
         obs = np.asarray(experience.inputs[self._obs_id], np.float32).reshape(-1)
         next_obs = np.asarray(experience.next_inputs[self._obs_id], np.float32).reshape(-1)
         action = self._action(experience.setpoints[self._action_id])
@@ -267,10 +311,19 @@ class PPOBrain(Brain):
         )
         self.transitions += 1
         self.workers_seen.add(experience.worker)
-        if len(self.rollout) < self.n_steps * len(self.workers_seen):
-            return None
-        self._train()
-        return self.policy()
+
+    def train(self) -> bool:
+        """The PPO update, once the rollout holds ``n_steps`` transitions for each worker
+        heard from (True); before, nothing (False)."""
+        if not self.workers_seen or len(self.rollout) < self.n_steps * len(self.workers_seen):
+            return False
+        self._update()
+        self.version += 1
+        self.log_metric("dropped_stale", self.dropped)
+        return True
+
+    def buffer_size(self) -> int:
+        return len(self.rollout)
 
     def remaining(self) -> float:
         """The share of the learning rate and clip range left (linear annealing)."""
@@ -278,7 +331,7 @@ class PPOBrain(Brain):
             return 1.0
         return max(0.0, 1.0 - self.transitions / self.anneal_steps)
 
-    def _train(self) -> None:
+    def _update(self) -> None:
         data = self.rollout.arrays(close_chains=True)
         self.rollout.clear()
         learner = self.learner
@@ -316,7 +369,7 @@ class PPOBrain(Brain):
             self.log_metric(name, float(np.mean([s[name] for s in stats])), self.updates)
 
     def policy(self) -> Any:
-        return {"version": self.updates, "activation": self.activation, "weights": self.learner.weights()}
+        return {"version": self.version, "activation": self.activation, "weights": self.learner.weights()}
 
     def save(self, directory: Path) -> None:
         self.learner.save(directory)
@@ -324,6 +377,7 @@ class PPOBrain(Brain):
             "transitions": self.transitions,
             "updates": self.updates,
             "workers_seen": sorted(self.workers_seen),
+            "dropped": self.dropped,
             "rng": self.rng.bit_generator.state,
         }
         (directory / STATE_FILE).write_text(json.dumps(state))
@@ -335,5 +389,6 @@ class PPOBrain(Brain):
         state = json.loads((directory / STATE_FILE).read_text())
         self.transitions, self.updates = int(state["transitions"]), int(state["updates"])
         self.workers_seen = {int(w) for w in state["workers_seen"]}
+        self.dropped = int(state.get("dropped", 0))  # absent from saves made before it was counted
         self.rng.bit_generator.state = state["rng"]
         self.rollout.load(directory / ROLLOUT_FILE)

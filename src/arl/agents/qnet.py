@@ -31,16 +31,20 @@ class QLearner:
         learning_rate: float,
         max_grad_norm: float,
         double: bool,
+        device: str = "cpu",
     ) -> None:
         # One thread: on a small MLP more threads only contend for the cores the
         # environments and the other workers need, and results depend on none of it.
         torch.set_num_threads(1)
         # The initial weights come from the seed without touching torch's global
-        # generator, which other components of this process may use.
+        # generator, which other components of this process may use; made on the CPU,
+        # then moved, they are the same whatever the device.
+        self.device = torch.device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.online = mlp(inputs, hidden, actions)
-            self.target = mlp(inputs, hidden, actions)  # overwritten at once; built here for the generator's sake
+            self.online = mlp(inputs, hidden, actions).to(self.device)
+            # Overwritten at once; built here for the generator's sake.
+            self.target = mlp(inputs, hidden, actions).to(self.device)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=learning_rate)
@@ -49,11 +53,9 @@ class QLearner:
 
     def update(self, batch: Mapping[str, np.ndarray[Any, Any]]) -> float:
         """One gradient step on a batch; returns its (Huber) loss."""
-        obs = torch.from_numpy(batch["obs"])
-        action = torch.from_numpy(batch["action"])
-        ret = torch.from_numpy(batch["ret"])
-        next_obs = torch.from_numpy(batch["next_obs"])
-        discount = torch.from_numpy(batch["discount"])
+        obs, action, ret, next_obs, discount = (
+            torch.from_numpy(batch[name]).to(self.device) for name in ("obs", "action", "ret", "next_obs", "discount")
+        )
         with torch.no_grad():
             next_target = self.target(next_obs)
             if self.double:  # the online network picks the action, the target values it
@@ -74,8 +76,8 @@ class QLearner:
         self.target.load_state_dict(self.online.state_dict())
 
     def weights(self) -> dict[str, np.ndarray[Any, Any]]:
-        """The online network's parameters as numpy arrays (copies), by parameter name."""
-        return {name: t.detach().numpy().copy() for name, t in self.online.state_dict().items()}
+        """The online network's parameters as numpy arrays (copies, on the CPU), by parameter name."""
+        return {name: t.detach().cpu().numpy().copy() for name, t in self.online.state_dict().items()}
 
     def save(self, directory: Path) -> None:
         state = {
@@ -87,7 +89,8 @@ class QLearner:
 
     def load(self, directory: Path) -> None:
         path = directory / WEIGHTS_FILE
-        state = torch.load(path, weights_only=True)  # tensors and numbers only, never code
+        # Tensors and numbers only, never code; onto this brain's device, whatever the saver's.
+        state = torch.load(path, map_location=self.device, weights_only=True)
         try:
             self.online.load_state_dict(state["online"])
             self.target.load_state_dict(state["target"])

@@ -1,14 +1,20 @@
 """The torch side of what the reference agents share: their MLPs, laid out as
-:class:`arl.agents.common.NumpyMLP` reads them back from the weights alone. Imported
-only by the agents' torch halves (qnet.py, actorcritic.py)."""
+:class:`arl.agents.common.NumpyMLP` reads them back from the weights alone, and that
+forward pass in torch for a muscle acting on a GPU. Imported only by the agents' torch
+halves (qnet.py, actorcritic.py) and by a muscle whose device is not the CPU."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
+
+from arl.agents.common import linear_layers
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -30,3 +36,32 @@ def mlp(
             nn.init.orthogonal_(layer.weight, gain=out_gain if k == len(linears) - 1 else math.sqrt(2))
             nn.init.zeros_(layer.bias)
     return nn.Sequential(*layers)
+
+
+_FUNCTIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+class TorchMLP:
+    """:class:`arl.agents.common.NumpyMLP`'s forward pass in torch on ``device``: the
+    weights are copied there once; each call moves a batch of inputs there and the
+    outputs back (numpy in, numpy out)."""
+
+    def __init__(
+        self, weights: Mapping[str, np.ndarray[Any, Any]], *, prefix: str, activation: str, device: str
+    ) -> None:
+        self.device = torch.device(device)
+        self.layers = [
+            (torch.as_tensor(w, device=self.device), torch.as_tensor(b, device=self.device))
+            for w, b in linear_layers(weights, prefix)
+        ]
+        self.activation = _FUNCTIONS[activation]
+
+    def __call__(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        with torch.no_grad():
+            t = torch.as_tensor(x, device=self.device)
+            for k, (w, b) in enumerate(self.layers):
+                t = nn.functional.linear(t, w, b)
+                if k < len(self.layers) - 1:
+                    t = self.activation(t)
+            out: np.ndarray[Any, Any] = t.cpu().numpy()
+            return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 import arl
@@ -29,6 +31,8 @@ def main() -> None:
     arl-run experiments/dummy.yml          run an experiment file
     arl-run run a.yml b.yml --parallel 2   run several side by side
     """
+    # Before anything imports numpy: one BLAS thread a process (see arl.proc.forkserver).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 for command in (run, check, schema, results_group, db):

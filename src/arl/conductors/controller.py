@@ -4,12 +4,15 @@ when they run in its process (the default layout).
 The loop itself is :class:`~arl.conductors.steploop.PhaseLoop`; this process carries
 out its commands (:class:`~arl.conductors.links.Driver`) over a direct call to each
 environment it hosts, a DEALER link to each agent process and environment process, and
-a PUSH link to the store.
+a PUSH link to the store (and one to each central agent's learner). With
+``envs_per_worker`` it hosts that many copies of the worker's environments and runs a
+loop for each, in lockstep (:mod:`arl.conductors.vector`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from typing import Any
 
@@ -17,9 +20,10 @@ from arl.messages import control
 from arl.proc.child import ChildContext
 
 from .environment import EnvironmentConductor
-from .links import REPLY_GRACE, Agents, Driver, Environments, RemotePeers, StoreLink
+from .links import REPLY_GRACE, Agents, Driver, Environments, LearnerLink, RemotePeers, StoreLink
 from .service import Service
 from .steploop import PhaseLoop
+from .vector import VectorAgents, VectorDriver, merged
 
 log = logging.getLogger("arl.controller")
 
@@ -28,24 +32,34 @@ class SimulationController:
     def __init__(self, ctx: ChildContext) -> None:
         self.ctx = ctx
         self.service = Service(ctx, self.handle)
-        self.environments: dict[str, EnvironmentConductor] = {}  # those hosted here, by uid
+        # Those hosted here, by uid and copy (envs_per_worker: copies 0 ... n - 1).
+        self.environments: dict[tuple[str, int], EnvironmentConductor] = {}
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, control.RunPhase):
             return self.run_phase(message)
         if isinstance(message, control.SetupEnvironment):
-            return self.environments.setdefault(message.env_uid, EnvironmentConductor()).setup(message)
+            return self.setup_environment(message)
         raise TypeError(f"a simulation controller cannot handle {type(message).__name__}")
 
+    def setup_environment(self, request: control.SetupEnvironment) -> control.EnvironmentReady:
+        """Build the phase's ``copies`` instances of the environment (an earlier phase's
+        copies beyond them are closed)."""
+        for key in [k for k in self.environments if k[0] == request.env_uid and k[1] >= request.copies]:
+            self.environments.pop(key).close()
+        readies = [
+            self.environments.setdefault((request.env_uid, copy), EnvironmentConductor()).setup(request)
+            for copy in range(request.copies)
+        ]
+        return readies[0]
+
     def run_phase(self, request: control.RunPhase) -> control.PhaseDone:
+        if request.envs > 1:
+            return self._run_copies(request)
         args = self.ctx.spec.args
         grace = float(args.get("reply_grace", REPLY_GRACE))
         loop = PhaseLoop(request, store_steps=args.get("store_steps", True))
-        local = {
-            uid: self.environments[uid]
-            for uid, host in request.env_hosts.items()
-            if not host and uid in self.environments
-        }
+        local = self._local(request, 0)
         remote = {uid: host for uid, host in request.env_hosts.items() if host}
         with contextlib.ExitStack() as links:  # closed however the phase ends, the store's last
             store = StoreLink(self.ctx.zmq, args["store"])
@@ -53,9 +67,77 @@ class SimulationController:
             peers = RemotePeers(self.ctx.zmq, request.endpoints, self.service.pulse, grace, on_wait=store.flush)
             links.callback(peers.close)
             envs = Environments(request.worker, local, remote, peers)
-            driver = Driver(envs, Agents(request.worker, request.agent_hosts, peers), store, self.service.pulse)
+            learners = None
+            if request.learners:
+                learners = LearnerLink(self.ctx.zmq, request.phase, request.learners)
+                links.callback(learners.close)  # closed before the store: its transitions go first
+            agents = Agents(request.worker, request.agent_hosts, peers)
+            driver = Driver(envs, agents, store, self.service.pulse, learners)
             done: control.PhaseDone = driver.run(loop.run())
         log.debug("worker %d ended phase %d: %s", request.worker, request.phase, done)
+        return done
+
+    def _local(self, request: control.RunPhase, copy: int) -> dict[str, EnvironmentConductor]:
+        return {
+            uid: self.environments[(uid, copy)]
+            for uid, host in request.env_hosts.items()
+            if not host and (uid, copy) in self.environments
+        }
+
+    def _run_copies(self, request: control.RunPhase) -> control.PhaseDone:
+        """``envs_per_worker``: a loop for each copy of the environments (each copy a
+        worker of its own), stepped together; one answer for them all."""
+        args = self.ctx.spec.args
+        grace = float(args.get("reply_grace", REPLY_GRACE))
+        count = request.envs
+        seeds = request.seeds or []
+        if len(seeds) != count or any(host for host in request.env_hosts.values()):
+            raise ValueError(f"envs {count} needs a seed for each copy and environments in the controller")
+        resume = (
+            request.resume
+            or [[request.first_episode, request.episodes, request.episodes_before, request.steps_before]] * count
+        )
+        if len(resume) != count:
+            raise ValueError(f"envs {count} needs the progress of each copy to resume")
+        copies = [
+            dataclasses.replace(
+                request,
+                worker=request.worker * count + k,
+                seed=seeds[k],
+                envs=1,
+                seeds=None,
+                resume=None,
+                first_episode=first,
+                episodes=episodes,
+                episodes_before=before,
+                steps_before=steps,
+            )
+            for k, (first, episodes, before, steps) in enumerate(resume)
+        ]
+        loops = [PhaseLoop(copy, store_steps=args.get("store_steps", True)) for copy in copies]
+        with contextlib.ExitStack() as links:
+            store = StoreLink(self.ctx.zmq, args["store"])
+            links.callback(store.close)
+            peers = RemotePeers(self.ctx.zmq, request.endpoints, self.service.pulse, grace, on_wait=store.flush)
+            links.callback(peers.close)
+            learners = None
+            if request.learners:
+                learners = LearnerLink(self.ctx.zmq, request.phase, request.learners)
+                links.callback(learners.close)
+            drivers = [
+                Driver(
+                    Environments(copy.worker, self._local(request, k), {}, peers),
+                    Agents(copy.worker, request.agent_hosts, peers),
+                    store,
+                    self.service.pulse,
+                    learners,
+                )
+                for k, copy in enumerate(copies)
+            ]
+            vector = VectorDriver(drivers, [c.worker for c in copies], VectorAgents(request.agent_hosts, peers))
+            dones = vector.run([loop.run() for loop in loops])
+        done = merged(request.worker, dones)
+        log.debug("worker %d ended phase %d with %d copies: %s", request.worker, request.phase, count, done)
         return done
 
     def close(self) -> None:

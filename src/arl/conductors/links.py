@@ -28,6 +28,7 @@ from arl.messages import agent as amsg
 from arl.messages import environment as emsg
 from arl.messages import store
 from arl.messages.common import ErrorReply
+from arl.messages.learner import Experiences
 from arl.store.jsontext import to_json_text
 from arl.transport import limit_input
 
@@ -249,6 +250,63 @@ class StoreLink:
             self.socket.close()
 
 
+class LearnerLink:
+    """PUSH links to the learners of a phase's central agents: each agent's transitions
+    go to its learner as :class:`~arl.messages.learner.Experiences`, in batches as the
+    store's records do (the loop's flushes, ``FLUSH_INTERVAL``, ``FLUSH_ITEMS``)."""
+
+    FLUSH_INTERVAL = 0.01
+    FLUSH_ITEMS = 256
+
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        phase: int,
+        endpoints: Mapping[str, str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.phase, self.clock = phase, clock
+        self.sockets: dict[str, zmq.Socket[Any]] = {}
+        try:
+            for agent, endpoint in endpoints.items():
+                sock = self.sockets[agent] = ctx.socket(zmq.PUSH)
+                sock.setsockopt(zmq.LINGER, 5000)  # transitions must reach the learner as this process ends
+                sock.setsockopt(zmq.SNDTIMEO, 5000)
+                sock.connect(endpoint)
+        except BaseException:
+            self.close()
+            raise
+        self._waiting: dict[str, list[list[Any]]] = {}
+        self._count = 0
+        self._due = 0.0
+
+    def send(self, experiences: Mapping[str, list[list[Any]]] | None, *, flush: bool = False) -> None:
+        for agent, items in (experiences or {}).items():
+            self._waiting.setdefault(agent, []).extend(items)
+            self._count += len(items)
+        if self._count and (flush or self._count >= self.FLUSH_ITEMS or self.clock() >= self._due):
+            self.flush()
+
+    def flush(self) -> None:
+        self._due = self.clock() + self.FLUSH_INTERVAL
+        waiting, self._waiting, self._count = self._waiting, {}, 0
+        for agent, items in waiting.items():
+            frame = _checked(encode(Experiences(self.phase, agent, items)), f"agent {agent}'s transitions")
+            try:
+                self.sockets[agent].send(frame)
+            except zmq.Again:
+                raise ArlError(f"agent {agent}'s learner has taken no transitions for 5 s") from None
+
+    def close(self) -> None:
+        try:
+            if self._count:
+                self.flush()
+        finally:
+            for sock in self.sockets.values():
+                sock.close()
+
+
 class MetricLink:
     """An agent process's link to the run's StoreWriter, for what its brains and muscles
     log (``log_metric``). Values are buffered (from any thread: a learner may train in
@@ -373,8 +431,10 @@ class Driver:
     """Runs a step loop: each command to its link, each answer back into the loop. A
     link's failure is thrown into the loop, which stores what completed and re-raises."""
 
-    def __init__(self, envs: Environments, agents: Agents, store: StoreLink, stop: Stop) -> None:
-        self.envs, self.agents, self.store, self.stop = envs, agents, store, stop
+    def __init__(
+        self, envs: Environments, agents: Agents, store: StoreLink, stop: Stop, learners: LearnerLink | None = None
+    ) -> None:
+        self.envs, self.agents, self.store, self.stop, self.learners = envs, agents, store, stop, learners
 
     def run(self, loop: Loop) -> Any:
         answer: Any = None
@@ -399,8 +459,10 @@ class Driver:
             case ResetEnvironments(seeds=seeds):
                 # Nothing to store from a reset: a stop does not wait for it.
                 return self.envs.call({uid: emsg.Reset(seed) for uid, seed in seeds.items()}, grace=0)
-            case Store(records=records, flush=flush):
+            case Store(records=records, flush=flush, experiences=experiences):
                 self.store.send(records, flush=flush)
+                if self.learners is not None:
+                    self.learners.send(experiences, flush=flush)
                 return self.stop()
             case _:
                 assert_never(command)

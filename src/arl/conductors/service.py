@@ -11,10 +11,11 @@ warning: nothing another process sends can end this one.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
@@ -47,6 +48,24 @@ def controller_service(worker: int) -> str:
     return f"controller.{worker}"
 
 
+def learner_service(name: str) -> str:
+    """The broker's name of central agent ``name``'s learner process."""
+    return f"learner.{name}"
+
+
+class Batcher(Protocol):
+    """Answers the direct link's requests a batch at a time (an agent process)."""
+
+    def limits(self) -> tuple[int, float]:
+        """The most requests a batch takes, and the seconds to wait for more."""
+        ...
+
+    def handle_batch(self, requests: list[Any], received: float) -> list[Any]:
+        """A reply for each request, in order; ``received``: when the first one was read
+        (``time.monotonic``)."""
+        ...
+
+
 PULSE_INTERVAL = 0.02  # seconds between heartbeat/stop checks inside a long request
 HEARTBEAT = 1.0
 # A control request runs user code (constructors, imports, brain.load) that sends no
@@ -56,13 +75,30 @@ LIVENESS = 60
 
 
 class Service:
-    """Serves ``handle(message) -> reply`` as MDP service ``name`` until asked to stop."""
+    """Serves ``handle(message) -> reply`` as MDP service ``name`` until asked to stop.
 
-    def __init__(self, ctx: ChildContext, handle: Callable[[Any], Any], *, heartbeat: float = HEARTBEAT) -> None:
+    ``batcher`` (an agent process) answers the direct link's requests in batches: what
+    waits is read at once, up to its limit, waiting a little for more if it says so.
+    :meth:`watch` adds a socket of the process's own to the loop, and ``idle`` (a
+    learner's training) is called after every turn of it and says in how many seconds
+    it wants calling again.
+    """
+
+    def __init__(
+        self,
+        ctx: ChildContext,
+        handle: Callable[[Any], Any],
+        *,
+        heartbeat: float = HEARTBEAT,
+        batcher: Batcher | None = None,
+    ) -> None:
         args = ctx.spec.args
         self.ctx = ctx
         self.name: str = args["service"]
         self._handle = handle
+        self._batcher = batcher
+        self._watched: dict[zmq.Socket[Any], Callable[[], object]] = {}
+        self.idle: Callable[[], float] | None = None
         self._direct_endpoint: str | None = args.get("direct")
         self._router: zmq.Socket[Any] | None = None
         if self._direct_endpoint:
@@ -84,15 +120,22 @@ class Service:
         self._stopping = False
         self._drops = DropLog(log, f"{self.name} dropped a malformed message on its direct link")
 
+    def watch(self, sock: zmq.Socket[Any], on_ready: Callable[[], object]) -> None:
+        """Call ``on_ready`` whenever ``sock`` has something to read."""
+        self._watched[sock] = on_ready
+
     def dispatch(self, body: bytes) -> bytes:
         """Decode, handle, encode — and turn any failure into an ErrorReply."""
         try:
             return check_size(encode(self._handle(decode(body))), f"{self.name}'s reply")
-        except ComponentCrashed as exc:  # another component's failure, passed on as it was
-            return encode(ErrorReply(exc.component, exc.kind, exc.detail, exc.remote_traceback))
         except Exception as exc:
-            log.debug("%s failed: %s", self.name, exc, exc_info=True)
-            return encode(ErrorReply(self.name, type(exc).__name__, str(exc), traceback.format_exc()))
+            return self._failure(exc)
+
+    def _failure(self, exc: Exception) -> bytes:
+        if isinstance(exc, ComponentCrashed):  # another component's failure, passed on as it was
+            return encode(ErrorReply(exc.component, exc.kind, exc.detail, exc.remote_traceback))
+        log.debug("%s failed: %s", self.name, exc, exc_info=True)
+        return encode(ErrorReply(self.name, type(exc).__name__, str(exc), traceback.format_exc()))
 
     def pulse(self) -> bool:
         """Keep the broker link alive during a long request; True if asked to stop.
@@ -128,11 +171,20 @@ class Service:
         poller.register(self.ctx.control_fd, zmq.POLLIN)
         if self._router is not None:
             poller.register(self._router, zmq.POLLIN)
+        for sock in self._watched:
+            poller.register(sock, zmq.POLLIN)
         timeout_ms = int(self._heartbeat * 1000 / 2)
         while self.worker.socket is worker_socket:  # the worker may reconnect on a new socket
-            events = dict(poller.poll(timeout_ms))
+            wait = timeout_ms if self.idle is None else min(timeout_ms, max(0, math.ceil(self.idle() * 1000)))
+            events = dict(poller.poll(wait))
             if self._router is not None and self._router in events:
-                self._serve_direct(self._router)
+                if self._batcher is None:
+                    self._serve_direct(self._router)
+                else:
+                    self._serve_batch(self._router, self._batcher)
+            for sock, on_ready in self._watched.items():
+                if sock in events:
+                    on_ready()
             if worker_socket in events:
                 request = self.worker.recv()
                 if request is not None:
@@ -155,3 +207,47 @@ class Service:
             return
         identity, body = frames
         router.send_multipart([identity, self.dispatch(body)])
+
+    def _serve_batch(self, router: zmq.Socket[Any], batcher: Batcher) -> None:
+        """Answer what waits on the direct link as one batch: up to the batcher's limit,
+        waiting up to its delay for more (a controller has one request out at a time, so
+        a batch holds one request of each worker at most)."""
+        received = time.monotonic()
+        most, delay = batcher.limits()
+        deadline = received + delay
+        requests: list[tuple[bytes, bytes]] = []
+        while len(requests) < most:
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                left = deadline - time.monotonic()
+                if left <= 0 or (not router.poll(int(left * 1000)) and time.monotonic() >= deadline):
+                    break
+                continue
+            if len(frames) != 2:
+                self._drops.drop(f"{len(frames) - 1} frames where a request has 1")
+                continue
+            requests.append((frames[0], frames[1]))
+        if not requests:
+            return
+        replies: list[bytes | None] = [None] * len(requests)
+        decoded: list[Any] = []
+        places: list[int] = []
+        for i, (_, body) in enumerate(requests):
+            try:
+                decoded.append(decode(body))
+                places.append(i)
+            except Exception as exc:
+                replies[i] = self._failure(exc)
+        if decoded:
+            try:
+                answers = batcher.handle_batch(decoded, received)
+                for i, answer in zip(places, answers, strict=True):
+                    replies[i] = check_size(encode(answer), f"{self.name}'s reply")
+            except Exception as exc:  # the batch's failure is every request's
+                failure = self._failure(exc)
+                for i in places:
+                    replies[i] = failure
+        for (identity, _), reply in zip(requests, replies, strict=True):
+            assert reply is not None
+            router.send_multipart([identity, reply])

@@ -86,6 +86,8 @@ class StepEnvironments:
 class Store:
     records: list[Any]  # store messages, in the order they happened
     flush: bool = False  # send them now (else they may wait for a few more steps' records)
+    # central agent -> its completed transitions, for its learner (messages.learner.EXPERIENCE_FIELDS)
+    experiences: dict[str, list[list[Any]]] | None = None
 
 
 Command = ResetEnvironments | AskAgents | StepEnvironments | Store
@@ -163,20 +165,25 @@ class PhaseLoop:
             build(e, p, TerminationCondition, role) for e, p in request.run_conditions
         ]
         self.history = tuple(PhaseSummary(**summary) for summary in request.history)
-        self.steps = 0
-        self.episodes = 0
+        self.steps = request.steps_before  # (a restarted worker's count goes on)
+        self.episodes = request.episodes_before
         self.returns: dict[str, list[float]] = {name: [] for name in request.agents}
         self.started = clock()
         self.ending: tuple[str, bool] | None = None  # (reason, ends the run) once a condition fired
         self.silent: set[str] = set()  # agents that let a stop pass unanswered: never asked again
         self._records: list[Any] = []
+        # Central agents learn in a learner process: their transitions go to it from here.
+        self.learners = frozenset(request.learners or ())
+        self._experiences: dict[str, list[list[Any]]] = {}
+        self.sent = dict.fromkeys(self.learners, 0)  # transitions handed out, by agent
         self._valid_actors: set[tuple[str, ...]] = set()  # choices of the simulation already checked
 
     def run(self) -> Loop:
         request = self.request
         reason: str = Ending.EPISODES
         ends_run = False
-        for index in range(request.episodes):
+        last = request.first_episode + request.episodes - 1  # a restarted worker goes on from its first
+        for index in range(request.first_episode, last + 1):
             episode = _Episode(request.phase, request.worker, index)
             ended = yield from self._episode(episode)
             if ended == Ending.INTERRUPTED:
@@ -185,18 +192,20 @@ class PhaseLoop:
             self.episodes += 1
             for name, returns in self.returns.items():
                 returns.append(episode.returns.get(name, 0.0))
-            if self.ending is None and index + 1 < request.episodes:
+            if self.ending is None and index < last:
                 self._phase_or_run_over()
             if self.ending is not None:
                 reason, ends_run = self.ending
                 break
         return control.PhaseDone(
-            request.phase, request.worker, self.episodes, self.steps, reason, ends_run, self.returns
-        )
+            request.phase, request.worker, self.episodes, self.steps, reason, ends_run, self.returns,
+            self.sent if self.learners else None,
+        )  # fmt: skip
 
     def _store(self, *, flush: bool = False) -> Store:
         records, self._records = self._records, []
-        return Store(records, flush)
+        experiences, self._experiences = self._experiences or None, {}
+        return Store(records, flush, experiences)
 
     def _phase_or_run_over(self) -> str | None:
         """Ask the phase and run conditions; remember the first that fires."""
@@ -275,14 +284,14 @@ class PhaseLoop:
             asks[name] = Ask(readings, pending.rewards if pending is not None else None)
         return AskAgents(asks, ep.terminated, ep.truncated, final)
 
-    def _answered(self, ep: _Episode, names: Sequence[str], replies: Replies) -> dict[str, Answer]:
+    def _answered(self, ep: _Episode, ask: AskAgents, replies: Replies) -> dict[str, Answer]:
         """Store the previous actions of every agent that answered, then raise a failure.
         After a stop, the agents that did not answer go silent."""
         answers = {}
-        for name in names:
+        for name in ask.asks:
             reply = replies.got.get(name)
             if isinstance(reply, Answer):
-                self._complete(ep, name, reply.objective)
+                self._complete(ep, name, reply.objective, ask)
                 answers[name] = reply
             elif reply is None and replies.stopped:
                 self.silent.add(name)
@@ -293,7 +302,7 @@ class PhaseLoop:
         """One turn; False if a stop cut it short (nothing of it is then applied)."""
         ask = self._ask(ep, names, final=False)
         replies: Replies = yield ask
-        answers = self._answered(ep, names, replies)
+        answers = self._answered(ep, ask, replies)
         if replies.stopped:
             return False  # the new setpoints are never applied, so never stored
         setpoints: dict[str, dict[str, Any]] = {uid: {} for uid in self.envs}
@@ -337,14 +346,26 @@ class PhaseLoop:
             )
         return True
 
-    def _complete(self, ep: _Episode, name: str, objective: float | None) -> None:
-        """Store the agent's previous action now that its objective is known."""
+    def _complete(self, ep: _Episode, name: str, objective: float | None, ask: AskAgents) -> None:
+        """Store the agent's previous action now that its objective is known (and hand a
+        central agent's transition out for its learner)."""
         pending = ep.pending.pop(name, None)
         if pending is None:
             return
         if objective is None:
             raise ProtocolError(f"agent {name} returned no objective for its previous action")
         ep.returns[name] = ep.returns.get(name, 0.0) + objective
+        if name in self.learners:
+            terminated, truncated = ask.terminated, ask.truncated
+            if ask.final and not terminated:
+                truncated = True  # the episode's last transition, cut: the learner must know
+            self._experiences.setdefault(name, []).append(
+                [
+                    ep.worker, pending.inputs, pending.setpoints, pending.rewards, objective,
+                    ask.asks[name].sensors, terminated, truncated, pending.policy_version,
+                ]
+            )  # fmt: skip
+            self.sent[name] += 1
         if self.store_steps:
             self._records.append(
                 store.AgentAction(
@@ -362,8 +383,9 @@ class PhaseLoop:
         """
         names = [name for name in self.sensors if name in ep.pending and name not in self.silent]
         if names:
-            replies: Replies = yield self._ask(ep, names, final=True)
-            self._answered(ep, names, replies)
+            ask = self._ask(ep, names, final=True)
+            replies: Replies = yield ask
+            self._answered(ep, ask, replies)
         return not any(name in self.silent for name in ep.pending)
 
     def _episode_over(self, ep: _Episode) -> str | None:

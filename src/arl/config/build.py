@@ -15,11 +15,14 @@ from arl.config.spec import (
     AgentSpec,
     ClassRef,
     EnvironmentSpec,
+    InferenceSpec,
+    LearnerSpec,
     LoadSpec,
     PhaseConfigFile,
     PhaseFile,
     PhaseSpec,
     ProcessLayout,
+    RestartSpec,
     RunFile,
     RunSpec,
     SimulationSpec,
@@ -42,6 +45,7 @@ def build_run(top: RunFile, phases: list[Phase], models: list[PhaseFile], data: 
         document=document,
         conditions=tuple(class_ref(c, TerminationCondition) for c in top.conditions or ()),
         processes=ProcessLayout(top.processes.environments, top.processes.agents) if top.processes else ProcessLayout(),
+        restart=RestartSpec(top.restart.max, float(top.restart.within)) if top.restart else None,
     )
 
 
@@ -60,6 +64,7 @@ def _build_phase(phase: Phase, model: PhaseFile) -> PhaseSpec:
         episodes=config.episodes,
         workers=config.workers or config.worker or 1,
         max_steps=config.max_steps,
+        envs_per_worker=config.envs_per_worker,
         environments=tuple(
             EnvironmentSpec(e.environment.uid, class_ref(e.environment, Environment)) for e in model.environments
         ),
@@ -88,4 +93,22 @@ def _build_agent(agent: AgentFile) -> AgentSpec:
         sensors=tuple(agent.sensors),
         actuators=tuple(agent.actuators),
         load=load,
+        learner=_learner(agent),
+        inference=_inference(agent),
     )
+
+
+def _learner(agent: AgentFile) -> LearnerSpec | None:
+    """Central when either key is there: the other then takes its defaults."""
+    f = agent.learner
+    if f is None:
+        return LearnerSpec() if agent.inference is not None else None
+    frequency = None if f.max_train_frequency is None else float(f.max_train_frequency)
+    return LearnerSpec(frequency, f.minimum_buffer_size, float(f.broadcast_period), f.device)
+
+
+def _inference(agent: AgentFile) -> InferenceSpec | None:
+    f = agent.inference
+    if f is None:
+        return InferenceSpec() if agent.learner is not None else None
+    return InferenceSpec(f.servers, f.batchsize, float(f.delay), f.device)

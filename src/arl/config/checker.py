@@ -61,6 +61,7 @@ class Checker:
         self.progress = progress
         self.stored = stored
         self._contextual: set[tuple[DocPath, str]] = set()
+        self._own_environments = False  # the file's processes.environments is "own"
 
     def check_run(self, data: Any) -> RunSpec | None:
         """The RunSpec, or None when a problem was found (all of them are in the report)."""
@@ -77,6 +78,8 @@ class Checker:
         self._check_version(data)
         self._check_names(data)
         self._check_run_conditions(data)
+        processes = data.get("processes")
+        self._own_environments = isinstance(processes, dict) and processes.get("environments") == "own"
         phases = self._read_schedule(data.get("schedule"))
         names = [p.name for p in phases]
         models = [self._check_phase(p, phases[:i], names) for i, p in enumerate(phases)]
@@ -185,6 +188,13 @@ class Checker:
         if isinstance(config, dict) and "worker" in config and "workers" in config:
             message = "give 'workers' or palaestrAI's 'worker', not both"
             self.add(phase, ("phase_config", "worker"), message, at_key=True)
+        copies = config.get("envs_per_worker") if isinstance(config, dict) else None
+        if self._own_environments and isinstance(copies, int) and copies > 1:
+            message = (
+                "envs_per_worker steps several copies of the environments inside each controller: "
+                "it needs processes.environments: in_controller (the default), not own"
+            )
+            self.add(phase, ("phase_config", "envs_per_worker"), message)
         return model if isinstance(model, PhaseFile) else None
 
     # -- environments

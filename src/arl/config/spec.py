@@ -47,8 +47,37 @@ class LoadSpec:
 
 
 @dataclass(frozen=True)
+class LearnerSpec:
+    """A central learner (the agent's ``learner``): the brain trains in a process of its
+    own, at most ``max_train_frequency`` updates a second (None: as fast as it can),
+    from ``minimum_buffer_size`` transitions on, and sends its policy to the inference
+    servers every ``broadcast_period`` seconds."""
+
+    max_train_frequency: float | None = None
+    minimum_buffer_size: int = 1
+    broadcast_period: float = 0.1
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    """Central inference (the agent's ``inference``): ``servers`` processes act for the
+    agent, each for a share of the workers, gathering requests up to ``batchsize``
+    (None: one from every worker it serves) or for ``delay`` seconds, then running the
+    policy once on the batch, on ``device``."""
+
+    servers: int = 1
+    batchsize: int | None = None
+    delay: float = 0.0
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
 class AgentSpec:
-    """One agent: its brain, muscle and objective, and the qualified ids it sees and drives."""
+    """One agent: its brain, muscle and objective, and the qualified ids it sees and drives.
+
+    ``learner``/``inference``: SEED-style acting; either one makes the agent central (a
+    learner process and inference servers), the other then takes its defaults."""
 
     name: str
     brain: ClassRef
@@ -57,6 +86,12 @@ class AgentSpec:
     sensors: tuple[str, ...]
     actuators: tuple[str, ...]
     load: LoadSpec | None = None
+    learner: LearnerSpec | None = None
+    inference: InferenceSpec | None = None
+
+    @property
+    def central(self) -> bool:
+        return self.learner is not None or self.inference is not None
 
 
 @dataclass(frozen=True)
@@ -82,6 +117,13 @@ class PhaseSpec:
     environments: tuple[EnvironmentSpec, ...]
     agents: tuple[AgentSpec, ...]
     simulation: SimulationSpec
+    envs_per_worker: int = 1  # copies of the environments each controller steps (each a worker of its own)
+
+    @property
+    def actors(self) -> int:
+        """The phase's workers as the store and the agents count them: each copy of the
+        environments a controller steps is one (``workers`` x ``envs_per_worker``)."""
+        return self.workers * self.envs_per_worker
 
     @property
     def train(self) -> bool:
@@ -106,6 +148,15 @@ class ProcessLayout:
 
 
 @dataclass(frozen=True)
+class RestartSpec:
+    """The file's ``restart``: a worker whose controller or environment process dies is
+    restarted, at most ``max`` times within any ``within`` seconds (more fails the run)."""
+
+    max: int
+    within: float
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """A whole experiment run: ``document`` is the file after inheritance (and its
     overrides) as plain JSON-able data, as the store keeps it."""
@@ -118,6 +169,7 @@ class RunSpec:
     document: dict[str, Any]
     conditions: tuple[ClassRef, ...] = ()  # run-level termination conditions
     processes: ProcessLayout = ProcessLayout()
+    restart: RestartSpec | None = None  # None: a dead worker fails the run
 
 
 # --------------------------------------------------------------------------- file schema
@@ -130,6 +182,8 @@ MAX_SEED = 2**63 - 1
 """The store keeps a run's seed in a signed 64-bit column; numpy wants it not negative."""
 MAX_COUNT = 2**31 - 1
 """Episodes and steps: the store counts them in 32-bit columns."""
+MAX_ENVS_PER_WORKER = 256
+"""Copies of the environments one controller steps, each a worker of its own."""
 MAX_AGENT_PROCESSES = 256
 """More agent processes than agents are not started (each hosts at least one agent)."""
 MAX_WORKERS = 256
@@ -165,6 +219,24 @@ class LoadFile(_FileModel):
     run: str | None = Field(default=None, min_length=1)
 
 
+DEVICE_PATTERN = r"^(cpu|cuda(:[0-9]{1,3})?|mps)$"
+MAX_INFERENCE_SERVERS = 64
+
+
+class LearnerFile(_FileModel):
+    max_train_frequency: float | int | None = Field(default=None, gt=0, allow_inf_nan=False)
+    minimum_buffer_size: int = Field(default=1, ge=1, le=MAX_COUNT)
+    broadcast_period: float | int = Field(default=0.1, gt=0, le=3600, allow_inf_nan=False)
+    device: str = Field(default="cpu", pattern=DEVICE_PATTERN)
+
+
+class InferenceFile(_FileModel):
+    servers: int = Field(default=1, ge=1, le=MAX_INFERENCE_SERVERS)
+    batchsize: int | None = Field(default=None, ge=1, le=65536)
+    delay: float | int = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
+    device: str = Field(default="cpu", pattern=DEVICE_PATTERN)
+
+
 class AgentFile(_FileModel):
     name: str = Field(min_length=1)
     brain: ClassRefFile
@@ -173,6 +245,8 @@ class AgentFile(_FileModel):
     sensors: list[str] = Field(default_factory=list)
     actuators: list[str] = Field(default_factory=list)
     load: LoadFile | None = None
+    learner: LearnerFile | None = None
+    inference: InferenceFile | None = None
 
 
 class SimulationFile(_FileModel):
@@ -187,6 +261,7 @@ class PhaseConfigFile(_FileModel):
     workers: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
     worker: int | None = Field(default=None, ge=1, le=MAX_WORKERS)  # palaestrAI's spelling
     max_steps: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    envs_per_worker: int = Field(default=1, ge=1, le=MAX_ENVS_PER_WORKER)
 
 
 class PhaseFile(_FileModel):
@@ -196,6 +271,11 @@ class PhaseFile(_FileModel):
     agents: list[AgentFile]
     simulation: SimulationFile
     phase_config: PhaseConfigFile | None = None
+
+
+class RestartFile(_FileModel):
+    max: int = Field(ge=1, le=1_000_000)
+    within: float | int = Field(gt=0, le=10**9, allow_inf_nan=False)
 
 
 class ProcessesFile(_FileModel):
@@ -214,3 +294,4 @@ class RunFile(_FileModel):
     conditions: list[ClassRefFile] | None = None  # run-level termination conditions
     run_config: dict[str, Any] | None = None  # palaestrAI's; kept in the document, unused
     processes: ProcessesFile | None = None
+    restart: RestartFile | None = None

@@ -11,12 +11,16 @@ In RUNNING each phase goes SETTING_UP -> STEPPING -> SAVING (train phases only) 
 CHECKING (the run-level conditions) and then on to the next phase, unless a run-level
 condition ended the run. A stop request while stepping interrupts the workers and
 waits for them to end at a step boundary, so every completed step is stored.
+With the file's ``restart`` policy, a worker whose controller or environment process
+dies while it steps is restarted (within the policy's budget) and runs the episodes it
+still owes; any other death fails the run.
 The shell executes the commands and feeds back the events they lead to.
 """
 
 from __future__ import annotations
 
 import enum
+import signal
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -99,12 +103,28 @@ class RunRecorded:
 
 @dataclass(frozen=True)
 class ChildExited:
-    """A child process ended: ``stop_requested`` if the shell had asked it to."""
+    """A child process ended: ``stop_requested`` if the shell had asked it to; ``at``
+    when the shell saw it (monotonic seconds: restarts are counted in a time window)."""
 
     role: str
     name: str
     code: int
     stop_requested: bool
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class WorkerRestarted:
+    """A dead worker's processes run again and its environments are set up. For each
+    copy of its environments (one, unless ``envs_per_worker``), the store holds
+    ``episodes`` episodes it ended before it died and ``steps`` steps of it (the cut
+    episode's too), and its next episode is numbered ``first_episode``."""
+
+    phase: int
+    worker: int
+    first_episode: tuple[int, ...]
+    episodes: tuple[int, ...]
+    steps: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -129,6 +149,7 @@ Event = (
     | ChildrenStopped
     | RunRecorded
     | ChildExited
+    | WorkerRestarted
 )
 
 # ---- commands -----------------------------------------------------------------------
@@ -203,10 +224,41 @@ class RecordEvent:
 @dataclass(frozen=True)
 class ReportDeath:
     """A child died while the run needed it: say which, how, and its last lines (the
-    shell knows them), as the run's failure."""
+    shell knows them), as the run's failure. ``note``: why it was not restarted, when
+    the run has a restart policy."""
 
     label: str
     code: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RestartWorker:
+    """Process ``label`` of worker ``worker`` died (``code``): replace it (and the
+    worker's controller, when an environment process died), set the worker's
+    environments up again, end its open episode ``worker-died`` in the store, and answer
+    :class:`WorkerRestarted`. ``restarts``: the run's restarts so far, this one included."""
+
+    phase: int
+    worker: int
+    label: str
+    code: int
+    restarts: int
+
+
+@dataclass(frozen=True)
+class ResumeWorker:
+    """Run ``episodes`` more episodes of the phase on a restarted worker, numbered from
+    ``first_episode``, its counts going on from ``episodes_before`` and ``steps_before``
+    (like :class:`RunWorkers`, for one worker): each a tuple, one value a copy of its
+    environments."""
+
+    phase: int
+    worker: int
+    first_episode: tuple[int, ...]
+    episodes: tuple[int, ...]
+    episodes_before: tuple[int, ...]
+    steps_before: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -229,6 +281,8 @@ Command = (
     | StopChildren
     | RecordEvent
     | ReportDeath
+    | RestartWorker
+    | ResumeWorker
     | Finish
 )
 
@@ -249,6 +303,8 @@ class RunMachine:
     store_failed: bool = False  # the store takes no more records
     _workers_done: dict[int, WorkerDone] = field(default_factory=dict)
     _interrupting: bool = False
+    _restarts: list[float] = field(default_factory=list)  # when each restart of the run was decided
+    _restarting: set[int] = field(default_factory=set)  # workers whose processes are being replaced
 
     def handle(self, event: Event) -> list[Command]:
         """Apply one event; return the commands it leads to (possibly none)."""
@@ -273,6 +329,8 @@ class RunMachine:
                 return self._on_StopRequested(event)
             case ChildExited():
                 return self._on_ChildExited(event)
+            case WorkerRestarted():
+                return self._on_WorkerRestarted(event)
             case ChildrenStopped():
                 return self._on_ChildrenStopped(event)
             case _:
@@ -334,9 +392,61 @@ class RunMachine:
             if event.role == "controller" and self.phase >= 0:
                 return self._on_WorkerDone(WorkerDone(self.phase, int(event.name), 0, 0, Ending.INTERRUPTED))
             return []
-        if self.state in (RunState.STARTING, RunState.RUNNING):
-            return [ReportDeath(f"{event.role}:{event.name}", event.code)]
-        return []
+        if self.state not in (RunState.STARTING, RunState.RUNNING):
+            return []
+        label = f"{event.role}:{event.name}"
+        worker = self._stepping_worker(event)
+        if worker is not None and worker in self._restarting:
+            return []  # another of its processes, gone with it: the restart replaces them all
+        policy = self.spec.restart
+        if worker is None or policy is None or self._interrupting:
+            return [ReportDeath(label, event.code)]
+        recent = sum(1 for at in self._restarts if at > event.at - policy.within)
+        if recent >= policy.max:
+            spent = f"not restarted: the file's restart allows {policy.max} restarts within {policy.within:g} s"
+            return [ReportDeath(label, event.code, spent)]
+        self._restarts.append(event.at)
+        self._restarting.add(worker)
+        detail = {
+            "phase": self.spec.phases[self.phase].name,
+            "worker": worker,
+            "process": label,
+            "code": event.code,
+            "signal": _signal_name(event.code),
+            "restarts": len(self._restarts),
+        }
+        return [
+            RecordEvent("worker-died", detail),
+            RestartWorker(self.phase, worker, label, event.code, len(self._restarts)),
+        ]
+
+    def _stepping_worker(self, event: ChildExited) -> int | None:
+        """The worker whose controller or environment process ``event`` is, if that
+        worker is stepping now (its phase runs and it has not reported done) and steps
+        one copy of its environments."""
+        if event.role == "controller":
+            number = event.name
+        elif event.role == "environment":
+            number = event.name.rpartition(".")[2]  # "<uid>.<worker>"
+        else:
+            return None
+        if not (self.state is RunState.RUNNING and self.phase_step is PhaseStep.STEPPING and number.isdigit()):
+            return None
+        worker, phase = int(number), self.spec.phases[self.phase]
+        if worker >= phase.workers or worker in self._workers_done:
+            return None
+        return worker
+
+    def _on_WorkerRestarted(self, event: WorkerRestarted) -> list[Command]:
+        if not self._in_phase(event.phase, PhaseStep.STEPPING) or event.worker not in self._restarting:
+            return []
+        self._restarting.discard(event.worker)
+        owed = tuple(max(0, self.spec.phases[event.phase].episodes - ended) for ended in event.episodes)
+        if self._interrupting or not any(owed):  # (it died after its last episode ended)
+            reason = Ending.INTERRUPTED if self._interrupting else Ending.EPISODES
+            done = WorkerDone(event.phase, event.worker, sum(event.episodes), sum(event.steps), reason)
+            return self._on_WorkerDone(done)
+        return [ResumeWorker(event.phase, event.worker, event.first_episode, owed, event.episodes, event.steps)]
 
     def _on_ChildrenStopped(self, event: ChildrenStopped) -> list[Command]:
         self._expect(event, RunState.STOPPING)
@@ -362,6 +472,8 @@ class RunMachine:
     def _on_WorkerDone(self, event: WorkerDone) -> list[Command]:
         if not self._in_phase(event.phase, PhaseStep.STEPPING) or event.worker in self._workers_done:
             return []
+        if event.worker in self._restarting:
+            return []  # (a reply of the process that died: the restarted one reports)
         self._workers_done[event.worker] = event
         if len(self._workers_done) < self.spec.phases[event.phase].workers:
             return []
@@ -422,6 +534,7 @@ class RunMachine:
     def _enter_phase(self, index: int) -> list[Command]:
         self.phase, self.phase_step = index, PhaseStep.SETTING_UP
         self._workers_done.clear()
+        self._restarting.clear()
         return [RecordPhaseStarted(index), SetupPhase(index)]
 
     def _stop(self, *, phase_reason: str) -> list[Command]:
@@ -443,3 +556,13 @@ class RunMachine:
     def _expect(self, event: Any, state: RunState) -> None:
         if self.state is not state:
             raise RuntimeError(f"{type(event).__name__} arrived in state {self.state.name}")
+
+
+def _signal_name(code: int) -> str | None:
+    """The name of the signal that killed a process (exit code ``-signal``), if one did."""
+    if code >= 0:
+        return None
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return None

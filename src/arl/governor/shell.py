@@ -8,6 +8,7 @@ supervised children, and the link to the executor.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import logging
@@ -27,12 +28,13 @@ from arl.checkpoints import RunCheckpoints, Saved
 from arl.classref import build
 from arl.conditions import RunView, TerminationCondition
 from arl.conductors.service import HEARTBEAT, controller_service
-from arl.config.spec import AgentSpec, ClassRef, PhaseSpec, RunSpec
+from arl.config.spec import AgentSpec, ClassRef, EnvironmentSpec, InferenceSpec, LearnerSpec, PhaseSpec, RunSpec
 from arl.errors import ArlError, ComponentCrashed
 from arl.governor import machine as m
 from arl.governor.childlogs import ChildLogRelay
 from arl.governor.options import RunOptions, describe_exit, last_lines
 from arl.governor.plan import Plan, plan_children
+from arl.governor.restart import begin_restart
 from arl.mdp.broker import Broker
 from arl.mdp.client import MdpClient
 from arl.messages import control, executor, store
@@ -83,9 +85,13 @@ class GovernorShell:
         self._events: asyncio.Queue[m.Event] = asyncio.Queue()
         self._activities: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []  # listeners and watchers, cancelled at the end
+        self._watchers: dict[str, asyncio.Task[None]] = {}  # child label -> the task watching its exit
+        self._workers: dict[int, asyncio.Task[None]] = {}  # worker -> the activity running its phase
+        self.broker: Broker | None = None
         self._control: zmq.asyncio.Socket | None = None
         self._outcome: executor.RunOutcome | None = None
         self._drained = False  # the writer took every child's last records
+        self._sent: dict[int, collections.Counter[str]] = {}  # phase -> transitions sent to each learner
 
     # -- the loop -----------------------------------------------------------------
 
@@ -96,7 +102,7 @@ class GovernorShell:
             self.logs.attach(self._event_loop)
             self.writer.start()
             liveness = max(1, round(self.options.timeouts.liveness / HEARTBEAT))
-            broker = Broker(self.zctx, self.broker_endpoint, heartbeat=HEARTBEAT, liveness=liveness)
+            broker = self.broker = Broker(self.zctx, self.broker_endpoint, heartbeat=HEARTBEAT, liveness=liveness)
             async with broker, MdpClient(self.zctx, self.broker_endpoint) as client:
                 self.client = client
                 async with asyncio.TaskGroup() as group:
@@ -141,7 +147,7 @@ class GovernorShell:
         error = f"the store failed: {short_error(exc)}"
         self._event_loop.call_soon_threadsafe(self._post, m.Failed(error, store=True))
 
-    def _activity(self, work: Callable[[], Awaitable[m.Event | None]]) -> None:
+    def _activity(self, work: Callable[[], Awaitable[m.Event | None]]) -> asyncio.Task[None]:
         """Run ``work`` as a task of the shell; its result, or its failure, becomes an event."""
 
         async def wrapper() -> None:
@@ -165,6 +171,7 @@ class GovernorShell:
         task = self._group.create_task(wrapper())
         self._activities.add(task)
         task.add_done_callback(self._activities.discard)
+        return task
 
     async def _execute(self, command: m.Command) -> None:
         match command:
@@ -176,7 +183,8 @@ class GovernorShell:
                 self._activity(lambda: self._setup_phase(self.spec.phases[phase]))
             case m.RunWorkers(phase=phase):
                 for worker in range(self.spec.phases[phase].workers):
-                    self._activity(functools.partial(self._run_worker, self.spec.phases[phase], worker))
+                    work = functools.partial(self._run_worker, self.spec.phases[phase], worker)
+                    self._workers[worker] = self._activity(work)
             case m.InterruptWorkers():
                 for child in self.children.values():
                     if child.spec.role == "controller":
@@ -198,8 +206,14 @@ class GovernorShell:
                 self._activity(functools.partial(self._stop_children, controller_grace))
             case m.RecordEvent(kind=kind, detail=detail):
                 await self._record(store.Event(kind, detail, time.time()))
-            case m.ReportDeath(label=label, code=code):
-                self._post(m.Failed(self._death(self.children[label], code)))
+            case m.ReportDeath(label=label, code=code, note=note):
+                fate = f"the run fails ({note})" if note else "the run fails"
+                self._post(m.Failed(self._death(self.children[label], code, fate)))
+            case m.RestartWorker():
+                begin_restart(self, command)
+            case m.ResumeWorker(phase=phase, worker=worker):
+                work = functools.partial(self._run_worker, self.spec.phases[phase], worker, command)
+                self._workers[worker] = self._activity(work)
             case m.Finish(outcome=outcome, error=error, reason=reason):
                 await self._finish(outcome, error, reason)
             case _:
@@ -231,7 +245,7 @@ class GovernorShell:
         timeout = self.options.timeouts.start
         await asyncio.gather(*(child.start(timeout) for child in self.children.values()))
         for child in self.children.values():
-            self._background.append(self._group.create_task(self._watch(child)))
+            self._start_watching(child)
         await self._look_up_endpoints()
         return m.ChildrenStarted()
 
@@ -256,20 +270,26 @@ class GovernorShell:
                 raise ArlError(f"service {service} is not registered with the broker")
             await asyncio.sleep(0.005)
 
+    def _start_watching(self, child: SupervisedChild) -> None:
+        task = self._group.create_task(self._watch(child))
+        self._background.append(task)
+        self._watchers[child.spec.label] = task
+
     async def _watch(self, child: SupervisedChild) -> None:
         code = await child.exited
-        self._post(m.ChildExited(child.spec.role, child.spec.name, code, child.stop_requested))
+        self._post(m.ChildExited(child.spec.role, child.spec.name, code, child.stop_requested, time.monotonic()))
 
-    def _death(self, child: SupervisedChild, code: int) -> str:
-        """Say, on the console and for the store, which child died, how, and its last lines."""
+    def _death(self, child: SupervisedChild, code: int, fate: str, *, level: int = logging.ERROR) -> str:
+        """Say, on the console and for the store, which child died, how, what comes of
+        it (``fate``), and its last lines."""
         self.logs.drain()  # what it sent before it died has arrived; take it now
         lines = self.logs.tail(child.spec.label)
         said = last_lines(lines)
         error = (
-            f"process arl[{child.spec.label}] {describe_exit(code)} (pid {child.pid}); the run fails. "
+            f"process arl[{child.spec.label}] {describe_exit(code)} (pid {child.pid}); {fate}. "
             f"Its last log lines:\n{said}"
         )
-        log.error("run %s: %s", self.spec.uid, error)
+        log.log(level, "run %s: %s", self.spec.uid, error)
         return error
 
     async def _request(self, service: str, message: Any, timeout: float) -> Any:
@@ -285,7 +305,7 @@ class GovernorShell:
             *(
                 self._request(
                     self.plan.env_host(env.uid, w),
-                    control.SetupEnvironment(phase.index, env.uid, env.entry.entry_point, dict(env.entry.params)),
+                    self._setup_environment(phase, env),
                     timeout,
                 )
                 for env, w in envs
@@ -296,15 +316,53 @@ class GovernorShell:
         for ready in readies:
             sensors.update((sid, desc) for sid, desc in ready.sensors)
             actuators.update((aid, desc) for aid, desc in ready.actuators)
-        await asyncio.gather(
-            *(
-                self._request(
-                    self.plan.agent_hosts[agent.name], self._setup_agent(phase, agent, sensors, actuators), timeout
+        # Learners first: a central agent's inference servers wait for its first policy.
+        first: list[tuple[str, control.SetupAgent]] = []
+        then: list[tuple[str, control.SetupAgent]] = []
+        for agent in phase.agents:
+            setup = self._setup_agent(phase, agent, sensors, actuators)
+            central = self.plan.central.get(agent.name)
+            if central is None:
+                first.append((self.plan.agent_hosts[agent.name], setup))
+                continue
+            learner, inference = agent.learner or LearnerSpec(), agent.inference or InferenceSpec()
+            # A server's (a save's) own wait ends first, with its own error, not the request's.
+            wait = 0.8 * timeout
+            first.append(
+                (
+                    central.learner,
+                    dataclasses.replace(setup, role="learner", options={**_options(learner), "wait": wait}),
                 )
-                for agent in phase.agents
             )
-        )
+            options = {**_options(inference), "wait": wait}
+            then.extend(
+                (
+                    server,
+                    dataclasses.replace(
+                        setup,
+                        role="inference",
+                        serves=central.serves(k, phase.workers, phase.envs_per_worker),
+                        weights=central.weights,
+                        options={
+                            **options,
+                            "server": k,
+                            "servers": len(central.servers),
+                            "clients": central.clients(k, phase.workers),
+                        },
+                    ),
+                )
+                for k, server in enumerate(central.servers)
+            )
+        for wave in (first, then):
+            await asyncio.gather(*(self._request(service, setup, timeout) for service, setup in wave))
         return m.PhaseSetUp(phase.index)
+
+    def _setup_environment(self, phase: PhaseSpec, env: EnvironmentSpec) -> control.SetupEnvironment:
+        """An environment's setup: ``envs_per_worker`` copies of it in a controller."""
+        entry = env.entry
+        return control.SetupEnvironment(
+            phase.index, env.uid, entry.entry_point, dict(entry.params), phase.envs_per_worker
+        )
 
     def _setup_agent(
         self, phase: PhaseSpec, agent: AgentSpec, sensors: dict[str, Any], actuators: dict[str, Any]
@@ -323,7 +381,7 @@ class GovernorShell:
             _wire(agent.objective),
             [[s, sensors[s]] for s in agent.sensors],
             [[a, actuators[a]] for a in agent.actuators],
-            phase.workers,
+            phase.actors,
             phase.train,
             agent_seed(self.spec.seed, phase.name, agent.name),
             self._load_from(phase, agent),
@@ -353,8 +411,12 @@ class GovernorShell:
                 )
         return [found.path, found.sha256]
 
-    async def _run_worker(self, phase: PhaseSpec, worker: int) -> m.Event:
-        agent_hosts = {a.name: self.plan.agent_hosts[a.name] for a in phase.agents}
+    async def _run_worker(self, phase: PhaseSpec, worker: int, resume: m.ResumeWorker | None = None) -> m.Event:
+        """The worker's phase, or after a restart (``resume``) the episodes it still owes.
+        With ``envs_per_worker`` the controller's copies are workers ``worker * copies + k``."""
+        copies = phase.envs_per_worker
+        agent_hosts = {a.name: self.plan.agent_host(a.name, worker) for a in phase.agents}
+        learners = {a.name: self.plan.central[a.name].experiences for a in phase.agents if a.name in self.plan.central}
         env_hosts = self.plan.env_hosts([e.uid for e in phase.environments], worker)
         hosts = {*agent_hosts.values(), *env_hosts.values()} - {""}
         endpoints = {service: self.endpoints[service] for service in hosts}
@@ -366,7 +428,7 @@ class GovernorShell:
             _wire(phase.simulation.entry),
             [_wire(c) for c in phase.simulation.conditions],
             [_wire(c) for c in self.spec.conditions],
-            phase.episodes,
+            phase.episodes if resume is None else resume.episodes[0],
             phase.max_steps,
             {a.name: [list(a.sensors), list(a.actuators)] for a in phase.agents},
             [e.uid for e in phase.environments],
@@ -376,9 +438,19 @@ class GovernorShell:
             worker_seed(self.spec.seed, phase.name, worker),
             self.started,
             [dataclasses.asdict(h) for h in self.machine.history],
-            phase.workers,
+            phase.actors,
+            learners=learners if phase.train and learners else None,
+            first_episode=resume.first_episode[0] if resume else 0,
+            episodes_before=resume.episodes_before[0] if resume else 0,
+            steps_before=resume.steps_before[0] if resume else 0,
+            resume=[list(copy) for copy in zip(*resume_fields(resume), strict=True)] if resume and copies > 1 else None,
+            envs=copies,
+            seeds=[worker_seed(self.spec.seed, phase.name, worker * copies + k) for k in range(copies)]
+            if copies > 1
+            else None,
         )
         done = await self._request(controller_service(worker), request, self.options.timeouts.phase)
+        self._sent.setdefault(phase.index, collections.Counter()).update(done.experiences or {})
         return m.WorkerDone(
             done.phase, done.worker, done.episodes, done.steps, done.reason, done.ends_run, done.returns
         )
@@ -403,15 +475,18 @@ class GovernorShell:
     async def _save_brains(self, phase: PhaseSpec) -> m.Event:
         # New folders, proven inside --checkpoint-dir; the run's is unique across stores.
         self.checkpoints.phase_folder(self.run_id, phase.name)
+        sent = self._sent.get(phase.index, collections.Counter())
+
+        def saver(name: str) -> tuple[str, control.SaveBrain]:
+            folder = str(self.checkpoints.brain_folder(phase.name, name))
+            central = self.plan.central.get(name)
+            if central is None:
+                return self.plan.agent_hosts[name], control.SaveBrain(name, folder)
+            # The learner takes every transition the workers sent before it saves.
+            return central.learner, control.SaveBrain(name, folder, sent[name])
+
         saved = await asyncio.gather(
-            *(
-                self._request(
-                    self.plan.agent_hosts[a.name],
-                    control.SaveBrain(a.name, str(self.checkpoints.brain_folder(phase.name, a.name))),
-                    self.options.timeouts.request,
-                )
-                for a in phase.agents
-            )
+            *(self._request(*saver(a.name), self.options.timeouts.request) for a in phase.agents)
         )
         for reply in saved:
             self.checkpoints.record(phase.name, reply.name, Saved(reply.directory, reply.sha256))
@@ -439,7 +514,7 @@ class GovernorShell:
         processes together (nothing asks them anything once the controllers are gone). Reaps
         all; False if one could not be stopped (it may still send records)."""
         reaped = True
-        for roles in (("controller",), ("agent", "environment")):
+        for roles in (("controller",), ("agent", "learner", "environment")):
             grace = self.options.timeouts.stop_grace
             if roles == ("controller",) and not controller_grace:
                 # The store takes nothing more: a controller's grace would only be spent
@@ -498,6 +573,17 @@ class GovernorShell:
     async def _report(self, message: Any) -> None:
         if self._control is not None:
             await self._control.send(codec.encode(message))
+
+
+def resume_fields(resume: m.ResumeWorker) -> tuple[tuple[int, ...], ...]:
+    """A restarted worker's progress as ``RunPhase.resume`` holds it, a copy at a time:
+    first episode, episodes owed, episodes before, steps before."""
+    return (resume.first_episode, resume.episodes, resume.episodes_before, resume.steps_before)
+
+
+def _options(settings: LearnerSpec | InferenceSpec) -> dict[str, Any]:
+    """A central agent's settings as ``SetupAgent.options`` carries them."""
+    return dataclasses.asdict(settings)
 
 
 def _wire(ref: ClassRef) -> list[Any]:

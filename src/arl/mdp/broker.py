@@ -157,6 +157,14 @@ class Broker:
         """Service name -> number of live workers, for services that have any."""
         return {name: len(s.workers) for name, s in self._services.items() if s.workers}
 
+    def forget(self, service: str) -> None:
+        """Drop every worker of ``service``: their process is known to be dead (ZeroMQ
+        never tells a ROUTER, and an idle one would be handed the next request), and a
+        replacement is about to register. Requests waiting for the service stay queued."""
+        found = self._services.get(service)
+        for worker in list(found.workers.values()) if found is not None else ():
+            self._delete(worker)
+
     # -- the loop ---------------------------------------------------------------------
 
     async def _run(self) -> None:

@@ -1,3 +1,3 @@
 """Typed messages, one module per conversation. Importing this package registers them all."""
 
-from arl.messages import agent, control, environment, executor, store  # noqa: F401
+from arl.messages import agent, control, environment, executor, learner, store  # noqa: F401

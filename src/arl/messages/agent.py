@@ -33,3 +33,35 @@ class Acted:
 
     answers: dict[str, list[Any]]
     failures: dict[str, list[str]]
+
+
+@message("agent.act_many")
+class ActMany:
+    """Several workers' :class:`Act` in one request: a controller stepping several copies
+    of its environments (``envs_per_worker``) asks each agent process once a round for
+    all of them. Each list holds one entry a worker, in the same order. Reply:
+    :class:`ActedMany`."""
+
+    workers: list[int]
+    agents: list[dict[str, list[Any]]]
+    terminated: list[bool]
+    truncated: list[bool]
+    final: list[bool]
+
+    def acts(self) -> list[Act]:
+        if not len(self.workers) == len(self.agents) == len(self.terminated) == len(self.truncated) == len(self.final):
+            raise ValueError("an ActMany's lists differ in length")
+        return [
+            Act(w, a, t, u, f)
+            for w, a, t, u, f in zip(
+                self.workers, self.agents, self.terminated, self.truncated, self.final, strict=True
+            )
+        ]
+
+
+@message("agent.acted_many")
+class ActedMany:
+    """The answer to :class:`ActMany`: each worker's :class:`Acted` fields, in order."""
+
+    answers: list[dict[str, list[Any]]]
+    failures: list[dict[str, list[str]]]

@@ -19,6 +19,7 @@ class SetupEnvironment:
     env_uid: str
     entry_point: str
     params: dict[str, Any]
+    copies: int = 1  # a controller stepping envs_per_worker copies builds that many instances
 
 
 @message("control.environment_ready")
@@ -33,7 +34,15 @@ class EnvironmentReady:
 @message("control.setup_agent")
 class SetupAgent:
     """Build the phase's brain, objective and one muscle per worker for agent ``name``, in
-    the agent process that hosts it. Reply: :class:`AgentReady`."""
+    the agent process that hosts it. Reply: :class:`AgentReady`.
+
+    ``role``: ``all`` (brain, objective and muscles here), or for a central agent
+    ``learner`` (the brain, in the learner process) or ``inference`` (the objective and
+    the muscles of the workers in ``serves``, in an inference server, which takes its
+    policy from the learner's broadcasts at ``weights``). ``options``: the agent's
+    ``learner``/``inference`` settings, and ``wait``, the seconds a server waits for
+    the learner's first broadcast of the phase.
+    """
 
     phase: int
     name: str
@@ -46,6 +55,10 @@ class SetupAgent:
     train: bool
     seed: int
     load_from: list[str] | None  # [brain folder, sha256 the store recorded], checked before loading; or None
+    role: str = "all"
+    serves: list[int] | None = None  # the workers whose muscles live here (None: every worker)
+    weights: str | None = None  # the learner's broadcast endpoint (role "inference")
+    options: dict[str, Any] | None = None
 
 
 @message("control.agent_ready")
@@ -65,6 +78,10 @@ class RunPhase:
     direct link.
     ``history`` summarises the run's ended phases for the run-level conditions, as the
     fields of :class:`arl.conditions.PhaseSummary`.
+    ``episodes`` are run with the indices ``first_episode``, ``first_episode + 1``, ...: a
+    worker restarted after its processes died runs the episodes it still owes, numbered
+    after the last one the dead process started; its counts (what the conditions see,
+    what :class:`PhaseDone` says) start from ``episodes_before`` and ``steps_before``.
     """
 
     phase: int
@@ -84,6 +101,17 @@ class RunPhase:
     run_started: float  # epoch seconds, for run-level wall-clock limits
     history: list[dict[str, Any]]
     workers: int = 1  # how many workers run the phase
+    learners: dict[str, str] | None = None  # central agent -> its learner's experience endpoint (train phases)
+    first_episode: int = 0  # the first episode's index (a restarted worker goes on after the dead one's)
+    episodes_before: int = 0  # a restarted worker: the episodes it ended before it died
+    steps_before: int = 0  # and the steps the store holds of it
+    # envs_per_worker: this controller steps `envs` copies of the worker's environments,
+    # each a worker of its own (`worker` * envs + copy), with its seed in `seeds`.
+    envs: int = 1
+    seeds: list[int] | None = None
+    # A restarted worker with envs > 1: each copy's [first_episode, episodes, episodes_before,
+    # steps_before] (the fields above hold copy 0's).
+    resume: list[list[int]] | None = None
 
 
 @message("control.phase_done")
@@ -99,6 +127,7 @@ class PhaseDone:
     reason: str
     ends_run: bool
     returns: dict[str, list[float]]
+    experiences: dict[str, int] | None = None  # central agent -> transitions sent to its learner
 
 
 @message("control.save_brain")
@@ -108,6 +137,7 @@ class SaveBrain:
 
     name: str
     directory: str
+    experiences: int = 0  # transitions the workers sent a central learner: it takes them all first
 
 
 @message("control.brain_saved")

@@ -72,6 +72,18 @@ class EpisodeEnded:
     ended_at: float
 
 
+@message("store.worker_lost")
+class WorkerLost:
+    """Worker ``worker``'s processes died in phase ``phase`` and are restarted: end every
+    episode of that worker the store holds without an end, for ``reason`` (its ``steps``
+    the last step it stored). Sent by the governor after the dead processes' records."""
+
+    phase: int
+    worker: int
+    reason: str
+    ended_at: float
+
+
 @message("store.phase_ended")
 class PhaseEnded:
     index: int

@@ -115,6 +115,12 @@ def _serve(root: socket.socket, preload: Sequence[str]) -> NoReturn:
     from setproctitle import setproctitle
 
     setproctitle("arl[forkserver]")
+    # One BLAS thread a process unless the user says otherwise: a run is many processes,
+    # and OpenBLAS's pool (a thread a core each) made a batch of 16 through a small network
+    # 10x slower on 2 busy cores (1.0 against 0.1 ms). Read by OpenBLAS when numpy loads,
+    # below; every child inherits it.
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # A module that fails here ends the server (the traceback goes to stderr) and every
     # start after it fails saying so: no child could have run without it anyway.
     for name in preload:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Update, bindparam, insert, update
+from sqlalchemy import Connection, Insert, Update, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
 from arl.api import METRIC_NAME_LENGTH
@@ -80,6 +80,7 @@ RECORD_TYPES = frozenset(
     {
         rec.RunStarted, rec.PhaseStarted, rec.EpisodeStarted, rec.EnvironmentStep, rec.AgentAction,
         rec.EpisodeEnded, rec.PhaseEnded, rec.CheckpointSaved, rec.Event, rec.Metrics, rec.RunEnded, rec.Flush,
+        rec.WorkerLost,
     }
 )  # fmt: skip
 
@@ -87,6 +88,17 @@ RECORD_TYPES = frozenset(
 # -- the records --------------------------------------------------------------------------
 
 EpisodeKey = tuple[Any, Any, Any]  # (phase index, worker, episode index) as they arrived
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerProgress:
+    """What the store holds of a worker's phase when its processes died (``WorkerLost``):
+    the index its next episode takes (one past the last it started), the episodes it
+    ended before the death, and the steps of every episode it stored (the cut ones too)."""
+
+    next_episode: int
+    episodes: int
+    steps: int
 
 
 class Recorder:
@@ -148,12 +160,16 @@ class Recorder:
         self._inserts: dict[type[Base], Insert] = {}
         self._updates: dict[tuple[Any, ...], Update] = {}
         self._episodes: dict[EpisodeKey, int] = {}
+        # (phase, worker) -> its progress at its last WorkerLost; read by the governor's
+        # thread after a flush (one dict lookup, so no lock).
+        self.lost: dict[tuple[int, int], WorkerProgress] = {}
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
             rec.RunStarted: self._run_started,
             rec.PhaseStarted: self._phase_started,
             rec.EpisodeStarted: self._episode_started,
             rec.EpisodeEnded: self._episode_ended,
             rec.PhaseEnded: self._phase_ended,
+            rec.WorkerLost: self._worker_lost,
             rec.CheckpointSaved: self._checkpoint_saved,
             rec.Event: self._event,
             rec.Metrics: self._metrics,
@@ -315,6 +331,37 @@ class Recorder:
             self.drop(f"PhaseEnded of unknown phase {r.index}")
             return
         self._update(PhaseRow, phase_id, ended_at=utc(r.ended_at), end_reason=_fit(r.reason, PhaseRow))
+
+    def _worker_lost(self, r: rec.WorkerLost) -> None:
+        """End the dead worker's open episodes, then note where it stands (:attr:`lost`)."""
+        phase_id = self._phases.get(r.phase)
+        if phase_id is None or type(r.worker) is not int:
+            self.drop(f"WorkerLost of worker {r.worker!r} in unknown phase {r.phase}")
+            return
+        self._insert_pending()  # the open episode's steps count towards its steps
+        ended_at, reason = utc(r.ended_at), _fit(r.reason, EpisodeRow)
+        mine = and_(EpisodeRow.phase_id == phase_id, EpisodeRow.worker == r.worker)
+        last_step = (
+            select(func.max(EnvironmentStepRow.step))
+            .where(EnvironmentStepRow.episode_id == EpisodeRow.id)
+            .correlate(EpisodeRow)
+            .scalar_subquery()
+        )
+        close = update(EpisodeRow).where(mine, EpisodeRow.ended_at.is_(None))
+        self.patience.run(
+            self._conn, lambda: self._conn.execute(close.values(ended_at=ended_at, end_reason=reason, steps=last_step))
+        )
+        self._touch()
+        completed = and_(EpisodeRow.ended_at.is_not(None), EpisodeRow.end_reason != reason)
+        progress = select(
+            func.max(EpisodeRow.index),
+            func.sum(case((completed, 1), else_=0)),
+            func.sum(func.coalesce(EpisodeRow.steps, 0)),
+        ).where(mine)
+        last, episodes, steps = self._conn.execute(progress).one()
+        self.lost[(r.phase, r.worker)] = WorkerProgress(
+            0 if last is None else int(last) + 1, int(episodes or 0), int(steps or 0)
+        )
 
     def _checkpoint_saved(self, r: rec.CheckpointSaved) -> None:
         phase_id = self._phases.get(r.phase)

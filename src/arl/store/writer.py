@@ -31,7 +31,7 @@ from arl.store.engine import describe_location, open_store, short_error, sqlite_
 from arl.store.guard import Patience, StoreFile
 from arl.store.location import PATIENCE
 from arl.store.query import interrupt_dead_runs
-from arl.store.recorder import COUNTED, RECORD_TYPES, Recorder
+from arl.store.recorder import COUNTED, RECORD_TYPES, Recorder, WorkerProgress
 
 log = logging.getLogger("arl.store")
 
@@ -136,6 +136,12 @@ class StoreWriter:
     def run_id(self) -> int | None:
         """The run's database id, once its RunStarted is committed."""
         return self._recorder.run_id if self._recorder is not None else None
+
+    def worker_progress(self, phase: int, worker: int) -> WorkerProgress | None:
+        """Where worker ``worker`` of phase ``phase`` stood at its last
+        :class:`~arl.messages.store.WorkerLost`, once a :meth:`flush` after it returned
+        (None before, or if the record was dropped)."""
+        return self._recorder.lost.get((phase, worker)) if self._recorder is not None else None
 
     def __enter__(self) -> Self:
         self.start()
