@@ -208,7 +208,8 @@ class Muscle(_AgentPart, ABC):
         """Act for several workers at once (batched inference): ``batch`` pairs each
         worker's muscle (this agent's, all given the same policy updates) with its
         readings; return each one's setpoints, in order. arl calls it on the batch's
-        first muscle with the requests it gathered (``inference: {batchsize, delay}``).
+        first muscle with the requests it gathered (``inference: {batchsize, delay}``);
+        a batch of one worker's request is :meth:`act`'s.
 
         The default calls each muscle's :meth:`act`. Override it to run the policy once
         on the whole batch (one forward pass of a network), with per-worker choices (an
@@ -243,11 +244,14 @@ class Brain(_AgentPart, ABC):
 
     def remember(self, experience: Experience) -> None:
         """Central learner: keep one transition for training. The default hands it to
-        :meth:`learn`, and a non-None result counts as an update: a brain that only
-        implements :meth:`learn` trains with a central learner too, as its own
-        schedule says, and ``max_train_frequency`` does not apply to it."""
-        if self.learn(experience) is not None:
+        :meth:`learn`, and a non-None result counts as an update, which the learner
+        broadcasts when :meth:`policy` gives none: a brain that only implements
+        :meth:`learn` trains with a central learner too, as its own schedule says, and
+        ``max_train_frequency`` does not apply to it."""
+        update = self.learn(experience)
+        if update is not None:
             self._arl_learned = True
+            self._arl_update = update
 
     def train(self) -> bool:
         """Central learner: one update (a gradient step, say) from what was remembered;
@@ -257,6 +261,7 @@ class Brain(_AgentPart, ABC):
         return learned
 
     _arl_learned = False
+    _arl_update: Any = None  # what learn() last returned (the default remember keeps it)
 
     def buffer_size(self) -> int | None:
         """How many transitions the brain holds for training (a replay buffer's fill, a

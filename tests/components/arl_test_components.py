@@ -35,12 +35,23 @@ class CrashingEnvironment(DummyEnvironment):
 class DiesOnce(DummyEnvironment):
     """Kills its own process (SIGKILL) in its step numbered ``die_at`` (counting from 1
     over the phase), unless a process of the run already did: the first to create the
-    file ``marker`` dies, so the restarted one lives."""
+    file ``marker`` dies, so the restarted one lives.
 
-    def __init__(self, die_at: int, marker: str, **params: Any) -> None:
+    ``then``: what one built once ``marker`` exists (a restart's) does while it is
+    built: ``lives`` (nothing), ``stalls`` (creates ``<marker>.stalled``, then sleeps
+    ``stall`` seconds) or ``dies`` (kills its process)."""
+
+    def __init__(self, die_at: int, marker: str, then: str = "lives", stall: float = 30.0, **params: Any) -> None:
         super().__init__(**params)
         self.die_at, self.marker = die_at, marker
         self.steps = 0
+        if then not in ("lives", "stalls", "dies"):
+            raise ValueError(f"then: {then!r} is not one of lives, stalls, dies")
+        if then == "dies" and os.path.exists(marker):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if then == "stalls" and os.path.exists(marker):
+            open(f"{marker}.stalled", "w").close()
+            time.sleep(stall)
 
     def step(self, setpoints: Mapping[str, Any]) -> StepResult:
         self.steps += 1

@@ -5,9 +5,13 @@ the run."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import pytest
 
+from arl.testing import poll_for
 from experiment_files import write
 
 pytestmark = pytest.mark.e2e
@@ -15,14 +19,14 @@ pytestmark = pytest.mark.e2e
 RESTART = "restart: {max: 1, within: 60}\n"
 
 
-def _file(arl_run, uid: str, more: str) -> str:
+def _file(arl_run, uid: str, more: str, *, then: str = "lives", workers: int = 2) -> str:
     """Two workers of 3 episodes of 10 steps; the first environment to reach its 15th
     step kills its own process, half way through its worker's episode 1 (a file in
-    tmp says one has died: the restarted one lives)."""
+    tmp says one has died: the restarted one ``then`` lives, stalls or dies)."""
     marker = arl_run.tmp / f"{uid}.died"
-    params = f"{{die_at: 15, marker: {marker}, episode_length: 10}}"
+    params = f"{{die_at: 15, marker: {marker}, then: {then}, episode_length: 10}}"
     env = "arl_test_components:DiesOnce"
-    return write(arl_run.tmp, uid=uid, env=env, env_params=params, episodes=3, workers=2, more=more)
+    return write(arl_run.tmp, uid=uid, env=env, env_params=params, episodes=3, workers=workers, more=more)
 
 
 def _check_restarted(arl_run, uid: str, process: str) -> None:
@@ -98,3 +102,37 @@ def test_a_dead_controller_stepping_two_copies_resumes_each_copy_from_its_own_ep
         assert [reason for _, reason in mine].count("worker-died") == 1, mine
         assert [i for i, _ in mine] == list(range(len(mine)))  # numbered on after the cut one
         assert sum(reason == "terminated" for _, reason in mine) == 3
+
+
+def test_a_stop_during_a_restart_ends_the_run_interrupted_at_once(arl_run, no_leaks, monkeypatch) -> None:
+    """Ctrl-C while the restarted worker's new environment is being built (it stalls
+    30 s): the restart gives up, the run ends INTERRUPTED without waiting for the
+    setup, and the stalled process is stopped."""
+    monkeypatch.setenv("ARL_TIMEOUTS", "stop_grace=0.5")
+    proc = arl_run.start(_file(arl_run, "stopped", RESTART, then="stalls", workers=1))
+    poll_for(lambda: (arl_run.tmp / "stopped.died.stalled").exists(), timeout=30, what="the restart's setup")
+    asked = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - asked < 10, err  # (the setup it gave up on stalls 30 s)
+    [(run_id, status)] = arl_run.query("select id, status from experiment_runs")
+    assert status == "INTERRUPTED"
+    kinds = [kind for (kind,) in arl_run.query("select kind from events where run_id = ? order by id", run_id)]
+    assert kinds == ["layout", "worker-died", "stop_requested"]
+    episodes = arl_run.query('select "index", end_reason from episodes order by "index"')
+    assert episodes == [(0, "terminated"), (1, "worker-died")]  # (the cut one's last steps died with it)
+
+
+def test_a_new_process_that_dies_while_it_is_set_up_fails_the_run_at_once(arl_run, no_leaks) -> None:
+    """The restart watches its new processes while it sets them up: a death there fails
+    the run naming the process, not a minute later naming a silent service."""
+    done = arl_run.run(_file(arl_run, "again", RESTART, then="dies", workers=1), timeout=20)
+    assert done.returncode == 1, done.stderr
+    assert "process arl[controller:0] was killed by signal 9 (SIGKILL)" in done.stderr
+    assert "; the restart failed. Its last log lines:" in done.stderr
+    [(run_id, status, error)] = arl_run.query("select id, status, error from experiment_runs")
+    assert status == "FAILED"
+    assert "; the restart failed." in error
+    kinds = [kind for (kind,) in arl_run.query("select kind from events where run_id = ? order by id", run_id)]
+    assert kinds == ["layout", "worker-died", "failed"]

@@ -48,7 +48,7 @@ class BatchMuscle(Muscle):
         self.policy_version = 100 + self.worker
 
     def act(self, sensors: Mapping[str, Any]) -> Mapping[str, Any]:
-        raise AssertionError("arl calls act_batch")
+        return self.act_batch([(self, sensors)])[0]  # arl asks one worker's step with act
 
     def act_batch(self, batch: Sequence[tuple[Muscle, Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
         BATCHES.append((self.tag, self.worker, [(m.worker, s["env.s0"]) for m, s in batch]))

@@ -113,6 +113,19 @@ def test_nstep_returns_bootstrap_discount_and_flush_at_every_kind_of_end() -> No
     assert [(t.ret, t.discount, float(t.next_obs[0])) for t in done] == [(1.5, 0.25, 7.0), (1.0, 0.5, 7.0)]
 
 
+def test_nstep_ends_an_episode_it_never_heard_end_where_the_next_one_does_not_start() -> None:
+    """A worker's process died mid-episode (its last transition never came) and a restart
+    began a new episode: the old steps bootstrap from where they stopped, never joined to
+    the new episode's rewards."""
+    o = [np.full(1, i, np.float32) for i in range(10)]
+    nstep = NStep(n=3, gamma=0.5)
+    nstep.add(o[0], 0, 1.0, o[1], False, False)
+    nstep.add(o[1], 0, 2.0, o[2], False, False)  # ...then the process died
+    cut = nstep.add(o[7], 1, 4.0, o[8], False, False)  # the new episode's first step
+    assert [(t.ret, t.discount, float(t.next_obs[0])) for t in cut] == [(2.0, 0.25, 2.0), (2.0, 0.5, 2.0)]
+    assert nstep.add(o[8], 0, 1.0, o[9], False, False) == []  # the new window: two steps so far
+
+
 def test_epsilons_per_worker_as_in_ape_x_and_the_linear_decay() -> None:
     assert worker_epsilon(0.4, 7.0, 0, 1) == 0.4
     assert [round(worker_epsilon(0.4, 7.0, i, 3), 6) for i in range(3)] == [0.4, round(0.4**4.5, 6), round(0.4**8, 6)]

@@ -364,17 +364,26 @@ def test_deaths_a_restart_does_not_cover_fail_the_run_as_without_a_policy() -> N
     assert without.handle(_died("controller:0", 1.0)) == [m.ReportDeath("controller:0", -9)]
 
 
-def test_a_worker_restarted_during_a_stop_request_counts_as_interrupted() -> None:
-    machine = _stepping(workers=1)
-    machine.handle(_died("controller:0", 1.0))
+def test_a_stop_during_a_restart_spares_the_new_processes_and_counts_the_worker_interrupted() -> None:
+    """A stop sent to a worker's new controller would end it before it is set up: the
+    workers being restarted are left out of the interrupt, and each counts as
+    interrupted when its restart answers."""
+    machine = _stepping(workers=3)
+    machine.handle(_died("controller:2", 1.0))
+    machine.handle(_died("environment:env.0", 1.5))
     assert machine.handle(m.StopRequested("interrupted")) == [
         m.RecordEvent("stop_requested", {"reason": "interrupted"}),
-        m.InterruptWorkers(),
+        m.InterruptWorkers(restarting=(0, 2)),
     ]
-    assert machine.handle(m.WorkerRestarted(0, 0, (1,), (0,), (0,))) == [
+    assert machine.handle(m.WorkerDone(0, 1, 1, 10, "interrupted")) == []
+    assert machine.handle(m.WorkerRestarted(0, 2, (1,), (0,), (4,))) == []
+    assert machine.handle(m.WorkerRestarted(0, 0, (2,), (1,), (13,))) == [
         m.RecordPhaseEnded(0, "interrupted"),
         m.StopChildren(),
     ]
+    assert machine.handle(m.ChildrenStopped()) == [m.Finish(Outcome.INTERRUPTED, None, "interrupted")]
+    [phase] = machine.history
+    assert (phase.episodes, phase.steps) == (2, 27)
 
 
 def test_a_controller_stepping_copies_resumes_each_copy_where_the_store_has_it() -> None:

@@ -81,16 +81,16 @@ class Rig:
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.connect("inproc://weights")
 
-    def setup(self, *, train: bool = True, **options: Any) -> TrainingBrain:
+    def setup(self, *, train: bool = True, brain: type[Brain] | None = None, **options: Any) -> Any:
         ready = self.learner.handle(
             control.SetupAgent(
-                PHASE, "d", [qualname(TrainingBrain), {}], ["arl.dummy:DummyMuscle", {}],
+                PHASE, "d", [qualname(brain or TrainingBrain), {}], ["arl.dummy:DummyMuscle", {}],
                 ["arl.dummy:DummyObjective", {}], SENSORS, ACTUATORS, 3, train, 7, None,
                 role="learner", options=options,
             )
         )  # fmt: skip
         assert ready == control.AgentReady("d")
-        assert isinstance(self.learner.brain, TrainingBrain)
+        assert isinstance(self.learner.brain, brain or TrainingBrain)
         return self.learner.brain
 
     def send(self, items: list[list[Any]], *, phase: int = PHASE, agent: str = "d") -> None:
@@ -306,3 +306,74 @@ def test_a_server_that_subscribes_after_the_setup_broadcast_gets_the_policy_at_o
         assert (weights.agent, weights.phase, weights.version) == ("d", PHASE, 0)
     finally:
         late.close()
+
+
+def test_a_learner_stops_training_once_it_saved_its_brain(rig: Rig, tmp_path: Path) -> None:
+    """The saved brain is the phase's last word: no update after it (they would go on,
+    logged under the ended phase, taking a core, until the agent's next setup)."""
+    brain = rig.setup()
+    rig.send([_item()])
+    poll_for(lambda: rig.learner.idle() >= 0 and brain.updates > 2, what="updates")
+    rig.learner.handle(control.SaveBrain("d", str(tmp_path / "brain"), 1))
+    updates = brain.updates
+    for _ in range(50):
+        rig.learner.idle()
+    assert brain.updates == updates
+
+
+class LearnOnlyBrain(Brain):
+    """Implements learn() alone: every second transition it returns new "weights"."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def learn(self, experience: Experience) -> Any:
+        self.seen += 1
+        return {"seen": np.array([self.seen])} if self.seen % 2 == 0 else None
+
+
+def test_a_brain_that_only_implements_learn_broadcasts_what_learn_returned(rig: Rig) -> None:
+    rig.setup(brain=LearnOnlyBrain, broadcast_period=0.001)
+    rig.send([_item(), _item()])
+    rig.take_until(2)
+    sent: list[Weights] = []
+
+    def broadcast() -> bool:
+        rig.learner.idle()
+        sent.extend(rig.weights())
+        return any(w.version == 1 for w in sent)
+
+    poll_for(broadcast, what="the update's broadcast")
+    [update] = [w for w in sent if w.version == 1]
+    assert update.policy["seen"].tolist() == [2]
+
+
+class ShadowingBrain(TrainingBrain):
+    """A brain whose parameter hides Brain.buffer_size() (a common name for one)."""
+
+    def __init__(self, buffer_size: int = 100) -> None:
+        super().__init__()
+        self.buffer_size = buffer_size  # type: ignore[assignment,method-assign]
+
+
+def test_a_brain_attribute_named_buffer_size_is_warned_about_and_does_not_kill_the_learner(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = Metrics()
+    rig.learner.metrics = metrics
+    with caplog.at_level(logging.WARNING, logger="arl.learner"):
+        brain = rig.setup(brain=ShadowingBrain, minimum_buffer_size=2)
+    assert any("hides Brain.buffer_size()" in r.getMessage() for r in caplog.records)
+    rig.send([_item(), _item()])
+    poll_for(lambda: rig.learner.idle() >= 0 and brain.updates > 0, what="an update")
+    rig.learner._flush_stats()
+    assert ("arl/buffer_size", 2.0) in [(v[3], v[5]) for v in metrics.values]
+
+
+def test_a_loaded_brain_with_a_full_buffer_trains_without_waiting_for_the_minimum_anew(rig: Rig) -> None:
+    """minimum_buffer_size counts what the brain holds (Brain.buffer_size()), not only
+    what came in this phase: a brain loaded with its replay buffer trains at once."""
+    brain = rig.setup(minimum_buffer_size=3)
+    brain.memory.extend([Experience(0, {}, {}, {}, 0.0, {}, False, False)] * 3)  # as a load would
+    poll_for(lambda: rig.learner.idle() >= 0 and brain.updates > 0, what="an update before any transition came")
+    assert rig.learner.received == 0

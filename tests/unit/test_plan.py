@@ -9,6 +9,7 @@ import pytest
 from arl.config.loader import load_experiment_text
 from arl.config.spec import RunSpec
 from arl.governor.plan import plan_children
+from arl.messages.control import SetupAgent
 
 AGENT = """
         - name: {name}
@@ -109,3 +110,24 @@ def test_envs_per_worker_with_environments_in_their_own_processes_is_refused_whe
     assert f"plan.yml:{line}:" in str(refused.value)
     assert "envs_per_worker" in str(refused.value)
     assert "in_controller" in str(refused.value)
+
+
+def test_a_central_agent_is_set_up_learner_first_then_each_inference_server_with_its_workers() -> None:
+    text = _spec_text(blue="          inference: {servers: 2, batchsize: 4}\n", workers="3, envs_per_worker: 2")
+    spec = load_experiment_text(text, "plan.yml")
+    plan = plan_children(spec, "/run", "ipc:///run/broker", "ipc:///run/store")
+    phase = spec.phases[0]
+    setups = {a.name: SetupAgent(0, a.name, [], [], [], [], [], 6, True, 1, None) for a in phase.agents}
+    first, then = plan.agent_setups(phase, setups, wait=48.0)
+    assert [(service, s.name, s.role) for service, s in first] == [
+        ("agents.0", "red", "all"), ("learner.blue", "blue", "learner"), ("agents.0", "green", "all")
+    ]  # fmt: skip
+    assert first[1][1].options["wait"] == 48.0
+    assert [(service, s.role, s.serves, s.weights) for service, s in then] == [
+        ("agents.1", "inference", [0, 1, 4, 5], "ipc:///run/w0"),
+        ("agents.2", "inference", [2, 3], "ipc:///run/w0"),
+    ]
+    options = [s.options for _, s in then]
+    assert [(o["server"], o["servers"], o["clients"], o["batchsize"], o["wait"]) for o in options] == [
+        (0, 2, 2, 4, 48.0), (1, 2, 1, 4, 48.0)
+    ]  # fmt: skip

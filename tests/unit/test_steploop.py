@@ -240,6 +240,18 @@ def test_a_restarted_worker_numbers_its_episodes_and_counts_on_from_the_dead_one
     ]
 
 
+def test_a_restarted_worker_that_already_met_a_phase_condition_runs_no_episode() -> None:
+    """Its share of max_environment_steps was made before its process died: it stops
+    at once, saying why, rather than storing one more (cut) episode."""
+    conditions = [["arl.conditions:EnvironmentDone", {}], ["arl.conditions:MaxEnvironmentSteps", {"steps": 10}]]
+    request = dataclasses.replace(
+        _request(episodes=3), conditions=conditions, first_episode=2, episodes=1, episodes_before=2, steps_before=10
+    )
+    done, records, _ = _local_phase(request)
+    assert not [r for r in records if isinstance(r, store.EpisodeStarted)]
+    assert (done.episodes, done.steps, done.reason) == (2, 10, "max_environment_steps")
+
+
 def test_max_environment_steps_ends_each_workers_phase_at_its_share() -> None:
     """13 steps over 2 workers: 7 and 6, across an episode's end (5-step episodes)."""
     done = []

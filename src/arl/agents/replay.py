@@ -30,12 +30,16 @@ class NStep:
 
     Each worker needs its own: transitions of different workers interleave. An episode's
     end (terminated, or truncated: arl marks the last transition of an episode it cut)
-    flushes what is pending, every step of it with a shorter return.
+    flushes what is pending, every step of it with a shorter return. So does a step that
+    does not start where the last one ended: a new episode began without the brain
+    hearing the last one end (its worker's process died, and a restart resumed it), and
+    the last one's steps bootstrap from where it stopped, never from the new episode.
     """
 
     def __init__(self, n: int, gamma: float) -> None:
         self.n, self.gamma = n, gamma
         self._window: deque[tuple[np.ndarray[Any, Any], int, float]] = deque()
+        self._last_next: np.ndarray[Any, Any] | None = None
 
     def add(
         self,
@@ -47,12 +51,16 @@ class NStep:
         truncated: bool,
     ) -> list[Transition]:
         """Take one step; return the n-step transitions it completes (oldest first)."""
+        cut: list[Transition] = []
+        if self._window and self._last_next is not None and not np.array_equal(obs, self._last_next):
+            cut = self._flush(self._last_next, terminal=False)
+        self._last_next = next_obs
         self._window.append((obs, action, reward))
         if terminated or truncated:
-            return self._flush(next_obs, terminal=terminated)
+            return cut + self._flush(next_obs, terminal=terminated)
         if len(self._window) == self.n:
-            return [self._pop(next_obs, terminal=False)]
-        return []
+            return [*cut, self._pop(next_obs, terminal=False)]
+        return cut
 
     def _flush(self, next_obs: np.ndarray[Any, Any], terminal: bool) -> list[Transition]:
         out = []

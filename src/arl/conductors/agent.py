@@ -210,7 +210,10 @@ class AgentConductor:
         while self.version is None:
             left = deadline - time.monotonic()
             if left <= 0 or not self._weights.poll(int(left * 1000) + 1):
-                raise TimeoutError(f"agent {self.name!r}: its learner sent no policy within {wait:g} s")
+                raise TimeoutError(
+                    f"agent {self.name!r}: its learner sent no policy within {wait:g} s (see the learner's log "
+                    "lines; a brain slow to set up or load needs more: ARL_TIMEOUTS=request=SECONDS)"
+                )
             self.take_weights()
 
     def take_weights(self) -> None:
@@ -268,6 +271,20 @@ class AgentConductor:
             self._learn(worker, pending, rewards, objective, sensors, done)
         return objective
 
+    def act_one(self, worker: int, sensors: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+        """One worker's muscle acts (:meth:`arl.api.Muscle.act`: a batch of one)."""
+        muscle = self.muscles[worker]
+        setpoints = dict(muscle.act(sensors))
+        if not setpoints.keys() <= self._actuators:
+            unknown = sorted(setpoints.keys() - self._actuators)
+            raise ValueError(f"agent {self.name!r}'s muscle set actuators it does not have: {unknown}")
+        version = muscle.policy_version
+        if version is not None:
+            version = self._version(version)
+        if self.train:
+            self._pending[worker] = _Pending(sensors, setpoints, version)
+        return setpoints, version
+
     def act_batch(self, batch: list[tuple[int, dict[str, Any]]]) -> list[tuple[dict[str, Any], int | None]]:
         """The muscles of ``batch``'s workers act on their readings, all at once:
         ``(setpoints, policy version)`` for each."""
@@ -289,9 +306,10 @@ class AgentConductor:
             results.append((setpoints, version))
         return results
 
-    def batch_done(self, size: int, latency: float) -> None:
+    def batch_done(self, size: int, received: float) -> None:
+        """A batch of ``size`` requests, the first read at ``received``, is answered."""
         if self._stats is not None:
-            self._stats.add(size, latency)
+            self._stats.add(size, time.monotonic() - received)
 
     def _version(self, version: object) -> int | None:
         """A muscle's ``policy_version``, checked: None or a non-negative integer."""
@@ -364,12 +382,14 @@ class AgentHost:
         self.metrics = metrics
         self.zmq_ctx = zmq_ctx
         self.agents: dict[str, AgentConductor] = {}
+        self._limits: tuple[int, float] | None = None
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, msg.Act):
             return self.handle_batch([message], time.monotonic())[0]
         if isinstance(message, control.SetupAgent):
             conductor = self.agents.setdefault(message.name, AgentConductor(self.metrics, self.zmq_ctx))
+            self._limits = None  # the batch this phase's agents take changes with them
             return conductor.setup(message)
         if isinstance(message, control.SaveBrain):
             return self._agent(message.name).save(message)
@@ -384,17 +404,19 @@ class AgentHost:
     def limits(self) -> tuple[int, float]:
         """A batch: the smallest batch any agent of the current phase here takes, waiting
         as long as the least patient of them allows (none set up: one at a time)."""
-        current = max((a.phase for a in self.agents.values()), default=-1)
-        agents = [a for a in self.agents.values() if a.phase == current]
-        if not agents:
-            return 1, 0.0
-        return min(a.batchsize for a in agents), min(a.delay for a in agents)
+        if self._limits is None:
+            current = max((a.phase for a in self.agents.values()), default=-1)
+            agents = [a for a in self.agents.values() if a.phase == current]
+            self._limits = (min(a.batchsize for a in agents), min(a.delay for a in agents)) if agents else (1, 0.0)
+        return self._limits
 
     def handle_batch(self, requests: list[Any], received: float) -> list[Any]:
         """An :class:`~arl.messages.agent.Acted` for each Act, an
         :class:`~arl.messages.agent.ActedMany` for each ActMany (several workers of one
         controller): every transition the batch completes first, then each agent's
         muscles act on all of its readings at once."""
+        if len(requests) == 1 and type(requests[0]) is msg.Act:
+            return [self._act_one(requests[0], received)]  # one worker's step: the common case
         acts: list[msg.Act] = []
         spans: list[tuple[int, int] | ErrorReply] = []  # each request's acts, or why it has none
         for request in requests:
@@ -423,6 +445,29 @@ class AgentHost:
             else:
                 replies.append(acted[span[0]])
         return replies
+
+    def _act_one(self, request: msg.Act, received: float) -> msg.Acted:
+        """:meth:`_act` for a batch of one request, without its bookkeeping (a step of
+        the dummy run spends a few per cent of its time here)."""
+        answers: dict[str, list[Any]] = {}
+        failures: dict[str, list[str]] = {}
+        done = (request.terminated, request.truncated)
+        for name, (sensors, rewards) in request.agents.items():
+            try:
+                agent = self._agent(name)
+                objective = agent.complete(request.worker, sensors, rewards, done, request.final)
+                if request.final:
+                    answers[name] = [{}, objective, None]
+                    continue
+                if agent.central:
+                    agent.take_weights()
+                setpoints, version = agent.act_one(request.worker, sensors)
+            except Exception as exc:  # this agent's failure, named; the others go on
+                failures[name] = _failure(name, exc)
+                continue
+            answers[name] = [setpoints, objective, version]
+            agent.batch_done(1, received)
+        return msg.Acted(answers, failures)
 
     def _act(self, requests: list[msg.Act], received: float) -> list[msg.Acted]:
         answers: list[dict[str, list[Any]]] = [{} for _ in requests]
@@ -454,7 +499,7 @@ class AgentHost:
             for (i, _), (setpoints, version) in zip(items, chosen, strict=True):
                 answers[i][name][0] = setpoints
                 answers[i][name][2] = version
-            agent.batch_done(len(items), time.monotonic() - received)
+            agent.batch_done(len(items), received)
         return [msg.Acted(a, f) for a, f in zip(answers, failures, strict=True)]
 
     def close(self) -> None:

@@ -63,6 +63,8 @@ class Learner:
         self.pub = zctx.socket(zmq.XPUB)
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)
+        # It reads subscriptions (a byte and a topic, empty here): nothing bigger comes in.
+        limit_input(self.pub, max_bytes=256, sndhwm=1000)
         self.pub.bind(weights)
         self._drops = DropLog(log, "the learner dropped a message it cannot read")
         self.name = ""
@@ -113,6 +115,12 @@ class Learner:
             directory = verify(Saved(path, sha256))  # before user code reads a byte of it
             brain.load(directory)
             log.info("agent %s's learner loaded its brain from %s", request.name, directory)
+        if not callable(brain.buffer_size):
+            log.warning(
+                "agent %s's brain has an attribute buffer_size that hides Brain.buffer_size(); rename it "
+                "(arl's DQNBrain calls it capacity) to have its buffer's fill logged",
+                request.name,
+            )
         self.name, self.phase, self.brain, self.train = request.name, request.phase, brain, request.train
         self._reset()
         frequency = options.get("max_train_frequency")
@@ -181,7 +189,7 @@ class Learner:
         self.take()
         now = time.monotonic()
         wait = KEEPALIVE
-        if self.brain is not None and self.train and self.received >= self.minimum and not self._starved:
+        if self.brain is not None and self.train and self._buffered() >= self.minimum and not self._starved:
             if now >= self._next_train:
                 if self.brain.train():
                     self.updates += 1
@@ -213,9 +221,19 @@ class Learner:
         if subscribed and self.brain is not None:
             self._broadcast()
 
+    def _buffered(self) -> int:
+        """What the brain holds to train on (a loaded brain may hold a full replay
+        buffer already), else what came in this phase."""
+        assert self.brain is not None
+        size = _buffer_size(self.brain)
+        return self.received if size is None else size
+
     def _broadcast(self) -> None:
         assert self.brain is not None
-        frame = check_size(encode(Weights(self.name, self.phase, self.updates, self.brain.policy())), "a policy")
+        policy = self.brain.policy()
+        if policy is None:  # a brain that only implements learn(): what it last returned
+            policy = self.brain._arl_update
+        frame = check_size(encode(Weights(self.name, self.phase, self.updates, policy)), "a policy")
         self.pub.send(frame)
         self._sent_version, self._sent_at = self.updates, time.monotonic()
 
@@ -230,7 +248,7 @@ class Learner:
         add(self.phase, self.name, None, "arl/updates_per_s", step, self._stats_updates / max(elapsed, 1e-9))
         if self._lag_count:
             add(self.phase, self.name, None, "arl/policy_lag", step, self._lag_sum / self._lag_count)
-        size = self.brain.buffer_size()
+        size = _buffer_size(self.brain)
         if size is not None:
             add(self.phase, self.name, None, "arl/buffer_size", step, float(size))
         self._stats_updates = self._lag_sum = self._lag_count = 0
@@ -244,6 +262,7 @@ class Learner:
         directory = make_folder(Path(request.directory), f"agent {self.name}'s brain")
         self.brain.save(directory)
         self._flush_stats()
+        self.train = False  # the phase is over: the saved brain is the phase's last word
         if self.metrics is not None:
             self.metrics.flush()
         log.debug("agent %s's learner saved after %d updates, %d transitions", self.name, self.updates, self.received)
@@ -296,3 +315,10 @@ def _experience(item: list[Any]) -> Experience:
         int(worker), inputs, setpoints, rewards, float(objective), next_inputs, bool(terminated), bool(truncated),
         version,
     )  # fmt: skip
+
+
+def _buffer_size(brain: Brain) -> int | None:
+    """:meth:`arl.api.Brain.buffer_size`, even where an attribute of the same name (a
+    brain's parameter, say) hides the method on the instance."""
+    size = type(brain).buffer_size(brain)
+    return None if size is None else int(size)

@@ -296,7 +296,11 @@ class LearnerLink:
             try:
                 self.sockets[agent].send(frame)
             except zmq.Again:
-                raise ArlError(f"agent {agent}'s learner has taken no transitions for 5 s") from None
+                raise ArlError(
+                    f"agent {agent}'s learner has taken no transitions for 5 s: its train() may be far slower "
+                    "than the workers act (set learner.max_train_frequency, or use fewer workers), or it hangs "
+                    "(see its log lines)"
+                ) from None
 
     def close(self) -> None:
         try:

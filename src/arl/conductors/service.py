@@ -217,13 +217,15 @@ class Service:
         deadline = received + delay
         requests: list[tuple[bytes, bytes]] = []
         while len(requests) < most:
-            try:
-                frames = router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
+            if requests and not int(router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:  # (no exception a step)
                 left = deadline - time.monotonic()
-                if left <= 0 or (not router.poll(int(left * 1000)) and time.monotonic() >= deadline):
+                if left <= 0 or (not router.poll(math.ceil(left * 1000)) and time.monotonic() >= deadline):
                     break
                 continue
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:  # the poll that called this one saw a request: it may be another's
+                break
             if len(frames) != 2:
                 self._drops.drop(f"{len(frames) - 1} frames where a request has 1")
                 continue

@@ -183,6 +183,13 @@ class PhaseLoop:
         reason: str = Ending.EPISODES
         ends_run = False
         last = request.first_episode + request.episodes - 1  # a restarted worker goes on from its first
+        if request.episodes_before or request.steps_before:
+            # A restarted worker whose counts already meet a phase condition (its share of
+            # max_environment_steps, say) runs no further episode.
+            self._phase_or_run_over()
+            if self.ending is not None:
+                last = request.first_episode - 1
+                reason, ends_run = self.ending
         for index in range(request.first_episode, last + 1):
             episode = _Episode(request.phase, request.worker, index)
             ended = yield from self._episode(episode)

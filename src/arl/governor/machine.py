@@ -177,7 +177,12 @@ class RunWorkers:
 
 @dataclass(frozen=True)
 class InterruptWorkers:
-    pass
+    """Ask every worker's controller to end its phase at a step boundary, except those
+    of the workers in ``restarting``: their processes are being replaced, and a stop
+    sent to a new one would end it before it is set up (the restart gives up instead,
+    and the worker counts as interrupted when it answers :class:`WorkerRestarted`)."""
+
+    restarting: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -381,7 +386,7 @@ class RunMachine:
             # End at a step boundary so every completed step is stored.
             if not self._interrupting:
                 self._interrupting = True
-                return [*recorded, InterruptWorkers()]
+                return [*recorded, InterruptWorkers(tuple(sorted(self._restarting)))]
             return recorded
         return recorded + self._stop(phase_reason=Ending.INTERRUPTED)
 
@@ -422,8 +427,8 @@ class RunMachine:
 
     def _stepping_worker(self, event: ChildExited) -> int | None:
         """The worker whose controller or environment process ``event`` is, if that
-        worker is stepping now (its phase runs and it has not reported done) and steps
-        one copy of its environments."""
+        worker is stepping now (its phase runs and it has not reported done), whatever
+        the number of copies of its environments it steps (``envs_per_worker``)."""
         if event.role == "controller":
             number = event.name
         elif event.role == "environment":

@@ -13,12 +13,17 @@ instead of a round trip), or with ``own`` one process per environment uid and wo
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from arl.conductors.service import agent_host_service, controller_service, env_service, learner_service
-from arl.config.spec import RunSpec
+from arl.config.spec import InferenceSpec, LearnerSpec, PhaseSpec, RunSpec
+from arl.messages.control import SetupAgent
 from arl.proc.child import ChildSpec
+
+Wave = list[tuple[str, SetupAgent]]  # (service, request) pairs sent together
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,44 @@ class Plan:
     def env_hosts(self, uids: list[str], worker: int) -> dict[str, str]:
         """``RunPhase.env_hosts``: "" for an environment the controller hosts itself."""
         return {uid: env_service(uid, worker) if self.own_environments else "" for uid in uids}
+
+    def agent_setups(self, phase: PhaseSpec, setups: Mapping[str, SetupAgent], wait: float) -> tuple[Wave, Wave]:
+        """Where the phase's ``SetupAgent`` requests go, in two waves: first every plain
+        agent's and every central agent's learner's, then the central agents' inference
+        servers' (a server waits for its learner's first policy). ``setups``: each
+        agent's request as a plain agent's; ``wait``: how long a central agent's
+        processes wait for each other."""
+        first: Wave = []
+        then: Wave = []
+        for agent in phase.agents:
+            setup = setups[agent.name]
+            central = self.central.get(agent.name)
+            if central is None:
+                first.append((self.agent_hosts[agent.name], setup))
+                continue
+            learner, inference = agent.learner or LearnerSpec(), agent.inference or InferenceSpec()
+            options = {**dataclasses.asdict(learner), "wait": wait}
+            first.append((central.learner, dataclasses.replace(setup, role="learner", options=options)))
+            options = {**dataclasses.asdict(inference), "wait": wait}
+            then.extend(
+                (
+                    server,
+                    dataclasses.replace(
+                        setup,
+                        role="inference",
+                        serves=central.serves(k, phase.workers, phase.envs_per_worker),
+                        weights=central.weights,
+                        options={
+                            **options,
+                            "server": k,
+                            "servers": len(central.servers),
+                            "clients": central.clients(k, phase.workers),
+                        },
+                    ),
+                )
+                for k, server in enumerate(central.servers)
+            )
+        return first, then
 
     def layout(self) -> dict[str, Any]:
         """What the store records of the layout (an ``Event`` of kind ``layout``)."""

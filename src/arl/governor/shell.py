@@ -28,7 +28,7 @@ from arl.checkpoints import RunCheckpoints, Saved
 from arl.classref import build
 from arl.conditions import RunView, TerminationCondition
 from arl.conductors.service import HEARTBEAT, controller_service
-from arl.config.spec import AgentSpec, ClassRef, EnvironmentSpec, InferenceSpec, LearnerSpec, PhaseSpec, RunSpec
+from arl.config.spec import AgentSpec, ClassRef, EnvironmentSpec, PhaseSpec, RunSpec
 from arl.errors import ArlError, ComponentCrashed
 from arl.governor import machine as m
 from arl.governor.childlogs import ChildLogRelay
@@ -87,6 +87,8 @@ class GovernorShell:
         self._background: list[asyncio.Task[None]] = []  # listeners and watchers, cancelled at the end
         self._watchers: dict[str, asyncio.Task[None]] = {}  # child label -> the task watching its exit
         self._workers: dict[int, asyncio.Task[None]] = {}  # worker -> the activity running its phase
+        # Set once the workers were asked to stop (InterruptWorkers): a restart gives up.
+        self.interrupted = asyncio.Event()
         self.broker: Broker | None = None
         self._control: zmq.asyncio.Socket | None = None
         self._outcome: executor.RunOutcome | None = None
@@ -147,8 +149,9 @@ class GovernorShell:
         error = f"the store failed: {short_error(exc)}"
         self._event_loop.call_soon_threadsafe(self._post, m.Failed(error, store=True))
 
-    def _activity(self, work: Callable[[], Awaitable[m.Event | None]]) -> asyncio.Task[None]:
-        """Run ``work`` as a task of the shell; its result, or its failure, becomes an event."""
+    def activity(self, work: Callable[[], Awaitable[m.Event | None]]) -> asyncio.Task[None]:
+        """Run ``work`` as a task of the shell; its result, or its failure, becomes an
+        event. Cancelled when the run stops its children."""
 
         async def wrapper() -> None:
             try:
@@ -178,19 +181,21 @@ class GovernorShell:
             case m.RecordRunStarted():
                 await self._record_run_started()
             case m.StartChildren():
-                self._activity(self._start_children)
+                self.activity(self._start_children)
             case m.SetupPhase(phase=phase):
-                self._activity(lambda: self._setup_phase(self.spec.phases[phase]))
+                self.activity(lambda: self._setup_phase(self.spec.phases[phase]))
             case m.RunWorkers(phase=phase):
                 for worker in range(self.spec.phases[phase].workers):
                     work = functools.partial(self._run_worker, self.spec.phases[phase], worker)
-                    self._workers[worker] = self._activity(work)
-            case m.InterruptWorkers():
+                    self._workers[worker] = self.activity(work)
+            case m.InterruptWorkers(restarting=restarting):
+                self.interrupted.set()
+                spared = {str(worker) for worker in restarting}  # (their restart gives up)
                 for child in self.children.values():
-                    if child.spec.role == "controller":
+                    if child.spec.role == "controller" and child.spec.name not in spared:
                         child.request_stop()
             case m.SaveBrains(phase=phase):
-                self._activity(lambda: self._save_brains(self.spec.phases[phase]))
+                self.activity(lambda: self._save_brains(self.spec.phases[phase]))
             case m.RecordPhaseStarted(phase=phase):
                 p = self.spec.phases[phase]
                 # Committed before any controller can send an episode of this phase:
@@ -199,21 +204,21 @@ class GovernorShell:
             case m.RecordPhaseEnded(phase=phase, reason=reason):
                 await self._record(store.PhaseEnded(phase, reason, time.time()))
             case m.CheckRun(phase=phase):
-                self._activity(functools.partial(self._check_run, phase))
+                self.activity(functools.partial(self._check_run, phase))
             case m.StopChildren(controller_grace=controller_grace):
                 for task in list(self._activities):
                     task.cancel()
-                self._activity(functools.partial(self._stop_children, controller_grace))
+                self.activity(functools.partial(self._stop_children, controller_grace))
             case m.RecordEvent(kind=kind, detail=detail):
                 await self._record(store.Event(kind, detail, time.time()))
             case m.ReportDeath(label=label, code=code, note=note):
                 fate = f"the run fails ({note})" if note else "the run fails"
-                self._post(m.Failed(self._death(self.children[label], code, fate)))
+                self._post(m.Failed(self.death(self.children[label], code, fate)))
             case m.RestartWorker():
                 begin_restart(self, command)
             case m.ResumeWorker(phase=phase, worker=worker):
                 work = functools.partial(self._run_worker, self.spec.phases[phase], worker, command)
-                self._workers[worker] = self._activity(work)
+                self._workers[worker] = self.activity(work)
             case m.Finish(outcome=outcome, error=error, reason=reason):
                 await self._finish(outcome, error, reason)
             case _:
@@ -245,7 +250,7 @@ class GovernorShell:
         timeout = self.options.timeouts.start
         await asyncio.gather(*(child.start(timeout) for child in self.children.values()))
         for child in self.children.values():
-            self._start_watching(child)
+            self.start_watching(child)
         await self._look_up_endpoints()
         return m.ChildrenStarted()
 
@@ -270,7 +275,8 @@ class GovernorShell:
                 raise ArlError(f"service {service} is not registered with the broker")
             await asyncio.sleep(0.005)
 
-    def _start_watching(self, child: SupervisedChild) -> None:
+    def start_watching(self, child: SupervisedChild) -> None:
+        """From now on an exit of ``child`` is news: a ``ChildExited`` event."""
         task = self._group.create_task(self._watch(child))
         self._background.append(task)
         self._watchers[child.spec.label] = task
@@ -279,9 +285,21 @@ class GovernorShell:
         code = await child.exited
         self._post(m.ChildExited(child.spec.role, child.spec.name, code, child.stop_requested, time.monotonic()))
 
-    def _death(self, child: SupervisedChild, code: int, fate: str, *, level: int = logging.ERROR) -> str:
+    def abandon(self, worker: int, labels: list[str]) -> None:
+        """Give up on ``worker``'s phase as it ran (cancel the activity waiting for its
+        reply) and stop watching processes ``labels``: what they do next is a restart's
+        doing, not news."""
+        running = self._workers.pop(worker, None)
+        if running is not None:
+            running.cancel()
+        for label in labels:
+            watcher = self._watchers.pop(label, None)
+            if watcher is not None:
+                watcher.cancel()
+
+    def death(self, child: SupervisedChild, code: int, fate: str, *, level: int = logging.ERROR) -> str:
         """Say, on the console and for the store, which child died, how, what comes of
-        it (``fate``), and its last lines."""
+        it (``fate``), and its last lines; return the text."""
         self.logs.drain()  # what it sent before it died has arrived; take it now
         lines = self.logs.tail(child.spec.label)
         said = last_lines(lines)
@@ -292,7 +310,9 @@ class GovernorShell:
         log.log(level, "run %s: %s", self.spec.uid, error)
         return error
 
-    async def _request(self, service: str, message: Any, timeout: float) -> Any:
+    async def request(self, service: str, message: Any, timeout: float) -> Any:
+        """Send a control request to ``service`` (through the broker) and return its
+        reply; a component's failure raises (:class:`ComponentCrashed`)."""
         assert self.client is not None
         reply = codec.decode(await self.client.request(service, codec.encode(message), timeout=timeout))
         raise_failures({service: reply})
@@ -303,9 +323,9 @@ class GovernorShell:
         envs = [(env, w) for w in range(phase.workers) for env in phase.environments]
         readies = await asyncio.gather(
             *(
-                self._request(
+                self.request(
                     self.plan.env_host(env.uid, w),
-                    self._setup_environment(phase, env),
+                    self.setup_environment(phase, env),
                     timeout,
                 )
                 for env, w in envs
@@ -316,48 +336,14 @@ class GovernorShell:
         for ready in readies:
             sensors.update((sid, desc) for sid, desc in ready.sensors)
             actuators.update((aid, desc) for aid, desc in ready.actuators)
-        # Learners first: a central agent's inference servers wait for its first policy.
-        first: list[tuple[str, control.SetupAgent]] = []
-        then: list[tuple[str, control.SetupAgent]] = []
-        for agent in phase.agents:
-            setup = self._setup_agent(phase, agent, sensors, actuators)
-            central = self.plan.central.get(agent.name)
-            if central is None:
-                first.append((self.plan.agent_hosts[agent.name], setup))
-                continue
-            learner, inference = agent.learner or LearnerSpec(), agent.inference or InferenceSpec()
-            # A server's (a save's) own wait ends first, with its own error, not the request's.
-            wait = 0.8 * timeout
-            first.append(
-                (
-                    central.learner,
-                    dataclasses.replace(setup, role="learner", options={**_options(learner), "wait": wait}),
-                )
-            )
-            options = {**_options(inference), "wait": wait}
-            then.extend(
-                (
-                    server,
-                    dataclasses.replace(
-                        setup,
-                        role="inference",
-                        serves=central.serves(k, phase.workers, phase.envs_per_worker),
-                        weights=central.weights,
-                        options={
-                            **options,
-                            "server": k,
-                            "servers": len(central.servers),
-                            "clients": central.clients(k, phase.workers),
-                        },
-                    ),
-                )
-                for k, server in enumerate(central.servers)
-            )
-        for wave in (first, then):
-            await asyncio.gather(*(self._request(service, setup, timeout) for service, setup in wave))
+        setups = {agent.name: self._setup_agent(phase, agent, sensors, actuators) for agent in phase.agents}
+        # A server's (a save's) own wait ends first, with its own error, not the request's.
+        waves = self.plan.agent_setups(phase, setups, wait=0.8 * timeout)
+        for wave in waves:
+            await asyncio.gather(*(self.request(service, setup, timeout) for service, setup in wave))
         return m.PhaseSetUp(phase.index)
 
-    def _setup_environment(self, phase: PhaseSpec, env: EnvironmentSpec) -> control.SetupEnvironment:
+    def setup_environment(self, phase: PhaseSpec, env: EnvironmentSpec) -> control.SetupEnvironment:
         """An environment's setup: ``envs_per_worker`` copies of it in a controller."""
         entry = env.entry
         return control.SetupEnvironment(
@@ -449,7 +435,7 @@ class GovernorShell:
             if copies > 1
             else None,
         )
-        done = await self._request(controller_service(worker), request, self.options.timeouts.phase)
+        done = await self.request(controller_service(worker), request, self.options.timeouts.phase)
         self._sent.setdefault(phase.index, collections.Counter()).update(done.experiences or {})
         return m.WorkerDone(
             done.phase, done.worker, done.episodes, done.steps, done.reason, done.ends_run, done.returns
@@ -486,7 +472,7 @@ class GovernorShell:
             return central.learner, control.SaveBrain(name, folder, sent[name])
 
         saved = await asyncio.gather(
-            *(self._request(*saver(a.name), self.options.timeouts.request) for a in phase.agents)
+            *(self.request(*saver(a.name), self.options.timeouts.request) for a in phase.agents)
         )
         for reply in saved:
             self.checkpoints.record(phase.name, reply.name, Saved(reply.directory, reply.sha256))
@@ -579,11 +565,6 @@ def resume_fields(resume: m.ResumeWorker) -> tuple[tuple[int, ...], ...]:
     """A restarted worker's progress as ``RunPhase.resume`` holds it, a copy at a time:
     first episode, episodes owed, episodes before, steps before."""
     return (resume.first_episode, resume.episodes, resume.episodes_before, resume.steps_before)
-
-
-def _options(settings: LearnerSpec | InferenceSpec) -> dict[str, Any]:
-    """A central agent's settings as ``SetupAgent.options`` carries them."""
-    return dataclasses.asdict(settings)
 
 
 def _wire(ref: ClassRef) -> list[Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import secrets
 import threading
 import time
@@ -119,9 +120,9 @@ class StoreWriter:
         self._start_error: BaseException | None = None
         self._closed = False
         self._final_drain_until = 0.0
-        # Barriers: token -> None for flush, or the monotonic deadline of a drain.
+        # Barriers: token -> None for flush, or a drain's (monotonic deadline, settle seconds).
         self._cond = threading.Condition()
-        self._waiting: dict[int, float | None] = {}
+        self._waiting: dict[int, tuple[float, float] | None] = {}
         self._answered: set[int] = set()
         self._stopped = False
         self._tokens = itertools.count(secrets.randbits(40) << 20)  # unlike a producer's tokens
@@ -196,11 +197,13 @@ class StoreWriter:
         and ``COMMIT_MARGIN``)."""
         self._barrier(self._default_timeout(timeout), drain=False)
 
-    def drain(self, timeout: float | None = None) -> None:
+    def drain(self, timeout: float | None = None, *, settle: float = math.inf) -> None:
         """Like :meth:`flush`, but first keep taking records until none has arrived for
         ``QUIET`` seconds: for after producers exited, their last records possibly still
-        crossing the socket."""
-        self._barrier(self._default_timeout(timeout), drain=True)
+        crossing the socket. ``settle``: take them for at most this many seconds after
+        the barrier was met, for when other producers go on sending (quiet never comes,
+        and the drain would otherwise take records until most of ``timeout`` is spent)."""
+        self._barrier(self._default_timeout(timeout), drain=True, settle=settle)
 
     def _default_timeout(self, timeout: float | None) -> float:
         return self.patience + COMMIT_MARGIN if timeout is None else timeout
@@ -246,12 +249,12 @@ class StoreWriter:
         finally:
             self._send_lock.release()
 
-    def _barrier(self, timeout: float, *, drain: bool) -> None:
+    def _barrier(self, timeout: float, *, drain: bool, settle: float = math.inf) -> None:
         deadline = time.monotonic() + timeout
         token = next(self._tokens)
         with self._cond:
             # A drain stops taking records with a quarter of the time left, for the commit.
-            self._waiting[token] = deadline - timeout / 4 if drain else None
+            self._waiting[token] = (deadline - timeout / 4, settle) if drain else None
         try:
             self._send(encode(rec.Flush(token)), deadline)
             with self._cond:
@@ -451,7 +454,8 @@ class StoreWriter:
         assert self._recorder is not None
         with self._cond:
             drains = [self._waiting.get(t) for t in tokens]
-        until = max((d for d in drains if d is not None), default=None)
+        now = time.monotonic()
+        until = max((min(last, now + settle) for last, settle in filter(None, drains)), default=None)
         if until is not None:
             tokens = tokens + self._drain_until_quiet(until)
         self._recorder.commit()
