@@ -3,14 +3,20 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench bench-scaling bench-learning lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# stable-baselines3, which only `make bench-learning` compares arl with (the `bench` extra).
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
 
 run: $(STAMP)  ## run the dummy experiment on the embedded SQLite store
 	$(BIN)/arl-run experiments/dummy.yml
@@ -23,8 +29,18 @@ PYTEST_ARGS ?= -n 3
 test: $(STAMP)  ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## print the performance figures (never a pass/fail test)
+# BENCH_ARGS go to the one script of bench-scaling or bench-learning (--help lists them).
+BENCH_ARGS ?=
+
+bench: $(STAMP)  ## print the performance figures (never a pass/fail test), scaling with workers last
 	$(BIN)/python tests/benchmarks/bench.py
+	$(BIN)/python tests/benchmarks/bench_scaling.py
+
+bench-scaling: $(STAMP)  ## aggregate steps/s against workers (about a minute on 2 cores)
+	$(BIN)/python tests/benchmarks/bench_scaling.py $(BENCH_ARGS)
+
+bench-learning: $(BENCH_STAMP)  ## arl's DQN and PPO against stable-baselines3's on CartPole (long)
+	$(BIN)/python tests/benchmarks/bench_learning.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
