@@ -139,7 +139,8 @@ def main() -> None:
         for seed in seeds:  # arl and sb3 alternated, so a slow spell of the machine hits both
             arl.append(learn_arl.run(algo, seed, **budget, stop_at=THRESHOLDS[-1]))
             sb3.append(learn_sb3.run(algo, seed, **budget, stop_at=THRESHOLDS[-1], threads=args.sb3_threads))
-        print(f"learning  {algo}: budget {steps:,} steps; arl: {learn_arl.EXAMPLE[algo]}'s settings; sb3: the zoo's")
+        ours = "the zoo's settings (learn_arl.ZOO_DQN)" if algo == "dqn" else f"{learn_arl.EXAMPLE[algo]}'s settings"
+        print(f"learning  {algo}: budget {steps:,} steps; arl: {ours}; sb3: the zoo's")
         report(algo, arl, sb3)
 
 

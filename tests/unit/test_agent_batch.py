@@ -403,3 +403,46 @@ def test_a_cuda_device_on_a_machine_without_one_is_refused_saying_what_to_do() -
     with pytest.raises(ValueError, match="use device: cpu"):
         _setup(AgentHost(), "d", options={"device": "cuda:0"})
     assert BATCHES == []
+
+
+def test_a_server_keeps_its_workers_to_max_steps_per_update_ahead_of_the_learner(
+    publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """learner.max_steps_per_update: 1 step an update, from 2 before any (this server's
+    share, 2 of 4 workers: half): a batch that would go further waits for the learner's
+    next broadcast."""
+    monkeypatch.setattr(agent_module, "PACE_SLACK", 0)
+    host = AgentHost(zmq_ctx=publisher.ctx)
+    try:
+        _set_up_with_first_weights(host, publisher, 0, pace=[2, 1, 4])
+        host.handle_batch([_act(1, 1.0)], time.monotonic())  # 1 step: within the 1 allowed
+        timer = threading.Timer(0.3, lambda: publisher.send(Weights("d", 0, 4, _policy(4))))
+        timer.start()
+        started = time.monotonic()
+        [reply] = host.handle_batch([_act(1, 1.0), _act(3, 1.0)], time.monotonic())[:1]
+        waited = time.monotonic() - started
+        timer.join()
+        assert waited >= 0.25  # it waited for the update
+        assert reply.answers["d"][2] == 4  # and acted with it
+    finally:
+        host.close()
+
+
+def test_a_learner_that_makes_no_update_lets_the_workers_go_on_with_a_warning(
+    publisher: Publisher, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(agent_module, "PACE_SLACK", 0)
+    monkeypatch.setattr(agent_module, "PACE_PATIENCE", 0.2)
+    host = AgentHost(zmq_ctx=publisher.ctx)
+    try:
+        _set_up_with_first_weights(host, publisher, 0, pace=[1, 1, 4])
+        with caplog.at_level(logging.WARNING, logger="arl.agent"):
+            started = time.monotonic()
+            host.handle_batch([_act(1, 1.0), _act(3, 1.0)], time.monotonic())
+            assert 0.15 <= time.monotonic() - started < 2
+            started = time.monotonic()
+            host.handle_batch([_act(1, 1.0), _act(3, 1.0)], time.monotonic())
+            assert time.monotonic() - started < 0.15  # given up for the rest of the phase
+        assert any("made no update for 0.2 s" in r.getMessage() for r in caplog.records)
+    finally:
+        host.close()

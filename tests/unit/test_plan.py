@@ -131,3 +131,16 @@ def test_a_central_agent_is_set_up_learner_first_then_each_inference_server_with
     assert [(o["server"], o["servers"], o["clients"], o["batchsize"], o["wait"]) for o in options] == [
         (0, 2, 2, 4, 48.0), (1, 2, 1, 4, 48.0)
     ]  # fmt: skip
+
+
+def test_bad_central_settings_are_reported_where_they_are_in_words() -> None:
+    from arl.errors import ConfigError
+
+    text = _spec_text(blue="          inference: {servers: 0, device: gpu}\n          learner: {broadcast_period: 0}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_experiment_text(text, "plan.yml")
+    said = str(refused.value)
+    assert "inference.servers: must be at least 1, got integer 0" in said
+    assert "inference.device: must be a torch device: cpu, cuda, cuda:<n> or mps, got string 'gpu'" in said
+    assert "learner.broadcast_period: must be more than 0" in said
+    assert "plan.yml:" in said

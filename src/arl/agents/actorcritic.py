@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from arl.agents.torchnet import mlp
+from arl.agents.torchnet import adam, mlp
 
 WEIGHTS_FILE = "ppo.pt"
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -64,7 +64,7 @@ class PPOLearner:
             self.net = ActorCritic(inputs, hidden, outputs, activation, bounds is not None, log_std_init)
         self.net.to(self.device)
         self.bounds = None if bounds is None else (self._tensor(bounds[0]), self._tensor(bounds[1]))
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=learning_rate, eps=1e-5)
+        self.optimizer = adam(self.net.parameters(), self.device, lr=learning_rate, eps=1e-5)
         self.max_grad_norm = max_grad_norm
 
     def _tensor(self, array: np.ndarray[Any, Any]) -> torch.Tensor:
@@ -137,7 +137,7 @@ class PPOLearner:
         loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(self.net.parameters(), self.max_grad_norm)
+        nn.utils.clip_grad_norm_(self.net.parameters(), self.max_grad_norm, foreach=True)
         self.optimizer.step()
         with torch.no_grad():
             approx_kl = ((ratio - 1) - log_ratio).mean()  # Schulman's low-variance estimator

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from arl.agents.torchnet import mlp
+from arl.agents.torchnet import adam, mlp
 
 WEIGHTS_FILE = "dqn.pt"
 
@@ -47,7 +47,7 @@ class QLearner:
             self.target = mlp(inputs, hidden, actions).to(self.device)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=learning_rate)
+        self.optimizer = adam(self.online.parameters(), self.device, lr=learning_rate)
         self.learning_rate = learning_rate
         self.max_grad_norm, self.double = max_grad_norm, double
 
@@ -68,7 +68,7 @@ class QLearner:
         loss = nn.functional.smooth_l1_loss(q, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(self.online.parameters(), self.max_grad_norm)
+        nn.utils.clip_grad_norm_(self.online.parameters(), self.max_grad_norm, foreach=True)
         self.optimizer.step()
         return float(loss.item())
 

@@ -46,6 +46,8 @@ log = logging.getLogger("arl.agent")
 _VERSION_LIMIT = 2**63  # agent_actions.policy_version is a 64-bit integer
 MAX_BATCH = 65536
 STATS_INTERVAL = 1.0  # seconds between arl's own inference metrics
+PACE_PATIENCE = 2.0  # seconds a server waits for its learner's next update before its workers go on
+PACE_SLACK = 64  # steps a server may run ahead of its share (transitions still on their way to the learner)
 
 
 class Metrics(Protocol):
@@ -114,6 +116,9 @@ class AgentConductor:
         self.batchsize = MAX_BATCH
         self.delay = 0.0
         self.version: int | None = None  # the learner's broadcast the muscles act with (central)
+        self._pace: tuple[float, float] | None = None  # (steps allowed before any update, steps an update)
+        self._acted = 0  # steps acted for this phase (central, train)
+        self._pace_given_up = False
         self._weights: zmq.Socket[Any] | None = None
         self._weights_endpoint: str | None = None
         self._actuators: frozenset[str] = frozenset()
@@ -163,6 +168,14 @@ class AgentConductor:
         self._actuators = frozenset(a.id for a in actuators)
         self._pending.clear()
         self.version = None
+        self._acted, self._pace_given_up = 0, False
+        pace = options.get("pace") if central and request.train else None
+        if pace:  # [learner's minimum, steps an update, the phase's workers]: this server's share
+            minimum, steps, workers = pace
+            share = len(muscles) / max(1, int(workers))
+            self._pace = (share * float(minimum) + PACE_SLACK, share * float(steps))
+        else:
+            self._pace = None
         sink = self._sink(request, None)
         suffix = f"/server{options['server']}" if int(options.get("servers", 1)) > 1 else ""
         # arl's own inference metrics: a central agent's servers only (an agent in its own
@@ -215,6 +228,35 @@ class AgentConductor:
                     "lines; a brain slow to set up or load needs more: ARL_TIMEOUTS=request=SECONDS)"
                 )
             self.take_weights()
+
+    def keep_pace(self, steps: int) -> None:
+        """``learner.max_steps_per_update``: before acting ``steps`` more, wait for the
+        learner's next updates (its broadcasts) while this server's workers would be more
+        steps ahead of it than they may (SEED's actors otherwise outrun a learner that
+        shares a few cores with them, and it trains on ever fewer updates a step). A
+        learner that makes no update for ``PACE_PATIENCE`` seconds (its brain is not ready
+        to train, say) lets the workers go on for the rest of the phase, with a warning."""
+        pace = self._pace
+        self._acted += steps
+        if pace is None or self._pace_given_up or self._weights is None:
+            return
+        first, each = pace
+        deadline = time.monotonic() + PACE_PATIENCE
+        while self._acted > first + each * (self.version or 0):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._pace_given_up = True
+                log.warning(
+                    "agent %s: its learner made no update for %g s while the workers waited for it; they go on "
+                    "without learner.max_steps_per_update for the rest of the phase (is the learner's "
+                    "minimum_buffer_size at least the brain's own?)", self.name, PACE_PATIENCE,
+                )  # fmt: skip
+                return
+            if self._weights.poll(max(1, int(left * 1000))):
+                before = self.version
+                self.take_weights()
+                if self.version != before:
+                    deadline = time.monotonic() + PACE_PATIENCE
 
     def take_weights(self) -> None:
         """Take the learner's latest policy, if a newer one came (central agents)."""
@@ -461,6 +503,7 @@ class AgentHost:
                     continue
                 if agent.central:
                     agent.take_weights()
+                    agent.keep_pace(1)
                 setpoints, version = agent.act_one(request.worker, sensors)
             except Exception as exc:  # this agent's failure, named; the others go on
                 failures[name] = _failure(name, exc)
@@ -489,6 +532,7 @@ class AgentHost:
             agent = self.agents[name]
             try:
                 agent.take_weights()
+                agent.keep_pace(len(items))
                 chosen = agent.act_batch([(requests[i].worker, sensors) for i, sensors in items])
             except Exception as exc:
                 failure = _failure(name, exc)

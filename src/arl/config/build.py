@@ -104,7 +104,8 @@ def _learner(agent: AgentFile) -> LearnerSpec | None:
     if f is None:
         return LearnerSpec() if agent.inference is not None else None
     frequency = None if f.max_train_frequency is None else float(f.max_train_frequency)
-    return LearnerSpec(frequency, f.minimum_buffer_size, float(f.broadcast_period), f.device)
+    pace = None if f.max_steps_per_update is None else float(f.max_steps_per_update)
+    return LearnerSpec(frequency, f.minimum_buffer_size, float(f.broadcast_period), f.device, pace)
 
 
 def _inference(agent: AgentFile) -> InferenceSpec | None:

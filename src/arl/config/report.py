@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from arl.config.spec import DEVICE_PATTERN
 from arl.errors import Location, Problem
 
 DocPath = tuple[str | int, ...]
@@ -110,6 +111,9 @@ _EXPECTED = {
     "none_required": "null",
 }
 
+_PATTERNS = {DEVICE_PATTERN: "a torch device: cpu, cuda, cuda:<n> or mps"}
+"""What a value matching each of the file schema's patterns looks like, in words."""
+
 _BOUNDS = {
     "greater_than_equal": ("ge", "at least"),
     "greater_than": ("gt", "more than"),
@@ -128,6 +132,8 @@ def describe(error: Any) -> str:
         return f"must be {words} {ctx[key]}, got {show(value)}"
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERNS:
+        return f"must be {_PATTERNS[ctx['pattern']]}, got {show(value)}"
     if kind == "literal_error":
         options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         message = f"must be {ctx.get('expected')}, got {show(value)}"

@@ -57,6 +57,7 @@ class LearnerSpec:
     minimum_buffer_size: int = 1
     broadcast_period: float = 0.1
     device: str = "cpu"
+    max_steps_per_update: float | None = None  # the workers wait rather than run further ahead
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,7 @@ class LearnerFile(_FileModel):
     minimum_buffer_size: int = Field(default=1, ge=1, le=MAX_COUNT)
     broadcast_period: float | int = Field(default=0.1, gt=0, le=3600, allow_inf_nan=False)
     device: str = Field(default="cpu", pattern=DEVICE_PATTERN)
+    max_steps_per_update: float | int | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class InferenceFile(_FileModel):

@@ -110,6 +110,10 @@ class Plan:
                             "server": k,
                             "servers": len(central.servers),
                             "clients": central.clients(k, phase.workers),
+                            # learner.max_steps_per_update: each server keeps its share of the pace
+                            "pace": [learner.minimum_buffer_size, learner.max_steps_per_update, phase.actors]
+                            if learner.max_steps_per_update
+                            else None,
                         },
                     ),
                 )
