@@ -412,6 +412,7 @@ def test_a_server_keeps_its_workers_to_max_steps_per_update_ahead_of_the_learner
     share, 2 of 4 workers: half): a batch that would go further waits for the learner's
     next broadcast."""
     monkeypatch.setattr(agent_module, "PACE_SLACK", 0)
+    monkeypatch.setattr(agent_module, "PACE_SLACK_PER_WORKER", 0)
     host = AgentHost(zmq_ctx=publisher.ctx)
     try:
         _set_up_with_first_weights(host, publisher, 0, pace=[2, 1, 4])
@@ -432,6 +433,7 @@ def test_a_learner_that_makes_no_update_lets_the_workers_go_on_with_a_warning(
     publisher: Publisher, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(agent_module, "PACE_SLACK", 0)
+    monkeypatch.setattr(agent_module, "PACE_SLACK_PER_WORKER", 0)
     monkeypatch.setattr(agent_module, "PACE_PATIENCE", 0.2)
     host = AgentHost(zmq_ctx=publisher.ctx)
     try:

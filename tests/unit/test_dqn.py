@@ -287,3 +287,25 @@ def test_the_brain_and_muscles_work_on_the_device_arl_gives_them() -> None:
     # The muscles of a process share the network made of one broadcast.
     assert network_on("cpu", weights) is network_on("cpu", weights)
     assert network_on("cpu", weights) is not network_on("cpu", dict(weights))
+
+
+def test_nstep_does_not_take_nan_readings_for_a_cut() -> None:
+    nan = np.full(1, np.nan, np.float32)
+    nstep = NStep(n=3, gamma=0.5)
+    nstep.add(np.zeros(1, np.float32), 0, 1.0, nan, False, False)
+    assert nstep.add(nan, 0, 1.0, np.ones(1, np.float32), False, False) == []  # the window goes on
+
+
+def test_an_optimizer_state_saved_unfused_loads_into_the_fused_optimizer_and_stays_fused() -> None:
+    import torch
+
+    from arl.agents.torchnet import adam, load_optimizer
+
+    layer = torch.nn.Linear(2, 2)
+    old = torch.optim.Adam(layer.parameters(), lr=0.1)  # as a brain saved before fused Adam
+    layer(torch.ones(1, 2)).sum().backward()
+    old.step()
+    fused = adam(layer.parameters(), torch.device("cpu"), lr=0.1)
+    load_optimizer(fused, old.state_dict())
+    assert fused.param_groups[0]["fused"] is True
+    fused.step()  # and it steps

@@ -295,9 +295,8 @@ def test_a_dead_controller_is_restarted_and_its_worker_runs_the_episodes_it_owes
         m.RecordEvent("worker-died", detail),
         m.RestartWorker(0, 1, "controller:1", -9, 1),
     ]
-    # While it restarts, another of its processes' deaths and its dead process's late
-    # reply are old news.
-    assert machine.handle(_died("environment:env.1", 5.1)) == []
+    # While it restarts, the replaced process's exit again and its late reply are old news.
+    assert machine.handle(_died("controller:1", 5.1)) == []
     assert machine.handle(m.WorkerDone(0, 1, 1, 10, "episodes")) == []
     # The store held one ended episode and episode 1 cut (14 steps in all): two owed,
     # numbered from 2, its counts going on from there.
@@ -396,3 +395,14 @@ def test_a_controller_stepping_copies_resumes_each_copy_where_the_store_has_it()
     assert resumed == [m.ResumeWorker(0, 1, (2, 3), (2, 0), (1, 3), (14, 30))]
     machine.handle(m.WorkerDone(0, 0, 6, 60, "episodes"))
     assert machine.handle(m.WorkerDone(0, 1, 6, 64, "episodes")) == [m.SaveBrains(0)]
+
+
+def test_another_process_of_a_worker_dying_while_it_is_restarted_fails_the_run() -> None:
+    """The restart replaces only the dead process (and, for an environment process, the
+    controller): a second environment process of the worker dying meanwhile would leave
+    the restarted worker with a dead peer."""
+    machine = _stepping()
+    assert isinstance(machine.handle(_died("environment:a.0", 5.0))[-1], m.RestartWorker)
+    assert machine.handle(_died("controller:0", 5.1)) == []  # the restart stops it: replaced
+    [death] = machine.handle(_died("environment:b.0", 5.2))
+    assert death == m.ReportDeath("environment:b.0", -9, "while worker 0 was being restarted")

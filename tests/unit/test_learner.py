@@ -377,3 +377,40 @@ def test_a_loaded_brain_with_a_full_buffer_trains_without_waiting_for_the_minimu
     brain.memory.extend([Experience(0, {}, {}, {}, 0.0, {}, False, False)] * 3)  # as a load would
     poll_for(lambda: rig.learner.idle() >= 0 and brain.updates > 0, what="an update before any transition came")
     assert rig.learner.received == 0
+
+
+class RolloutBrain(TrainingBrain):
+    """On-policy: its buffer is a rollout of 4 that each update empties."""
+
+    rollouts: list[int]
+
+    def train(self) -> bool:
+        if len(self.memory) < 4:
+            return False
+        self.rollouts = [*getattr(self, "rollouts", []), len(self.memory)]
+        self.memory = []
+        self.updates += 1
+        return True
+
+
+def test_minimum_buffer_size_holds_back_the_first_update_only(rig: Rig) -> None:
+    """An on-policy brain's rollout empties at each update: after the first, it trains on
+    its own rollouts, not on minimum_buffer_size-sized ones."""
+    brain = rig.setup(brain=RolloutBrain, minimum_buffer_size=10)
+    rig.send([_item() for _ in range(10)])
+    rig.take_until(10)
+    poll_for(lambda: rig.learner.idle() >= 0 and brain.updates >= 1, what="the first update")
+    rig.send([_item() for _ in range(4)])
+    rig.take_until(14)
+    poll_for(lambda: rig.learner.idle() >= 0 and brain.updates >= 2, what="the second update")
+    assert brain.rollouts == [10, 4]
+
+
+class ClassAttributeBrain(TrainingBrain):
+    buffer_size = 10_000  # type: ignore[assignment]  # a parameter's default, named as many brains name it
+
+
+def test_a_class_attribute_named_buffer_size_does_not_kill_the_learner(rig: Rig) -> None:
+    brain = rig.setup(brain=ClassAttributeBrain)
+    rig.send([_item()])
+    poll_for(lambda: rig.learner.idle() >= 0 and brain.updates > 0, what="an update")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from arl.agents.torchnet import adam, mlp
+from arl.agents.torchnet import adam, load_optimizer, mlp
 
 WEIGHTS_FILE = "ppo.pt"
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -175,4 +175,4 @@ class PPOLearner:
                 f"{path}: its network does not fit this brain's (give it the hidden sizes and spaces it was saved "
                 f"with): {exc}"
             ) from exc
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer(self.optimizer, state["optimizer"])

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from arl.agents.torchnet import adam, mlp
+from arl.agents.torchnet import adam, load_optimizer, mlp
 
 WEIGHTS_FILE = "dqn.pt"
 
@@ -98,6 +98,6 @@ class QLearner:
             raise ValueError(
                 f"{path}: its networks do not fit this brain's (give it the hidden sizes it was saved with): {exc}"
             ) from exc
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer(self.optimizer, state["optimizer"])
         for group in self.optimizer.param_groups:  # the file's learning rate, not the save's
             group["lr"] = self.learning_rate

@@ -52,7 +52,7 @@ class NStep:
     ) -> list[Transition]:
         """Take one step; return the n-step transitions it completes (oldest first)."""
         cut: list[Transition] = []
-        if self._window and self._last_next is not None and not np.array_equal(obs, self._last_next):
+        if self._window and self._last_next is not None and not np.array_equal(obs, self._last_next, equal_nan=True):
             cut = self._flush(self._last_next, terminal=False)
         self._last_next = next_obs
         self._window.append((obs, action, reward))

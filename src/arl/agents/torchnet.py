@@ -27,6 +27,17 @@ def adam(params: Iterable[nn.Parameter], device: torch.device, **options: Any) -
     return torch.optim.Adam(params, fused=fused, **options)
 
 
+def load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load a saved optimizer state, keeping this optimizer's own kernel: a state saved
+    before arl fused Adam (or on another device) says ``fused: None``, which
+    ``load_state_dict`` would take over, silently unfused. Set before loading, so that
+    torch puts the step counters where the fused kernel wants them."""
+    fused = optimizer.param_groups[0].get("fused")
+    for group in state.get("param_groups", []):
+        group["fused"] = fused
+    optimizer.load_state_dict(state)
+
+
 def mlp(
     inputs: int, hidden: Sequence[int], outputs: int, activation: str = "relu", out_gain: float | None = None
 ) -> nn.Sequential:

@@ -48,6 +48,7 @@ MAX_BATCH = 65536
 STATS_INTERVAL = 1.0  # seconds between arl's own inference metrics
 PACE_PATIENCE = 2.0  # seconds a server waits for its learner's next update before its workers go on
 PACE_SLACK = 64  # steps a server may run ahead of its share (transitions still on their way to the learner)
+PACE_SLACK_PER_WORKER = 8  # and per worker it serves (its open transition, an n-step window)
 
 
 class Metrics(Protocol):
@@ -138,16 +139,7 @@ class AgentConductor:
         central = request.role == "inference"
         device = str(options.get("device", "cpu"))
         check_device(device)
-        brain: Brain | None = None
-        if not central:
-            brain = build(request.brain[0], request.brain[1], Brain, "brain")
-            brain._arl_metric_sink = self._sink(request, None)
-            brain.setup(sensors, actuators, brain_seed(request.seed))
-            if request.load_from is not None:
-                path, sha256 = request.load_from
-                directory = verify(Saved(path, sha256))  # before user code reads a byte of it
-                brain.load(directory)
-                log.info("agent %s loaded its brain from %s", request.name, directory)
+        brain = None if central else set_up_brain(request, sensors, actuators, self._sink(request, None), None)
         serves = range(request.workers) if request.serves is None else request.serves
         muscles: dict[int, Muscle] = {}
         for worker in serves:
@@ -173,7 +165,10 @@ class AgentConductor:
         if pace:  # [learner's minimum, steps an update, the phase's workers]: this server's share
             minimum, steps, workers = pace
             share = len(muscles) / max(1, int(workers))
-            self._pace = (share * float(minimum) + PACE_SLACK, share * float(steps))
+            # Slack for what is still on its way: a step's transition completes a step
+            # later, and an n-step window holds a few per worker.
+            slack = PACE_SLACK + PACE_SLACK_PER_WORKER * len(muscles)
+            self._pace = (share * float(minimum) + slack, share * float(steps))
         else:
             self._pace = None
         sink = self._sink(request, None)
@@ -549,6 +544,30 @@ class AgentHost:
     def close(self) -> None:
         for agent in self.agents.values():
             agent.close()
+
+
+def set_up_brain(
+    request: control.SetupAgent,
+    sensors: list[SensorInfo],
+    actuators: list[ActuatorInfo],
+    sink: MetricSink | None,
+    device: str | None,
+) -> Brain:
+    """The phase's brain, built, set up and loaded if the request says so (the saved
+    folder checked against its recorded digest first): an agent process's, or a
+    central agent's learner's (``device``: its ``learner.device``; None leaves the
+    brain's own)."""
+    brain: Brain = build(request.brain[0], request.brain[1], Brain, "brain")
+    brain._arl_metric_sink = sink
+    if device is not None:
+        brain.device = device
+    brain.setup(sensors, actuators, brain_seed(request.seed))
+    if request.load_from is not None:
+        path, sha256 = request.load_from
+        directory = verify(Saved(path, sha256))  # before user code reads a byte of it
+        brain.load(directory)
+        log.info("agent %s loaded its brain from %s", request.name, directory)
+    return brain
 
 
 def _failure(name: str, exc: Exception) -> list[str]:

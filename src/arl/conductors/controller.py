@@ -62,20 +62,38 @@ class SimulationController:
         local = self._local(request, 0)
         remote = {uid: host for uid, host in request.env_hosts.items() if host}
         with contextlib.ExitStack() as links:  # closed however the phase ends, the store's last
-            store = StoreLink(self.ctx.zmq, args["store"])
-            links.callback(store.close)  # records flushed on the way out
-            peers = RemotePeers(self.ctx.zmq, request.endpoints, self.service.pulse, grace, on_wait=store.flush)
-            links.callback(peers.close)
+            store, learners, peers = self._links(request, links, grace)
             envs = Environments(request.worker, local, remote, peers)
-            learners = None
-            if request.learners:
-                learners = LearnerLink(self.ctx.zmq, request.phase, request.learners)
-                links.callback(learners.close)  # closed before the store: its transitions go first
             agents = Agents(request.worker, request.agent_hosts, peers)
             driver = Driver(envs, agents, store, self.service.pulse, learners)
             done: control.PhaseDone = driver.run(loop.run())
         log.debug("worker %d ended phase %d: %s", request.worker, request.phase, done)
         return done
+
+    def _links(
+        self, request: control.RunPhase, links: contextlib.ExitStack, grace: float
+    ) -> tuple[StoreLink, LearnerLink | None, RemotePeers]:
+        """The phase's links: to the store, to its central agents' learners, and to its
+        peers; closed in reverse (the peers, then the learners' transitions, then the
+        store's records, flushed on the way out)."""
+        store = StoreLink(self.ctx.zmq, self.ctx.spec.args["store"])
+        links.callback(store.close)
+        learners = None
+        if request.learners:
+            learners = LearnerLink(self.ctx.zmq, request.phase, request.learners)
+            links.callback(learners.close)
+
+        def waiting() -> None:
+            # A wait for a peer must hold nothing back: not the store's records, nor the
+            # transitions a learner needs before it updates (an inference server keeping
+            # its workers to learner.max_steps_per_update waits for that update).
+            store.flush()
+            if learners is not None:
+                learners.flush()
+
+        peers = RemotePeers(self.ctx.zmq, request.endpoints, self.service.pulse, grace, on_wait=waiting)
+        links.callback(peers.close)
+        return store, learners, peers
 
     def _local(self, request: control.RunPhase, copy: int) -> dict[str, EnvironmentConductor]:
         return {
@@ -116,14 +134,7 @@ class SimulationController:
         ]
         loops = [PhaseLoop(copy, store_steps=args.get("store_steps", True)) for copy in copies]
         with contextlib.ExitStack() as links:
-            store = StoreLink(self.ctx.zmq, args["store"])
-            links.callback(store.close)
-            peers = RemotePeers(self.ctx.zmq, request.endpoints, self.service.pulse, grace, on_wait=store.flush)
-            links.callback(peers.close)
-            learners = None
-            if request.learners:
-                learners = LearnerLink(self.ctx.zmq, request.phase, request.learners)
-                links.callback(learners.close)
+            store, learners, peers = self._links(request, links, grace)
             drivers = [
                 Driver(
                     Environments(copy.worker, self._local(request, k), {}, peers),

@@ -16,6 +16,7 @@ version that chose an action and the learner's version when the transition came)
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -26,17 +27,15 @@ import zmq
 
 from arl import spaces
 from arl.api import ActuatorInfo, Brain, Experience, SensorInfo
-from arl.checkpoints import Saved, directory_digest, make_folder, verify
-from arl.classref import build
+from arl.checkpoints import directory_digest, make_folder
 from arl.codec import decode, encode
 from arl.errors import ProtocolError
 from arl.messages import control
 from arl.messages.learner import Experiences, Weights
 from arl.proc.child import ChildContext
-from arl.seeding import brain_seed
 from arl.transport import DropLog, check_size, limit_input
 
-from .agent import Metrics
+from .agent import Metrics, set_up_brain
 from .devices import check_device
 from .links import MetricLink
 from .service import Service
@@ -82,6 +81,7 @@ class Learner:
         self.patience = SAVE_PATIENCE
         self._next_train = 0.0
         self._starved = False  # train() said not yet: wait for more experience
+        self._warmed = False  # minimum_buffer_size was reached in this phase
         self._sent_version = -1
         self._sent_at = -math.inf
         self._stats_due = time.monotonic() + STATS_INTERVAL
@@ -106,16 +106,8 @@ class Learner:
         check_device(device)
         sensors = [SensorInfo(sid, spaces.build(desc)) for sid, desc in request.sensors]
         actuators = [ActuatorInfo(aid, spaces.build(desc)) for aid, desc in request.actuators]
-        brain: Brain = build(request.brain[0], request.brain[1], Brain, "brain")
-        brain._arl_metric_sink = self._sink(request.phase, request.name)
-        brain.device = device
-        brain.setup(sensors, actuators, brain_seed(request.seed))
-        if request.load_from is not None:
-            path, sha256 = request.load_from
-            directory = verify(Saved(path, sha256))  # before user code reads a byte of it
-            brain.load(directory)
-            log.info("agent %s's learner loaded its brain from %s", request.name, directory)
-        if not callable(brain.buffer_size):
+        brain = set_up_brain(request, sensors, actuators, self._sink(request.phase, request.name), device)
+        if not callable(inspect.getattr_static(brain, "buffer_size", None)):
             log.warning(
                 "agent %s's brain has an attribute buffer_size that hides Brain.buffer_size(); rename it "
                 "(arl's DQNBrain calls it capacity) to have its buffer's fill logged",
@@ -189,7 +181,7 @@ class Learner:
         self.take()
         now = time.monotonic()
         wait = KEEPALIVE
-        if self.brain is not None and self.train and self._buffered() >= self.minimum and not self._starved:
+        if self.brain is not None and self.train and self._warm() and not self._starved:
             if now >= self._next_train:
                 if self.brain.train():
                     self.updates += 1
@@ -221,12 +213,16 @@ class Learner:
         if subscribed and self.brain is not None:
             self._broadcast()
 
-    def _buffered(self) -> int:
-        """What the brain holds to train on (a loaded brain may hold a full replay
-        buffer already), else what came in this phase."""
-        assert self.brain is not None
-        size = _buffer_size(self.brain)
-        return self.received if size is None else size
+    def _warm(self) -> bool:
+        """Whether training may start: once the brain holds ``minimum_buffer_size``
+        transitions (a loaded brain may hold a full replay buffer already; a brain that
+        does not say counts what came in this phase), and from then on for the phase (an
+        on-policy brain's rollout empties at each update: its size is its own)."""
+        if not self._warmed:
+            assert self.brain is not None
+            size = _buffer_size(self.brain)
+            self._warmed = (self.received if size is None else size) >= self.minimum
+        return self._warmed
 
     def _broadcast(self) -> None:
         assert self.brain is not None
@@ -320,5 +316,8 @@ def _experience(item: list[Any]) -> Experience:
 def _buffer_size(brain: Brain) -> int | None:
     """:meth:`arl.api.Brain.buffer_size`, even where an attribute of the same name (a
     brain's parameter, say) hides the method on the instance."""
-    size = type(brain).buffer_size(brain)
+    method = inspect.getattr_static(type(brain), "buffer_size", None)
+    if not callable(method) or isinstance(method, staticmethod | classmethod):
+        method = Brain.buffer_size  # a class attribute of that name (a parameter's default) hides it
+    size = method(brain)
     return None if size is None else int(size)

@@ -292,6 +292,15 @@ Command = (
 )
 
 
+def replaced(label: str, worker: int) -> list[str]:
+    """The processes a restart replaces after process ``label`` of ``worker`` died: that
+    one, and for an environment process also the worker's controller, which would wait
+    for its dead peer forever. (A dead controller's environment processes live on: they
+    are set up again.)"""
+    controller = f"controller:{worker}"
+    return [label] if label == controller else [label, controller]
+
+
 @dataclass
 class RunMachine:
     """The run's state. Feed it events with :meth:`handle`; execute what it returns."""
@@ -309,7 +318,8 @@ class RunMachine:
     _workers_done: dict[int, WorkerDone] = field(default_factory=dict)
     _interrupting: bool = False
     _restarts: list[float] = field(default_factory=list)  # when each restart of the run was decided
-    _restarting: set[int] = field(default_factory=set)  # workers whose processes are being replaced
+    # Workers whose processes are being replaced, with the labels of those processes.
+    _restarting: dict[int, frozenset[str]] = field(default_factory=dict)
 
     def handle(self, event: Event) -> list[Command]:
         """Apply one event; return the commands it leads to (possibly none)."""
@@ -402,7 +412,10 @@ class RunMachine:
         label = f"{event.role}:{event.name}"
         worker = self._stepping_worker(event)
         if worker is not None and worker in self._restarting:
-            return []  # another of its processes, gone with it: the restart replaces them all
+            if label in self._restarting[worker]:
+                return []  # a process the restart replaces, gone with it (or stopped by it)
+            # Another of its processes died: the restart would set up, or resume with, a dead peer.
+            return [ReportDeath(label, event.code, f"while worker {worker} was being restarted")]
         policy = self.spec.restart
         if worker is None or policy is None or self._interrupting:
             return [ReportDeath(label, event.code)]
@@ -411,7 +424,7 @@ class RunMachine:
             spent = f"not restarted: the file's restart allows {policy.max} restarts within {policy.within:g} s"
             return [ReportDeath(label, event.code, spent)]
         self._restarts.append(event.at)
-        self._restarting.add(worker)
+        self._restarting[worker] = frozenset(replaced(label, worker))
         detail = {
             "phase": self.spec.phases[self.phase].name,
             "worker": worker,
@@ -445,7 +458,7 @@ class RunMachine:
     def _on_WorkerRestarted(self, event: WorkerRestarted) -> list[Command]:
         if not self._in_phase(event.phase, PhaseStep.STEPPING) or event.worker not in self._restarting:
             return []
-        self._restarting.discard(event.worker)
+        self._restarting.pop(event.worker, None)
         owed = tuple(max(0, self.spec.phases[event.phase].episodes - ended) for ended in event.episodes)
         if self._interrupting or not any(owed):  # (it died after its last episode ended)
             reason = Ending.INTERRUPTED if self._interrupting else Ending.EPISODES

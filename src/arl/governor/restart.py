@@ -40,13 +40,7 @@ class _Stopped(Exception):
     """The run's workers were asked to stop while the worker restarted."""
 
 
-def replaced(label: str, worker: int) -> list[str]:
-    """The processes a restart replaces after process ``label`` of ``worker`` died: that
-    one, and for an environment process also the worker's controller, which would wait
-    for its dead peer forever. (A dead controller's environment processes live on: they
-    are set up again.)"""
-    controller = f"controller:{worker}"
-    return [label] if label == controller else [label, controller]
+replaced = m.replaced
 
 
 def begin_restart(shell: GovernorShell, command: m.RestartWorker) -> None:
