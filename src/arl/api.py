@@ -97,6 +97,18 @@ class Environment(ABC):
         """Release what the environment holds. Called once, when the instance is done:
         before the next phase sets up a new one, or when the run ends."""
 
+    def save_state(self, path: Path) -> None:  # noqa: B027 - optional hook
+        """Write what this environment needs to continue exactly where it is (its
+        simulation's state, step counters, RNG states) into ``path``, a folder of its
+        own that arl has created; called at step boundaries only, never during a step.
+        The default writes nothing: an environment with no state to keep. See
+        docs/state.md."""
+
+    def load_state(self, path: Path) -> None:  # noqa: B027 - optional hook
+        """Read back what :meth:`save_state` wrote into ``path``, on an instance set up as
+        the saving one was, so that it goes on as that one would have. The default
+        reads nothing. See docs/state.md."""
+
 
 MetricSink = Callable[[str, float, int], None]
 """Where a brain's or muscle's metrics go: ``(name, value, step)``. arl's agent process
@@ -124,6 +136,18 @@ class _AgentPart:
         """Called once before the first step with what the agent sees and drives, and a
         seed of its own (derived from the run's seed). Call super() when overriding."""
         self.sensors, self.actuators, self.seed = sensors, actuators, seed
+
+    def save_state(self, path: Path) -> None:
+        """Write what this part needs to continue exactly where it is (RNG states, step
+        counts, the weights it acts with) into ``path``, a folder of its own that arl
+        has created. The default writes nothing (a part with no state to keep); a
+        :class:`Brain`'s default is its :meth:`Brain.save`. Called after :meth:`setup`,
+        at step boundaries only. See docs/state.md."""
+
+    def load_state(self, path: Path) -> None:
+        """Read back what :meth:`save_state` wrote into ``path``; called after
+        :meth:`setup`, on a part set up as the saving one was. The default reads
+        nothing; a :class:`Brain`'s default is its :meth:`Brain.load`."""
 
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:
         """Store ``value`` of the metric ``name`` (a loss, an epsilon, a buffer's size).
@@ -283,6 +307,17 @@ class Brain(_AgentPart, ABC):
     def load(self, directory: Path) -> None:
         """Read back what :meth:`save` wrote."""
 
+    def save_state(self, path: Path) -> None:
+        """The default calls :meth:`save`: a brain's resumable state is what ``save``
+        writes (weights, optimizer, counters, RNG states; arl's learners' replay buffer
+        or rollout as they are configured to). Override it to keep more in a state than
+        in a checkpoint. See docs/state.md."""
+        self.save(path)
+
+    def load_state(self, path: Path) -> None:
+        """The default calls :meth:`load`."""
+        self.load(path)
+
 
 class Objective(ABC):
     """Turns the rewards an agent receives into the single value it strives for."""
@@ -290,3 +325,11 @@ class Objective(ABC):
     @abstractmethod
     def evaluate(self, rewards: Mapping[str, float]) -> float:
         """The agent's objective value for one step's rewards."""
+
+    def save_state(self, path: Path) -> None:  # noqa: B027 - optional hook
+        """Write what this objective keeps between steps (a running normaliser, say) into
+        ``path``, a folder of its own that arl has created. The default writes nothing.
+        See docs/state.md."""
+
+    def load_state(self, path: Path) -> None:  # noqa: B027 - optional hook
+        """Read back what :meth:`save_state` wrote. The default reads nothing."""

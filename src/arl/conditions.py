@@ -29,6 +29,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated
 
 from annotated_types import Ge, Gt
@@ -95,6 +96,15 @@ class TerminationCondition:
     def run_over(self, view: RunView) -> str | None:
         """The reason the run ends now (its remaining phases are skipped), or None."""
         return None
+
+    def save_state(self, path: Path) -> None:
+        """Write what this condition keeps between questions (a count, a window of
+        returns) into ``path``, a folder of its own that arl has created; at step
+        boundaries only. The default writes nothing (the built-ins keep nothing: they
+        look only at the views they are given). See docs/state.md."""
+
+    def load_state(self, path: Path) -> None:
+        """Read back what :meth:`save_state` wrote. The default reads nothing."""
 
     @classmethod
     def answers(cls) -> set[str]:

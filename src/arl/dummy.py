@@ -17,6 +17,8 @@ from gymnasium import spaces
 
 from arl.api import ActuatorInfo, Brain, Environment, Experience, Muscle, Objective, SensorInfo, StepResult
 
+STATE_FILE = "state.json"  # each component's, in its own state folder
+
 
 class DummyEnvironment(Environment):
     """Sensors ``s0..`` in [0, 1], actuators ``a0..`` in [0, 10]; ends after ``episode_length``."""
@@ -54,6 +56,15 @@ class DummyEnvironment(Environment):
         values = self._rng.random(len(self._sensors))
         return {s.id: float(v) for s, v in zip(self._sensors, values, strict=True)}
 
+    def save_state(self, path: Path) -> None:
+        state = {"step": self._step, "rng": self._rng.bit_generator.state}
+        (path / STATE_FILE).write_text(json.dumps(state))
+
+    def load_state(self, path: Path) -> None:
+        state = json.loads((path / STATE_FILE).read_text())
+        self._step = int(state["step"])
+        self._rng.bit_generator.state = state["rng"]
+
 
 class DummyMuscle(Muscle):
     """Draws setpoints at random (seeded) from each scalar Box actuator's range."""
@@ -72,9 +83,16 @@ class DummyMuscle(Muscle):
         values = (self._low + self._range * self._rng.random(len(self._ids))).tolist()
         return dict(zip(self._ids, values, strict=True))
 
+    def save_state(self, path: Path) -> None:
+        (path / STATE_FILE).write_text(json.dumps({"rng": self._rng.bit_generator.state}))
+
+    def load_state(self, path: Path) -> None:
+        self._rng.bit_generator.state = json.loads((path / STATE_FILE).read_text())["rng"]
+
 
 class DummyBrain(Brain):
-    """Counts what it has seen; saves and loads that count."""
+    """Counts what it has seen; saves and loads that count (its state, as
+    :meth:`Brain.save_state`'s default has it)."""
 
     def __init__(self) -> None:
         self.experiences = 0
@@ -96,7 +114,8 @@ class DummyBrain(Brain):
 
 
 class DummyObjective(Objective):
-    """The sum of all rewards, times ``sign`` (use -1 for an agent whose goal opposes)."""
+    """The sum of all rewards, times ``sign`` (use -1 for an agent whose goal opposes).
+    It keeps nothing between steps: :meth:`Objective.save_state`'s default suits it."""
 
     def __init__(self, sign: float = 1.0) -> None:
         self.sign = sign

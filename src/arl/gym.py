@@ -6,21 +6,40 @@ params go to ``gymnasium.make``. Its sensors and
 actuators come from the spaces: a ``Dict`` space gives one per key, any other space a
 single sensor ``obs`` or actuator ``action``. The reward is ``reward``; terminated and
 truncated stay apart, as Gymnasium reports them.
+
+Its state (:meth:`GymEnvironment.save_state`) is the wrapped environment itself, pickled,
+with its generator's state and each wrapper's counters (the time limit's steps, say):
+Gymnasium has no API for an environment's inner state (CartPole's ``state``, a
+physics engine's), so there is no other general way to continue it exactly. An
+environment that does not pickle keeps only its generator and its wrappers' counters:
+it then continues from a fresh reset's inner state, not exactly (a warning says so).
 """
 
 from __future__ import annotations
 
 import difflib
+import json
+import logging
+import pickle
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium
+import numpy as np
 
 from arl.api import ActuatorInfo, Environment, SensorInfo, StepResult
 from arl.spaces import keys, parts
 
 OBS = "obs"
 ACTION = "action"
+STATE_FILE = "gym_state.json"
+UNWRAPPED_FILE = "unwrapped.pickle"
+# A wrapper's attributes of these types are its counters and flags (TimeLimit's
+# ``_elapsed_steps``, OrderEnforcing's ``_has_reset``): saved with the state.
+_SIMPLE = (bool, int, float, str, type(None))
+
+log = logging.getLogger(__name__)
 
 
 class GymEnvironment(Environment):
@@ -58,6 +77,46 @@ class GymEnvironment(Environment):
     def close(self) -> None:
         self.env.close()
 
+    def save_state(self, path: Path) -> None:
+        unwrapped = self.env.unwrapped
+        generator = unwrapped._np_random  # not np_random: that would seed one if none is there yet
+        state = {
+            "np_random": None if generator is None else generator.bit_generator.state,
+            "wrappers": [[type(w).__name__, _counters(w)] for w in _wrappers(self.env)],
+        }
+        (path / STATE_FILE).write_text(json.dumps(state))
+        # pickle, because Gymnasium has no API for an environment's inner state; written
+        # only into this state folder, which the run itself made, and read back only
+        # from there (unpickling runs code: never a file from elsewhere).
+        try:
+            data = pickle.dumps(unwrapped)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            log.warning("%s does not pickle (%s): its state keeps only its generator and counters", unwrapped, exc)
+            return
+        (path / UNWRAPPED_FILE).write_bytes(data)
+
+    def load_state(self, path: Path) -> None:
+        state = json.loads((path / STATE_FILE).read_text())
+        unwrapped = self.env.unwrapped
+        pickled = path / UNWRAPPED_FILE
+        if pickled.exists():
+            # Into the wrapped instance (its wrappers keep pointing at it), not a new one.
+            saved = pickle.loads(pickled.read_bytes())
+            vars(unwrapped).clear()
+            vars(unwrapped).update(vars(saved))
+        elif state["np_random"] is not None:
+            unwrapped._np_random = np.random.default_rng()
+            unwrapped._np_random.bit_generator.state = state["np_random"]
+        wrappers = _wrappers(self.env)
+        names = [type(w).__name__ for w in wrappers]
+        if names != [name for name, _ in state["wrappers"]]:
+            raise ValueError(
+                f"{path / STATE_FILE}: saved with the wrappers {[n for n, _ in state['wrappers']]}, not {names}"
+            )
+        for wrapper, (_, counters) in zip(wrappers, state["wrappers"], strict=True):
+            for name, value in counters.items():
+                setattr(wrapper, name, value)
+
     def _readings(self, observation: Any) -> dict[str, Any]:
         if self._obs_keys is None:
             return {OBS: observation}
@@ -71,3 +130,16 @@ class GymEnvironment(Environment):
         if action_keys is None:
             return setpoints[ACTION]
         return {key: setpoints[key] for key in action_keys}
+
+
+def _wrappers(env: gymnasium.Env[Any, Any]) -> list[gymnasium.Wrapper[Any, Any, Any, Any]]:
+    """The wrappers around the environment, outermost first."""
+    found = []
+    while isinstance(env, gymnasium.Wrapper):
+        found.append(env)
+        env = env.env
+    return found
+
+
+def _counters(wrapper: gymnasium.Wrapper[Any, Any, Any, Any]) -> dict[str, Any]:
+    return {name: value for name, value in vars(wrapper).items() if isinstance(value, _SIMPLE)}

@@ -12,6 +12,7 @@ unset for that step (an environment may keep their last values or use defaults).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class Simulation:
@@ -30,6 +31,14 @@ class Simulation:
         A non-empty selection of :attr:`agents`. The default: every agent, every step.
         """
         return self.agents
+
+    def save_state(self, path: Path) -> None:
+        """Write what this simulation keeps between steps into ``path``, a folder of its
+        own that arl has created; at step boundaries only. The default writes nothing
+        (the built-ins choose from the step and episode alone). See docs/state.md."""
+
+    def load_state(self, path: Path) -> None:
+        """Read back what :meth:`save_state` wrote. The default reads nothing."""
 
 
 class Vanilla(Simulation):

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 STATE_FILE = "dqn_state.json"
 BUFFER_FILE = "replay.npz"
+MUSCLE_STATE_FILE = "dqn_muscle.json"
+MUSCLE_WEIGHTS_FILE = "weights.npz"
 
 
 def worker_epsilon(epsilon: float, alpha: float, worker: int, workers: int) -> float:
@@ -80,6 +82,7 @@ class DQNMuscle(Muscle):
         self.decay_steps, self.alpha, self.apex_epsilon = decay_steps, alpha, apex_epsilon
         self.policy_version: int | None = None  # the version of the weights it acts with
         self.network: Network | None = None
+        self._weights: Mapping[str, Array] | None = None  # what network runs: kept for save_state
         self.steps = 0
         self._logged_at = -1  # the steps when it last logged its epsilon
 
@@ -129,11 +132,46 @@ class DQNMuscle(Muscle):
         return muscle
 
     def update(self, update: Any) -> None:
+        self._weights = update["weights"]
         self.network = network_on(self.device, update["weights"])
         self.policy_version = int(update["version"])
         if self.steps != self._logged_at:  # a central learner broadcasts often: once per step at most
             self._logged_at = self.steps
             self.log_metric("epsilon", self.epsilon, self.steps)
+
+    def save_state(self, path: Path) -> None:
+        """Its generator, its step count (where its epsilon schedule is) and the weights
+        it acts with, with their version."""
+        state = {
+            "steps": self.steps,
+            "logged_at": self._logged_at,
+            "rng": self._rng.bit_generator.state,
+            "policy_version": self.policy_version,
+        }
+        (path / MUSCLE_STATE_FILE).write_text(json.dumps(state))
+        if self._weights is not None:
+            save_weights(path / MUSCLE_WEIGHTS_FILE, self._weights)
+
+    def load_state(self, path: Path) -> None:
+        state = json.loads((path / MUSCLE_STATE_FILE).read_text())
+        self.steps, self._logged_at = int(state["steps"]), int(state["logged_at"])
+        self._rng.bit_generator.state = state["rng"]
+        self.policy_version = state["policy_version"]
+        weights = path / MUSCLE_WEIGHTS_FILE
+        self._weights = load_weights(weights) if weights.exists() else None
+        self.network = None if self._weights is None else network_on(self.device, self._weights)
+
+
+def save_weights(path: Path, weights: Mapping[str, Array]) -> None:
+    """Write a network's arrays to ``path``, an ``.npz`` file, by name."""
+    arrays: dict[str, Any] = dict(weights)
+    np.savez(path, **arrays)
+
+
+def load_weights(path: Path) -> dict[str, Array]:
+    """The arrays :func:`numpy.savez` wrote to ``path``, by name (numbers only, no pickles)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
 
 
 def _flat(obs: Any) -> Array:

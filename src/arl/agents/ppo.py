@@ -46,6 +46,7 @@ from annotated_types import Ge, Gt
 from gymnasium import spaces
 
 from arl.agents.common import Activation, Array, Count, Fraction, Network, box_sensor_and_actuator, network_on
+from arl.agents.dqn import load_weights, save_weights
 from arl.api import ActuatorInfo, Brain, Experience, Muscle, SensorInfo
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
 
 STATE_FILE = "ppo_state.json"
 ROLLOUT_FILE = "rollout.npz"
+MUSCLE_STATE_FILE = "ppo_muscle.json"
+VERSION_FILE = "ppo_version.json"
+MUSCLE_WEIGHTS_FILE = "weights.npz"
 
 DISCRETE_OR_BOX = (spaces.Discrete, spaces.Box)
 STALE_LOG_EVERY = 1000  # dropped transitions between logs of dropped_stale (besides each update's)
@@ -149,6 +153,7 @@ class PPOMuscle(Muscle):
         # ActorCritic's policy network (``pi.<i>``) and, for a Gaussian, its log_std.
         self.network: Network | None = None
         self.log_std: Array | None = None
+        self._policy: tuple[str, Mapping[str, Array]] | None = None  # activation, weights: for save_state
 
     def setup(self, sensors: Sequence[SensorInfo], actuators: Sequence[ActuatorInfo], seed: int) -> None:
         super().setup(sensors, actuators, seed)
@@ -208,10 +213,29 @@ class PPOMuscle(Muscle):
         version = int(update["version"])
         if self.policy_version is not None and version < self.policy_version:
             return  # older than what it acts with (weights that crossed on the way)
-        weights = update["weights"]
-        self.network = network_on(self.device, weights, prefix="pi.", activation=str(update["activation"]))
-        self.log_std = None if "log_std" not in weights else np.asarray(weights["log_std"])
+        self._act_with(str(update["activation"]), update["weights"])
         self.policy_version = version
+
+    def _act_with(self, activation: str, weights: Mapping[str, Array]) -> None:
+        self._policy = (activation, weights)
+        self.network = network_on(self.device, weights, prefix="pi.", activation=activation)
+        self.log_std = None if "log_std" not in weights else np.asarray(weights["log_std"])
+
+    def save_state(self, path: Path) -> None:
+        """Its generator and the weights it acts with, with their version."""
+        activation = None if self._policy is None else self._policy[0]
+        state = {"rng": self._rng.bit_generator.state, "policy_version": self.policy_version, "activation": activation}
+        (path / MUSCLE_STATE_FILE).write_text(json.dumps(state))
+        if self._policy is not None:
+            save_weights(path / MUSCLE_WEIGHTS_FILE, self._policy[1])
+
+    def load_state(self, path: Path) -> None:
+        state = json.loads((path / MUSCLE_STATE_FILE).read_text())
+        self._rng.bit_generator.state = state["rng"]
+        self.policy_version = state["policy_version"]
+        self._policy, self.network, self.log_std = None, None, None
+        if state["activation"] is not None:
+            self._act_with(str(state["activation"]), load_weights(path / MUSCLE_WEIGHTS_FILE))
 
 
 class PPOBrain(Brain):
@@ -383,6 +407,16 @@ class PPOBrain(Brain):
         (directory / STATE_FILE).write_text(json.dumps(state))
         # The rollout in progress: acted with the saved weights, so still on-policy after a load.
         self.rollout.save(directory / ROLLOUT_FILE)
+
+    def save_state(self, path: Path) -> None:
+        """What :meth:`save` writes, and the weights' version: a state is taken within a
+        phase, whose count of updates the muscles' actions carry (a checkpoint is not)."""
+        self.save(path)
+        (path / VERSION_FILE).write_text(json.dumps({"version": self.version}))
+
+    def load_state(self, path: Path) -> None:
+        self.load(path)
+        self.version = int(json.loads((path / VERSION_FILE).read_text())["version"])
 
     def load(self, directory: Path) -> None:
         self.learner.load(directory)
