@@ -85,18 +85,32 @@ class GymEnvironment(Environment):
             "wrappers": [[type(w).__name__, _counters(w)] for w in _wrappers(self.env)],
         }
         (path / STATE_FILE).write_text(json.dumps(state))
-        # pickle, because Gymnasium has no API for an environment's inner state; written
-        # only into this state folder, which the run itself made, and read back only
-        # from there (unpickling runs code: never a file from elsewhere).
+        # pickle, because Gymnasium has no API for an environment's inner state. Loading
+        # it runs code from the state folder: load only states from a folder only you can
+        # write (a snapshot's hashes find damage, not tampering).
         try:
             data = pickle.dumps(unwrapped)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        except (
+            pickle.PicklingError,
+            TypeError,
+            AttributeError,
+            ValueError,
+            NotImplementedError,
+            RecursionError,
+        ) as exc:
             log.warning("%s does not pickle (%s): its state keeps only its generator and counters", unwrapped, exc)
             return
         (path / UNWRAPPED_FILE).write_bytes(data)
 
     def load_state(self, path: Path) -> None:
         state = json.loads((path / STATE_FILE).read_text())
+        wrappers = _wrappers(self.env)
+        names = [type(w).__name__ for w in wrappers]
+        if names != [name for name, _ in state["wrappers"]]:  # before anything of it is loaded
+            raise ValueError(
+                f"{path / STATE_FILE}: saved with the wrappers {[n for n, _ in state['wrappers']]}, not {names}: "
+                "load it into the environment (id and wrappers) that saved it"
+            )
         unwrapped = self.env.unwrapped
         pickled = path / UNWRAPPED_FILE
         if pickled.exists():
@@ -107,12 +121,6 @@ class GymEnvironment(Environment):
         elif state["np_random"] is not None:
             unwrapped._np_random = np.random.default_rng()
             unwrapped._np_random.bit_generator.state = state["np_random"]
-        wrappers = _wrappers(self.env)
-        names = [type(w).__name__ for w in wrappers]
-        if names != [name for name, _ in state["wrappers"]]:
-            raise ValueError(
-                f"{path / STATE_FILE}: saved with the wrappers {[n for n, _ in state['wrappers']]}, not {names}"
-            )
         for wrapper, (_, counters) in zip(wrappers, state["wrappers"], strict=True):
             for name, value in counters.items():
                 setattr(wrapper, name, value)

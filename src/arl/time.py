@@ -37,8 +37,8 @@ class ScaledClock:
         source: Callable[[], float] = _time.monotonic,
         sleeper: Callable[[float], None] = _time.sleep,
     ) -> None:
-        if not scale > 0:
-            raise ValueError(f"a clock's scale must be more than 0, not {scale!r}")
+        if not 0 < scale < float("inf"):
+            raise ValueError(f"a clock's scale must be more than 0 and finite, not {scale!r}")
         self.scale = float(scale)
         self._source, self._sleeper = source, sleeper
         self._epoch = _time.time() if epoch is None else float(epoch)
@@ -65,8 +65,8 @@ class ScaledClock:
         return self._epoch + self.monotonic()
 
     def sleep(self, seconds: float) -> None:
-        """Wait until ``seconds`` of scaled time have passed (``seconds / scale`` of the
-        machine's while the clock runs)."""
+        """Sleep ``seconds / scale`` of the machine's time: ``seconds`` of scaled time
+        while the clock runs (a run pauses only between steps, when no component sleeps)."""
         if seconds > 0:
             self._sleeper(seconds / self.scale)
 
@@ -88,7 +88,8 @@ class ScaledClock:
         return {"elapsed": self.monotonic(), "scale": self.scale, "epoch": self._epoch}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Go on from a snapshot's :meth:`state` (paused or running as now)."""
+        """Go on from a snapshot's :meth:`state` (paused or running as now), with the
+        snapshot's scale and epoch: a resumed run keeps the time it had."""
         with self._lock:
             self._elapsed = float(state["elapsed"])
             self.scale = float(state["scale"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,16 @@ def test_from_keep_reads_the_file_table(tmp_path: Path) -> None:
         (staging.path / "f").write_text("x")
         saved.append(staging.commit({}))
     assert _feed(keeper, saved) == [[], [], [saved[0]]]
-    hours = from_keep({"every_hours": 1})  # reads each manifest's saved_at: one hour for all three
+    for minute, path in enumerate(saved):  # saved within one clock hour, whenever the test runs
+        manifest = json.loads((path / "manifest.json").read_text())
+        manifest["saved_at"] = f"2026-01-01T10:{minute:02d}:00+00:00"
+        (path / "manifest.json").write_text(json.dumps(manifest))
+    hours = from_keep({"every_hours": 1})  # reads each manifest's saved_at
     assert _feed(hours, saved) == [[], [], [saved[1]]]
+    with pytest.raises(ArlError, match="more than 0"):
+        from_keep({"every_hours": True})
+    with pytest.raises(ArlError, match="more than 0"):
+        from_keep({"max_total_mb": "abc"})
     assert _feed(from_keep({}), saved) == [[], [], []]
     with pytest.raises(ArlError, match="unknown keep"):
         from_keep({"newest": 1})
@@ -147,3 +156,16 @@ def test_any_of_fires_for_any_and_a_save_resets_all() -> None:
         from_save({"every_minute": 1})
     with pytest.raises(ArlError, match="positive"):
         EverySeconds(0, clock)
+
+
+def test_a_size_cap_with_every_hours_alone_counts_the_newest_too() -> None:
+    """The newest is always kept, so the cap must count it: three 0.6 MB snapshots in one
+    hour under a 1 MB cap leave the newest alone."""
+    p = [Path(f"/s/{i}") for i in range(3)]
+    times = {path: 10.0 + i for i, path in enumerate(p)}
+    keeper = combine(
+        EveryHoursKeeper(1, time_of=times.__getitem__), MaxTotalKeeper(1, size_of=lambda _: int(0.6 * 2**20))
+    )
+    removed = _feed(keeper, p)
+    assert keeper.held == [p[2]]
+    assert sorted(path for paths in removed for path in paths) == [p[0], p[1]]

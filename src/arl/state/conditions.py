@@ -11,12 +11,12 @@ scaled clock, frozen while paused, so a pause does not count as time run.
 from __future__ import annotations
 
 import math
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from arl import time as arl_time
 from arl.errors import ArlError
 
 Clock = Callable[[], float]
@@ -52,7 +52,7 @@ def _positive(key: str, value: float) -> float:
 class EverySeconds(SaveCondition):
     """Due once ``seconds`` have passed on ``clock`` since it was made or last saved."""
 
-    def __init__(self, seconds: float, clock: Clock = time.monotonic) -> None:
+    def __init__(self, seconds: float, clock: Clock = arl_time.monotonic) -> None:
         self.seconds = _positive("every_seconds", seconds)
         self.clock = clock
         self._since = clock()
@@ -136,7 +136,7 @@ def any_of(*conditions: SaveCondition) -> AnyOf:
 KEYS = {"every_seconds", "every_steps", "every_episodes", "at_phase_end"}
 
 
-def from_save(save: Mapping[str, Any], clock: Clock = time.monotonic) -> AnyOf:
+def from_save(save: Mapping[str, Any], clock: Clock = arl_time.monotonic) -> AnyOf:
     """The condition for an experiment file's ``save:`` table (``on_signal`` and user
     conditions are the caller's); an empty table is never due."""
     unknown = sorted(save.keys() - KEYS - {"on_signal"})

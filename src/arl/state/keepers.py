@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from arl.errors import ArlError
 from arl.state.snapshot import MANIFEST
@@ -137,6 +138,8 @@ class Combined(RuleKeeper):
 
     def keep(self, paths: Sequence[Path]) -> set[Path]:
         kept = set(paths) if not self.rules else set().union(*(rule.keep(paths) for rule in self.rules))
+        if paths:
+            kept.add(paths[-1])  # the newest always stays: the caps must count it
         for cap in self.caps:
             kept = cap.keep([p for p in paths if p in kept])
         return kept
@@ -166,7 +169,14 @@ def from_keep(keep: Mapping[str, float]) -> RuleKeeper:
             raise ArlError(f"keep.latest must be a whole number, not {latest!r}")
         keepers.append(LatestKeeper(latest))
     if "every_hours" in keep:
-        keepers.append(EveryHoursKeeper(float(keep["every_hours"])))
+        keepers.append(EveryHoursKeeper(_number(keep, "every_hours")))
     if "max_total_mb" in keep:
-        keepers.append(MaxTotalKeeper(float(keep["max_total_mb"])))
+        keepers.append(MaxTotalKeeper(_number(keep, "max_total_mb")))
     return combine(*keepers)
+
+
+def _number(keep: Mapping[str, Any], key: str) -> float:
+    value = keep[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ArlError(f"keep.{key} must be a number more than 0, not {value!r}")
+    return float(value)

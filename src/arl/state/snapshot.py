@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -131,9 +132,12 @@ class Staging:
             _fsync(folder)
         if self.final.exists():  # os.rename would replace an empty folder silently
             raise ArlError(f"snapshot {self.final} exists already; choose another name")
-        os.rename(self.path, self.final)  # atomic: same parent, same file system
+        try:
+            os.rename(self.path, self.final)  # atomic: same parent, same file system
+        except OSError as error:  # another writer took the name since the check
+            raise ArlError(f"snapshot {self.final} could not be put in place: {error}") from None
+        self._done = True  # in place: nothing left to abort, whatever the fsync below says
         _fsync(self.final.parent)
-        self._done = True
         return self.final
 
     def abort(self) -> None:
@@ -141,12 +145,7 @@ class Staging:
         if self._done:
             return
         self._done = True
-        files, folders = _entries(self.path)
-        for path in files:
-            path.unlink()
-        for folder in reversed(folders):
-            folder.rmdir()
-        self.path.rmdir()
+        shutil.rmtree(self.path)  # links inside are removed, never followed
 
 
 def run_folder(state_dir: str | Path, run_uid: str) -> Path:
@@ -164,7 +163,10 @@ def begin(state_dir: str | Path, run_uid: str, name: str | None = None, name_for
     final = inside(parent, name)
     if final.exists():
         raise ArlError(f"snapshot {final} exists already; choose another name")
+    created = not parent.exists()
     parent.mkdir(parents=True, exist_ok=True)  # the run's folder holds all its snapshots
+    if created:  # a new folder lasts a power loss only once its own parent is synced
+        _fsync(parent.parent)
     staging = inside(parent, f"{STAGING}{name}-{secrets.token_hex(4)}")
     staging.mkdir()  # new, never exist_ok: a staging folder is only ever one writer's
     return Staging(staging, final)
@@ -211,7 +213,11 @@ def load(path: str | Path) -> Manifest:
         file = present.get(relative)
         if file is None:
             raise _refuse(folder, f"{relative} is missing")
-        if file_sha256(file) != sha256:
+        try:
+            digest = file_sha256(file)
+        except OSError as error:
+            raise _refuse(folder, f"{relative} cannot be read ({error})") from None
+        if digest != sha256:
             raise _refuse(folder, f"{relative} has changed (its sha256 is not the recorded {sha256})")
     extra = sorted(present.keys() - listed.keys())
     if extra:
