@@ -217,15 +217,13 @@ class Service:
         deadline = received + delay
         requests: list[tuple[bytes, bytes]] = []
         while len(requests) < most:
-            if requests and not int(router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:  # (no exception a step)
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
                 left = deadline - time.monotonic()
                 if left <= 0 or (not router.poll(math.ceil(left * 1000)) and time.monotonic() >= deadline):
                     break
                 continue
-            try:
-                frames = router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:  # the poll that called this one saw a request: it may be another's
-                break
             if len(frames) != 2:
                 self._drops.drop(f"{len(frames) - 1} frames where a request has 1")
                 continue
