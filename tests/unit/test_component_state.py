@@ -103,7 +103,7 @@ def _dqn() -> tuple[Environment, Muscle, Brain]:
         gradient_steps=2,
         target_update=6,
         broadcast_every=8,
-        save_buffer=True,
+        n_step=3,  # the windows and the buffer (not saved by save() without save_buffer) are the state's
     )
     return GymEnvironment("CartPole-v1", max_episode_steps=25), DQNMuscle(decay_steps=200), brain
 

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 STATE_FILE = "dqn_state.json"
 BUFFER_FILE = "replay.npz"
+WINDOWS_FILE = "nstep.npz"  # a state's (not a checkpoint's): each worker's n-step window
+STATE_EXTRA_FILE = "dqn_state_extra.json"
 MUSCLE_STATE_FILE = "dqn_muscle.json"
 MUSCLE_WEIGHTS_FILE = "weights.npz"
 
@@ -282,6 +284,30 @@ class DQNBrain(Brain):
 
     def policy(self) -> Any:
         return {"version": self.updates, "weights": self.learner.weights()}
+
+    def save_state(self, path: Path) -> None:
+        """:meth:`save`, and what a checkpoint leaves out but an exact resume needs: the
+        replay buffer (always), each worker's n-step window and the losses not yet logged."""
+        self.save(path)
+        if not self.save_buffer:
+            self.buffer.save(path / BUFFER_FILE)
+        windows = {f"{worker}/{key}": value for worker, n in self._nstep.items() for key, value in n.arrays().items()}
+        np.savez(path / WINDOWS_FILE, **windows)  # type: ignore[arg-type]
+        (path / STATE_EXTRA_FILE).write_text(json.dumps({"losses": self._losses, "workers": sorted(self._nstep)}))
+
+    def load_state(self, path: Path) -> None:
+        self.load(path)
+        if not self.save_buffer:
+            self.buffer.load(path / BUFFER_FILE)
+        extra = json.loads((path / STATE_EXTRA_FILE).read_text())
+        self._losses = [float(loss) for loss in extra["losses"]]
+        with np.load(path / WINDOWS_FILE, allow_pickle=False) as data:
+            saved = {name: data[name] for name in data.files}
+        self._nstep = {}
+        for worker in extra["workers"]:
+            nstep = self._nstep[int(worker)] = NStep(self.n_step, self.gamma)
+            prefix = f"{worker}/"
+            nstep.restore({k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)})
 
     def save(self, directory: Path) -> None:
         self.learner.save(directory)

@@ -62,6 +62,27 @@ class NStep:
             return [*cut, self._pop(next_obs, terminal=False)]
         return cut
 
+    def arrays(self) -> dict[str, np.ndarray[Any, Any]]:
+        """What a state keeps of this window (the steps pending, where the last ended)."""
+        out: dict[str, np.ndarray[Any, Any]] = {
+            "actions": np.asarray([a for _, a, _ in self._window], np.int64),
+            "rewards": np.asarray([r for _, _, r in self._window], np.float64),
+        }
+        if self._window:
+            out["obs"] = np.stack([o for o, _, _ in self._window])
+        if self._last_next is not None:
+            out["last_next"] = np.asarray(self._last_next)
+        return out
+
+    def restore(self, arrays: dict[str, np.ndarray[Any, Any]]) -> None:
+        """Go on from :meth:`arrays`."""
+        obs = arrays.get("obs")
+        actions, rewards = arrays["actions"], arrays["rewards"]
+        self._window = deque(
+            (obs[i], int(actions[i]), float(rewards[i])) for i in range(len(actions)) if obs is not None
+        )
+        self._last_next = arrays.get("last_next")
+
     def _flush(self, next_obs: np.ndarray[Any, Any], terminal: bool) -> list[Transition]:
         out = []
         while self._window:
