@@ -42,9 +42,11 @@ schedule:
 """
 
 
-def test_dqn_learns_the_chain_and_its_saved_brain_walks_it_greedily(arl_run, no_leaks) -> None:
-    file = arl_run.tmp / "chain.yml"
-    file.write_text(CHAIN)
+def _learns_the_chain(arl_run, name: str, text: str) -> None:
+    """Run the file; its test phase, with the saved brain, walks the shortest way to the
+    goal from every start."""
+    file = arl_run.tmp / name
+    file.write_text(text)
     done = arl_run.run(str(file))
     assert done.returncode == 0, done.stderr
     test = arl_run.query(
@@ -53,6 +55,10 @@ def test_dqn_learns_the_chain_and_its_saved_brain_walks_it_greedily(arl_run, no_
     )
     # Starts 0, 1, 2, 4, 5, 6 in turn; the goal is state 3: the shortest walk from each.
     assert test == [(steps, "terminated") for steps in (3, 2, 1, 1, 2, 3)]
+
+
+def test_dqn_learns_the_chain_and_its_saved_brain_walks_it_greedily(arl_run, no_leaks) -> None:
+    _learns_the_chain(arl_run, "chain.yml", CHAIN)
     # The actions carry the policy versions the brain sent, and the brain logged its loss.
     assert arl_run.scalar("select max(policy_version) from agent_actions") > 0
     assert arl_run.scalar("select count(*) from metrics where name = 'loss'") > 0
@@ -81,15 +87,7 @@ def test_a_central_dqn_learns_the_chain_with_three_workers_two_inference_servers
     """SEED-style: the brain trains in its learner process, three workers act through two
     inference servers, which take the learner's broadcasts; the test phase acts through
     the servers too, with the brain the learner saved."""
-    file = arl_run.tmp / "central.yml"
-    file.write_text(CENTRAL)
-    done = arl_run.run(str(file))
-    assert done.returncode == 0, done.stderr
-    test = arl_run.query(
-        "select e.steps, e.end_reason from episodes e join phases p on p.id = e.phase_id "
-        "where p.name = 'test' order by e.id"
-    )
-    assert test == [(steps, "terminated") for steps in (3, 2, 1, 1, 2, 3)]
+    _learns_the_chain(arl_run, "central.yml", CENTRAL)
     layout = arl_run.scalar("select detail from events where kind = 'layout'")
     assert json.loads(layout)["central"] == {"dqn": {"inference_servers": 2}}
     # Every train action carries the version of the broadcast its muscle acted with,

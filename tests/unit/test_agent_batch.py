@@ -25,6 +25,7 @@ from arl.messages import agent as amsg
 from arl.messages import control
 from arl.messages.learner import Weights
 from arl.testing import poll_for
+from metrics_kit import Collected
 
 SENSORS = [["env.s0", {"type": "Box", "low": 0.0, "high": 10.0, "shape": [], "dtype": "float64"}]]
 ACTUATORS = [["env.a0", {"type": "Box", "low": 0.0, "high": 10.0, "shape": [], "dtype": "float64"}]]
@@ -374,17 +375,6 @@ def test_batch_stats_average_over_each_interval() -> None:
     assert got == [("arl/inference_batch_size", 4.0, 1), ("arl/inference_latency_ms", pytest.approx(20.0), 1)]
     stats.flush()  # nothing since: nothing logged
     assert len(got) == 2
-
-
-class Collected:
-    def __init__(self) -> None:
-        self.values: list[tuple[Any, ...]] = []
-
-    def add(self, phase: int, agent: str, worker: int | None, name: str, step: int, value: float) -> None:
-        self.values.append((phase, agent, worker, name, step, value))
-
-    def flush(self) -> None:
-        pass
 
 
 # -- devices ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from arl.conductors.learner import Learner
 from arl.messages import control
 from arl.messages.learner import EXPERIENCE_FIELDS, Experiences, Weights
 from arl.testing import poll_for
+from metrics_kit import Collected
 
 SENSORS = [["env.s0", {"type": "Box", "low": 0.0, "high": 10.0, "shape": [], "dtype": "float64"}]]
 ACTUATORS = [["env.a0", {"type": "Box", "low": 0.0, "high": 10.0, "shape": [], "dtype": "float64"}]]
@@ -57,22 +58,10 @@ class TrainingBrain(Brain):
         (directory / "brain.json").write_text(json.dumps({"memory": len(self.memory), "updates": self.updates}))
 
 
-class Metrics:
-    def __init__(self) -> None:
-        self.values: list[tuple[Any, ...]] = []
-        self.flushes = 0
-
-    def add(self, phase: int, agent: str, worker: int | None, name: str, step: int, value: float) -> None:
-        self.values.append((phase, agent, worker, name, step, value))
-
-    def flush(self) -> None:
-        self.flushes += 1
-
-
 class Rig:
     """A learner, the PUSH a controller sends it transitions on, and a SUB for its policies."""
 
-    def __init__(self, metrics: Metrics | None = None) -> None:
+    def __init__(self, metrics: Collected | None = None) -> None:
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.learner = Learner(self.ctx, "inproc://experiences", "inproc://weights", metrics)
         self.push = self.ctx.socket(zmq.PUSH)
@@ -249,7 +238,7 @@ def test_updates_per_second_policy_lag_and_buffer_size_reach_the_metrics(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(learner_module, "STATS_INTERVAL", 1e6)  # only the save flushes them
-    metrics = Metrics()
+    metrics = Collected()
     rig = Rig(metrics)
     try:
         rig.setup()
@@ -359,7 +348,7 @@ class ShadowingBrain(TrainingBrain):
 def test_a_brain_attribute_named_buffer_size_is_warned_about_and_does_not_kill_the_learner(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    metrics = Metrics()
+    metrics = Collected()
     rig.learner.metrics = metrics
     with caplog.at_level(logging.WARNING, logger="arl.learner"):
         brain = rig.setup(brain=ShadowingBrain, minimum_buffer_size=2)

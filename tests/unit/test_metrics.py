@@ -13,24 +13,11 @@ from arl.conductors.agent import AgentHost
 from arl.dummy import DummyBrain, DummyMuscle
 from arl.messages import agent as amsg
 from arl.messages import control
+from metrics_kit import Collected
 
 DUMMY = (["arl.dummy:DummyBrain", {}], ["arl.dummy:DummyMuscle", {}], ["arl.dummy:DummyObjective", {}])
 SENSORS = [["env.s0", {"type": "Box", "low": 0.0, "high": 1.0, "shape": [], "dtype": "float64"}]]
 ACTUATORS = [["env.a0", {"type": "Box", "low": -1.0, "high": 1.0, "shape": [], "dtype": "float64"}]]
-
-
-class Collected:
-    """An agent process's metrics, kept in a list: the interface of links.MetricLink."""
-
-    def __init__(self) -> None:
-        self.values: list[tuple[Any, ...]] = []
-        self.flushes = 0
-
-    def add(self, phase: int, agent: str, worker: int | None, name: str, step: int, value: float) -> None:
-        self.values.append((phase, agent, worker, name, step, value))
-
-    def flush(self) -> None:
-        self.flushes += 1
 
 
 def _host(metrics: Collected | None, phase: int = 2, workers: int = 2) -> AgentHost:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from arl.agents.torchnet import adam, load_optimizer, mlp
+from arl.agents.torchnet import adam, load_optimizer, mlp, seeded
 
 WEIGHTS_FILE = "ppo.pt"
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -54,13 +54,8 @@ class PPOLearner:
         max_grad_norm: float,
         device: str = "cpu",
     ) -> None:
-        # One thread: a small MLP gains nothing from more, and the workers need the cores.
-        torch.set_num_threads(1)
-        # The initial weights come from the seed without touching torch's global
-        # generator; made on the CPU, then moved, they are the same whatever the device.
         self.device = torch.device(device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             self.net = ActorCritic(inputs, hidden, outputs, activation, bounds is not None, log_std_init)
         self.net.to(self.device)
         self.bounds = None if bounds is None else (self._tensor(bounds[0]), self._tensor(bounds[1]))

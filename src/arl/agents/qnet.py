@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from arl.agents.torchnet import adam, load_optimizer, mlp
+from arl.agents.torchnet import adam, load_optimizer, mlp, seeded
 
 WEIGHTS_FILE = "dqn.pt"
 
@@ -33,15 +33,8 @@ class QLearner:
         double: bool,
         device: str = "cpu",
     ) -> None:
-        # One thread: on a small MLP more threads only contend for the cores the
-        # environments and the other workers need, and results depend on none of it.
-        torch.set_num_threads(1)
-        # The initial weights come from the seed without touching torch's global
-        # generator, which other components of this process may use; made on the CPU,
-        # then moved, they are the same whatever the device.
         self.device = torch.device(device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             self.online = mlp(inputs, hidden, actions).to(self.device)
             # Overwritten at once; built here for the generator's sake.
             self.target = mlp(inputs, hidden, actions).to(self.device)

@@ -5,9 +5,10 @@ halves (qnet.py, actorcritic.py) and by a muscle whose device is not the CPU."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,18 @@ from torch import nn
 from arl.agents.common import linear_layers
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Build a learner's networks from ``seed``: in one thread (a small MLP gains nothing
+    from more, and the environments and the other workers need the cores) and without
+    touching torch's global generator, which other components of the process may use.
+    Built on the CPU and moved after, the weights are the same whatever the device."""
+    torch.set_num_threads(1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def adam(params: Iterable[nn.Parameter], device: torch.device, **options: Any) -> torch.optim.Adam:
