@@ -14,8 +14,12 @@ from arl.config.spec import (
     AgentFile,
     AgentSpec,
     ClassRef,
+    ControlFile,
+    ControlSpec,
     EnvironmentSpec,
     InferenceSpec,
+    KeepFile,
+    KeepSpec,
     LearnerSpec,
     LoadSpec,
     PhaseConfigFile,
@@ -25,9 +29,15 @@ from arl.config.spec import (
     RestartSpec,
     RunFile,
     RunSpec,
+    SaveFile,
+    SaveSpec,
     SimulationSpec,
+    StateFile,
+    StateSpec,
 )
 from arl.simulation import Simulation
+from arl.state.conditions import SaveCondition
+from arl.state.keepers import StatesKeeper
 
 
 def build_run(top: RunFile, phases: list[Phase], models: list[PhaseFile], data: dict[str, Any]) -> RunSpec:
@@ -46,7 +56,39 @@ def build_run(top: RunFile, phases: list[Phase], models: list[PhaseFile], data: 
         conditions=tuple(class_ref(c, TerminationCondition) for c in top.conditions or ()),
         processes=ProcessLayout(top.processes.environments, top.processes.agents) if top.processes else ProcessLayout(),
         restart=RestartSpec(top.restart.max, float(top.restart.within)) if top.restart else None,
+        state=_state(top.state) if top.state else None,
+        control=_control(top.control) if top.control else ControlSpec(),
+        time_scale=top.time_scale,
+        max_uptime=top.max_uptime,
+        statistics_interval=top.statistics_interval,
     )
+
+
+def _state(state: StateFile) -> StateSpec:
+    save = state.save or SaveFile()
+    keep = state.keep or KeepFile()
+    return StateSpec(
+        dir=state.dir,
+        name_format=state.name_format,
+        save=SaveSpec(
+            every_seconds=save.every_seconds,
+            every_steps=save.every_steps,
+            every_episodes=save.every_episodes,
+            at_phase_end=save.at_phase_end,
+            on_signal=save.on_signal,
+            conditions=tuple(class_ref(c, SaveCondition) for c in save.conditions or ()),
+        ),
+        keep=KeepSpec(
+            latest=keep.latest,
+            every_hours=keep.every_hours,
+            max_total_mb=keep.max_total_mb,
+            keeper=class_ref(keep.keeper, StatesKeeper) if keep.keeper else None,
+        ),
+    )
+
+
+def _control(control: ControlFile) -> ControlSpec:
+    return ControlSpec(control.pause_timeout, control.pause_attempts, control.queue_size)
 
 
 def _resolved_body(phase: Phase) -> dict[str, Any]:

@@ -21,10 +21,13 @@ from arl.config.phases import Phase, inherit
 from arl.config.probe import Prober
 from arl.config.report import DocPath, Report, did_you_mean, render, schema_problems, shorten, show
 from arl.config.spec import MAX_INT, MIN_INT, LoadSpec, PhaseFile, RunFile, RunSpec
+from arl.config.statekeys import dir_problem, name_format_problem, signal_problem
 from arl.errors import Location
 from arl.names import name_problem
 from arl.simulation import BUILT_IN as BUILT_IN_SIMULATIONS
 from arl.simulation import Simulation
+from arl.state.conditions import SaveCondition
+from arl.state.keepers import StatesKeeper
 
 SCHEMA_VERSION = 1
 
@@ -78,6 +81,7 @@ class Checker:
         self._check_version(data)
         self._check_names(data)
         self._check_run_conditions(data)
+        self._check_state(data.get("state"))
         processes = data.get("processes")
         self._own_environments = isinstance(processes, dict) and processes.get("environments") == "own"
         phases = self._read_schedule(data.get("schedule"))
@@ -354,6 +358,40 @@ class Checker:
                 )
                 self.add(None, (*rel, "name"), message)
 
+    def _check_state(self, state: Any) -> None:
+        """The ``state`` key beyond its schema: the folder, the name format, the signal,
+        a keeper of the user's beside the built-in rules, and the user's classes."""
+        if not isinstance(state, dict):
+            return
+        save, keep = _mapping(state.get("save")), _mapping(state.get("keep"))  # else the schema reports
+        checks: list[tuple[DocPath, Any, Callable[[str], str | None]]] = [
+            (("state", "name_format"), state.get("name_format"), name_format_problem),
+            (("state", "save", "on_signal"), save.get("on_signal"), signal_problem),
+        ]
+        if self.classes.resolve:  # the complete check: where the run will write (not for tools reading files)
+            checks.append((("state", "dir"), state.get("dir"), dir_problem))
+        for rel, value, check in checks:
+            message = check(value) if isinstance(value, str) and value else None  # the schema reports the rest
+            if message is not None:
+                self.add(None, rel, message)
+        conditions = save.get("conditions")
+        for j, condition in enumerate(conditions if isinstance(conditions, list) else ()):
+            self._check_class(None, ("state", "save", "conditions", j), condition, SaveCondition, "save condition")
+        if "keeper" in keep:
+            self._check_keeper(keep)
+
+    def _check_keeper(self, keep: dict[str, Any]) -> None:
+        """A keeper of the user's, alone: how it would combine with the built-in rules is its own business."""
+        rel: DocPath = ("state", "keep", "keeper")
+        self._check_class(None, rel, keep["keeper"], StatesKeeper, "states keeper")
+        rules = [key for key in ("latest", "every_hours", "max_total_mb") if key in keep]
+        if rules:
+            message = (
+                f"a keeper of your own decides alone which snapshots stay: give keeper or "
+                f"{', '.join(rules)}, not both (your keeper may apply such rules itself)"
+            )
+            self.add(None, rel, message, at_key=True)
+
     def _check_class(self, phase: Phase | None, rel: DocPath, ref: Any, base: type, role: str) -> type | None:
         """The class the reference names if it can serve as a ``role``, else None (and
         what is wrong is reported)."""
@@ -406,6 +444,10 @@ def _value_problems(data: Any) -> Iterator[tuple[DocPath, str, bool]]:
             stack.extend(((*path, key), item) for key, item in items)
         elif isinstance(value, int) and not MIN_INT <= value <= MAX_INT:
             yield path, f"{show(value)} is out of range: integers must lie between {MIN_INT} and {MAX_INT}", False
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _bad_schedule_entry(entry: Any) -> str:

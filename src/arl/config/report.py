@@ -130,6 +130,8 @@ def describe(error: Any) -> str:
     if kind in _BOUNDS:
         key, words = _BOUNDS[kind]
         return f"must be {words} {ctx[key]}, got {show(value)}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {show(value)}"
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
     if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERNS:

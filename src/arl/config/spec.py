@@ -14,7 +14,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from arl.state.snapshot import NAME_FORMAT
+
 # --------------------------------------------------------------------------- specs
+
+DEFAULT_STATE_DIR = "arl-states"
+SAVE_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGHUP")
+"""The signals a file may save on; SIGINT and SIGTERM stop a run, the rest are not arl's to take."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,74 @@ class RestartSpec:
 
 
 @dataclass(frozen=True)
+class SaveSpec:
+    """The file's ``state.save``: when to snapshot a live run. Any rule that is due saves;
+    a save (for whatever reason) restarts every rule's count. ``table()`` is what
+    :func:`arl.state.conditions.from_save` takes for the built-in rules; ``conditions``
+    are the user's :class:`~arl.state.conditions.SaveCondition` classes beside them, and
+    ``on_signal`` the name of the signal that saves (``signal.Signals[on_signal]``)."""
+
+    every_seconds: float | None = None  # of the run's scaled clock
+    every_steps: int | None = None  # of the whole run, all workers together
+    every_episodes: int | None = None  # of the whole run
+    at_phase_end: bool = False
+    on_signal: str | None = None  # one of SAVE_SIGNALS
+    conditions: tuple[ClassRef, ...] = ()
+
+    def table(self) -> dict[str, Any]:
+        """The built-in rules given, as ``from_save`` reads them."""
+        rules: dict[str, Any] = {
+            "every_seconds": self.every_seconds,
+            "every_steps": self.every_steps,
+            "every_episodes": self.every_episodes,
+        }
+        table = {key: value for key, value in rules.items() if value is not None}
+        if self.at_phase_end:
+            table["at_phase_end"] = True
+        return table
+
+
+@dataclass(frozen=True)
+class KeepSpec:
+    """The file's ``state.keep``: which snapshots stay (nothing given: all of them).
+    Either the built-in rules (``table()``, for :func:`arl.state.keepers.from_keep`) or a
+    ``keeper`` of the user's (a :class:`~arl.state.keepers.StatesKeeper`), never both."""
+
+    latest: int | None = None
+    every_hours: float | None = None
+    max_total_mb: float | None = None
+    keeper: ClassRef | None = None
+
+    def table(self) -> dict[str, float]:
+        """The built-in rules given, as ``from_keep`` reads them (empty: keep all)."""
+        rules = {"latest": self.latest, "every_hours": self.every_hours, "max_total_mb": self.max_total_mb}
+        return {key: value for key, value in rules.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """The file's ``state``: snapshots go to ``<dir>/<run uid>/<name>``, ``dir`` as
+    written (relative to arl-run's working directory unless absolute), each named by
+    ``name_format`` (strftime, UTC; see :func:`arl.state.snapshot.snapshot_name`)."""
+
+    dir: str = DEFAULT_STATE_DIR
+    name_format: str = NAME_FORMAT
+    save: SaveSpec = SaveSpec()
+    keep: KeepSpec = KeepSpec()
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """The file's ``control``: how long (``pause_timeout`` seconds) every worker has to
+    acknowledge a pause, how many times (``pause_attempts``) a pause is tried, resuming
+    between attempts, and how many commands the control API queues (``queue_size``)."""
+
+    pause_timeout: float = 5.0
+    pause_attempts: int = 3
+    queue_size: int = 16
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """A whole experiment run: ``document`` is the file after inheritance (and its
     overrides) as plain JSON-able data, as the store keeps it."""
@@ -171,6 +245,11 @@ class RunSpec:
     conditions: tuple[ClassRef, ...] = ()  # run-level termination conditions
     processes: ProcessLayout = ProcessLayout()
     restart: RestartSpec | None = None  # None: a dead worker fails the run
+    state: StateSpec | None = None  # None: the file has no 'state' key
+    control: ControlSpec = ControlSpec()
+    time_scale: float = 1.0  # how fast arl.time runs against the machine's clock
+    max_uptime: float | None = None  # seconds; None: no limit
+    statistics_interval: float | None = None  # seconds; None: no periodic statistics
 
 
 # --------------------------------------------------------------------------- file schema
@@ -285,6 +364,42 @@ class ProcessesFile(_FileModel):
     agents: int = Field(default=1, ge=1, le=MAX_AGENT_PROCESSES)
 
 
+class SaveFile(_FileModel):
+    """Ranges as :func:`arl.state.conditions.from_save` accepts them (a test holds them to it).
+    ``float``, not ``float | int``: strict, it takes an integer too, and a wrong value is
+    one problem, not one per member of the union."""
+
+    every_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    every_steps: int | None = Field(default=None, ge=1)
+    every_episodes: int | None = Field(default=None, ge=1)
+    at_phase_end: bool = False
+    # A string, checked beside the schema (statekeys) to say why another signal is refused.
+    on_signal: str | None = Field(default=None, json_schema_extra={"enum": [*SAVE_SIGNALS, None]})
+    conditions: list[ClassRefFile] | None = None
+
+
+class KeepFile(_FileModel):
+    """Ranges as :func:`arl.state.keepers.from_keep` accepts them (a test holds them to it)."""
+
+    latest: int | None = Field(default=None, ge=1)
+    every_hours: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_total_mb: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    keeper: ClassRefFile | None = None
+
+
+class StateFile(_FileModel):
+    dir: str = Field(default=DEFAULT_STATE_DIR, min_length=1)
+    name_format: str = Field(default=NAME_FORMAT, min_length=1)
+    save: SaveFile | None = None
+    keep: KeepFile | None = None
+
+
+class ControlFile(_FileModel):
+    pause_timeout: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    pause_attempts: int = Field(default=3, ge=1)
+    queue_size: int = Field(default=16, ge=1)
+
+
 class RunFile(_FileModel):
     """The top level; phases are validated one by one (after inheritance) as PhaseFile."""
 
@@ -297,3 +412,8 @@ class RunFile(_FileModel):
     run_config: dict[str, Any] | None = None  # palaestrAI's; kept in the document, unused
     processes: ProcessesFile | None = None
     restart: RestartFile | None = None
+    state: StateFile | None = None
+    control: ControlFile | None = None
+    time_scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    max_uptime: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    statistics_interval: float | None = Field(default=None, gt=0, allow_inf_nan=False)
