@@ -39,15 +39,28 @@ The episode is over when no agent plays on (every agent of ``env.agents`` is don
 none is left). It is *truncated* if an agent was truncated on that last step (it was cut
 short and could have gone on), else *terminated*. Before that, both are False even when
 some agents are done: their ``done`` sensors say so. A step after the end is an error.
+
+Its state (:meth:`PettingZooEnvironment.save_state`) is the PettingZoo environment with
+all its wrappers, pickled (an AEC wrapper keeps whose turn it is and the actions of the
+round so far, so the whole chain is needed), and the adapter's own record of which
+agents are done. PettingZoo has no API for an environment's inner state, so there is no
+other general way to continue it exactly. An environment that does not pickle (one with
+a window) keeps only the numpy generators of its layers: it then continues from the
+loading instance's inner state, not exactly (a warning says so).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from enum import IntEnum
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pettingzoo
 from gymnasium import spaces
 from pettingzoo.env_registry.exceptions import PettingZooRegistryError
@@ -62,6 +75,10 @@ OBS = "obs"
 ACTION = "action"
 DONE = "done"
 APIS = ("parallel", "aec")
+STATE_FILE = "pettingzoo_state.json"
+ENV_FILE = "env.pickle"
+
+log = logging.getLogger(__name__)
 
 
 class AgentDone(IntEnum):
@@ -139,6 +156,57 @@ class PettingZooEnvironment(Environment):
 
     def close(self) -> None:
         self.env.close()
+
+    def save_state(self, path: Path) -> None:
+        layers = _layers(self.env)
+        state = {
+            "api": self.api,
+            "layers": [_type_name(layer) for layer in layers],
+            "done": {name: int(done) for name, done in self.done.items()},
+            "over": self._over,
+            "generators": [_generators(layer) for layer in layers],
+        }
+        (path / STATE_FILE).write_text(json.dumps(state))
+        # The whole chain: PettingZoo's wrappers hold state of their own (whose turn it is,
+        # the parallel-to-AEC conversion's actions of the round so far). Loading it runs
+        # code from the state folder: load only states from a folder only you can write.
+        try:
+            data = pickle.dumps(self.env)
+        except (
+            pickle.PicklingError,
+            TypeError,
+            AttributeError,
+            ValueError,
+            NotImplementedError,
+            RecursionError,
+        ) as exc:
+            log.warning("%s does not pickle (%s): its state keeps only its generators", self.env, exc)
+            return
+        (path / ENV_FILE).write_bytes(data)
+
+    def load_state(self, path: Path) -> None:
+        state = json.loads((path / STATE_FILE).read_text())
+        names = [_type_name(layer) for layer in _layers(self.env)]
+        if (state["api"], state["layers"]) != (self.api, names):  # before anything of it is loaded
+            raise ValueError(
+                f"{path / STATE_FILE}: saved from a {state['api']} environment made of {state['layers']}, "
+                f"not a {self.api} one made of {names}: load it into the environment (env, api, params) that saved it"
+            )
+        pickled = path / ENV_FILE
+        if pickled.exists():
+            self.env = pickle.loads(pickled.read_bytes())
+        else:
+            log.warning(
+                "%s holds no %s: %s continues from this instance's inner state with the saved generators only",
+                path,
+                ENV_FILE,
+                self.env,
+            )
+            for layer, generators in zip(_layers(self.env), state["generators"], strict=True):
+                for name, generator_state in generators.items():
+                    setattr(layer, name, _generator(generator_state))
+        self.done = {name: AgentDone(value) for name, value in state["done"].items()}
+        self._over = bool(state["over"])
 
     def _step_parallel(self, setpoints: Mapping[str, Any], rewards: dict[str, float]) -> tuple[Any, list[AgentDone]]:
         live = list(self.env.agents)
@@ -264,6 +332,48 @@ def _registered(api: str, env_id: str) -> bool:
     except PettingZooRegistryError:
         return False
     return True
+
+
+def _layers(env: Any) -> list[Any]:
+    """The environment and each one it wraps, outermost first (PettingZoo's wrappers keep
+    the next as ``env``; its AEC-to-parallel conversion as ``aec_env``)."""
+    found = [env]
+    while True:
+        attributes = getattr(found[-1], "__dict__", {})  # a layer with __slots__ wraps nothing we know of
+        inner = attributes.get("env", attributes.get("aec_env"))
+        if not isinstance(inner, AECEnv | ParallelEnv) or any(inner is layer for layer in found):
+            return found
+        found.append(inner)
+
+
+def _type_name(layer: Any) -> str:
+    return f"{type(layer).__module__}:{type(layer).__qualname__}"
+
+
+def _generators(layer: Any) -> dict[str, Any]:
+    """The numpy generators ``layer`` holds (PettingZoo's envs keep theirs as ``np_random``)."""
+    return {
+        name: _jsonable(value.bit_generator.state)
+        for name, value in getattr(layer, "__dict__", {}).items()
+        if isinstance(value, np.random.Generator)
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """A generator's state as JSON: MT19937 and Philox keep arrays in theirs."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def _generator(state: dict[str, Any]) -> np.random.Generator:
+    """A generator of the saved kind (PCG64, say) in the saved state."""
+    kind = getattr(np.random, str(state["bit_generator"]), None)
+    if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
+        raise ValueError(f"a saved generator names {state['bit_generator']!r}, which is not a numpy bit generator")
+    generator = np.random.Generator(kind())
+    generator.bit_generator.state = state
+    return generator
 
 
 def _is_done(env: Any, agent: Any) -> bool:

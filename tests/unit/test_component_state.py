@@ -4,19 +4,31 @@ state and must give exactly the same outputs as the one that went on."""
 
 from __future__ import annotations
 
+import functools
+import logging
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from gymnasium import spaces
+from pettingzoo.utils.env import ParallelEnv
 
 from arl.agents.dqn import DQNBrain, DQNMuscle
 from arl.agents.ppo import PPOBrain, PPOMuscle
 from arl.api import Brain, Environment, Experience, Muscle, Objective
 from arl.conditions import MaxSteps
 from arl.dummy import DummyBrain, DummyEnvironment, DummyMuscle, DummyObjective
+from arl.examples.cartpole import BalancingMuscle, HillClimbingBrain
+from arl.examples.rps import BiasedMuscle, CounterMuscle, FrequencyBrain
+from arl.examples.tictactoe import MinimaxMuscle
+from arl.examples.voltage import BiasGainClimber, BusEnvironment, LinearMuscle
 from arl.gym import GymEnvironment
+from arl.objectives import RewardOf
+from arl.pettingzoo import AgentDone, PettingZooEnvironment
 from arl.simulation import TakingTurns
 
 SEED = 7
@@ -183,3 +195,222 @@ def test_a_gym_state_refuses_other_wrappers_and_restores_a_generator_without_the
     np.testing.assert_array_equal(fresh.env.unwrapped.np_random.random(3), draws)
     with pytest.raises(ValueError, match="wrappers"):
         GymEnvironment("CartPole-v1", disable_env_checker=True).load_state(tmp_path)
+
+
+# --------------------------------------------------------------------------- the PettingZoo adapter and the examples
+
+
+@dataclass
+class Member:
+    """One agent of a :class:`Team`: its parts and the ids it reads and sets."""
+
+    muscle: Muscle
+    brain: Brain
+    objective: Objective
+    sensors: list[str]
+    actuators: list[str]
+
+    def parts(self) -> list[tuple[str, Any]]:
+        return [("muscle", self.muscle), ("brain", self.brain), ("objective", self.objective)]
+
+
+class Team(Loop):
+    """:class:`Loop` for several agents on one environment, stepped as simulation vanilla
+    steps them: each acts on its own sensors, their setpoints go into one step, and each
+    learns from its own objective."""
+
+    def __init__(self, env: Environment, members: list[Member]) -> None:
+        super().__init__(env, members[0].muscle, members[0].brain, members[0].objective)
+        self.members = members
+        infos = {s.id: s for s in env.sensors()} | {a.id: a for a in env.actuators()}
+        for index, member in enumerate(members):
+            mine = ([infos[i] for i in member.sensors], [infos[i] for i in member.actuators])
+            member.muscle.setup(*mine, SEED + 1 + 2 * index)
+            member.brain.setup(*mine, SEED + 2 + 2 * index)
+            first = member.brain.policy()
+            if first is not None:
+                member.muscle.update(first)
+
+    def run(self, steps: int) -> list[Any]:
+        out: list[Any] = []
+        for _ in range(steps):
+            inputs = [{i: self.sensors[i] for i in m.sensors if i in self.sensors} for m in self.members]
+            chosen = [dict(m.muscle.act(mine)) for m, mine in zip(self.members, inputs, strict=True)]
+            setpoints = {key: value for part in chosen for key, value in part.items()}
+            result = self.env.step(setpoints)
+            for member, mine, set_by_it in zip(self.members, inputs, chosen, strict=True):
+                after = {i: result.sensors[i] for i in member.sensors if i in result.sensors}
+                objective = member.objective.evaluate(result.rewards)
+                experience = Experience(
+                    0, mine, set_by_it, result.rewards, objective, after, result.terminated, result.truncated
+                )
+                update = member.brain.learn(experience)
+                if update is not None:
+                    member.muscle.update(update)
+            out.append((_plain(self.sensors), _plain(setpoints), result.rewards, result.terminated, result.truncated))
+            self.sensors = result.sensors
+            if result.terminated or result.truncated:
+                self.episode += 1
+                self.start()
+        return out
+
+    def _parts(self) -> list[tuple[str, Any]]:
+        parts: list[tuple[str, Any]] = [("env", self.env)]
+        for index, member in enumerate(self.members):
+            parts += [(f"{name}{index}", part) for name, part in member.parts()]
+        return parts
+
+    def policies(self) -> list[Any]:
+        return [_plain_policy(m.brain.policy()) for m in self.members] + [
+            (m.brain.experiences, m.brain.objective_sum) for m in self.members if isinstance(m.brain, DummyBrain)
+        ]
+
+
+def _plain_policy(policy: Any) -> Any:
+    return np.asarray(policy).tolist() if policy is not None else None
+
+
+def _players(env: PettingZooEnvironment, *parts: tuple[Muscle, Brain, Objective]) -> Team:
+    """Each of ``parts`` plays the PettingZoo agent of that place, reading all its sensors
+    but ``done``, rewarded by its own reward."""
+    members = []
+    for agent, (muscle, brain, _) in zip(env._agents, parts, strict=True):
+        sensors = [s.id for s in env.sensors() if s.id.startswith(f"{agent}.") and not s.id.endswith(".done")]
+        members.append(Member(muscle, brain, RewardOf(agent), sensors, [f"{agent}.action"]))
+    return Team(env, members)
+
+
+def _rps(api: str) -> Team:
+    env = PettingZooEnvironment("arl.examples.rps", api, max_cycles=8)
+    learner = (CounterMuscle(epsilon=0.2), FrequencyBrain(), DummyObjective())
+    return _players(env, learner, (BiasedMuscle(), DummyBrain(), DummyObjective()))
+
+
+def _tictactoe() -> Team:
+    env = PettingZooEnvironment("arl.examples.tictactoe")
+    players = [(MinimaxMuscle(epsilon=0.5), DummyBrain(), DummyObjective()) for _ in range(2)]
+    return _players(env, *players)
+
+
+def _voltage() -> Team:
+    env = BusEnvironment(episode_length=9, noise=0.02)
+    defender = Member(LinearMuscle(), BiasGainClimber(), RewardOf("quality"), ["voltage", "load"], ["compensation"])
+    attacker = Member(
+        LinearMuscle(), BiasGainClimber(noise=(0.02, 0.5)), RewardOf("quality", -1.0), ["voltage"], ["attack"]
+    )
+    return Team(env, [defender, attacker])
+
+
+def _cartpole() -> Team:
+    env = GymEnvironment("CartPole-v1", max_episode_steps=12)
+    return Team(env, [Member(BalancingMuscle(), HillClimbingBrain(2.0), DummyObjective(), ["obs"], ["action"])])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [functools.partial(_rps, "parallel"), functools.partial(_rps, "aec"), _tictactoe, _voltage, _cartpole],
+    ids=["rps-parallel", "rps-aec", "tictactoe", "voltage", "cartpole"],
+)
+def test_the_examples_and_the_pettingzoo_adapter_continue_exactly_from_a_loaded_state(
+    make: Callable[[], Team], tmp_path: Path
+) -> None:
+    going = make()
+    going.start()
+    going.run(41)  # mid-episode, after several episodes ended (and the brains learnt)
+    going.save(tmp_path)
+    episode, sensors = going.episode, going.sensors
+    expected = going.run(40)
+
+    fresh = make()  # not reset: a resumed worker loads instead
+    fresh.load(tmp_path, episode, sensors)
+    assert fresh.run(40) == expected
+    assert fresh.policies() == going.policies()
+    assert sum(r[3] or r[4] for r in expected) >= 2  # episodes ended, and started again, after the save
+
+
+class Drawing(ParallelEnv):  # type: ignore[misc]  # PettingZoo has no type hints
+    """Agents ``a`` and ``b`` observe numbers drawn from the environment's generator; ``b``
+    is done after the first step. With a lock, it does not pickle."""
+
+    metadata = {"name": "drawing_v0", "render_modes": []}
+    render_mode = None
+
+    def __init__(self, lock: bool = False) -> None:
+        self.possible_agents = ["a", "b"]
+        self.agents: list[str] = []
+        self.lock = threading.Lock() if lock else None
+        self.np_random = np.random.default_rng(0)
+
+    def observation_space(self, agent: str) -> spaces.Space[Any]:
+        return spaces.Box(0.0, 1.0, shape=())
+
+    def action_space(self, agent: str) -> spaces.Space[Any]:
+        return spaces.Discrete(2)
+
+    def reset(self, seed: int | None = None, options: Any = None) -> tuple[dict[str, float], dict[str, Any]]:
+        self.np_random = np.random.Generator(np.random.MT19937(seed))  # its state holds an array
+        self.agents = list(self.possible_agents)
+        return self._draw(), {agent: {} for agent in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[Any, ...]:
+        observations, live = self._draw(), self.agents
+        self.agents = ["a"]
+        return (
+            observations,
+            dict.fromkeys(live, 0.0),
+            {agent: agent == "b" for agent in live},
+            dict.fromkeys(live, False),
+            {agent: {} for agent in live},
+        )
+
+    def _draw(self) -> dict[str, float]:
+        return {agent: float(self.np_random.random()) for agent in self.agents}
+
+
+def drawing() -> Drawing:
+    return Drawing()
+
+
+def locked_drawing() -> Drawing:
+    return Drawing(lock=True)
+
+
+BOTH = {"a.action": 1, "b.action": 1}
+
+
+def test_a_pettingzoo_state_keeps_which_agents_are_done_and_refuses_another_environment(tmp_path: Path) -> None:
+    env = PettingZooEnvironment(f"{__name__}:drawing")
+    env.reset(seed=SEED)
+    env.step(BOTH)  # b is done now; a plays on
+    env.save_state(tmp_path)
+    expected = [_plain(env.step(BOTH).sensors) for _ in range(3)]
+    assert {e["b.done"] for e in expected} == {int(AgentDone.TERMINATED)}
+    fresh = PettingZooEnvironment(f"{__name__}:drawing")  # never reset
+    fresh.load_state(tmp_path)
+    assert [_plain(fresh.step(BOTH).sensors) for _ in range(3)] == expected
+
+    with pytest.raises(ValueError, match="saved from a parallel environment"):
+        PettingZooEnvironment("arl.examples.rps", "aec").load_state(tmp_path)
+    with pytest.raises(ValueError, match=r"Drawing.*not a parallel one made of .*RockPaperScissors"):
+        PettingZooEnvironment("arl.examples.rps").load_state(tmp_path)
+
+
+def test_a_pettingzoo_state_that_does_not_pickle_keeps_the_generators_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = PettingZooEnvironment(f"{__name__}:locked_drawing")
+    env.reset(seed=SEED)
+    env.step(BOTH)
+    with caplog.at_level(logging.WARNING, logger="arl.pettingzoo"):
+        env.save_state(tmp_path)
+    assert "does not pickle" in caplog.text
+    assert not (tmp_path / "env.pickle").exists()
+    expected = [env.step(BOTH).sensors["a.obs"] for _ in range(3)]
+    fresh = PettingZooEnvironment(f"{__name__}:locked_drawing")
+    fresh.reset(seed=SEED + 1)  # another inner state: only the generators come back
+    fresh.step(BOTH)
+    with caplog.at_level(logging.WARNING, logger="arl.pettingzoo"):
+        fresh.load_state(tmp_path)
+    assert "generators only" in caplog.text
+    assert isinstance(fresh.env.np_random.bit_generator, np.random.MT19937)
+    assert [fresh.step(BOTH).sensors["a.obs"] for _ in range(3)] == expected

@@ -9,8 +9,16 @@ import pytest
 
 from arl.errors import ArlError
 from arl.state.conditions import AtPhaseEnd, EveryEpisodes, EverySeconds, EverySteps, SaveView, any_of, from_save
-from arl.state.keepers import EveryHoursKeeper, LatestKeeper, MaxTotalKeeper, combine, from_keep
-from arl.state.snapshot import begin
+from arl.state.keepers import (
+    EveryHoursKeeper,
+    LatestKeeper,
+    MaxTotalKeeper,
+    combine,
+    folder_bytes,
+    from_keep,
+    restore_keeper,
+)
+from arl.state.snapshot import DIGEST, MANIFEST, begin, snapshots
 
 HOUR = 3600.0
 
@@ -169,3 +177,32 @@ def test_a_size_cap_with_every_hours_alone_counts_the_newest_too() -> None:
     removed = _feed(keeper, p)
     assert keeper.held == [p[2]]
     assert sorted(path for paths in removed for path in paths) == [p[0], p[1]]
+
+
+def _snapshots(state_dir: Path, names: list[str]) -> list[Path]:
+    made = []
+    for name in names:
+        staging = begin(state_dir, "r1", name)
+        (staging.path / "f").write_text("x" * 100)
+        made.append(staging.commit({}))
+    return made
+
+
+def test_a_keeper_made_anew_on_resume_learns_the_snapshots_made_before(tmp_path: Path) -> None:
+    before = _snapshots(tmp_path, ["a", "b", "c"])
+    keeper = LatestKeeper(3)  # the resumed run's, knowing nothing yet
+    assert restore_keeper(keeper, [m.path for m in snapshots(tmp_path, "r1")]) == []
+    (after,) = _snapshots(tmp_path, ["d"])
+    assert keeper.append(after) == [before[0]]  # the oldest made before the resume goes
+    tighter = LatestKeeper(2)  # resumed with keep: {latest: 2}: the extra old ones go at once
+    assert restore_keeper(tighter, [m.path for m in snapshots(tmp_path, "r1")]) == [before[0], before[1]]
+    assert tighter.held == [before[2], after]
+
+
+def test_the_size_cap_counts_the_manifest_and_its_digest(tmp_path: Path) -> None:
+    (path,) = _snapshots(tmp_path, ["a"])
+    files = [path / "f", path / MANIFEST, path / DIGEST]
+    assert folder_bytes(path) == sum(f.stat().st_size for f in files)
+    assert (path / DIGEST).stat().st_size > 0
+    cap = MaxTotalKeeper(folder_bytes(path) * 1.5 / 2**20)  # one snapshot fits, two do not
+    assert _feed(cap, _snapshots(tmp_path, ["b", "c"])) == [[], [tmp_path.resolve() / "r1" / "b"]]

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
-from datetime import UTC, datetime
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from arl.errors import ArlError
 from arl.state import snapshot
-from arl.state.snapshot import MANIFEST, begin, latest, load, snapshot_name
+from arl.state.snapshot import (
+    DIGEST,
+    FORMAT,
+    MANIFEST,
+    STAGING_PATTERN,
+    begin,
+    latest,
+    load,
+    snapshot_name,
+    snapshots,
+    sweep_staging,
+)
+from arl.testing import poll_for
 
 FIELDS = {"run_uid": "r1", "phase": "train", "workers": {"w0": {"episode": 3, "step": 41}}, "store_rows": {"steps": 9}}
 
@@ -38,7 +57,10 @@ def test_commit_renames_into_place_with_a_full_manifest(tmp_path: Path) -> None:
     assert not staging.path.exists()
     assert [p.name for p in (tmp_path / "r1").iterdir()] == ["s1"]
     data = json.loads((path / MANIFEST).read_text())
-    assert data["format"] == 1
+    assert data["format"] == FORMAT == 2
+    assert data["seq"] == 1
+    digest = hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()
+    assert (path / DIGEST).read_text() == f"{digest}  manifest.json\n"  # sha256sum -c reads it
     assert data["arl_version"]
     assert data["phase"] == "train"
     assert data["files"] == {"env/state.bin": snapshot.file_sha256(path / "env" / "state.bin")}
@@ -73,7 +95,9 @@ def test_reserved_fields_and_bad_names_are_refused(tmp_path: Path) -> None:
         (lambda p: (p / "loop.json").unlink(), "loop.json is missing"),
         (lambda p: (p / "w0" / "extra.txt").write_text("x"), "w0/extra.txt is not listed"),
         (lambda p: (p / MANIFEST).unlink(), "manifest.json is missing"),
-        (lambda p: (p / MANIFEST).write_text("{"), "cannot be read"),
+        (lambda p: (p / MANIFEST).write_text("{"), "manifest.json does not match the sha256 in"),
+        (lambda p: (p / DIGEST).unlink(), "manifest.sha256 is missing"),
+        (lambda p: (p / MANIFEST).write_text((p / MANIFEST).read_text().replace("train", "test")), "does not match"),
     ],
 )
 def test_load_refuses_an_altered_snapshot_naming_the_file(tmp_path: Path, change, named: str) -> None:  # type: ignore[no-untyped-def]
@@ -125,3 +149,146 @@ def test_a_link_in_a_snapshot_is_refused(tmp_path: Path) -> None:
     (staging.path / "link").symlink_to(tmp_path)
     with pytest.raises(ArlError, match="not a plain file"):
         staging.commit(FIELDS)
+
+
+def test_seq_orders_the_snapshots_whatever_the_clock_and_the_names_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wall clock steps back between saves (NTP, a VM restored): the order is still
+    the order they were made in, by their sequence numbers."""
+    times = iter(datetime(2030, 1, 1, tzinfo=UTC) - timedelta(hours=i) for i in range(10))
+
+    class SteppingBack(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> SteppingBack:  # type: ignore[override]
+            return next(times)  # type: ignore[return-value]
+
+    monkeypatch.setattr(snapshot, "datetime", SteppingBack)
+    made = [_save(tmp_path, name) for name in ["c", "b", "a"]]
+    found = snapshots(tmp_path, "r1")
+    assert [m.path for m in found] == made
+    assert [m.seq for m in found] == [1, 2, 3]
+    assert found[0].saved_at > found[2].saved_at  # the clock went back
+    assert latest(tmp_path, "r1") == made[-1]
+    snapshot.shutil.rmtree(made[1])  # a keeper removed one: the next is still 1 + the highest
+    assert load(_save(tmp_path, "d")).seq == 4
+
+
+def test_a_component_may_not_write_the_digest_and_format_1_is_refused_clearly(tmp_path: Path) -> None:
+    staging = begin(tmp_path, "r1", "s1")
+    (staging.path / DIGEST).write_text("x")
+    with pytest.raises(ArlError, match=r"manifest\.sha256 was written by a component"):
+        staging.commit(FIELDS)
+    old = tmp_path / "r1" / "old"
+    old.mkdir()
+    (old / MANIFEST).write_text(json.dumps({"format": 1, "files": {}, "arl_version": "0.1.0", "saved_at": "x"}))
+    with pytest.raises(ArlError, match=r"format 1 \(written by arl 0.1.0\); this arl .* reads format 2 only"):
+        load(old)
+    with pytest.raises(ArlError, match="reserved"):
+        begin(tmp_path, "r1", "s2").commit({"seq": 9})
+
+
+def test_latest_hashes_only_the_newest_down_to_one_that_loads(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    oldest, middle, newest = (_save(tmp_path, name) for name in ["s1", "s2", "s3"])
+    (oldest / "loop.json").write_text("damaged")  # latest never gets that far down
+    with caplog.at_level(logging.WARNING, logger="arl.state.snapshot"):
+        assert latest(tmp_path, "r1") == newest
+    assert caplog.text == ""
+    (newest / "loop.json").write_text("damaged")
+    with caplog.at_level(logging.WARNING, logger="arl.state.snapshot"):
+        assert latest(tmp_path, "r1") == middle
+    assert "s3" in caplog.text
+    assert "s1" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="arl.state.snapshot"):
+        assert [m.path for m in snapshots(tmp_path, "r1")] == [middle]  # the full listing hashes all
+    assert "s1" in caplog.text
+
+
+def test_sweep_staging_removes_only_this_runs_staging_folders(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    kept = _save(tmp_path, "s1")
+    empty = begin(tmp_path, "r1", "s2").path  # killed before any file was written
+    full = begin(tmp_path, "r1", "s3")
+    (full.path / "w0" / "env").mkdir(parents=True)
+    (full.path / "w0" / "env" / "state.bin").write_bytes(b"x" * 100)
+    (full.path / "w0" / "env" / "link").symlink_to(kept)  # removed as a link, never followed
+    other_run = begin(tmp_path, "r2", "s1").path
+    run = tmp_path / "r1"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("x")
+    (run / ".staging-evil-0123abcd").symlink_to(outside, target_is_directory=True)
+    (run / ".staging-file-89abcdef").write_text("a file, not a folder")
+    (run / ".staging-notes").mkdir()  # not a name begin() gives
+    (run / "keepme").mkdir()
+
+    assert sweep_staging(tmp_path, "r1", older_than=3600) == []  # all just made
+    hour_ago = time.time() - 3601
+    os.utime(empty, (hour_ago, hour_ago))
+    assert sweep_staging(tmp_path, "r1", older_than=3600) == [empty]
+    with caplog.at_level(logging.WARNING, logger="arl.state.snapshot"):
+        assert sweep_staging(tmp_path, "r1") == [full.path]
+    assert "staging-evil-0123abcd" in caplog.text
+    assert sorted(p.name for p in run.iterdir()) == [
+        ".staging-evil-0123abcd", ".staging-file-89abcdef", ".staging-notes", "keepme", "s1",
+    ]  # fmt: skip
+    assert (outside / "precious").exists()
+    assert load(kept).path == kept
+    assert other_run.exists()
+    assert sweep_staging(tmp_path, "nothing-here") == []
+    with pytest.raises(ArlError, match="older_than"):
+        sweep_staging(tmp_path, "r1", older_than=-1)
+
+
+WRITER = """
+import os, sys
+from pathlib import Path
+from arl.state.snapshot import begin
+
+state_dir, ready = sys.argv[1], Path(sys.argv[2])
+payload = os.urandom(4096)
+ready.touch()
+for i in range(1, 10**6):
+    staging = begin(state_dir, "r1", f"p{os.getpid()}-{i:06d}")
+    for j in range(40):
+        folder = staging.path / f"w{j % 4}" / f"part{j % 7}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{j}.bin").write_bytes(payload[: 512 + 64 * j])
+    staging.commit({"i": i, "pid": os.getpid()})
+"""
+
+
+def test_a_snapshot_killed_at_random_moments_is_complete_or_ignored(tmp_path: Path) -> None:
+    """A writer (a real process) saves snapshots of 40 files in a loop and is killed -9 at
+    random moments: every folder a listing returns loads, hashes verified; the staging
+    folders the kills left are ignored, then swept."""
+    delays = random.Random(12)
+    run = tmp_path / "r1"
+    for attempt in range(7):
+        ready = tmp_path / f"ready{attempt}"
+        child = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(ready)])
+        try:
+            poll_for(ready.exists, timeout=10, what="the writer to start")
+            if attempt == 0:  # at least one complete snapshot, however slow the disk
+                poll_for(lambda: any(p.name[0] != "." for p in run.iterdir()), timeout=10, what="a snapshot")
+            time.sleep(delays.uniform(0.02, 0.2))  # the random moment, not a wait for something
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=10)
+        assert child.returncode == -signal.SIGKILL
+
+    final = sorted(p for p in run.iterdir() if not p.name.startswith("."))
+    staging = sorted(p for p in run.iterdir() if p.name.startswith("."))
+    assert final, "no snapshot completed: the writer never got that far"
+    assert staging, "no kill fell mid-save"
+    assert all(STAGING_PATTERN.fullmatch(p.name) for p in staging)
+    found = snapshots(tmp_path, "r1")
+    assert sorted(m.path for m in found) == final  # every final folder is complete
+    assert [m.seq for m in found] == list(range(1, len(final) + 1))  # one writer after the other
+    assert latest(tmp_path, "r1") == found[-1].path
+    for manifest in found:
+        assert manifest.files == load(manifest.path).files
+        assert len(manifest.files) == 40
+    assert sorted(sweep_staging(tmp_path, "r1")) == staging
+    assert sorted(run.iterdir()) == final
+    assert [m.path for m in snapshots(tmp_path, "r1")] == [m.path for m in found]

@@ -10,13 +10,17 @@ it loads a trained brain).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from arl.api import Muscle
 from arl.examples.hill_climbing import HillClimber
+
+STATE_FILE = "muscle_state.json"  # the muscle's, in its own state folder
 
 
 class BalancingMuscle(Muscle):
@@ -32,6 +36,12 @@ class BalancingMuscle(Muscle):
 
     def update(self, update: Any) -> None:
         self.gains = np.asarray(update, dtype=float)
+
+    def save_state(self, path: Path) -> None:  # the gains its brain sent last
+        (path / STATE_FILE).write_text(json.dumps({"gains": self.gains.tolist()}))
+
+    def load_state(self, path: Path) -> None:
+        self.gains = np.asarray(json.loads((path / STATE_FILE).read_text())["gains"], dtype=float)
 
 
 class HillClimbingBrain(HillClimber):

@@ -16,6 +16,8 @@ import numpy as np
 
 from arl.api import Brain, Experience
 
+STATE_FILE = "hill_climber_state.json"  # beside save()'s file, in a state folder
+
 
 class HillClimber(Brain):
     """Starts from ``start``; perturbs by ``noise`` (one scale, or one per parameter)."""
@@ -53,3 +55,21 @@ class HillClimber(Brain):
         state = json.loads((directory / "hill_climber.json").read_text())
         self.best, self.best_return = np.asarray(state["best"], dtype=float), float(state["best_return"])
         self.trying = self.best.copy()
+
+    def save_state(self, path: Path) -> None:
+        """:meth:`save`, and what a checkpoint leaves out: the parameters being tried,
+        the return of the episode so far and the generator that draws the next try."""
+        self.save(path)
+        state = {
+            "trying": self.trying.tolist(),
+            "episode_return": self.episode_return,
+            "rng": self._rng.bit_generator.state,
+        }
+        (path / STATE_FILE).write_text(json.dumps(state))
+
+    def load_state(self, path: Path) -> None:
+        self.load(path)
+        state = json.loads((path / STATE_FILE).read_text())
+        self.trying = np.asarray(state["trying"], dtype=float)
+        self.episode_return = float(state["episode_return"])
+        self._rng.bit_generator.state = state["rng"]

@@ -28,6 +28,7 @@ from arl.examples import one_id
 ROCK, PAPER, SCISSORS = 0, 1, 2
 MOVES = 3
 NO_MOVE = 3  # what each player observes before the first round
+STATE_FILE = "muscle_state.json"  # a muscle's, in its own state folder
 
 
 def score(move: int, other: int) -> int:
@@ -122,6 +123,18 @@ class _PlayerMuscle(Muscle):
         self._rng = np.random.default_rng(seed)
         self._action = one_id([a.id for a in actuators], ".action", "the rock-paper-scissors muscle")
 
+    def save_state(self, path: Path) -> None:
+        (path / STATE_FILE).write_text(json.dumps(self._state()))
+
+    def load_state(self, path: Path) -> None:
+        self._restore(json.loads((path / STATE_FILE).read_text()))
+
+    def _state(self) -> dict[str, Any]:
+        return {"rng": self._rng.bit_generator.state}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self._rng.bit_generator.state = state["rng"]
+
 
 class CounterMuscle(_PlayerMuscle):
     """Plays the best response to the opponent's move counts its brain sends (ties drawn
@@ -140,6 +153,13 @@ class CounterMuscle(_PlayerMuscle):
 
     def update(self, update: Any) -> None:
         self.counts = np.asarray(update, dtype=float)
+
+    def _state(self) -> dict[str, Any]:  # the counts it plays against, which its brain sent
+        return {**super()._state(), "counts": self.counts.tolist()}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        super()._restore(state)
+        self.counts = np.asarray(state["counts"], dtype=float)
 
 
 class FrequencyBrain(Brain):

@@ -13,7 +13,9 @@ probability ``epsilon``, a random legal move.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,7 @@ from arl.api import ActuatorInfo, Muscle, SensorInfo
 from arl.examples import one_id
 
 SQUARES = 9
+STATE_FILE = "muscle_state.json"  # a muscle's, in its own state folder
 LINES = ((0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6))
 
 
@@ -174,3 +177,9 @@ class MinimaxMuscle(Muscle):
         squares = [1 if mine else 2 if theirs else 0 for mine, theirs in planes.tolist()]
         moves = best_moves(squares)
         return {action_id: moves[int(self._rng.integers(len(moves)))]}
+
+    def save_state(self, path: Path) -> None:
+        (path / STATE_FILE).write_text(json.dumps({"rng": self._rng.bit_generator.state}))
+
+    def load_state(self, path: Path) -> None:
+        self._rng.bit_generator.state = json.loads((path / STATE_FILE).read_text())["rng"]

@@ -13,7 +13,9 @@ learn with :class:`BiasGainClimber`, which tunes a :class:`LinearMuscle`'s bias 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ from arl.api import ActuatorInfo, Environment, Muscle, SensorInfo, StepResult
 from arl.examples.hill_climbing import HillClimber
 
 BAND = 0.1  # the voltage must stay within 1.0 ± BAND p.u.
+STATE_FILE = "state.json"  # each component's, in its own state folder
 
 
 class BusEnvironment(Environment):
@@ -71,6 +74,15 @@ class BusEnvironment(Environment):
     def _readings(self) -> dict[str, float]:
         return {"voltage": self.voltage, "load": self.load}
 
+    def save_state(self, path: Path) -> None:
+        state = {"voltage": self.voltage, "load": self.load, "steps": self.steps, "rng": self._rng.bit_generator.state}
+        (path / STATE_FILE).write_text(json.dumps(state))
+
+    def load_state(self, path: Path) -> None:
+        state = json.loads((path / STATE_FILE).read_text())
+        self.voltage, self.load, self.steps = float(state["voltage"]), float(state["load"]), int(state["steps"])
+        self._rng.bit_generator.state = state["rng"]
+
 
 class LinearMuscle(Muscle):
     """Sets its one actuator to ``bias + gain * (voltage - 1)``, clipped to the actuator's
@@ -89,6 +101,12 @@ class LinearMuscle(Muscle):
 
     def update(self, update: Any) -> None:
         self.weights = np.asarray(update, dtype=float)
+
+    def save_state(self, path: Path) -> None:  # the weights its brain sent last
+        (path / STATE_FILE).write_text(json.dumps({"weights": self.weights.tolist()}))
+
+    def load_state(self, path: Path) -> None:
+        self.weights = np.asarray(json.loads((path / STATE_FILE).read_text())["weights"], dtype=float)
 
 
 class BiasGainClimber(HillClimber):

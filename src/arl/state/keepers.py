@@ -10,7 +10,8 @@ for an experiment file's ``keep: {latest: 10, every_hours: 1, max_total_mb: 500}
    size is at most the cap, never removing the newest (which may alone exceed it);
 3. with no retention rule, every snapshot is kept before the cap applies.
 
-A removed snapshot is forgotten: it is never offered for removal twice.
+A removed snapshot is forgotten: it is never offered for removal twice. A keeper made
+anew for a resumed run learns of the snapshots made before by :func:`restore_keeper`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,18 @@ class StatesKeeper(ABC):
     @abstractmethod
     def append(self, path: Path) -> list[Path]:
         """Record ``path`` as the newest snapshot; return the snapshots to remove now."""
+
+
+def restore_keeper(keeper: StatesKeeper, paths: Iterable[Path]) -> list[Path]:
+    """Tell a new ``keeper`` of a resumed run's snapshots made before (``paths``, oldest
+    first: the paths of :func:`arl.state.snapshot.snapshots`), as if it had been told of
+    each when it was made, so that it goes on deciding as the first run's keeper would.
+    Returns what it answers to remove among them (under new ``keep:`` settings, say);
+    the caller deletes those, as after any :meth:`StatesKeeper.append`."""
+    removed: list[Path] = []
+    for path in paths:
+        removed += keeper.append(path)
+    return removed
 
 
 class RuleKeeper(StatesKeeper):

@@ -8,6 +8,12 @@ place and the parent fsynced. A process killed at any moment leaves either a sta
 folder, which :func:`latest` never looks at, or a complete snapshot; never a final folder
 with half its files. :func:`load` re-hashes every file before anything is read from it.
 
+The manifest carries a sequence number per run (``seq``: 1 + the highest among the run's
+snapshots), which orders them whatever their names and whatever the wall clock did, and
+is itself hashed into ``manifest.sha256`` beside it (in ``sha256sum``'s format, so
+``sha256sum -c manifest.sha256`` checks it by hand). :func:`sweep_staging` removes the
+staging folders a killed writer left.
+
 Process-free: the pause barrier and the governor that call this live elsewhere.
 """
 
@@ -16,9 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import secrets
 import shutil
+import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,12 +42,15 @@ from arl.names import inside, name_problem, path_part
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # the manifest's layout; a loader refuses a format it does not know
+FORMAT = 2  # the manifest's layout; a loader refuses a format it does not know (1: no seq, no digest)
 MANIFEST = "manifest.json"
+DIGEST = "manifest.sha256"  # the manifest's own sha256, written before the rename
 STAGING = ".staging-"
+# What begin() names a staging folder: .staging-<name>-<8 hex digits>; nothing else is swept.
+STAGING_PATTERN = re.compile(r"\.staging-.+-[0-9a-f]{8}")
 # UTC, sortable as text, and a valid arl name (no ':'): 20240102T030405.123456Z
 NAME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
-RESERVED = frozenset({"files", "format", "arl_version", "name", "saved_at"})
+RESERVED = frozenset({"files", "format", "arl_version", "name", "saved_at", "seq"})
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,8 @@ class Manifest:
 
     path: Path
     name: str
-    saved_at: str  # ISO 8601, UTC, microseconds: orders snapshots whatever their names
+    seq: int  # 1 + the highest of the run's snapshots when it was saved: orders them
+    saved_at: str  # ISO 8601, UTC, microseconds: for people and every_hours, not for order
     arl_version: str
     files: dict[str, str]  # relative path (POSIX) -> sha256
     fields: dict[str, Any]  # run uid, phase, per-worker episode/step, store rows, ...
@@ -103,7 +117,7 @@ class Staging:
         """Hash, fsync and rename the staging folder into place; returns the snapshot's path.
 
         ``fields`` (JSON values) go into the manifest as they are; the names ``files``,
-        ``format``, ``arl_version``, ``name`` and ``saved_at`` are commit's own.
+        ``format``, ``arl_version``, ``name``, ``saved_at`` and ``seq`` are commit's own.
         """
         if self._done:
             raise ArlError(f"snapshot {self.final} was already committed or aborted")
@@ -111,8 +125,9 @@ class Staging:
         if clash:
             raise ArlError(f"manifest fields {clash} are reserved for the snapshot itself; rename them")
         files, folders = _entries(self.path)
-        if any(path.relative_to(self.path).as_posix() == MANIFEST for path in files):
-            raise ArlError(f"{self.path / MANIFEST} was written by a component; that name is the snapshot's own")
+        for own in (MANIFEST, DIGEST):
+            if any(path.relative_to(self.path).as_posix() == own for path in files):
+                raise ArlError(f"{self.path / own} was written by a component; that name is the snapshot's own")
         hashes: dict[str, str] = {}
         for path in files:
             hashes[path.relative_to(self.path).as_posix()] = file_sha256(path)
@@ -120,14 +135,17 @@ class Staging:
         manifest = {
             **fields,
             "name": self.final.name,
+            "seq": 1 + max((seq for seq, _, _ in _candidates(self.final.parent, warn=False)), default=0),
             "saved_at": datetime.now(UTC).isoformat(),
             "arl_version": arl.__version__,
             "format": FORMAT,
             "files": hashes,
         }
-        target = self.path / MANIFEST
-        target.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
-        _fsync(target)
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8")
+        for name, content in ((MANIFEST, data), (DIGEST, _digest_line(data))):
+            target = self.path / name
+            target.write_bytes(content)
+            _fsync(target)
         for folder in [*reversed(folders), self.path]:  # deepest first: each entry before its parent
             _fsync(folder)
         if self.final.exists():  # os.rename would replace an empty folder silently
@@ -179,27 +197,59 @@ def _refuse(path: Path, why: str) -> ArlError:
     )
 
 
+def _digest_line(manifest: bytes) -> bytes:
+    """``manifest.sha256``'s content: as ``sha256sum`` writes it."""
+    return f"{hashlib.sha256(manifest).hexdigest()}  {MANIFEST}\n".encode("ascii")
+
+
 def _read_manifest(path: Path) -> dict[str, Any]:
-    target = path / MANIFEST
+    """The manifest of the snapshot at ``path``, once it matches ``manifest.sha256``."""
+    target, digest = path / MANIFEST, path / DIGEST
     try:
-        data = json.loads(target.read_text(encoding="utf-8"))
+        raw = target.read_bytes()
     except FileNotFoundError:
         raise _refuse(path, f"{target} is missing") from None
-    except (OSError, ValueError) as error:
+    except OSError as error:
         raise _refuse(path, f"{target} cannot be read ({error})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "format" in data:
+        _check_format(path, data)  # before the digest: format 1 had none, and deserves a clear word
+    try:
+        recorded = digest.read_bytes()
+    except FileNotFoundError:
+        raise _refuse(path, f"{digest} is missing") from None
+    except OSError as error:
+        raise _refuse(path, f"{digest} cannot be read ({error})") from None
+    if recorded != _digest_line(raw):
+        raise _refuse(path, f"{target} does not match the sha256 in {digest}")
+    if not isinstance(data, dict):
+        raise _refuse(path, f"{target} is not a JSON table")
+    _check_format(path, data)
+    if not isinstance(data.get("files"), dict):
         raise _refuse(path, f"{target} has no 'files' table")
-    if data.get("format") != FORMAT:
-        raise ArlError(
-            f"snapshot {path} has manifest format {data.get('format')!r}; this arl reads format {FORMAT} only"
-        )
+    seq = data.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise _refuse(path, f"{target} has no sequence number 'seq' (a whole number from 1)")
     return data
 
 
+def _check_format(path: Path, data: dict[str, Any]) -> None:
+    found = data.get("format")
+    if found != FORMAT:
+        raise ArlError(
+            f"snapshot {path} has manifest format {found!r} (written by arl {data.get('arl_version', '?')}); "
+            f"this arl ({arl.__version__}) reads format {FORMAT} only: load it with the arl that wrote it"
+        )
+
+
 def load(path: str | Path) -> Manifest:
-    """The manifest of the snapshot at ``path``, once every file is proven to be the one
-    saved: each listed file present with its sha256, and no file the manifest does not
-    list. ArlError naming the first file that is missing, changed or extra."""
+    """The manifest of the snapshot at ``path``, once it and every file are proven to be
+    the ones saved: the manifest matches ``manifest.sha256``, each listed file is present
+    with its sha256, and no file the manifest does not list is there. ArlError naming the
+    first file that is missing, changed or extra."""
     folder = Path(path)
     data = _read_manifest(folder)
     listed: dict[str, str] = data["files"]
@@ -209,6 +259,7 @@ def load(path: str | Path) -> Manifest:
         raise _refuse(folder, str(error)) from None
     present = {p.relative_to(folder).as_posix(): p for p in files} if folder.is_dir() else {}
     present.pop(MANIFEST, None)
+    present.pop(DIGEST, None)
     for relative, sha256 in sorted(listed.items()):
         file = present.get(relative)
         if file is None:
@@ -225,6 +276,7 @@ def load(path: str | Path) -> Manifest:
     return Manifest(
         path=folder,
         name=str(data.get("name", folder.name)),
+        seq=int(data["seq"]),
         saved_at=str(data.get("saved_at", "")),
         arl_version=str(data.get("arl_version", "")),
         files=dict(listed),
@@ -232,27 +284,83 @@ def load(path: str | Path) -> Manifest:
     )
 
 
-def snapshots(state_dir: str | Path, run_uid: str) -> list[Manifest]:
-    """The run's complete, unaltered snapshots, oldest first (by the time each was saved).
+def _candidates(parent: Path, warn: bool = True) -> list[tuple[int, str, Path]]:
+    """``(seq, name, folder)`` of each folder in the run folder ``parent`` whose manifest
+    reads and matches its digest, by seq then name; the files are not hashed here.
 
-    Staging folders are skipped without a look; a folder without a readable manifest, or
-    one that fails :func:`load`, is skipped with a warning (a crash before the rename
-    cannot leave one, so it was made or changed by hand)."""
-    parent = run_folder(state_dir, run_uid)
+    Staging folders (and anything else whose name starts with '.') are skipped without a
+    look; any other folder without such a manifest is skipped, with a warning if ``warn``
+    (a crash before the rename cannot leave one, so it was made or changed by hand)."""
     if not parent.is_dir():
         return []
-    found: list[Manifest] = []
-    for folder in sorted(parent.iterdir()):
+    found: list[tuple[int, str, Path]] = []
+    for folder in parent.iterdir():
         if folder.name.startswith(".") or not folder.is_dir():
             continue
+        if folder.is_symlink():  # commit never makes one: it could point anywhere
+            if warn:
+                log.warning("skipping %s: a link, not a snapshot folder", folder)
+            continue
+        try:
+            data = _read_manifest(folder)
+        except ArlError as error:
+            if warn:
+                log.warning("skipping %s: %s", folder, error)
+            continue
+        found.append((int(data["seq"]), folder.name, folder))
+    return sorted(found)
+
+
+def snapshots(state_dir: str | Path, run_uid: str) -> list[Manifest]:
+    """The run's complete, unaltered snapshots, oldest first: by ``seq``, then name (never
+    by the wall clock, which may step back). Each is verified by :func:`load`; one that
+    fails is skipped with a warning, as is a folder without a manifest."""
+    found: list[Manifest] = []
+    for _, _, folder in _candidates(run_folder(state_dir, run_uid)):
         try:
             found.append(load(folder))
         except ArlError as error:
             log.warning("skipping %s: %s", folder, error)
-    return sorted(found, key=lambda m: (m.saved_at, m.name))
+    return found
 
 
 def latest(state_dir: str | Path, run_uid: str) -> Path | None:
-    """The run's newest complete snapshot, or None if it has none."""
-    found = snapshots(state_dir, run_uid)
-    return found[-1].path if found else None
+    """The run's newest complete snapshot, or None if it has none. Only the newest are
+    hashed, down to the first that loads (an altered one is skipped with a warning)."""
+    for _, _, folder in reversed(_candidates(run_folder(state_dir, run_uid))):
+        try:
+            return load(folder).path
+        except ArlError as error:
+            log.warning("skipping %s: %s", folder, error)
+    return None
+
+
+def sweep_staging(state_dir: str | Path, run_uid: str, older_than: float = 0) -> list[Path]:
+    """Remove the staging folders that writers killed mid-save left in ``run_uid``'s
+    folder, those last changed ``older_than`` seconds ago or more (0: all of them; call
+    it so only while no snapshot of the run is being written). Only folders named as
+    :func:`begin` names them are touched: a link of that name is left (with a warning),
+    never followed. Returns the folders removed."""
+    if not (older_than >= 0 and math.isfinite(older_than)):
+        raise ArlError(f"older_than must be a number of seconds, 0 or more, not {older_than}")
+    parent = run_folder(state_dir, run_uid)
+    if not parent.is_dir():
+        return []
+    removed: list[Path] = []
+    for entry in sorted(parent.iterdir()):
+        if not STAGING_PATTERN.fullmatch(entry.name):
+            continue
+        try:
+            info = entry.lstat()
+        except FileNotFoundError:  # another sweeper took it
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            log.warning("leaving %s: named as a staging folder, but a link or a file, not a folder arl made", entry)
+            continue
+        if time.time() - info.st_mtime < older_than:
+            continue
+        shutil.rmtree(entry)  # links inside are removed, never followed
+        removed.append(entry)
+    if removed:
+        _fsync(parent)
+    return removed
