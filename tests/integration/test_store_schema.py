@@ -119,7 +119,9 @@ def test_a_store_of_the_first_revision_is_refused_then_upgraded_keeping_its_rows
         command.upgrade(migrate.alembic_config(conn), "0001")
         for statement in OLD_ROWS:
             conn.execute(text(statement))
-    with pytest.raises(ArlError, match=r"at schema revision 0001, this arl needs 0002\. .*`arl-run db upgrade`"):
+    with pytest.raises(
+        ArlError, match=rf"at schema revision 0001, this arl needs {migrate.HEAD}\. .*`arl-run db upgrade`"
+    ):
         open_store(store_url)
     assert migrate.upgrade(bare, "the store") == ("0001", migrate.HEAD)
     assert schema_differences(bare) == []
@@ -129,6 +131,38 @@ def test_a_store_of_the_first_revision_is_refused_then_upgraded_keeping_its_rows
         ]
         assert conn.execute(text("SELECT count(*) FROM metrics")).scalar() == 0
     open_store(store_url).dispose()  # at HEAD now
+
+
+def test_a_store_of_revision_0002_upgrades_with_its_steps_and_they_have_no_sim_time(
+    store_url: str, bare: Engine, tmp_path: Path
+) -> None:
+    """Revision 0003 (``environment_steps.sim_time``) on a store of 0002 with steps in it,
+    through `arl-run db upgrade` as a user runs it: the steps stay, with no scaled time;
+    down to 0002 again drops the column and keeps the rows."""
+    step = (
+        "INSERT INTO environment_steps (episode_id, step, env_uid, sensors, rewards, terminated, truncated) "
+        "VALUES (1, 3, 'env', '{\"env.s0\": 0.5}', '{}', true, false)"
+    )
+    with bare.begin() as conn:
+        command.upgrade(migrate.alembic_config(conn), "0002")
+        for statement in (*OLD_ROWS, step):
+            conn.execute(text(statement))
+    with pytest.raises(ArlError, match=r"at schema revision 0002, this arl needs 0003\. .*`arl-run db upgrade`"):
+        open_store(store_url)
+    done = arl_db("upgrade", "--store", store_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert schema_differences(bare) == []
+    with bare.connect() as conn:
+        assert conn.execute(text("SELECT step, env_uid, terminated, sim_time FROM environment_steps")).all() == [
+            (3, "env", True, None)
+        ]
+    open_store(store_url).dispose()  # at HEAD now
+    with bare.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "0002")
+    with bare.connect() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns("environment_steps")}
+        assert "sim_time" not in columns
+        assert conn.execute(text("SELECT step, env_uid FROM environment_steps")).all() == [(3, "env")]
 
 
 def test_opening_a_store_of_a_newer_revision_is_refused(store_url: str, bare: Engine) -> None:
@@ -219,7 +253,7 @@ def test_a_row_of_every_table_round_trips(store_url: str) -> None:
         session.add_all(
             [
                 EnvironmentStepRow(episode_id=episode.id, step=0, env_uid="env", sensors={"env.s0": [0.5, -1]},
-                                   rewards={"r": 1.0}, terminated=True, truncated=False),
+                                   rewards={"r": 1.0}, terminated=True, truncated=False, sim_time=1.7e9 + 0.125),
                 AgentActionRow(episode_id=episode.id, step=0, agent="a", inputs={"env.s0": 0.5}, setpoints={},
                                rewards={"r": -1.0}, objective=0.125, policy_version=big),
                 MetricRow(run_id=run.id, phase_id=phase.id, agent="a", worker=None, name="loss", step=big, value=0.25,
@@ -233,7 +267,12 @@ def test_a_row_of_every_table_round_trips(store_url: str) -> None:
         RunRow: {"seed": big, "document": {"a": [1, 2.5, None], "b": {"c": "é"}}, "pid": 4321, "pid_started_at": T0},
         PhaseRow: {"index": 0, "name": "train", "mode": "train", "started_at": T0, "ended_at": None},
         EpisodeRow: {"worker": 1, "index": 2, "ended_at": T0, "steps": 3, "end_reason": "x"},
-        EnvironmentStepRow: {"sensors": {"env.s0": [0.5, -1]}, "terminated": True, "truncated": False},
+        EnvironmentStepRow: {
+            "sensors": {"env.s0": [0.5, -1]},
+            "terminated": True,
+            "truncated": False,
+            "sim_time": 1.7e9 + 0.125,
+        },
         AgentActionRow: {
             "inputs": {"env.s0": 0.5},
             "setpoints": {},

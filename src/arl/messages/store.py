@@ -46,6 +46,7 @@ class EnvironmentStep:
     rewards: dict[str, float] | str
     terminated: bool
     truncated: bool
+    sim_time: float | None = None  # arl.time.time() at the step; last, so older senders' frames decode
 
 
 @message("store.agent_action")

@@ -110,10 +110,13 @@ def returns(run: str | int, store: Store = None) -> pd.DataFrame:
 
 def steps(run: str | int, store: Store = None, *, phase: PhaseKey = None) -> pd.DataFrame:
     """The environment steps of ``run`` (of one phase, by index or name), one row each:
-    ``episode_id, phase, worker, episode, step, env_uid, terminated, truncated``, then one
-    column per sensor (``sensors.env.s0``) and reward (``rewards.env.reward``). A value
-    that is a list stays a list. For runs too big for memory: ``export``."""
-    return _flat_frame(run, store, q.STEPS, phase)
+    ``episode_id, phase, worker, episode, step, env_uid, terminated, truncated, sim_time``
+    (the run's scaled clock at the step, seconds since 1970; NaN where none was stored),
+    then one column per sensor (``sensors.env.s0``) and reward (``rewards.env.reward``).
+    A value that is a list stays a list. For runs too big for memory: ``export``."""
+    frame = _flat_frame(run, store, q.STEPS, phase)
+    frame["sim_time"] = frame["sim_time"].astype("float64")  # NaN where none was stored, never objects
+    return frame
 
 
 def actions(run: str | int, store: Store = None, *, phase: PhaseKey = None) -> pd.DataFrame:

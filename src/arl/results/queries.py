@@ -410,7 +410,9 @@ class FlatTable:
         return (*KEY_COLUMNS, *self.fields)
 
 
-STEPS = FlatTable(EnvironmentStepRow, ("step", "env_uid", "terminated", "truncated"), ("sensors", "rewards"), "env_uid")
+STEPS = FlatTable(
+    EnvironmentStepRow, ("step", "env_uid", "terminated", "truncated", "sim_time"), ("sensors", "rewards"), "env_uid"
+)
 ACTIONS = FlatTable(
     AgentActionRow, ("step", "agent", "objective", "policy_version"), ("inputs", "setpoints", "rewards"), "agent"
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 import time
 from collections.abc import Callable
 from typing import Any
@@ -61,7 +62,8 @@ _BAD_RECORD = (ProtocolError, TypeError, ValueError, OverflowError, RecursionErr
 # building a frozen dataclass per row, which costs as much as unpacking the frame.
 
 _KEY_FIELDS = ("phase", "worker", "episode", "step")
-_ENV_FIELDS = (*_KEY_FIELDS, "env_uid", "sensors", "rewards", "terminated", "truncated")
+_ENV_FIELDS = (*_KEY_FIELDS, "env_uid", "sensors", "rewards", "terminated", "truncated", "sim_time")
+_ENV_FRAME = 2 + len(_ENV_FIELDS)  # [version, tag, *fields]
 _ACTION_FIELDS = (*_KEY_FIELDS, "agent", "inputs", "setpoints", "rewards", "objective", "policy_version")
 
 
@@ -127,7 +129,7 @@ class Recorder:
         self.patience = patience or Patience()
         self._env_insert = BulkInsert(
             EnvironmentStepRow,
-            ("episode_id", "step", "env_uid", "sensors", "rewards", "terminated", "truncated"),
+            ("episode_id", "step", "env_uid", "sensors", "rewards", "terminated", "truncated", "sim_time"),
             {"sensors", "rewards"},
             conn.dialect,
         )
@@ -221,7 +223,11 @@ class Recorder:
     # -- the hot path -------------------------------------------------------------------
 
     def _environment_step(self, m: list[Any]) -> None:
-        _v, _t, phase, worker, episode, step, env_uid, sensors, rewards, terminated, truncated = m
+        if len(m) == _ENV_FRAME:
+            _v, _t, phase, worker, episode, step, env_uid, sensors, rewards, terminated, truncated, sim_time = m
+        else:  # a frame of an arl before sim_time (the codec's decode fills the default alike)
+            _v, _t, phase, worker, episode, step, env_uid, sensors, rewards, terminated, truncated = m
+            sim_time = None
         episode_id = self._episodes.get((phase, worker, episode))
         if episode_id is None:
             self.drop(f"an environment step of unknown episode {(phase, worker, episode)}")
@@ -231,7 +237,7 @@ class Recorder:
         self._env_rows.append(
             (
                 episode_id, int(step), env_uid, column_text(sensors), column_text(rewards),
-                bool(terminated), bool(truncated),
+                bool(terminated), bool(truncated), None if sim_time is None else _finite_or_none(sim_time),
             )
         )  # fmt: skip
         self.pending_rows += 1
@@ -534,6 +540,15 @@ def _integer(value: Any) -> int:
     if type(value) is not int:
         raise TypeError(f"{value!r} is not an integer")
     return value
+
+
+def _finite_or_none(value: Any) -> float | None:
+    """A record's float, None where it is not finite (the column is NULL then, as JSON
+    makes NaN null); a value that is no number at all makes the record malformed."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{value!r:.100} is not a number")
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _metric(value: Any) -> tuple[int | None, str, int, float, Any]:

@@ -154,6 +154,9 @@ class EnvironmentStepRow(Base):
     rewards: Mapped[dict[str, Any]]
     terminated: Mapped[bool] = mapped_column(Boolean)
     truncated: Mapped[bool] = mapped_column(Boolean)
+    # The run's scaled clock (arl.time.time(): seconds since 1970 as time_scale counts
+    # them, pauses left out) at the step; NULL where the sender gave none.
+    sim_time: Mapped[float | None] = mapped_column(Float)
 
 
 class AgentActionRow(Base):

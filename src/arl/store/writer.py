@@ -205,6 +205,39 @@ class StoreWriter:
         and the drain would otherwise take records until most of ``timeout`` is spent)."""
         self._barrier(self._default_timeout(timeout), drain=True, settle=settle)
 
+    def new_token(self) -> int:
+        """A barrier token for a producer to send (``Flush(token)`` down its store link)."""
+        return next(self._tokens)
+
+    def expect(self, tokens: list[int]) -> None:
+        """Wait for these producers' tokens (before asking for them): :meth:`met` says which
+        arrived, each once everything its producer sent before it is committed."""
+        with self._cond:
+            for token in tokens:
+                self._waiting[token] = None
+
+    def met(self, tokens: list[int], timeout: float) -> set[int]:
+        """Of the :meth:`expect`-ed ``tokens``, those that arrived (waiting up to ``timeout``
+        for them all). Each is forgotten once reported met; :meth:`forget` the others."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._stopped or all(t in self._answered for t in tokens),
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+            got = {t for t in tokens if t in self._answered}
+            for token in got:
+                self._answered.discard(token)
+                self._waiting.pop(token, None)
+        self._raise_if_failed()
+        return got
+
+    def forget(self, tokens: list[int]) -> None:
+        with self._cond:
+            for token in tokens:
+                self._waiting.pop(token, None)
+                self._answered.discard(token)
+
     def _default_timeout(self, timeout: float | None) -> float:
         return self.patience + COMMIT_MARGIN if timeout is None else timeout
 
