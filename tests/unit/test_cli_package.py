@@ -21,13 +21,13 @@ def test_the_entry_point_is_the_cli_group() -> None:
     assert module == "arl.cli"
     group = getattr(arl.cli, name)
     assert isinstance(group, click.Group)
-    assert sorted(group.commands) == ["check", "db", "results", "run", "schema"]
+    assert sorted(group.commands) == ["check", "ctl", "db", "results", "run", "schema"]
 
 
 def test_importing_the_cli_leaves_what_the_commands_need_to_the_commands() -> None:
     # (asyncio and numpy are arl.preflight's to keep out: `run` and `check` show its defaults.)
     heavy = ("zmq", "sqlalchemy", "alembic", "pandas", "matplotlib", "pydantic", "ruamel.yaml", "csv")
-    heavy += ("arl.executor", "arl.config", "arl.store.engine", "arl.results.queries")
+    heavy += ("arl.executor", "arl.config", "arl.store.engine", "arl.results.queries", "starlette", "uvicorn")
     code = f"import sys, arl.cli; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert done.stdout.split() == []

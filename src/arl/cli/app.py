@@ -7,6 +7,7 @@ import os
 import click
 
 import arl
+from arl.cli.ctl import ctl
 from arl.cli.db import db
 from arl.cli.results import results_group
 from arl.cli.runs import check, run, schema
@@ -35,5 +36,5 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-for command in (run, check, schema, results_group, db):
+for command in (run, check, schema, results_group, db, ctl):
     main.add_command(command)
