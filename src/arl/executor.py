@@ -32,6 +32,7 @@ from arl import codec
 from arl.config.spec import RunSpec
 from arl.errors import ArlError, ProtocolError
 from arl.governor.options import RunOptions, Timeouts, describe_exit, last_lines, timeouts_from
+from arl.livecontrol import LiveControl
 from arl.messages import executor as emsg
 from arl.proc import forkserver
 from arl.proc.child import ChildSpec, SupervisedChild
@@ -54,6 +55,7 @@ class ExecutorOptions:
     level: int = logging.WARNING
     store_steps: bool = True  # False: no environment_steps or agent_actions rows
     start_at_once: int = 0  # runs starting at the same time; 0: as many as the cores this process may use
+    max_uptime: float | None = None  # seconds; each run then snapshots and ends INTERRUPTED (over the file's)
 
 
 @dataclass
@@ -115,6 +117,8 @@ class Executor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
         logging.getLogger().addHandler(self._tails)
+        self.control = LiveControl(self)
+        self.control.start()
         try:
             slots = asyncio.Semaphore(max(1, self.options.parallel))
             starts = asyncio.Semaphore(self.options.start_at_once or len(os.sched_getaffinity(0)))
@@ -125,6 +129,7 @@ class Executor:
                 listener.cancel()
                 await asyncio.gather(*self._kills, return_exceptions=True)
         finally:
+            await self.control.close()
             logging.getLogger().removeHandler(self._tails)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -145,6 +150,7 @@ class Executor:
                     return await self._died(governor, "FAILED", f"the run's governor did not start: {exc}")
                 await self._until_up(governor)
             code = await governor.child.exited
+            self.control.gone(governor.spec.uid)
             await governor.child.stop(grace=0)  # reaps and closes the pipe; it has exited already
             # A governor that ended normally sent its outcome just before; one that was
             # killed sent none, so there is nothing to wait for.
@@ -235,8 +241,12 @@ class Executor:
                 if message.state != governor.state:  # a report may only bring the run's id
                     governor.state = message.state
                     self._on_status(message.run_uid, message.state)
-                if message.state not in _NOT_UP:
+                if message.state not in _NOT_UP and not governor.up.is_set():
                     governor.up.set()
+                    if message.state == "RUNNING":
+                        self.control.governor_up(governor)
+            elif isinstance(message, emsg.ControlReply):
+                self.control.replied(message)
             elif isinstance(message, emsg.RunOutcome) and not governor.outcome.done():
                 governor.outcome.set_result(message)
 

@@ -124,6 +124,7 @@ def execute(
     level: int,
     parallel: int = 1,
     store_steps: bool = True,
+    max_uptime: float | None = None,
 ) -> list[RunOutcome]:
     """Run ``specs`` with the Executor, one outcome each, in order: ``arl-run`` runs files
     so too. The Executor handles SIGINT and SIGTERM from when it starts; ``level`` is the
@@ -135,7 +136,9 @@ def execute(
     from arl.executor import Executor, ExecutorOptions
 
     checkpoints = str(Path(checkpoint_dir).resolve())
-    options = ExecutorOptions(url, checkpoints, parallel=parallel, level=level, store_steps=store_steps)
+    options = ExecutorOptions(
+        url, checkpoints, parallel=parallel, level=level, store_steps=store_steps, max_uptime=max_uptime
+    )
 
     def on_status(uid: str, state: str) -> None:
         logging.getLogger("arl.executor").info("run %s: %s", uid, state)

@@ -38,7 +38,7 @@ DUMMY = ROOT / "experiments" / "dummy.yml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 SENSORS = [f"sensors.env.s{i}" for i in range(10)]
-STEP_COLUMNS = ["episode_id", "phase", "worker", "episode", "step", "env_uid", "terminated", "truncated"]
+STEP_COLUMNS = ["episode_id", "phase", "worker", "episode", "step", "env_uid", "terminated", "truncated", "sim_time"]
 ACTION_COLUMNS = ["episode_id", "phase", "worker", "episode", "step", "agent", "objective", "policy_version"]
 EXPECTED_COLUMNS = {
     "steps": {*STEP_COLUMNS, *SENSORS, "rewards.env.reward"},
@@ -198,7 +198,8 @@ def test_results_show_prints_the_run_its_phases_and_returns(dummy: Stored) -> No
         ["phase_1", "0", "0", "10", "terminated", f"{-defender[1]:.3f}", f"{defender[1]:.3f}"],
     ]
     # The run's layout first, then the brains saved after the train phase, one event each.
-    event_lines = events.splitlines()[1:]
+    # (Where the run's control API was, arl-run ctl's, aside.)
+    event_lines = [line for line in events.splitlines()[1:] if line.split()[2] != "control"]
     assert [line.split()[2] for line in event_lines] == ["layout", "brain_saved", "brain_saved"]
     assert sorted(line.split("agent=")[1].split(",")[0] for line in event_lines[1:]) == ["attacker", "defender"]
 
@@ -206,6 +207,7 @@ def test_results_show_prints_the_run_its_phases_and_returns(dummy: Stored) -> No
 def test_events_are_a_frame_too(dummy: Stored) -> None:
     frame = results.events("dummy-run", dummy.url)
     assert list(frame.columns) == ["at", "kind", "detail"]
+    frame = frame[frame["kind"] != "control"].reset_index(drop=True)  # (arl-run ctl's)
     assert list(frame["kind"]) == ["layout", "brain_saved", "brain_saved"]
     assert frame["detail"][0]["agent_processes"] == [["defender", "attacker"]]
     saved = list(frame["detail"])[1:]
@@ -288,6 +290,7 @@ def test_steps_and_actions_spread_their_json_into_columns(dummy: Stored) -> None
     assert len(steps) == 20
     assert list(steps["step"][:10]) == list(range(1, 11))
     assert steps["terminated"].sum() == 2
+    assert steps["sim_time"].dtype == "float64"  # numbers, NaN where a step has none
     assert len(results.steps("dummy-run", dummy.url, phase="phase_1")) == 10
     assert len(results.steps("dummy-run", dummy.url, phase=0)) == 10
     actions = results.actions("dummy-run", dummy.url)

@@ -217,6 +217,11 @@ def schema() -> None:
     help="Build and reset every environment once in the check, and check the sensor and actuator ids agents "
     "name against what it provides (the default); --no-probe skips that, for environments slow to build.",
 )  # fmt: skip
+@click.option(
+    "--max-uptime", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+    help="At this age each run takes a snapshot and ends INTERRUPTED (end reason max-uptime); over the "
+    "file's max_uptime.",
+)  # fmt: skip
 @click.option("--verbose", "-v", count=True, help="Log more: -v for progress, -vv for debugging.")
 @_file_options
 def run(
@@ -227,6 +232,7 @@ def run(
     checkpoint_dir: str,
     store_steps: bool,
     probe: bool,
+    max_uptime: float | None,
     verbose: int,
     sets: tuple[str, ...],
     sweeps: tuple[str, ...],
@@ -253,7 +259,7 @@ def run(
     specs = [spec for _, spec in runs]
     started = time.perf_counter()
     try:
-        outcomes = _execute(specs, url, checkpoint_dir, parallel, level, store_steps)
+        outcomes = _execute(specs, url, checkpoint_dir, parallel, level, store_steps, max_uptime)
     except KeyboardInterrupt:  # before the executor took the signals over: nothing had started
         click.echo("interrupted before the runs started; nothing was run.", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -280,13 +286,21 @@ def _check_timeouts() -> None:
 
 
 def _execute(
-    specs: list[Any], url: str, checkpoint_dir: str, parallel: int, level: int, store_steps: bool
+    specs: list[Any],
+    url: str,
+    checkpoint_dir: str,
+    parallel: int,
+    level: int,
+    store_steps: bool,
+    max_uptime: float | None = None,
 ) -> list[Any]:
     """Run ``specs`` with the Executor (:func:`arl.runner.execute`); it handles SIGINT and
     SIGTERM from when it starts."""
     from arl.runner import execute
 
-    return execute(specs, url, checkpoint_dir, parallel=parallel, level=level, store_steps=store_steps)
+    return execute(
+        specs, url, checkpoint_dir, parallel=parallel, level=level, store_steps=store_steps, max_uptime=max_uptime
+    )
 
 
 def _summarise(outcomes: list[Any], location: str | None, elapsed: float) -> None:

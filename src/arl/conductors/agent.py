@@ -17,7 +17,6 @@ import numbers
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +36,8 @@ from arl.proc.child import ChildContext
 from arl.seeding import brain_seed, muscle_seed
 from arl.transport import limit_input
 
+from .agentstate import Pending as _Pending
+from .agentstate import load_agent, save_agent
 from .devices import check_device
 from .links import MetricLink
 from .service import Service
@@ -57,15 +58,6 @@ class Metrics(Protocol):
     def add(self, phase: int, agent: str, worker: int | None, name: str, step: int, value: float) -> None: ...
 
     def flush(self) -> None: ...
-
-
-@dataclass
-class _Pending:
-    """The transition a muscle started: completed when the next rewards arrive."""
-
-    inputs: dict[str, Any]
-    setpoints: dict[str, Any]
-    version: int | None
 
 
 class _BatchStats:
@@ -430,7 +422,21 @@ class AgentHost:
             return conductor.setup(message)
         if isinstance(message, control.SaveBrain):
             return self._agent(message.name).save(message)
+        if isinstance(message, control.SaveState | control.LoadState):
+            return self._state(message)
         raise TypeError(f"an agent process cannot handle {type(message).__name__}")
+
+    def _state(self, message: control.SaveState | control.LoadState) -> control.StateSaved:
+        """Save or load the state of this phase's agents here, each under ``agents/<name>``."""
+        current = max((a.phase for a in self.agents.values()), default=-1)
+        names = sorted(name for name, a in self.agents.items() if a.phase == current)
+        for name in names:
+            root = Path(message.directory) / "agents" / name
+            if isinstance(message, control.SaveState):
+                save_agent(self.agents[name], root)
+            else:
+                load_agent(self.agents[name], root)
+        return control.StateSaved(names)
 
     def _agent(self, name: str) -> AgentConductor:
         agent = self.agents.get(name)

@@ -14,12 +14,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from arl.codec import pack, unpack
 from arl.messages import control
+from arl.messages import store as store_msg
 from arl.proc.child import ChildContext
 
 from .environment import EnvironmentConductor
+from .hold import Hold, new_folder
 from .links import REPLY_GRACE, Agents, Driver, Environments, LearnerLink, RemotePeers, StoreLink
 from .service import Service
 from .steploop import PhaseLoop
@@ -32,6 +37,7 @@ class SimulationController:
     def __init__(self, ctx: ChildContext) -> None:
         self.ctx = ctx
         self.service = Service(ctx, self.handle)
+        self.hold = Hold(ctx, self.service)
         # Those hosted here, by uid and copy (envs_per_worker: copies 0 ... n - 1).
         self.environments: dict[tuple[str, int], EnvironmentConductor] = {}
 
@@ -60,12 +66,15 @@ class SimulationController:
         grace = float(args.get("reply_grace", REPLY_GRACE))
         loop = PhaseLoop(request, store_steps=args.get("store_steps", True))
         local = self._local(request, 0)
+        if request.state is not None:
+            load_worker(Path(request.state), loop, local)
         remote = {uid: host for uid, host in request.env_hosts.items() if host}
         with contextlib.ExitStack() as links:  # closed however the phase ends, the store's last
             store, learners, peers = self._links(request, links, grace)
             envs = Environments(request.worker, local, remote, peers)
             agents = Agents(request.worker, request.agent_hosts, peers)
-            driver = Driver(envs, agents, store, self.service.pulse, learners)
+            pause = self._pause(store, learners, [(loop, local)])
+            driver = Driver(envs, agents, store, self.service.pulse, learners, pause[1])
             done: control.PhaseDone = driver.run(loop.run())
         log.debug("worker %d ended phase %d: %s", request.worker, request.phase, done)
         return done
@@ -94,6 +103,29 @@ class SimulationController:
         peers = RemotePeers(self.ctx.zmq, request.endpoints, self.service.pulse, grace, on_wait=waiting)
         links.callback(peers.close)
         return store, learners, peers
+
+    def _pause(
+        self,
+        store: StoreLink,
+        learners: LearnerLink | None,
+        workers: list[tuple[PhaseLoop, dict[str, EnvironmentConductor]]],
+    ) -> tuple[Callable[[], bool], Callable[[], bool]]:
+        """(asked, hold) for the driver: whether a pause is asked, and holding at a step
+        boundary (acknowledged through the store link) until resumed or stopped."""
+
+        def flush(token: int) -> None:
+            if learners is not None:
+                learners.flush()
+            store.send([store_msg.Flush(token)], flush=True)
+
+        def save(folder: Path) -> None:
+            for loop, local in workers:
+                save_worker(folder, loop, local)
+
+        def hold() -> bool:
+            return self.hold.asked() and self.hold.hold(flush, save)
+
+        return self.hold.asked, hold
 
     def _local(self, request: control.RunPhase, copy: int) -> dict[str, EnvironmentConductor]:
         return {
@@ -133,6 +165,9 @@ class SimulationController:
             for k, (first, episodes, before, steps) in enumerate(resume)
         ]
         loops = [PhaseLoop(copy, store_steps=args.get("store_steps", True)) for copy in copies]
+        if request.state is not None:
+            for k, loop in enumerate(loops):
+                load_worker(Path(request.state), loop, self._local(request, k))
         with contextlib.ExitStack() as links:
             store, learners, peers = self._links(request, links, grace)
             drivers = [
@@ -145,7 +180,8 @@ class SimulationController:
                 )
                 for k, copy in enumerate(copies)
             ]
-            vector = VectorDriver(drivers, [c.worker for c in copies], VectorAgents(request.agent_hosts, peers))
+            pause = self._pause(store, learners, [(loop, self._local(request, k)) for k, loop in enumerate(loops)])
+            vector = VectorDriver(drivers, [c.worker for c in copies], VectorAgents(request.agent_hosts, peers), pause)
             dones = vector.run([loop.run() for loop in loops])
         done = merged(request.worker, dones)
         log.debug("worker %d ended phase %d with %d copies: %s", request.worker, request.phase, count, done)
@@ -154,6 +190,30 @@ class SimulationController:
     def close(self) -> None:
         for conductor in self.environments.values():
             conductor.close()
+
+
+def save_worker(folder: Path, loop: PhaseLoop, local: dict[str, EnvironmentConductor]) -> None:
+    """A worker's part of a snapshot: ``<folder>/workers/<worker>/``: its loop
+    (``loop.msgpack``), the loop's simulation and conditions, the environments hosted here."""
+    root = folder / "workers" / str(loop.request.worker)
+    root.mkdir(parents=True, exist_ok=True)  # (an environment process may have written its part)
+    (root / "loop.msgpack").write_bytes(pack(loop.state()))
+    for name, component in loop.components().items():
+        component.save_state(new_folder(root / name))
+    for uid, conductor in local.items():
+        if conductor.env is not None:
+            conductor.env.save_state(new_folder(root / f"env.{uid}"))
+
+
+def load_worker(folder: Path, loop: PhaseLoop, local: dict[str, EnvironmentConductor]) -> None:
+    """Go on from :func:`save_worker`'s folder (the environments are set up already)."""
+    root = folder / "workers" / str(loop.request.worker)
+    loop.restore(unpack((root / "loop.msgpack").read_bytes()))
+    for name, component in loop.components().items():
+        component.load_state(root / name)
+    for uid, conductor in local.items():
+        if conductor.env is not None:
+            conductor.env.load_state(root / f"env.{uid}")
 
 
 def main(ctx: ChildContext) -> None:

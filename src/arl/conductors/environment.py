@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from arl import spaces
@@ -33,6 +34,14 @@ class EnvironmentConductor:
             return self.reset(message)
         if isinstance(message, control.SetupEnvironment):
             return self.setup(message)
+        if isinstance(message, control.SaveState):  # a snapshot, while the run is paused
+            folder = Path(message.directory)
+            folder.mkdir(parents=True, exist_ok=False)
+            self._env().save_state(folder)
+            return control.StateSaved([self.uid])
+        if isinstance(message, control.LoadState):
+            self._env().load_state(Path(message.directory))
+            return control.StateSaved([self.uid])
         raise TypeError(f"an environment conductor cannot handle {type(message).__name__}")
 
     def setup(self, request: control.SetupEnvironment) -> control.EnvironmentReady:

@@ -420,7 +420,7 @@ def _with_json_text(record: Any) -> Any:
         r = record
         sensors, rewards = to_json_text(r.sensors), to_json_text(r.rewards)
         return store.EnvironmentStep(
-            r.phase, r.worker, r.episode, r.step, r.env_uid, sensors, rewards, r.terminated, r.truncated
+            r.phase, r.worker, r.episode, r.step, r.env_uid, sensors, rewards, r.terminated, r.truncated, r.sim_time
         )
     if type(record) is store.AgentAction:
         a = record
@@ -436,9 +436,17 @@ class Driver:
     link's failure is thrown into the loop, which stores what completed and re-raises."""
 
     def __init__(
-        self, envs: Environments, agents: Agents, store: StoreLink, stop: Stop, learners: LearnerLink | None = None
+        self,
+        envs: Environments,
+        agents: Agents,
+        store: StoreLink,
+        stop: Stop,
+        learners: LearnerLink | None = None,
+        hold: Stop | None = None,
     ) -> None:
         self.envs, self.agents, self.store, self.stop, self.learners = envs, agents, store, stop, learners
+        # At a step boundary: pause there if asked (conductors.hold); True if a stop came meanwhile.
+        self.hold = hold
 
     def run(self, loop: Loop) -> Any:
         answer: Any = None
@@ -467,7 +475,10 @@ class Driver:
                 self.store.send(records, flush=flush)
                 if self.learners is not None:
                     self.learners.send(experiences, flush=flush)
-                return self.stop()
+                stop = self.stop()
+                if command.boundary and self.hold is not None and not stop:
+                    stop = self.hold()
+                return stop
             case _:
                 assert_never(command)
 

@@ -88,6 +88,9 @@ class Store:
     flush: bool = False  # send them now (else they may wait for a few more steps' records)
     # central agent -> its completed transitions, for its learner (messages.learner.EXPERIENCE_FIELDS)
     experiences: dict[str, list[list[Any]]] | None = None
+    # After a whole step, before the episode's end is decided: the one point where the loop
+    # can pause, save its state (PhaseLoop.state) and later go on from it (RunPhase.state).
+    boundary: bool = False
 
 
 Command = ResetEnvironments | AskAgents | StepEnvironments | Store
@@ -159,6 +162,7 @@ class PhaseLoop:
         conditions: list[TerminationCondition] = [
             build(e, p, TerminationCondition, role) for e, p in request.conditions
         ]
+        self.conditions = conditions
         self.episode_conditions = [c for c in conditions if "episode_over" in c.answers()]
         self.phase_conditions = [c for c in conditions if "phase_over" in c.answers()]
         self.run_conditions: list[TerminationCondition] = [
@@ -177,6 +181,8 @@ class PhaseLoop:
         self._experiences: dict[str, list[list[Any]]] = {}
         self.sent = dict.fromkeys(self.learners, 0)  # transitions handed out, by agent
         self._valid_actors: set[tuple[str, ...]] = set()  # choices of the simulation already checked
+        self.current: _Episode | None = None  # the episode in progress
+        self._resume: _Episode | None = None  # the episode a snapshot was taken in (RunPhase.state)
 
     def run(self) -> Loop:
         request = self.request
@@ -190,9 +196,11 @@ class PhaseLoop:
             if self.ending is not None:
                 last = request.first_episode - 1
                 reason, ends_run = self.ending
-        for index in range(request.first_episode, last + 1):
-            episode = _Episode(request.phase, request.worker, index)
-            ended = yield from self._episode(episode)
+        first = request.first_episode if self._resume is None else self._resume.index
+        for index in range(first, last + 1):
+            resumed, self._resume = self._resume, None
+            episode = resumed or _Episode(request.phase, request.worker, index)
+            ended = yield from self._episode(episode, resumed=resumed is not None)
             if ended == Ending.INTERRUPTED:
                 reason = Ending.INTERRUPTED
                 break
@@ -209,10 +217,10 @@ class PhaseLoop:
             self.sent if self.learners else None,
         )  # fmt: skip
 
-    def _store(self, *, flush: bool = False) -> Store:
+    def _store(self, *, flush: bool = False, boundary: bool = False) -> Store:
         records, self._records = self._records, []
         experiences, self._experiences = self._experiences or None, {}
-        return Store(records, flush, experiences)
+        return Store(records, flush, experiences, boundary)
 
     def _phase_or_run_over(self) -> str | None:
         """Ask the phase and run conditions; remember the first that fires."""
@@ -236,12 +244,16 @@ class PhaseLoop:
                     return reason
         return None
 
-    def _episode(self, ep: _Episode) -> Generator[Command, Any, str]:
-        self._records.append(store.EpisodeStarted(ep.phase, ep.worker, ep.index, self.wall()))
+    def _episode(self, ep: _Episode, *, resumed: bool = False) -> Generator[Command, Any, str]:
+        self.current = ep
+        stopped = False
+        if not resumed:  # (a resumed episode's start is stored already)
+            self._records.append(store.EpisodeStarted(ep.phase, ep.worker, ep.index, self.wall()))
         try:
-            # Stored at once: a live query sees the episode begin, not only its first step.
-            stopped = yield self._store(flush=True)
-            reason = Ending.INTERRUPTED if stopped else (yield from self._steps(ep))
+            if not resumed:
+                # Stored at once: a live query sees the episode begin, not only its first step.
+                stopped = yield self._store(flush=True)
+            reason = Ending.INTERRUPTED if stopped else (yield from self._steps(ep, resumed=resumed))
             if not (yield from self._finish(ep)):
                 reason = Ending.INTERRUPTED
         except Exception:
@@ -253,20 +265,24 @@ class PhaseLoop:
         yield self._store(flush=True)
         return reason
 
-    def _steps(self, ep: _Episode) -> Generator[Command, Any, str]:
-        """Reset, then step until the episode is over; "interrupted" if asked to stop."""
-        seeds = {uid: episode_seed(self.request.seed, ep.index, uid) for uid in self.envs}
-        replies: Replies = yield ResetEnvironments(seeds)
-        raise_failures(replies.got)
-        if len(replies.got) < len(self.envs):
-            return Ending.INTERRUPTED
-        for uid in self.envs:
-            ep.sensors.update(replies.got[uid].sensors)
+    def _steps(self, ep: _Episode, *, resumed: bool = False) -> Generator[Command, Any, str]:
+        """Reset, then step until the episode is over; "interrupted" if asked to stop.
+        ``resumed``: the episode goes on from a snapshot taken at a step boundary."""
+        if not resumed:
+            seeds = {uid: episode_seed(self.request.seed, ep.index, uid) for uid in self.envs}
+            replies: Replies = yield ResetEnvironments(seeds)
+            raise_failures(replies.got)
+            if len(replies.got) < len(self.envs):
+                return Ending.INTERRUPTED
+            for uid in self.envs:
+                ep.sensors.update(replies.got[uid].sensors)
         while True:
-            if not (yield from self._step(ep, self._actors(ep))):
-                return Ending.INTERRUPTED
-            if (yield self._store()):
-                return Ending.INTERRUPTED
+            if not resumed:
+                if not (yield from self._step(ep, self._actors(ep))):
+                    return Ending.INTERRUPTED
+                if (yield self._store(boundary=True)):
+                    return Ending.INTERRUPTED
+            resumed = False
             reason = self._episode_over(ep)
             if reason is not None:
                 return reason
@@ -405,3 +421,60 @@ class PhaseLoop:
                 if reason is not None:
                     return reason
         return self._phase_or_run_over()
+
+    # ---- state at a step boundary (snapshots) ------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """What the loop holds at a step boundary (a :class:`Store` with ``boundary``):
+        with the components' own state, enough to go on from there exactly."""
+        ep = self.current
+        if ep is None or self._records or self._experiences:
+            raise RuntimeError("a phase loop's state is taken at a step boundary only")
+        return {
+            "steps": self.steps,
+            "episodes": self.episodes,
+            "returns": self.returns,
+            "elapsed": self.clock() - self.started,
+            "ending": list(self.ending) if self.ending is not None else None,
+            "silent": sorted(self.silent),
+            "sent": self.sent,
+            "episode": {
+                "index": ep.index,
+                "step": ep.step,
+                "sensors": ep.sensors,
+                "rewards": ep.rewards,
+                "terminated": ep.terminated,
+                "truncated": ep.truncated,
+                "returns": ep.returns,
+                "pending": {
+                    name: [p.inputs, p.setpoints, p.rewards, p.step, p.policy_version] for name, p in ep.pending.items()
+                },
+            },
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Go on from :meth:`state` (before :meth:`run`): the episode in progress then is
+        continued, not started again."""
+        self.steps, self.episodes = int(state["steps"]), int(state["episodes"])
+        self.returns = {name: list(values) for name, values in state["returns"].items()}
+        self.started = self.clock() - float(state["elapsed"])
+        ending = state["ending"]
+        self.ending = (str(ending[0]), bool(ending[1])) if ending else None
+        self.silent = set(state["silent"])
+        self.sent = {name: int(count) for name, count in state["sent"].items()}
+        e = state["episode"]
+        ep = _Episode(self.request.phase, self.request.worker, int(e["index"]), int(e["step"]))
+        ep.sensors, ep.rewards, ep.returns = dict(e["sensors"]), dict(e["rewards"]), dict(e["returns"])
+        ep.terminated, ep.truncated = bool(e["terminated"]), bool(e["truncated"])
+        ep.pending = {
+            name: _Pending(inputs, setpoints, rewards, int(step), version)
+            for name, (inputs, setpoints, rewards, step, version) in e["pending"].items()
+        }
+        self._resume = ep
+
+    def components(self) -> dict[str, Any]:
+        """The loop's own components with state of their own, by folder name."""
+        parts: dict[str, Any] = {"simulation": self.simulation}
+        parts.update({f"condition.{i}": c for i, c in enumerate(self.conditions)})
+        parts.update({f"run-condition.{i}": c for i, c in enumerate(self.run_conditions)})
+        return parts

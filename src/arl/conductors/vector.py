@@ -14,7 +14,7 @@ episodes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from arl.messages import agent as amsg
@@ -24,7 +24,7 @@ from arl.status import Ending
 
 from .links import Driver, RemotePeers, split_acted
 from .service import agent_service
-from .steploop import AskAgents, Command, Loop, Replies
+from .steploop import AskAgents, Command, Loop, Replies, Store
 
 log = logging.getLogger("arl.controller")
 
@@ -82,21 +82,43 @@ class VectorDriver:
     """Runs several loops in lockstep (see the module's doc). ``drivers`` carry out each
     loop's other commands (its own environments; the store and learner links shared)."""
 
-    def __init__(self, drivers: Sequence[Driver], workers: Sequence[int], agents: VectorAgents) -> None:
+    def __init__(
+        self,
+        drivers: Sequence[Driver],
+        workers: Sequence[int],
+        agents: VectorAgents,
+        pause: tuple[Callable[[], bool], Callable[[], bool]] | None = None,
+    ) -> None:
         self.drivers, self.workers, self.agents = list(drivers), list(workers), agents
+        # (asked, hold): a pause holds once every running copy is at a step boundary.
+        self.pause = pause
 
     def run(self, loops: Sequence[Loop]) -> list[control.PhaseDone]:
         done: dict[int, control.PhaseDone] = {}
         waiting: dict[int, Command] = {}  # each running loop's next command
+        parked: dict[int, Any] = {}  # copies at a step boundary while a pause is asked: their answer
         try:
             for i in range(len(loops)):
                 self._advance(loops, i, waiting, done, None, None)
             while waiting:
+                pausing = self.pause is not None and self.pause[0]()
+                if parked and (not pausing or len(parked) == len(waiting)):
+                    # Every running copy is at a step boundary: hold there (or the pause was
+                    # called off); then they all go on.
+                    stop = self.pause[1]() if pausing and self.pause is not None else False
+                    for i, answer in list(parked.items()):
+                        del parked[i]
+                        self._advance(loops, i, waiting, done, answer or stop, None)
                 for i in sorted(waiting):
-                    while i in waiting and not isinstance(waiting[i], AskAgents):
-                        answer, failure = self._execute(i, waiting[i])
+                    while i in waiting and i not in parked and not isinstance(waiting[i], AskAgents):
+                        command = waiting[i]
+                        answer, failure = self._execute(i, command)
+                        at_boundary = isinstance(command, Store) and command.boundary
+                        if pausing and at_boundary and failure is None and not answer:
+                            parked[i] = answer
+                            break
                         self._advance(loops, i, waiting, done, answer, failure)
-                asks = sorted((i, c) for i, c in waiting.items() if isinstance(c, AskAgents))
+                asks = sorted((i, c) for i, c in waiting.items() if isinstance(c, AskAgents) and i not in parked)
                 if not asks:
                     continue
                 replies: list[Replies | None]

@@ -313,6 +313,7 @@ class RunMachine:
     error: str | None = None
     history: list[PhaseSummary] = field(default_factory=list)  # every phase that ended, in order
     end_reason: str | None = None  # the run-level condition that ended the run
+    stop_reason: str = Ending.INTERRUPTED  # why a stop was asked ("max-uptime": the run's age)
     ended_by_worker: int | None = None  # the worker whose run-level condition it was, if one
     store_failed: bool = False  # the store takes no more records
     _workers_done: dict[int, WorkerDone] = field(default_factory=dict)
@@ -320,6 +321,10 @@ class RunMachine:
     _restarts: list[float] = field(default_factory=list)  # when each restart of the run was decided
     # Workers whose processes are being replaced, with the labels of those processes.
     _restarting: dict[int, frozenset[str]] = field(default_factory=dict)
+
+    def done_workers(self) -> dict[int, WorkerDone]:
+        """The workers of the current phase that have ended it, with what they reported."""
+        return dict(self._workers_done)
 
     def handle(self, event: Event) -> list[Command]:
         """Apply one event; return the commands it leads to (possibly none)."""
@@ -388,9 +393,10 @@ class RunMachine:
         if self.state is RunState.STOPPING or self.state.ended:
             return []
         self.outcome = Outcome.INTERRUPTED
+        self.stop_reason = event.reason
         if self.state is RunState.PRISTINE:
             self.state = RunStatus.INTERRUPTED
-            return [Finish(Outcome.INTERRUPTED, None, Ending.INTERRUPTED)]
+            return [Finish(Outcome.INTERRUPTED, None, event.reason)]
         recorded: list[Command] = [RecordEvent("stop_requested", {"reason": event.reason})]
         if self.state is RunState.RUNNING and self.phase_step is PhaseStep.STEPPING:
             # End at a step boundary so every completed step is stored.
@@ -470,7 +476,7 @@ class RunMachine:
         self._expect(event, RunState.STOPPING)
         outcome = self.outcome or Outcome.FAILED
         self.state = outcome
-        reason = {Outcome.FAILED: Ending.FAILED, Outcome.INTERRUPTED: Ending.INTERRUPTED}.get(outcome)
+        reason = {Outcome.FAILED: Ending.FAILED, Outcome.INTERRUPTED: self.stop_reason}.get(outcome)
         commands: list[Command] = []
         if self.end_reason is not None:  # a run-level condition ended the run: say which, where
             detail: dict[str, Any] = {"phase": self.history[-1].name, "reason": self.end_reason}

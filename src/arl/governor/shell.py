@@ -32,6 +32,7 @@ from arl.config.spec import AgentSpec, ClassRef, EnvironmentSpec, PhaseSpec, Run
 from arl.errors import ArlError, ComponentCrashed
 from arl.governor import machine as m
 from arl.governor.childlogs import ChildLogRelay
+from arl.governor.livestate import LiveState
 from arl.governor.options import RunOptions, describe_exit, last_lines
 from arl.governor.plan import Plan, plan_children
 from arl.governor.restart import begin_restart
@@ -94,6 +95,7 @@ class GovernorShell:
         self._outcome: executor.RunOutcome | None = None
         self._drained = False  # the writer took every child's last records
         self._sent: dict[int, collections.Counter[str]] = {}  # phase -> transitions sent to each learner
+        self.live = LiveState(self)  # pauses, snapshots, control requests
 
     # -- the loop -----------------------------------------------------------------
 
@@ -183,7 +185,7 @@ class GovernorShell:
             case m.StartChildren():
                 self.activity(self._start_children)
             case m.SetupPhase(phase=phase):
-                self.activity(lambda: self._setup_phase(self.spec.phases[phase]))
+                self.activity(lambda: self._locked(self._setup_phase(self.spec.phases[phase])))
             case m.RunWorkers(phase=phase):
                 for worker in range(self.spec.phases[phase].workers):
                     work = functools.partial(self._run_worker, self.spec.phases[phase], worker)
@@ -223,6 +225,11 @@ class GovernorShell:
                 await self._finish(outcome, error, reason)
             case _:
                 assert_never(command)
+
+    async def _locked(self, work: Awaitable[m.Event]) -> m.Event:
+        """After any snapshot in progress: a phase is not set up while one saves the last."""
+        async with self.live.snapshots.lock:
+            return await work
 
     # -- commands -----------------------------------------------------------------
 
@@ -276,7 +283,9 @@ class GovernorShell:
             await asyncio.sleep(0.005)
 
     def start_watching(self, child: SupervisedChild) -> None:
-        """From now on an exit of ``child`` is news: a ``ChildExited`` event."""
+        """From now on an exit of ``child`` is news: a ``ChildExited`` event (and a
+        controller's words up its pipe are heard)."""
+        self.live.listen_controller(child.spec.label)
         task = self._group.create_task(self._watch(child))
         self._background.append(task)
         self._watchers[child.spec.label] = task
@@ -544,6 +553,7 @@ class GovernorShell:
             self._control.connect(self.options.control)
         if self.ctx is not None:
             self._background.append(group.create_task(self._listen_pipe(self.ctx)))
+        self.live.control_tasks(group)
 
     async def _listen_pipe(self, ctx: ChildContext) -> None:
         readable = asyncio.Event()

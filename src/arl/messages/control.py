@@ -112,6 +112,9 @@ class RunPhase:
     # A restarted worker with envs > 1: each copy's [first_episode, episodes, episodes_before,
     # steps_before] (the fields above hold copy 0's).
     resume: list[list[int]] | None = None
+    # Going on from a snapshot: its folder; each worker's loop, simulation, conditions and
+    # environments hosted by the controller load from <state>/workers/<worker>/.
+    state: str | None = None
 
 
 @message("control.phase_done")
@@ -147,3 +150,26 @@ class BrainSaved:
     name: str
     directory: str
     sha256: str
+
+
+@message("control.save_state")
+class SaveState:
+    """Save the state of every component this process hosts for the current phase into
+    ``directory`` (a snapshot's staging folder), while the run is paused: an agent
+    process under ``agents/<name>/``, an environment process under
+    ``workers/<worker>/env.<uid>/``. Reply: :class:`StateSaved`."""
+
+    directory: str
+
+
+@message("control.load_state")
+class LoadState:
+    """After the phase's setup: load what :class:`SaveState` wrote into ``directory``.
+    Reply: :class:`StateSaved` (the names loaded)."""
+
+    directory: str
+
+
+@message("control.state_saved")
+class StateSaved:
+    names: list[str]

@@ -4,6 +4,8 @@ before the governor has connected this socket.)"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from arl.codec import message
 
 
@@ -25,3 +27,22 @@ class RunOutcome:
     actions: int
     error: str | None
     reason: str | None = None  # why the run ended: "completed", a run-level condition's reason, ...
+
+
+@message("exec.control_request")
+class ControlRequest:
+    """Executor -> governor: a request about the live run (``arl.governor.control.WORDS``)."""
+
+    id: int
+    word: str
+    detail: dict[str, Any]
+
+
+@message("exec.control_reply")
+class ControlReply:
+    """Governor -> executor: the answer to :class:`ControlRequest` ``id``."""
+
+    id: int
+    ok: bool
+    result: dict[str, Any]
+    error: str | None

@@ -14,8 +14,10 @@ CPU, so that a loaded machine is slow rather than failing) and escalates the sto
 over the control pipe → wait → SIGTERM → wait → SIGKILL → reaped.
 
 The control pipe carries the child's spec first (pickled: the parent's own objects, as
-``spawn`` would pickle them), then single words as raw bytes (``ready`` up, ``stop``
-down). Its end of file tells a child that its parent is gone.
+``spawn`` would pickle them), then words as raw bytes: ``ready`` up, ``stop`` down, and
+a controller's pause words (``pause <token>``, ``resume <token>``, ``save <token> <folder>``
+down, ``saved <token>`` / ``save-failed <token> <why>`` up: :mod:`arl.conductors.hold`).
+Its end of file tells a child that its parent is gone.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class ChildContext:
         self.conn = conn
         self.zmq: zmq.Context[Any] = zmq.Context()
         self._stop_requested = False
+        self.words: list[bytes] = []  # words other than stop, read and not yet taken
 
     @property
     def control_fd(self) -> int:
@@ -84,14 +87,23 @@ class ChildContext:
         self.conn.send_bytes(READY)
 
     def stop_requested(self) -> bool:
-        """True once the parent asked this child to stop, or went away. Never blocks."""
-        if not self._stop_requested and self.conn.poll(0):
+        """True once the parent asked this child to stop, or went away. Never blocks.
+        Other words read on the way are kept in :attr:`words`, in order."""
+        while not self._stop_requested and self.conn.poll(0):
             try:
                 word = self.conn.recv_bytes()
             except (EOFError, OSError):
                 word = STOP
-            self._stop_requested = word == STOP
+            if word == STOP:
+                self._stop_requested = True
+            else:
+                self.words.append(word)
         return self._stop_requested
+
+    def tell(self, word: bytes) -> None:
+        """Send a word up the control pipe (the parent reads it with ``SupervisedChild.listen``)."""
+        with contextlib.suppress(OSError):  # the parent is gone: this process ends with it
+            self.conn.send_bytes(word)
 
 
 def _prepare(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs: LogConfig) -> ChildContext:
@@ -353,6 +365,33 @@ class SupervisedChild:
         """True once the parent asked this child to stop: its exit is then expected."""
         return self._stop_requested
 
+    def send(self, word: bytes) -> bool:
+        """Send a word down the control pipe; False if the child is gone."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.send_bytes(word)
+        except OSError:
+            return False
+        return True
+
+    def listen(self, on_word: Callable[[bytes], None]) -> None:
+        """After start: call ``on_word`` (in the running loop) with each word the child
+        sends up the pipe, until it closes."""
+        conn = self._conn
+        assert conn is not None, "start() first"
+        loop = asyncio.get_running_loop()
+        fd = conn.fileno()
+
+        def on_readable() -> None:
+            try:
+                while conn.poll(0):
+                    on_word(conn.recv_bytes())
+            except (EOFError, OSError):
+                loop.remove_reader(fd)
+
+        loop.add_reader(fd, on_readable)
+
     def request_stop(self) -> None:
         """Ask the child to stop (it decides when: a controller finishes its step)."""
         self._stop_requested = True
@@ -392,6 +431,8 @@ class SupervisedChild:
     def _close(self) -> int:
         assert self._forked is not None
         if self._conn is not None:
+            with contextlib.suppress(ValueError, RuntimeError):  # no reader, or no loop
+                asyncio.get_running_loop().remove_reader(self._conn.fileno())
             self._conn.close()
             self._conn = None
         self._forked.close()  # its pidfd

@@ -1,0 +1,172 @@
+"""The executor's side of controlling live runs: requests to a run's governor (over the
+control socket the governors report through), the HTTP control API
+(:mod:`arl.controlapi.server`, started beside the runs so that it never delays a first
+step), each run's uptime limit and its save signal."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import itertools
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arl import codec
+from arl.config.spec import DEFAULT_STATE_DIR
+from arl.errors import ArlError
+from arl.messages import executor as emsg
+from arl.names import inside, path_part
+
+if TYPE_CHECKING:
+    from arl.executor import Executor, _Governor
+
+log = logging.getLogger("arl.executor")
+
+REQUEST_TIMEOUT = 120.0  # seconds a governor has to answer (a snapshot of a large buffer takes a while)
+LIVE_STATES = frozenset({"RUNNING", "STARTING"})
+
+
+class LiveControl:
+    """Implements :class:`arl.controlapi.server.Controls` for one executor."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[emsg.ControlReply]] = {}
+        self._of: dict[int, str] = {}  # request id -> the run it went to
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: Any = None
+        self.url: str | None = None
+
+    # -- the protocol the API serves ----------------------------------------------------
+
+    def _live(self) -> dict[str, _Governor]:
+        return {
+            g.spec.uid: g
+            for g in self.executor._governors
+            if g.child is not None and g.child.exitcode is None and g.state in LIVE_STATES
+        }
+
+    def live(self) -> list[str]:
+        return sorted(self._live())
+
+    async def status(self, uid: str) -> dict[str, Any]:
+        return await self.command(uid, "status")
+
+    async def command(self, uid: str, word: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+        governor = self._live().get(uid)
+        if governor is None:
+            raise ArlError(f"run {uid} is not live here (live: {', '.join(self.live()) or 'none'})")
+        router = self.executor._router
+        assert router is not None
+        request = emsg.ControlRequest(next(self._ids), word, detail or {})
+        reply: asyncio.Future[emsg.ControlReply] = asyncio.get_running_loop().create_future()
+        self._waiting[request.id] = reply
+        self._of[request.id] = uid
+        try:
+            await router.send_multipart([governor.identity, codec.encode(request)])
+            await asyncio.wait_for(asyncio.shield(reply), REQUEST_TIMEOUT)
+        except TimeoutError:
+            raise ArlError(f"run {uid}'s governor did not answer within {REQUEST_TIMEOUT:g} s") from None
+        finally:
+            self._waiting.pop(request.id, None)
+            self._of.pop(request.id, None)
+        answer = reply.result()
+        if not answer.ok:
+            raise ArlError(answer.error or f"run {uid} refused {word}")
+        return answer.result
+
+    def gone(self, uid: str) -> None:
+        """Run ``uid``'s governor has exited: its requests still waiting get no answer."""
+        for id_, of in list(self._of.items()):
+            future = self._waiting.get(id_)
+            if of == uid and future is not None and not future.done():
+                future.set_result(emsg.ControlReply(id_, False, {}, f"run {uid} ended before it answered"))
+
+    def replied(self, reply: emsg.ControlReply) -> None:
+        future = self._waiting.get(reply.id)
+        if future is not None and not future.done():
+            future.set_result(reply)
+
+    # -- the API, the uptime limits, the save signals -------------------------------------
+
+    def start(self) -> None:
+        """Start the API (in the background: its imports must not hold the runs up), the
+        runs' uptime limits and their save signals."""
+        self._spawn(self._serve())
+        specs = [g.spec for g in self.executor._governors]
+        wanted = {spec.state.save.on_signal for spec in specs if spec.state is not None and spec.state.save.on_signal}
+        loop = asyncio.get_running_loop()
+        for name in wanted:
+            assert name is not None
+            loop.add_signal_handler(signal.Signals[name], self._on_save_signal, name)
+        self._signals = wanted
+
+    def governor_up(self, governor: _Governor) -> None:
+        """Called once a run's governor is up: its uptime limit starts, and it hears of the API."""
+        limit = self.executor.options.max_uptime or governor.spec.max_uptime
+        if limit:
+            loop = asyncio.get_running_loop()
+            loop.call_later(limit, lambda: self._spawn(self._uptime_over(governor.spec.uid, limit)))
+        if self.url is not None:
+            self._spawn(self._announce(governor))
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for name in getattr(self, "_signals", ()):
+            loop.remove_signal_handler(signal.Signals[name])
+        for task in self._tasks:
+            task.cancel()
+        if self._server is not None:
+            await self._server.close()
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self) -> None:
+        module = await asyncio.to_thread(importlib.import_module, "arl.controlapi.server")
+        queue = min((g.spec.control.queue_size for g in self.executor._governors), default=16)
+        self._server = module.ControlServer(self, queue_size=queue)
+        token = module.new_token()
+        self.url = await self._server.start(token)
+        self._token = token
+        log.info("control API at %s", self.url)
+        for governor in self.executor._governors:
+            if governor.up.is_set() and governor.child is not None and governor.child.exitcode is None:
+                await self._announce(governor)
+
+    async def _announce(self, governor: _Governor) -> None:
+        """Write the run's token file and have the run record where its API is."""
+        module = importlib.import_module("arl.controlapi.server")
+        state = governor.spec.state
+        folder = inside(Path(state.dir if state is not None else DEFAULT_STATE_DIR), path_part(governor.spec.uid))
+        try:
+            token_file = await asyncio.to_thread(module.write_token, folder, self._token)
+            where = {"url": self.url, "token_file": str(token_file.resolve())}
+            await self.command(governor.spec.uid, "announce", where)
+        except (ArlError, OSError) as exc:
+            log.warning("run %s: its control API cannot be announced: %s", governor.spec.uid, exc)
+
+    async def _uptime_over(self, uid: str, limit: float) -> None:
+        log.warning("run %s reached its max uptime (%g s): it snapshots and stops", uid, limit)
+        try:
+            await self.command(uid, "uptime")
+        except ArlError as exc:
+            log.info("run %s: max uptime: %s", uid, exc)
+
+    def _on_save_signal(self, name: str) -> None:
+        for governor in self.executor._governors:
+            spec = governor.spec
+            if spec.state is not None and spec.state.save.on_signal == name and spec.uid in self._live():
+                self._spawn(self._signal_save(spec.uid, name))
+
+    async def _signal_save(self, uid: str, name: str) -> None:
+        try:
+            result = await self.command(uid, "signal")
+            log.warning("run %s: %s: snapshot %s", uid, name, result.get("snapshot"))
+        except ArlError as exc:
+            log.error("run %s: %s: no snapshot: %s", uid, name, exc)
