@@ -15,9 +15,13 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from arl.errors import ArlError
 from arl.names import inside, path_part
+
+if TYPE_CHECKING:
+    from arl.config.spec import AgentSpec, PhaseSpec
 
 CHUNK = 2**20  # bytes read at a time when hashing a brain
 KEY_BYTES = 4  # 8 hex digits: two runs of one id in one folder collide once in ~4e9
@@ -106,3 +110,28 @@ class RunCheckpoints:
     def find(self, phase: str, agent: str) -> Saved | None:
         """The brain ``agent`` saved in ``phase`` of this run, if it did."""
         return self._saved.get((phase, agent))
+
+
+def load_from(checkpoints: RunCheckpoints, store_url: str, phase: PhaseSpec, agent: AgentSpec) -> list[str] | None:
+    """``SetupAgent.load_from``: the brain's folder and the sha256 recorded when it was
+    saved, which the agent checks before loading it (``phase``, ``agent``: the file's specs)."""
+    load = agent.load
+    if load is None:
+        return None
+    if load.run is not None:
+        from arl.store.query import find_checkpoint
+
+        found = find_checkpoint(store_url, load.run, load.phase, load.agent)
+        if found is None:
+            raise ValueError(
+                f"phase {phase.name}: agent {agent.name}: no saved brain of agent {load.agent} "
+                f"in phase {load.phase} of run {load.run} in the store"
+            )
+    else:
+        found = checkpoints.find(load.phase or "", load.agent)
+        if found is None:
+            raise ValueError(
+                f"phase {phase.name}: agent {agent.name}: phase {load.phase} saved no brain of agent "
+                f"{load.agent} (only train phases save brains)"
+            )
+    return [found.path, found.sha256]

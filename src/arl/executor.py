@@ -56,6 +56,7 @@ class ExecutorOptions:
     store_steps: bool = True  # False: no environment_steps or agent_actions rows
     start_at_once: int = 0  # runs starting at the same time; 0: as many as the cores this process may use
     max_uptime: float | None = None  # seconds; each run then snapshots and ends INTERRUPTED (over the file's)
+    resumes: dict[str, str] = field(default_factory=dict)  # run uid -> the snapshot it goes on from
 
 
 @dataclass
@@ -180,6 +181,7 @@ class Executor:
             rundir=f"{self._workdir}/{governor.identity.decode()}",
             timeouts=self._timeouts,
             store_steps=self.options.store_steps,
+            resume=self.options.resumes.get(governor.spec.uid),
         )
         spec = ChildSpec(
             "governor", governor.spec.uid, "arl.governor.shell:main", {"spec": governor.spec, "options": options}

@@ -125,6 +125,7 @@ def execute(
     parallel: int = 1,
     store_steps: bool = True,
     max_uptime: float | None = None,
+    resumes: dict[str, str] | None = None,
 ) -> list[RunOutcome]:
     """Run ``specs`` with the Executor, one outcome each, in order: ``arl-run`` runs files
     so too. The Executor handles SIGINT and SIGTERM from when it starts; ``level`` is the
@@ -137,8 +138,9 @@ def execute(
 
     checkpoints = str(Path(checkpoint_dir).resolve())
     options = ExecutorOptions(
-        url, checkpoints, parallel=parallel, level=level, store_steps=store_steps, max_uptime=max_uptime
-    )
+        url, checkpoints, parallel=parallel, level=level, store_steps=store_steps, max_uptime=max_uptime,
+        resumes=dict(resumes or {}),
+    )  # fmt: skip
 
     def on_status(uid: str, state: str) -> None:
         logging.getLogger("arl.executor").info("run %s: %s", uid, state)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,19 @@ def test_max_uptime_snapshots_and_ends_the_run_interrupted(arl_run, no_leaks) ->
     assert len(kept) == 2
     assert kept[-1].fields["reason"] == "max-uptime"
     assert {t["reason"] for t in taken[:-1]} == {"condition"}
+
+
+def test_time_scale_and_step_statistics(arl_run, no_leaks) -> None:
+    more = "time_scale: 1000\nstatistics_interval: 0.05\n"
+    path = write(arl_run.tmp, uid="fast", env_params="{episode_length: 300}", episodes=2, more=more)
+    done = arl_run.run(path)
+    assert done.returncode == 0, done.stderr
+    [(first, last)] = arl_run.query("select min(sim_time), max(sim_time) from environment_steps")
+    [(began, ended)] = arl_run.query("select min(started_at), max(ended_at) from episodes")
+    wall = (datetime.fromisoformat(ended) - datetime.fromisoformat(began)).total_seconds()
+    # 1000 times as fast: the scaled seconds between the first and last step far outrun the
+    # machine's seconds between the first episode's start and the last one's end.
+    assert last - first > 100 * wall > 0
+    # Every statistics_interval each worker's steps a second and step-time percentiles are stored.
+    stats = arl_run.query("select distinct name from metrics where agent = 'arl:controller' and worker = 0")
+    assert {name for (name,) in stats} >= {"arl/steps_per_s", "arl/step_ms_p50", "arl/step_ms_p99", "arl/step_ms_max"}

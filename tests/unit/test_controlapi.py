@@ -326,8 +326,8 @@ def test_ctl_says_a_run_that_has_ended_has_ended(store: tuple[str, Engine], tmp_
     assert (newest.exit_code, newest.stdout) == (1, "")
     assert newest.stderr == (
         f"error: no run is running in {location}; the newest, run 'cut' (id 2), has ended (INTERRUPTED at "
-        "2025-03-01 12:05:00 UTC, max-uptime): there is nothing to control; its snapshots stay in its state dir "
-        "(arl cannot resume a run yet)\n"
+        "2025-03-01 12:05:00 UTC, max-uptime): there is nothing to control; `arl-run run FILE --resume` continues "
+        "it from its latest snapshot\n"
     )
     for run in ["done", "1"]:
         finished = ctl(url, "pause", "--run", run)

@@ -406,3 +406,24 @@ def test_another_process_of_a_worker_dying_while_it_is_restarted_fails_the_run()
     assert machine.handle(_died("controller:0", 5.1)) == []  # the restart stops it: replaced
     [death] = machine.handle(_died("environment:b.0", 5.2))
     assert death == m.ReportDeath("environment:b.0", -9, "while worker 0 was being restarted")
+
+
+def test_a_resumed_run_enters_the_snapshots_phase_without_recording_it_again() -> None:
+    summary = m.PhaseSummary("p0", "train", "completed", 3, 30, {})
+    done = {1: m.WorkerDone(1, 1, 3, 30, "episodes")}
+    machine = RunMachine(_spec((1, True), (3, True)), resume=m.ResumePoint(1, (summary,), done))
+    machine.handle(m.Begin())
+    assert machine.handle(m.ChildrenStarted()) == [m.SetupPhase(1)]  # (its row is the store's)
+    assert machine.history == [summary]
+    assert machine.handle(m.PhaseSetUp(1)) == [m.RunWorkers(1)]
+    assert set(machine.done_workers()) == {1}  # the shell runs workers 0 and 2 only
+    machine.handle(m.WorkerDone(1, 0, 3, 30, "episodes"))
+    assert machine.handle(m.WorkerDone(1, 2, 3, 30, "episodes")) == [m.SaveBrains(1)]
+
+
+def test_a_resumed_phase_every_worker_had_ended_goes_on_to_its_end() -> None:
+    done = {w: m.WorkerDone(0, w, 3, 30, "episodes") for w in (0, 1)}
+    machine = RunMachine(_spec((2, True)), resume=m.ResumePoint(0, (), done))
+    machine.handle(m.Begin())
+    machine.handle(m.ChildrenStarted())
+    assert machine.handle(m.PhaseSetUp(0)) == [m.RunWorkers(0), m.SaveBrains(0)]

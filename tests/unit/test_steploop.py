@@ -385,3 +385,72 @@ def test_the_driver_sends_the_handed_out_transitions_to_each_learner_and_flushes
         assert codec.decode(pulls["e"].recv()) == Experiences(4, "e", [["e1"]])
     finally:
         ctx.destroy(linger=0)
+
+
+def _set_up() -> tuple[EnvironmentConductor, AgentHost]:
+    env = EnvironmentConductor()
+    ready = env.setup(control.SetupEnvironment(0, "env", "arl.dummy:DummyEnvironment", DUMMY_ENV))
+    spaces = dict(ready.sensors) | dict(ready.actuators)
+    host = AgentHost()
+    for name, (sensors, actuators) in AGENTS.items():
+        host.handle(
+            control.SetupAgent(
+                0, name, ["arl.dummy:DummyBrain", {}], ["arl.dummy:DummyMuscle", {}], ["arl.dummy:DummyObjective", {}],
+                [[i, spaces[i]] for i in sensors], [[i, spaces[i]] for i in actuators], 1, True, 3, None,
+            )
+        )  # fmt: skip
+    return env, host
+
+
+def _trajectory(records: list[Any]) -> list[Any]:
+    """What a resume must repeat: steps, actions and how episodes ended (not wall times)."""
+    kept = []
+    for r in records:
+        if isinstance(r, store.EnvironmentStep):
+            kept.append(codec.encode(dataclasses.replace(r, sim_time=None)))  # (the clock's, not the run's)
+        elif isinstance(r, store.AgentAction):
+            kept.append(codec.encode(r))
+        elif isinstance(r, store.EpisodeEnded):
+            kept.append((r.episode, r.steps, r.reason))
+    return kept
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("boundary", [1, 4, 7])  # early, mid-episode with an open action, the last step of one
+def test_a_phase_resumed_from_a_step_boundary_stores_what_an_uninterrupted_one_does(tmp_path, boundary: int) -> None:
+    from arl.conductors.controller import load_worker, save_worker
+
+    request = _request("arl.simulation:TakingTurns", episodes=3)
+    _, whole, whole_host = _local_phase(request)
+
+    env, host = _set_up()
+    loop = PhaseLoop(request)
+    seen = {"boundaries": 0}
+
+    def hold() -> bool:  # the controller's hold: save at the chosen boundary, then stop there
+        seen["boundaries"] += 1
+        if seen["boundaries"] < boundary:
+            return False
+        seen["sent"] = len(before.records)  # what the store has at the snapshot
+        save_worker(tmp_path, loop, {"env": env})
+        host.handle(control.SaveState(str(tmp_path)))
+        return True
+
+    before = _Records()
+    peers = Environments(0, {"env": env}, {}, _NoPeers())  # type: ignore[arg-type]
+    Driver(peers, LocalAgents(0, host), before, lambda: False, None, hold).run(loop.run())  # type: ignore[arg-type]
+
+    env2, host2 = _set_up()  # fresh instances, as a resumed run's processes have
+    host2.handle(control.LoadState(str(tmp_path)))
+    resumed = PhaseLoop(dataclasses.replace(request, state=str(tmp_path)))
+    load_worker(tmp_path, resumed, {"env": env2})
+    after = _Records()
+    peers2 = Environments(0, {"env": env2}, {}, _NoPeers())  # type: ignore[arg-type]
+    done = Driver(peers2, LocalAgents(0, host2), after, lambda: False).run(resumed.run())  # type: ignore[arg-type]
+    assert done.episodes == 3
+    assert done.reason == "episodes"
+    # The records sent up to the snapshot (the store keeps them; rewind drops what the stop
+    # sent after it), then the resumed ones, are the uninterrupted run's.
+    assert _trajectory(before.records[: seen["sent"]]) + _trajectory(after.records) == _trajectory(whole)
+    for name in AGENTS:  # and the brains learnt from every transition once, the open ones too
+        assert host2.agents[name].brain.experiences == whole_host.agents[name].brain.experiences  # type: ignore[union-attr]

@@ -136,7 +136,7 @@ def _how(record: Record) -> str:
     why = f", {record['end_reason']}" if record.get("end_reason") else ""
     how = f"has ended ({status} at {when(record['ended_at'])} UTC{why}): there is nothing to control"
     if status in RESUMABLE:
-        how += "; its snapshots stay in its state dir (arl cannot resume a run yet)"
+        how += "; `arl-run run FILE --resume` continues it from its latest snapshot"
     return how
 
 

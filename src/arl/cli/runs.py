@@ -219,8 +219,17 @@ def schema() -> None:
 )  # fmt: skip
 @click.option(
     "--max-uptime", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-    help="At this age each run takes a snapshot and ends INTERRUPTED (end reason max-uptime); over the "
-    "file's max_uptime.",
+    help="At this age each run takes a snapshot and ends INTERRUPTED (end reason max-uptime), to be "
+    "continued with --resume; over the file's max_uptime.",
+)  # fmt: skip
+@click.option(
+    "--resume", is_flag=True,
+    help="Continue each run of the files from its latest complete snapshot (the file's state dir); "
+    "runs the store has FINISHED are skipped, runs with no snapshot start anew.",
+)  # fmt: skip
+@click.option(
+    "--from-state", type=click.Path(file_okay=False, exists=True), default=None, metavar="PATH",
+    help="Continue the run this snapshot is of from it (the files' other runs are not run).",
 )  # fmt: skip
 @click.option("--verbose", "-v", count=True, help="Log more: -v for progress, -vv for debugging.")
 @_file_options
@@ -233,6 +242,8 @@ def run(
     store_steps: bool,
     probe: bool,
     max_uptime: float | None,
+    resume: bool,
+    from_state: str | None,
     verbose: int,
     sets: tuple[str, ...],
     sweeps: tuple[str, ...],
@@ -252,14 +263,19 @@ def run(
         url = store_url(store)
         _check_timeouts()
         variants = _variants(files, sets, sweeps, max_runs)
+        if from_state is not None:
+            _check_snapshot(from_state)  # before the files' check: a wrong path is said at once
         if dry_run:
             _check_and_describe(files, variants, probe=probe, timeout=check_timeout)
             return
         runs, location = _preflight(files, url, variants, probe=probe, timeout=check_timeout)
     specs = [spec for _, spec in runs]
+    resumes: dict[str, str] = {}
+    if resume or from_state:
+        specs, resumes = _resumable(specs, url, from_state)
     started = time.perf_counter()
     try:
-        outcomes = _execute(specs, url, checkpoint_dir, parallel, level, store_steps, max_uptime)
+        outcomes = _execute(specs, url, checkpoint_dir, parallel, level, store_steps, max_uptime, resumes)
     except KeyboardInterrupt:  # before the executor took the signals over: nothing had started
         click.echo("interrupted before the runs started; nothing was run.", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -293,14 +309,47 @@ def _execute(
     level: int,
     store_steps: bool,
     max_uptime: float | None = None,
+    resumes: dict[str, str] | None = None,
 ) -> list[Any]:
     """Run ``specs`` with the Executor (:func:`arl.runner.execute`); it handles SIGINT and
     SIGTERM from when it starts."""
     from arl.runner import execute
 
     return execute(
-        specs, url, checkpoint_dir, parallel=parallel, level=level, store_steps=store_steps, max_uptime=max_uptime
-    )
+        specs, url, checkpoint_dir, parallel=parallel, level=level, store_steps=store_steps, max_uptime=max_uptime,
+        resumes=resumes,
+    )  # fmt: skip
+
+
+def _check_snapshot(path: str) -> None:
+    """Exit 2 unless ``path`` is a complete, unaltered snapshot."""
+    from arl.errors import ArlError
+    from arl.state import snapshot
+
+    try:
+        snapshot.load(path)
+    except ArlError as exc:
+        say(f"error: --from-state {path}: {exc}")
+        sys.exit(EXIT_CONFIG)
+
+
+def _resumable(specs: list[Any], url: str, from_state: str | None) -> tuple[list[Any], dict[str, str]]:
+    """The runs --resume / --from-state run, and the snapshot each goes on from; says
+    what it skips. Exit 2 for a snapshot it cannot go on from, 0 when nothing is left."""
+    from arl.errors import ArlError
+    from arl.resume import plan
+
+    try:
+        chosen = plan(specs, url, from_state)
+    except ArlError as exc:
+        say(f"error: {exc}")
+        sys.exit(EXIT_CONFIG)
+    for note in chosen.notes:
+        click.echo(note)
+    if not chosen.specs:
+        click.echo("nothing to run: every run has finished")
+        sys.exit(0)
+    return chosen.specs, chosen.resume
 
 
 def _summarise(outcomes: list[Any], location: str | None, elapsed: float) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,12 @@ from .hold import Hold, new_folder
 from .links import REPLY_GRACE, Agents, Driver, Environments, LearnerLink, RemotePeers, StoreLink
 from .service import Service
 from .steploop import PhaseLoop
+from .ticks import TickStats, to_metrics
 from .vector import VectorAgents, VectorDriver, merged
 
 log = logging.getLogger("arl.controller")
+
+STATS_AGENT = "arl:controller"  # the metrics' agent of the step statistics (no agent is named so)
 
 
 class SimulationController:
@@ -122,10 +126,51 @@ class SimulationController:
             for loop, local in workers:
                 save_worker(folder, loop, local)
 
+        ticks = self._ticks(store, workers[0][0].request) if len(workers) == 1 else None
+
         def hold() -> bool:
-            return self.hold.asked() and self.hold.hold(flush, save)
+            if ticks is not None:
+                ticks(False)
+            if not self.hold.asked():
+                return False
+            stop = self.hold.hold(flush, save)
+            if ticks is not None:
+                ticks(True)  # a pause is no step's time
+            return stop
 
         return self.hold.asked, hold
+
+    def _ticks(self, store: StoreLink, request: control.RunPhase) -> Callable[[bool], None] | None:
+        """The file's ``statistics_interval``: at each step boundary, the step's time goes
+        into the window; every interval the window's steps a second and step-time
+        percentiles are logged and stored as metrics of agent ``arl:controller``."""
+        interval = request.statistics_interval
+        if not interval:
+            return None
+        stats = TickStats(interval)
+        last = [time.monotonic()]
+        windows = [0]
+
+        def tick(restart: bool) -> None:
+            now = time.monotonic()
+            if not restart:
+                stats.add(now - last[0])
+            last[0] = now
+            if restart or not stats.due():
+                return
+            summary = stats.take()
+            if summary is None:
+                return
+            windows[0] += 1
+            log.info(
+                "worker %d: %.0f steps/s, step time p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms",
+                request.worker, summary.steps_per_s, summary.p50_ms, summary.p90_ms, summary.p99_ms, summary.max_ms,
+            )  # fmt: skip
+            at = time.time()
+            values = [[request.worker, name, windows[0], value, at] for name, value in to_metrics(summary)]
+            store.send([store_msg.Metrics(request.phase, STATS_AGENT, values)])
+
+        return tick
 
     def _local(self, request: control.RunPhase, copy: int) -> dict[str, EnvironmentConductor]:
         return {

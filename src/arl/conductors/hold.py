@@ -27,6 +27,7 @@ from pathlib import Path
 
 import zmq
 
+from arl import time as arl_time
 from arl.proc.child import ChildContext
 
 from .service import Service
@@ -89,6 +90,14 @@ class Hold:
         assert self.token is not None
         acked = self.token
         flush(acked)
+        clock = arl_time.clock()
+        clock.pause()  # the run's scaled time stands still while it is paused
+        try:
+            return self._held(acked, flush, save)
+        finally:
+            clock.resume()
+
+    def _held(self, acked: int, flush: Callable[[int], None], save: Callable[[Path], None]) -> bool:
         log.debug("worker paused (token %d)", acked)
         poller = zmq.Poller()
         poller.register(self.ctx.control_fd, zmq.POLLIN)

@@ -32,6 +32,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from arl import time as arl_time
 from arl.classref import build
 from arl.conditions import PhaseSummary, PhaseView, RunView, StepView, TerminationCondition
 from arl.errors import ProtocolError
@@ -145,12 +146,15 @@ class PhaseLoop:
         request: control.RunPhase,
         *,
         store_steps: bool = True,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = arl_time.monotonic,
         wall: Callable[[], float] = time.time,
+        sim: Callable[[], float] = arl_time.time,
     ) -> None:
         self.request = request
         self.store_steps = store_steps
-        self.clock, self.wall = clock, wall
+        # clock: elapsed time for the conditions (the run's scaled clock, still while paused);
+        # wall: the records' times; sim: the scaled time stored with each step.
+        self.clock, self.wall, self.sim = clock, wall, sim
         self.sensors = {name: tuple(ids[0]) for name, ids in request.agents.items()}
         # Each actuator's environment, once: setpoints are routed by it every step.
         self.env_of = {aid: aid.partition(".")[0] for ids in request.agents.values() for aid in ids[1]}
@@ -183,13 +187,16 @@ class PhaseLoop:
         self._valid_actors: set[tuple[str, ...]] = set()  # choices of the simulation already checked
         self.current: _Episode | None = None  # the episode in progress
         self._resume: _Episode | None = None  # the episode a snapshot was taken in (RunPhase.state)
+        self._last: int | None = None  # and the index of the last episode the worker was to run
 
     def run(self) -> Loop:
         request = self.request
         reason: str = Ending.EPISODES
         ends_run = False
         last = request.first_episode + request.episodes - 1  # a restarted worker goes on from its first
-        if request.episodes_before or request.steps_before:
+        if self._last is not None:  # (resumed from a snapshot: the episodes it was to run)
+            last = self._last
+        elif request.episodes_before or request.steps_before:
             # A restarted worker whose counts already meet a phase condition (its share of
             # max_environment_steps, say) runs no further episode.
             self._phase_or_run_over()
@@ -340,13 +347,14 @@ class PhaseLoop:
         self.steps += 1
         rewards: dict[str, float] = {}
         terminated = truncated = False
+        sim = self.sim() if self.store_steps else None
         for uid in self.envs:
             result: emsg.Stepped = stepped.got[uid]
             if self.store_steps:
                 self._records.append(
                     store.EnvironmentStep(
                         ep.phase, ep.worker, ep.index, ep.step, uid,
-                        result.sensors, result.rewards, result.terminated, result.truncated,
+                        result.sensors, result.rewards, result.terminated, result.truncated, sim,
                     )
                 )  # fmt: skip
             ep.sensors.update(result.sensors)
@@ -431,6 +439,7 @@ class PhaseLoop:
         if ep is None or self._records or self._experiences:
             raise RuntimeError("a phase loop's state is taken at a step boundary only")
         return {
+            "last": self.request.first_episode + self.request.episodes - 1 if self._last is None else self._last,
             "steps": self.steps,
             "episodes": self.episodes,
             "returns": self.returns,
@@ -456,6 +465,7 @@ class PhaseLoop:
         """Go on from :meth:`state` (before :meth:`run`): the episode in progress then is
         continued, not started again."""
         self.steps, self.episodes = int(state["steps"]), int(state["episodes"])
+        self._last = int(state["last"])
         self.returns = {name: list(values) for name, values in state["returns"].items()}
         self.started = self.clock() - float(state["elapsed"])
         ending = state["ending"]

@@ -94,12 +94,16 @@ class ControlDesk:
                 return {"snapshot": str(path)}
             case "stop" | "uptime":
                 reason = "max-uptime" if word == "uptime" else Ending.INTERRUPTED
-                path = None
-                if live.stepping() and not self.ended and live.state_configured:
-                    path = await self.save(reason)
+                path, why = None, None
+                if live.stepping() and not self.ended:
+                    try:  # a last snapshot, to go on from; the stop comes whatever happens to it
+                        path = await self.save(reason)
+                    except Exception as exc:
+                        log.error("the last snapshot before the stop failed: %s", exc)
+                        why = str(exc)
                 self.ended = True
                 shell._post(m.StopRequested(reason))
-                return {"stopping": True, "snapshot": str(path) if path else None}
+                return {"stopping": True, "snapshot": str(path) if path else None, "snapshot_failed": why}
         raise ArlError(f"unknown control request {word!r}: use one of {', '.join(WORDS)}")
 
     def _check_stepping(self, word: str) -> None:
@@ -114,7 +118,7 @@ class ControlDesk:
     async def save(self, reason: str) -> Any:
         snaps = self.shell.live.snapshots
         async with snaps.lock:
-            path = await snaps.save(reason, self.shell.live.manifest_fields())
+            path = await snaps.save(reason, self.shell.live.manifest_fields)
         if self.condition is not None:
             self.condition.saved(self.view())
         return path
@@ -172,5 +176,6 @@ class ControlDesk:
             if live.stepping() and live.snapshots.held is None and self.condition.due(self.view()):
                 try:
                     await self.save("condition")
-                except ArlError as exc:  # the run goes on; the next due condition tries again
-                    log.error("the snapshot a save condition asked for failed: %s", exc)
+                except Exception as exc:  # the run goes on; the next due condition tries again
+                    trace = not isinstance(exc, ArlError)  # (an ArlError says all there is to say)
+                    log.error("the snapshot a save condition asked for failed: %s", exc, exc_info=trace)

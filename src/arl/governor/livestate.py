@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,16 +16,18 @@ from typing import TYPE_CHECKING, Any
 import arl
 from arl import time as arl_time
 from arl.classref import build
+from arl.conditions import PhaseSummary
 from arl.conductors.service import env_service
-from arl.messages import store
+from arl.messages import control, store
 from arl.state import conditions as save_conditions
-from arl.state import keepers
+from arl.state import keepers, snapshot
 from arl.state.conditions import SaveCondition
 from arl.store import marks, migrate
 from arl.store.engine import connect_engine
 
+from . import machine as m
 from .control import ControlDesk
-from .snapshots import PauseSettings, Snapshots
+from .snapshots import Held, PauseSettings, Snapshots
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -63,6 +66,110 @@ class LiveState:
         self.snapshots = Snapshots(shell, settings, state_dir, name_format, keeper, self.stepping)
         self.desk = ControlDesk(shell, condition)
         self._engine: Engine | None = None
+        self.resumed: snapshot.Manifest | None = None  # the snapshot the run goes on from
+        self._stepping_at_snapshot: set[int] = set()
+        arl_time.set_clock(arl_time.ScaledClock(spec.time_scale))
+        if shell.options.resume is not None:
+            self._resume_from(Path(shell.options.resume))  # (its clock goes on from the snapshot's)
+        for child in shell.plan.all:  # every process of the run reads the same scaled clock
+            child.args["clock"] = arl_time.clock().state()
+
+    # -- going on from a snapshot ------------------------------------------------------
+
+    def _resume_from(self, path: Path) -> None:
+        """Put the run machine where the snapshot left the run (its phase, the ended
+        phases, the workers through the phase already); the rest happens as it starts."""
+        manifest = snapshot.load(path)  # verified: every file's hash, the manifest's own
+        fields = manifest.fields
+        if fields.get("run_uid") != self.shell.spec.uid:
+            raise arl.ArlError(f"snapshot {path} is of run {fields.get('run_uid')!r}, not {self.shell.spec.uid!r}")
+        phase, phases = int(fields["phase"]), self.shell.spec.phases
+        if not 0 <= phase < len(phases) or fields.get("phase_name") != phases[phase].name:
+            raise arl.ArlError(
+                f"snapshot {path} is of phase {fields.get('phase_name')!r}, which the file does not have there"
+            )
+        done = {int(w): m.WorkerDone(**d) for w, d in fields["done"].items()}
+        history = tuple(PhaseSummary(**h) for h in fields["history"])
+        self.shell.machine.resume = m.ResumePoint(phase, history, done, bool(fields.get("phase_started", True)))
+        self._stepping_at_snapshot = {int(w) for w in fields["stepping"]}
+        self.resumed = manifest
+        arl_time.clock().restore(fields["clock"])
+
+    async def rewind_store(self) -> int:
+        """The store as it was at the snapshot (``arl.store.marks.rewind``: what came after
+        deleted, what was open opened again, the run RUNNING); the run's id."""
+        assert self.resumed is not None
+        fields = self.resumed.fields
+        run_id = int(fields["run_id"])
+        options = self.shell.options
+
+        def rewind() -> dict[str, int]:
+            if self._engine is None:
+                self._engine = connect_engine(options.store_url, create=False, patience=options.timeouts.store)
+            counts = marks.rewind(self._engine, run_id, fields["store"])
+            self._restore_checkpoints(run_id)
+            return counts
+
+        counts = await asyncio.to_thread(rewind)
+        log.info("run %s goes on from snapshot %s; the store dropped what came after it: %s",
+                 self.shell.spec.uid, self.resumed.path, counts)  # fmt: skip
+        self._prune_on_resume()
+        return run_id
+
+    def _restore_checkpoints(self, run_id: int) -> None:
+        """The brains the run saved before the snapshot, for later phases' ``load``."""
+        from sqlalchemy import select
+
+        from arl.checkpoints import Saved
+        from arl.store.schema import CheckpointRow, PhaseRow
+
+        assert self._engine is not None
+        query = (
+            select(PhaseRow.name, CheckpointRow.agent, CheckpointRow.path, CheckpointRow.sha256)
+            .join(PhaseRow, CheckpointRow.phase_id == PhaseRow.id)
+            .where(CheckpointRow.run_id == run_id)
+        )
+        with self._engine.connect() as conn:
+            for phase, agent, path, digest in conn.execute(query):
+                self.shell.checkpoints.record(phase, agent, Saved(path, digest))
+
+    def _prune_on_resume(self) -> None:
+        """Staging folders a killed writer left go; the keeper learns of the snapshots made before."""
+        snaps = self.snapshots
+        removed = snapshot.sweep_staging(snaps.state_dir, self.shell.spec.uid)
+        if removed:
+            log.info("removed %d unfinished snapshot(s) a killed run left", len(removed))
+        if snaps.keeper is not None:
+            paths = [s.path for s in snapshot.snapshots(snaps.state_dir, self.shell.spec.uid)]
+            newest = paths[-1] if paths else None
+            for old in keepers.restore_keeper(snaps.keeper, paths):
+                if old != newest and old != (self.resumed.path if self.resumed else None):
+                    shutil.rmtree(old, ignore_errors=True)
+
+    def resume_state(self, phase: int, worker: int) -> str | None:
+        """The snapshot a worker's first ``RunPhase`` of ``phase`` goes on from, if any."""
+        if self.resumed is None or int(self.resumed.fields["phase"]) != phase:
+            return None
+        if worker not in self._stepping_at_snapshot:
+            return None
+        self._stepping_at_snapshot.discard(worker)  # (a restart later goes on from its own progress)
+        return str(self.resumed.path)
+
+    async def load_services(self, phase: int) -> None:
+        """After the resumed phase's setup: every agent process and environment process
+        loads what it saved into the snapshot."""
+        if self.resumed is None or int(self.resumed.fields["phase"]) != phase:
+            return
+        if not self.resumed.fields.get("phase_started", True):
+            return  # (taken before the phase was set up: it starts afresh)
+        folder = Path(self.resumed.path)
+        timeout = self.shell.options.timeouts.request
+        await asyncio.gather(
+            *(
+                self.shell.request(service, control.LoadState(str(directory)), timeout)
+                for service, directory in self.state_services(folder)
+            )
+        )
 
     # -- what the snapshots ask of the shell ---------------------------------------------
 
@@ -123,9 +230,23 @@ class LiveState:
             rows.append(row)
         return rows
 
-    def manifest_fields(self) -> dict[str, Any]:
+    async def at_phase_start(self, index: int) -> None:
+        """Before phase ``index`` is set up: the file's ``at_phase_end`` snapshot of the
+        phase before it (not of a phase a resume goes on in)."""
+        state = self.shell.spec.state
+        if state is None or not state.save.at_phase_end or index == 0 or self.desk.ended:
+            return
+        if self.resumed is not None and int(self.resumed.fields["phase"]) == index:
+            return
+        fields = {**self.manifest_fields(), "phase_started": False, "stepping": [], "done": {}}
+        try:
+            await self.snapshots.save_between_phases(fields)
+        except (arl.ArlError, OSError) as exc:  # the run goes on without it
+            log.error("the snapshot at the end of phase %d failed: %s", index - 1, exc)
+
+    def manifest_fields(self, held: Held | None = None) -> dict[str, Any]:
         """The run's own progress, for a snapshot's manifest: enough for a resume to put
-        the run machine back where it was."""
+        the run machine back where it was (``held``: the pause the snapshot is taken in)."""
         machine = self.shell.machine
         phase = self.shell.spec.phases[machine.phase]
         return {
@@ -136,7 +257,8 @@ class LiveState:
             "phase_name": phase.name,
             "workers": phase.workers,
             "envs_per_worker": phase.envs_per_worker,
-            "stepping": self.stepping(),
+            "phase_started": True,  # (False: taken before the phase was set up)
+            "stepping": sorted(held.tokens) if held is not None else [],
             "done": {str(w): dataclasses.asdict(d) for w, d in machine.done_workers().items()},
             "history": [dataclasses.asdict(h) for h in machine.history],
             "started": self.shell.started,

@@ -301,6 +301,17 @@ def replaced(label: str, worker: int) -> list[str]:
     return [label] if label == controller else [label, controller]
 
 
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a snapshot left the run: in ``phase``, after the ended phases ``history``,
+    with the workers in ``done`` already through it (the others go on from the snapshot)."""
+
+    phase: int
+    history: tuple[PhaseSummary, ...] = ()
+    done: dict[int, WorkerDone] = field(default_factory=dict)
+    started: bool = True  # the phase had begun (its row is the store's); False: it starts afresh
+
+
 @dataclass
 class RunMachine:
     """The run's state. Feed it events with :meth:`handle`; execute what it returns."""
@@ -321,6 +332,7 @@ class RunMachine:
     _restarts: list[float] = field(default_factory=list)  # when each restart of the run was decided
     # Workers whose processes are being replaced, with the labels of those processes.
     _restarting: dict[int, frozenset[str]] = field(default_factory=dict)
+    resume: ResumePoint | None = None  # the run goes on from a snapshot (until its phase is set up)
 
     def done_workers(self) -> dict[int, WorkerDone]:
         """The workers of the current phase that have ended it, with what they reported."""
@@ -367,6 +379,9 @@ class RunMachine:
         if self.state is not RunState.STARTING:
             return []  # a stop overtook the start
         self.state = RunState.RUNNING
+        if self.resume is not None:  # the phase's row is the store's already (rewound)
+            self.history = list(self.resume.history)
+            return self._enter_phase(self.resume.phase, record=not self.resume.started)
         return self._enter_phase(0)
 
     def _on_RunRecorded(self, event: RunRecorded) -> list[Command]:
@@ -491,7 +506,15 @@ class RunMachine:
         if not self._in_phase(event.phase, PhaseStep.SETTING_UP):
             return []
         self.phase_step = PhaseStep.STEPPING
-        return [RunWorkers(event.phase)]
+        resume, self.resume = self.resume, None
+        if resume is None or not resume.done:
+            return [RunWorkers(event.phase)]
+        # Workers that had ended the phase at the snapshot count as done (the shell runs
+        # only the others); if all had, the phase goes on as the last one's report would.
+        done = dict(resume.done)
+        last = done.pop(max(done))
+        self._workers_done.update(done)
+        return [RunWorkers(event.phase), *self._on_WorkerDone(last)]
 
     def _on_WorkerDone(self, event: WorkerDone) -> list[Command]:
         if not self._in_phase(event.phase, PhaseStep.STEPPING) or event.worker in self._workers_done:
@@ -555,11 +578,11 @@ class RunMachine:
         self.state = RunState.STOPPING
         return [StopChildren(controller_grace=not self.store_failed)]
 
-    def _enter_phase(self, index: int) -> list[Command]:
+    def _enter_phase(self, index: int, *, record: bool = True) -> list[Command]:
         self.phase, self.phase_step = index, PhaseStep.SETTING_UP
         self._workers_done.clear()
         self._restarting.clear()
-        return [RecordPhaseStarted(index), SetupPhase(index)]
+        return [RecordPhaseStarted(index), SetupPhase(index)] if record else [SetupPhase(index)]
 
     def _stop(self, *, phase_reason: str) -> list[Command]:
         commands: list[Command] = []

@@ -45,6 +45,7 @@ class RunOptions:
     control_id: str = "governor"  # this governor's identity on it
     timeouts: Timeouts = Timeouts()
     store_steps: bool = True  # False: controllers send no environment steps or agent actions
+    resume: str | None = None  # a snapshot of this run to go on from (docs/state.md)
 
 
 def timeouts_from(environ: Mapping[str, str]) -> Timeouts:

@@ -24,7 +24,7 @@ import zmq.asyncio
 
 import arl
 from arl import codec
-from arl.checkpoints import RunCheckpoints, Saved
+from arl.checkpoints import RunCheckpoints, Saved, load_from
 from arl.classref import build
 from arl.conditions import RunView, TerminationCondition
 from arl.conductors.service import HEARTBEAT, controller_service
@@ -185,9 +185,12 @@ class GovernorShell:
             case m.StartChildren():
                 self.activity(self._start_children)
             case m.SetupPhase(phase=phase):
-                self.activity(lambda: self._locked(self._setup_phase(self.spec.phases[phase])))
+                self.activity(functools.partial(self._locked, phase))
             case m.RunWorkers(phase=phase):
+                done = self.machine.done_workers()  # (a resumed phase's workers may have ended it)
                 for worker in range(self.spec.phases[phase].workers):
+                    if worker in done:
+                        continue
                     work = functools.partial(self._run_worker, self.spec.phases[phase], worker)
                     self._workers[worker] = self.activity(work)
             case m.InterruptWorkers(restarting=restarting):
@@ -226,10 +229,12 @@ class GovernorShell:
             case _:
                 assert_never(command)
 
-    async def _locked(self, work: Awaitable[m.Event]) -> m.Event:
-        """After any snapshot in progress: a phase is not set up while one saves the last."""
+    async def _locked(self, index: int) -> m.Event:
+        """Set phase ``index`` up after any snapshot in progress (and after the file's
+        ``at_phase_end`` one): a phase is not set up while one saves the last."""
         async with self.live.snapshots.lock:
-            return await work
+            await self.live.at_phase_start(index)
+            return await self._setup_phase(self.spec.phases[index])
 
     # -- commands -----------------------------------------------------------------
 
@@ -246,9 +251,17 @@ class GovernorShell:
     async def _record_run_started(self) -> None:
         spec = self.spec
         host, now = socket.gethostname(), time.time()
-        started = store.RunStarted(spec.uid, spec.experiment_uid, spec.seed, spec.document, arl.__version__, host, now)
-        await self._record(started, flush=True)
-        await self._record(store.Event("layout", self.plan.layout(), time.time()))
+        if self.live.resumed is not None:  # the run's row is the store's: rewound, then written on
+            run_id = await self.live.rewind_store()
+            await self._record(store.RunResumed(run_id), flush=True)
+            detail = {"snapshot": str(self.live.resumed.path), "phase": self.live.resumed.fields["phase_name"]}
+            await self._record(store.Event("resumed", detail, now))
+        else:
+            started = store.RunStarted(
+                spec.uid, spec.experiment_uid, spec.seed, spec.document, arl.__version__, host, now
+            )
+            await self._record(started, flush=True)
+            await self._record(store.Event("layout", self.plan.layout(), time.time()))
         self.run_id = self.writer.run_id
         self._post(m.RunRecorded(self.run_id, store_failed=self.writer.error is not None))
         await self._report(executor.GovernorStatus(self.spec.uid, self.machine.state.name, self.run_id))
@@ -350,6 +363,7 @@ class GovernorShell:
         waves = self.plan.agent_setups(phase, setups, wait=0.8 * timeout)
         for wave in waves:
             await asyncio.gather(*(self.request(service, setup, timeout) for service, setup in wave))
+        await self.live.load_services(phase.index)  # (going on from a snapshot of this phase)
         return m.PhaseSetUp(phase.index)
 
     def setup_environment(self, phase: PhaseSpec, env: EnvironmentSpec) -> control.SetupEnvironment:
@@ -385,26 +399,7 @@ class GovernorShell:
     def _load_from(self, phase: PhaseSpec, agent: AgentSpec) -> list[str] | None:
         """``SetupAgent.load_from``: the brain's folder and the sha256 recorded when it was
         saved, which the agent checks before loading it."""
-        load = agent.load
-        if load is None:
-            return None
-        if load.run is not None:
-            from arl.store.query import find_checkpoint
-
-            found = find_checkpoint(self.options.store_url, load.run, load.phase, load.agent)
-            if found is None:
-                raise ValueError(
-                    f"phase {phase.name}: agent {agent.name}: no saved brain of agent {load.agent} "
-                    f"in phase {load.phase} of run {load.run} in the store"
-                )
-        else:
-            found = self.checkpoints.find(load.phase or "", load.agent)
-            if found is None:
-                raise ValueError(
-                    f"phase {phase.name}: agent {agent.name}: phase {load.phase} saved no brain of agent "
-                    f"{load.agent} (only train phases save brains)"
-                )
-        return [found.path, found.sha256]
+        return load_from(self.checkpoints, self.options.store_url, phase, agent)
 
     async def _run_worker(self, phase: PhaseSpec, worker: int, resume: m.ResumeWorker | None = None) -> m.Event:
         """The worker's phase, or after a restart (``resume``) the episodes it still owes.
@@ -440,6 +435,8 @@ class GovernorShell:
             steps_before=resume.steps_before[0] if resume else 0,
             resume=[list(copy) for copy in zip(*resume_fields(resume), strict=True)] if resume and copies > 1 else None,
             envs=copies,
+            state=self.live.resume_state(phase.index, worker) if resume is None else None,
+            statistics_interval=self.spec.statistics_interval,
             seeds=[worker_seed(self.spec.seed, phase.name, worker * copies + k) for k in range(copies)]
             if copies > 1
             else None,

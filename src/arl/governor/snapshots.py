@@ -161,27 +161,44 @@ class Snapshots:
 
     # -- snapshots ----------------------------------------------------------------
 
-    async def save(self, reason: str, fields: dict[str, Any]) -> Path:
+    async def save(self, reason: str, fields: Callable[[Held], dict[str, Any]]) -> Path:
         """Take a snapshot now (pausing the run for it if it was not); its path.
-        ``fields``: the run's own progress for the manifest (the shell's)."""
+        ``fields``: the run's own progress for the manifest (the shell's), once paused."""
         was_held = self.held is not None
         held = await self.pause()
         try:
-            return await self._save(held, reason, fields)
+            if not held.tokens:
+                raise ArlError("every worker ended its phase while the run paused: no snapshot of it was taken")
+            await self._settled(held)
+            return await self._save(held, reason, fields(held))
         finally:
             if not was_held:
                 await self.resume()
 
-    async def _save(self, held: Held, reason: str, fields: dict[str, Any]) -> Path:
+    async def _settled(self, held: Held) -> None:
+        """Until the run machine has every worker not held as done: a worker that ended
+        its phase while the run paused has its report on the way (an event queued)."""
+        workers = self.shell.spec.phases[self.shell.machine.phase].workers
+        deadline = time.monotonic() + self.settings.timeout
+        while len(held.tokens) + len(self.shell.machine.done_workers()) < workers:
+            if time.monotonic() > deadline:
+                raise ArlError("a worker that ended its phase while the run paused did not report it")
+            await asyncio.sleep(POLL)
+
+    async def save_between_phases(self, fields: dict[str, Any]) -> Path:
+        """A snapshot before a phase is set up (``at_phase_end``): nothing steps and no
+        component of the new phase exists yet, so it holds only the run's progress and
+        the store's marks; a resume starts that phase afresh."""
+        return await self._save(None, "phase-end", fields)
+
+    async def _save(self, held: Held | None, reason: str, fields: dict[str, Any]) -> Path:
         started = time.monotonic()
         staging = snapshot.begin(self.state_dir, self.shell.spec.uid, None, self.name_format)
         try:
-            await self._save_workers(staging.path, held)
-            log.debug("snapshot: the workers saved")
-            await self._save_services(staging.path)
-            log.debug("snapshot: the agents saved")
+            if held is not None:
+                await self._save_workers(staging.path, held)
+                await self._save_services(staging.path)
             await asyncio.to_thread(self.shell.writer.flush)
-            log.debug("snapshot: the store flushed")
             fields = {**fields, "store": await asyncio.to_thread(self.shell.live.store_marks), "reason": reason}
             path = await asyncio.to_thread(staging.commit, fields)
         except BaseException:
@@ -219,7 +236,6 @@ class Snapshots:
         timeout = self.shell.options.timeouts.request
         requests = []
         for service, directory in self.shell.live.state_services(folder):
-            log.debug("snapshot: asking %s to save into %s", service, directory)
             requests.append(self.shell.request(service, control.SaveState(str(directory)), timeout))
         await asyncio.gather(*requests)
 

@@ -115,6 +115,7 @@ class RunPhase:
     # Going on from a snapshot: its folder; each worker's loop, simulation, conditions and
     # environments hosted by the controller load from <state>/workers/<worker>/.
     state: str | None = None
+    statistics_interval: float | None = None  # seconds between the worker's step statistics
 
 
 @message("control.phase_done")

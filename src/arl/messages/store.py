@@ -19,6 +19,14 @@ class RunStarted:
     started_at: float
 
 
+@message("store.run_resumed")
+class RunResumed:
+    """The run goes on from a snapshot: its row ``run_id`` (rewound to the snapshot by
+    :func:`arl.store.marks.rewind`) takes the records, its phases and open episodes too."""
+
+    run_id: int
+
+
 @message("store.phase_started")
 class PhaseStarted:
     index: int

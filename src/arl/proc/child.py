@@ -113,6 +113,12 @@ def _prepare(spec: ChildSpec, conn: multiprocessing.connection.Connection, logs:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctx = ChildContext(spec, conn)
     install_child_logging(ctx.zmq, logs, spec.label)
+    if spec.args.get("clock"):  # the run's scaled clock (time_scale), as the governor's reads
+        from arl import time as arl_time
+
+        clock = arl_time.ScaledClock()
+        clock.restore(spec.args["clock"])
+        arl_time.set_clock(clock)
     return ctx
 
 

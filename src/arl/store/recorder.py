@@ -80,7 +80,7 @@ _ENV_TAG = _checked_tag(rec.EnvironmentStep, _ENV_FIELDS)
 _ACTION_TAG = _checked_tag(rec.AgentAction, _ACTION_FIELDS)
 RECORD_TYPES = frozenset(
     {
-        rec.RunStarted, rec.PhaseStarted, rec.EpisodeStarted, rec.EnvironmentStep, rec.AgentAction,
+        rec.RunStarted, rec.RunResumed, rec.PhaseStarted, rec.EpisodeStarted, rec.EnvironmentStep, rec.AgentAction,
         rec.EpisodeEnded, rec.PhaseEnded, rec.CheckpointSaved, rec.Event, rec.Metrics, rec.RunEnded, rec.Flush,
         rec.WorkerLost,
     }
@@ -167,6 +167,7 @@ class Recorder:
         self.lost: dict[tuple[int, int], WorkerProgress] = {}
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
             rec.RunStarted: self._run_started,
+            rec.RunResumed: self._run_resumed,
             rec.PhaseStarted: self._phase_started,
             rec.EpisodeStarted: self._episode_started,
             rec.EpisodeEnded: self._episode_ended,
@@ -281,6 +282,18 @@ class Recorder:
             pid_started_at=self._process[1],
             started_at=utc(r.started_at),
         )
+
+    def _run_resumed(self, r: rec.RunResumed) -> None:
+        """Go on with a run the store has (rewound to a snapshot): map its phases and
+        open episodes to their rows, as if this writer had inserted them."""
+        if self._run is not None:
+            self.drop(f"RunResumed (run {r.run_id}) for a writer that has its run")
+            return
+        from arl.store.marks import run_keys  # (only a resumed run needs it)
+
+        self._phases, self._episodes = run_keys(self._conn, int(r.run_id))
+        self._run = int(r.run_id)
+        self._touch()
 
     def _phase_started(self, r: rec.PhaseStarted) -> None:
         if self._run is None:

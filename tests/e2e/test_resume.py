@@ -1,0 +1,170 @@
+"""Resume, end to end: kill -9 of the whole process tree mid-run, then `arl-run --resume`,
+stores exactly the rows an uninterrupted run of the same file stores (two workers, two
+phases, the second loading the first's brains); `--from-state` picks a snapshot; a
+finished run is skipped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from arl.state import snapshot
+from arl.testing import LEAK_TOKEN_VARIABLE, arl_processes, poll_for
+from arl_runner import ArlRun
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+FILE = """\
+uid: res
+seed: 11
+state: {dir: states, save: {every_steps: 100}, keep: {latest: 3}}
+schedule:
+  - train:
+      environments:
+        - environment: {name: arl.dummy:DummyEnvironment, uid: env, params: {episode_length: 150}}
+      agents:
+        - name: defender
+          brain: {name: arl.dummy:DummyBrain}
+          muscle: {name: arl.dummy:DummyMuscle}
+          objective: {name: arl.dummy:DummyObjective}
+          sensors: [env.s0, env.s1]
+          actuators: [env.a0, env.a1]
+        - name: attacker
+          brain: {name: arl.dummy:DummyBrain}
+          muscle: {name: arl.dummy:DummyMuscle}
+          objective: {name: arl.dummy:DummyObjective, params: {sign: -1}}
+          sensors: [env.s2, env.s3]
+          actuators: [env.a2, env.a3]
+      simulation: {name: taking_turns}
+      phase_config: {mode: train, episodes: 3, workers: 2}
+  - test:
+      agents:
+        - {name: defender, load: {phase: train}, brain: {name: arl.dummy:DummyBrain},
+           muscle: {name: arl.dummy:DummyMuscle}, objective: {name: arl.dummy:DummyObjective},
+           sensors: [env.s0, env.s1], actuators: [env.a0, env.a1]}
+        - {name: attacker, load: {phase: train}, brain: {name: arl.dummy:DummyBrain},
+           muscle: {name: arl.dummy:DummyMuscle}, objective: {name: arl.dummy:DummyObjective, params: {sign: -1}},
+           sensors: [env.s2, env.s3], actuators: [env.a2, env.a3]}
+      phase_config: {mode: test, episodes: 2, workers: 2}
+"""
+
+STEPS = (
+    'select p."index", e.worker, e."index", s.step, s.env_uid, s.sensors, s.rewards, s.terminated, s.truncated '
+    "from environment_steps s join episodes e on s.episode_id = e.id join phases p on e.phase_id = p.id "
+    "order by 1, 2, 3, 4, 5"
+)
+ACTIONS = (
+    'select p."index", e.worker, e."index", a.step, a.agent, a.inputs, a.setpoints, a.rewards, a.objective '
+    "from agent_actions a join episodes e on a.episode_id = e.id join phases p on e.phase_id = p.id "
+    "order by 1, 2, 3, 4, 5"
+)
+EPISODES = (
+    'select p."index", e.worker, e."index", e.steps, e.end_reason from episodes e '
+    "join phases p on e.phase_id = p.id order by 1, 2, 3"
+)
+PHASES = 'select "index", name, end_reason from phases order by 1'
+
+
+def _stored(db: Path) -> dict[str, list[tuple[object, ...]]]:
+    with sqlite3.connect(db) as conn:
+        tables = {name: conn.execute(sql).fetchall() for name, sql in
+                  (("steps", STEPS), ("actions", ACTIONS), ("episodes", EPISODES), ("phases", PHASES))}  # fmt: skip
+        tables["runs"] = conn.execute("select id, uid, status, end_reason from experiment_runs").fetchall()
+        tables["checkpoints"] = conn.execute("select agent from brain_checkpoints order by agent").fetchall()
+    return tables
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[object, ...]]]:
+    """What an uninterrupted run of FILE stores (the same whatever its save rules)."""
+    runner = ArlRun(tmp_path_factory.mktemp("whole"))
+    try:
+        path = runner.tmp / "res.yml"
+        path.write_text(FILE)
+        done = runner.run(str(path), "--no-probe")
+        assert done.returncode == 0, done.stderr
+        return _stored(runner.db)
+    finally:
+        runner.reap()
+
+
+@pytest.mark.parametrize("save", ["every_steps: 100", "at_phase_end: true"])
+def test_kill_9_of_everything_then_resume_stores_what_an_uninterrupted_run_stores(
+    arl_run, no_leaks, whole, save
+) -> None:
+    path = arl_run.tmp / "res.yml"
+    path.write_text(FILE.replace("every_steps: 100", save))
+    cut = arl_run.tmp / "cut.db"
+    proc = arl_run.start(str(path), "--store", f"sqlite:///{cut}", "--no-probe")
+    poll_for(
+        lambda: snapshot.snapshots(arl_run.tmp / "states", "res") or proc.poll() is not None,
+        timeout=60, what="a snapshot",
+    )  # fmt: skip
+    taken = snapshot.snapshots(arl_run.tmp / "states", "res")
+    assert proc.poll() is None, proc.communicate()  # (the run must not end before the kill)
+    os.killpg(proc.pid, signal.SIGKILL)  # arl-run and every process of the run, at once
+    proc.communicate(timeout=30)
+    poll_for(lambda: not _alive(arl_run), timeout=10, what="the killed processes to go")
+    assert len(_stored(cut)["steps"]) < len(whole["steps"])
+
+    resumed = arl_run.run(str(path), "--store", f"sqlite:///{cut}", "--no-probe", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "goes on from snapshot" in resumed.stdout
+    assert _stored(cut) == whole
+    # The run's scaled time goes on from the snapshot's: each worker's steps, in order, never go back.
+    with sqlite3.connect(cut) as conn:
+        times = conn.execute(
+            "select e.worker, s.sim_time from environment_steps s join episodes e on s.episode_id = e.id "
+            'join phases p on e.phase_id = p.id order by p."index", e.worker, e."index", s.step'
+        ).fetchall()
+    for worker in (0, 1):
+        mine = [t for w, t in times if w == worker]
+        assert None not in mine
+        assert mine == sorted(mine)
+    with sqlite3.connect(cut) as conn:
+        kinds = [k for (k,) in conn.execute("select kind from events order by id")]
+        [(detail,)] = conn.execute("select detail from events where kind = 'resumed'").fetchall()
+    # The crash is in the run's history (ended from outside), then the resume, from a
+    # snapshot at least as new as the first one seen before the kill.
+    assert kinds.index("ended_from_outside") < kinds.index("resumed")
+    assert "/states/res/" in detail
+    if save.startswith("at_phase_end"):  # the one snapshot: before the test phase was set up
+        assert json.loads(detail)["phase"] == "test"
+    assert taken
+
+    if save.startswith("every_steps"):  # (once is enough)
+        again = arl_run.run(str(path), "--store", f"sqlite:///{cut}", "--no-probe", "--resume")
+        assert again.returncode == 0, again.stderr
+        assert "FINISHED already; skipped" in again.stdout
+
+
+def test_from_state_goes_on_from_the_snapshot_named(arl_run, no_leaks) -> None:
+    path = arl_run.tmp / "res.yml"
+    path.write_text(
+        FILE.replace("keep: {latest: 3}", "keep: {latest: 50}").replace("episode_length: 150", "episode_length: 300")
+    )
+    db = arl_run.tmp / "one.db"
+    stopped = arl_run.run(str(path), "--store", f"sqlite:///{db}", "--no-probe", "--max-uptime", "0.4")
+    assert stopped.returncode == 130, stopped.stderr  # INTERRUPTED at its max uptime, snapshots taken
+    assert len(snapshot.snapshots(arl_run.tmp / "states", "res")) >= 2
+    first = snapshot.snapshots(arl_run.tmp / "states", "res")[0]
+    resumed = arl_run.run(str(path), "--store", f"sqlite:///{db}", "--no-probe", "--from-state", str(first.path))
+    assert resumed.returncode == 0, resumed.stderr
+    with sqlite3.connect(db) as conn:
+        [(status,)] = conn.execute("select status from experiment_runs").fetchall()
+        [(detail,)] = conn.execute("select detail from events where kind = 'resumed'").fetchall()
+    assert status == "FINISHED"
+    assert str(first.path) in detail
+
+    other = arl_run.run(str(path), "--store", f"sqlite:///{db}", "--no-probe", "--from-state", str(arl_run.tmp))
+    assert other.returncode == 2
+    assert "manifest" in other.stderr
+
+
+def _alive(arl_run) -> bool:
+    return bool(arl_processes(os.environ[LEAK_TOKEN_VARIABLE]))
