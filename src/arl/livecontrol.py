@@ -26,6 +26,9 @@ log = logging.getLogger("arl.executor")
 
 REQUEST_TIMEOUT = 120.0  # seconds a governor has to answer (a snapshot of a large buffer takes a while)
 LIVE_STATES = frozenset({"RUNNING", "STARTING"})
+# Seconds after the first run is up before the API starts: a run shorter than this (the
+# dummy) never pays for starlette's and uvicorn's imports, nor waits for the API's end.
+API_DELAY = 0.5
 
 
 class LiveControl:
@@ -38,6 +41,7 @@ class LiveControl:
         self._of: dict[int, str] = {}  # request id -> the run it went to
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: Any = None
+        self._starting = False
         self.url: str | None = None
 
     # -- the protocol the API serves ----------------------------------------------------
@@ -93,9 +97,8 @@ class LiveControl:
     # -- the API, the uptime limits, the save signals -------------------------------------
 
     def start(self) -> None:
-        """Start the API (in the background: its imports must not hold the runs up), the
-        runs' uptime limits and their save signals."""
-        self._spawn(self._serve())
+        """The runs' save signals now; the API once a run has been up for API_DELAY (in
+        the background: its imports and its end must not hold a short run up)."""
         specs = [g.spec for g in self.executor._governors]
         wanted = {spec.state.save.on_signal for spec in specs if spec.state is not None and spec.state.save.on_signal}
         loop = asyncio.get_running_loop()
@@ -107,11 +110,14 @@ class LiveControl:
     def governor_up(self, governor: _Governor) -> None:
         """Called once a run's governor is up: its uptime limit starts, and it hears of the API."""
         limit = self.executor.options.max_uptime or governor.spec.max_uptime
+        loop = asyncio.get_running_loop()
         if limit:
-            loop = asyncio.get_running_loop()
             loop.call_later(limit, lambda: self._spawn(self._uptime_over(governor.spec.uid, limit)))
         if self.url is not None:
             self._spawn(self._announce(governor))
+        elif not self._starting:
+            self._starting = True
+            loop.call_later(API_DELAY, lambda: self._spawn(self._serve()))
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -136,7 +142,8 @@ class LiveControl:
         self._token = token
         log.info("control API at %s", self.url)
         for governor in self.executor._governors:
-            if governor.up.is_set() and governor.child is not None and governor.child.exitcode is None:
+            live = governor.child is not None and governor.child.exitcode is None
+            if live and governor.state == "RUNNING":
                 await self._announce(governor)
 
     async def _announce(self, governor: _Governor) -> None:

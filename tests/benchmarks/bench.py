@@ -224,9 +224,11 @@ def main() -> None:
     dummy_figures(args.best_of, floor)
     steady_figures(args, layouts, floor)
 
-    import bench_store  # beside this file, which Python runs as a script
+    import bench_state  # beside this file, which Python runs as a script
+    import bench_store
 
     bench_store.report(args.store_rows)
+    bench_state.report(3 if args.quick else 10)
 
 
 if __name__ == "__main__":

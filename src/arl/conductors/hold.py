@@ -65,6 +65,8 @@ class Hold:
 
     def _read(self) -> list[tuple[str, int, str]]:
         """Take the words waiting; pause and resume words are applied here, the rest returned."""
+        if not self.ctx.words:  # (every step asks: nothing to do, nothing made)
+            return []
         rest = []
         words, self.ctx.words[:] = list(self.ctx.words), []
         for word in words:

@@ -243,6 +243,15 @@ class ControlServer:
         """Have uvicorn close its port and finish its connections; a failure of uvicorn is
         logged, not raised: closing always finishes."""
         server.should_exit = True
+        if not server.server_state.connections:
+            # Nothing in flight: stop now rather than at uvicorn's next tick (up to 0.1 s,
+            # which every arl-run would wait at its end), closing the port ourselves.
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+            for listening in server.servers:
+                listening.close()
+                await listening.wait_closed()
+            return
         try:
             await asyncio.wait_for(asyncio.shield(serving), CLOSE_TIMEOUT + 1)
         except TimeoutError:
