@@ -31,8 +31,6 @@ def save_agent(agent: AgentConductor, root: Path) -> None:
     objective and muscles (``save_state``), and the transitions its muscles started."""
     if agent.objective is None:
         raise RuntimeError(f"agent {agent.name!r} is not set up for a phase")
-    if agent.central:
-        raise ArlError(f"agent {agent.name!r} is a central agent: snapshots of learners are not supported yet")
     root.mkdir(parents=True, exist_ok=False)
     if agent.brain is not None:
         agent.brain.save_state(new_folder(root / "brain"))
@@ -40,7 +38,8 @@ def save_agent(agent: AgentConductor, root: Path) -> None:
     for worker, muscle in agent.muscles.items():
         muscle.save_state(new_folder(root / f"muscle.{worker}"))
     pending = {w: [p.inputs, p.setpoints, p.version] for w, p in agent._pending.items()}
-    (root / "conductor.msgpack").write_bytes(pack({"pending": pending, "version": agent.version}))
+    state = {"pending": pending, "version": agent.version, "acted": agent._acted}
+    (root / "conductor.msgpack").write_bytes(pack(state))
     if agent.metrics is not None:
         agent.metrics.flush()  # what was logged before the snapshot is stored before it
 
@@ -59,3 +58,4 @@ def load_agent(agent: AgentConductor, root: Path) -> None:
     state = unpack((root / "conductor.msgpack").read_bytes())
     agent._pending = {int(w): Pending(*p) for w, p in state["pending"].items()}
     agent.version = state["version"]
+    agent._acted = int(state.get("acted", 0))  # (an inference server's pace counts on)

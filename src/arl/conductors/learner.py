@@ -28,8 +28,8 @@ import zmq
 from arl import spaces
 from arl.api import ActuatorInfo, Brain, Experience, SensorInfo
 from arl.checkpoints import directory_digest, make_folder
-from arl.codec import decode, encode
-from arl.errors import ProtocolError
+from arl.codec import decode, encode, pack, unpack
+from arl.errors import ArlError, ProtocolError
 from arl.messages import control
 from arl.messages.learner import Experiences, Weights
 from arl.proc.child import ChildContext
@@ -95,7 +95,47 @@ class Learner:
             return self.setup(message)
         if isinstance(message, control.SaveBrain):
             return self.save(message)
+        if isinstance(message, control.SaveState):
+            return self.save_state(message)
+        if isinstance(message, control.LoadState):
+            return self.load_state(message)
         raise TypeError(f"a learner cannot handle {type(message).__name__}")
+
+    # -- snapshots (docs/state.md) ---------------------------------------------------------
+
+    def _state_root(self, directory: str) -> Path:
+        return Path(directory) / "agents" / self.name
+
+    def save_state(self, request: control.SaveState) -> control.StateSaved:
+        """The run is paused: take every transition the workers sent before it, then save
+        the brain (``save_state``) and the learner's counts."""
+        if self.brain is None:
+            raise RuntimeError("the learner has no brain to save")
+        self._await(request.experiences)
+        root = self._state_root(request.directory)
+        (root / "brain").mkdir(parents=True, exist_ok=False)
+        self.brain.save_state(root / "brain")
+        counts = {"updates": self.updates, "received": self.received, "warmed": self._warmed, "train": self.train}
+        (root / "learner.msgpack").write_bytes(pack(counts))
+        if self.metrics is not None:
+            self.metrics.flush()
+        return control.StateSaved([self.name])
+
+    def load_state(self, request: control.LoadState) -> control.StateSaved:
+        """After the phase's setup: go on from :meth:`save_state`'s folder, and broadcast
+        the loaded policy to the inference servers."""
+        if self.brain is None:
+            raise RuntimeError("the learner has no brain to load")
+        root = self._state_root(request.directory)
+        if not root.is_dir():
+            raise ArlError(f"the snapshot has no state of agent {self.name!r}'s learner ({root} is missing)")
+        self.brain.load_state(root / "brain")
+        counts = unpack((root / "learner.msgpack").read_bytes())
+        self.updates, self.received = int(counts["updates"]), int(counts["received"])
+        self._warmed, self.train = bool(counts["warmed"]), bool(counts["train"])
+        self._sent_version = -1  # (whatever was broadcast at setup is older)
+        self._broadcast()
+        return control.StateSaved([self.name])
 
     def setup(self, request: control.SetupAgent) -> control.AgentReady:
         if request.role != "learner":

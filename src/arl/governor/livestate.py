@@ -5,6 +5,7 @@ itself, which processes save what, the store's marks, the scaled clock."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import logging
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import arl
 from arl import time as arl_time
 from arl.classref import build
+from arl.codec import unpack
 from arl.conditions import PhaseSummary
 from arl.conductors.service import env_service
 from arl.messages import control, store
@@ -164,12 +166,13 @@ class LiveState:
             return  # (taken before the phase was set up: it starts afresh)
         folder = Path(self.resumed.path)
         timeout = self.shell.options.timeouts.request
-        await asyncio.gather(
-            *(
-                self.shell.request(service, control.LoadState(str(directory)), timeout)
-                for service, directory in self.state_services(folder)
-            )
-        )
+        learners = {central.learner for central in self.shell.plan.central.values()}
+        requests = self.state_requests(folder, save=False)
+        for first in (True, False):  # the learners first: each broadcasts the policy it loaded
+            await asyncio.gather(
+                *(self.shell.request(service, request, timeout) for service, request in requests
+                  if (service in learners) == first)
+            )  # fmt: skip
 
     # -- what the snapshots ask of the shell ---------------------------------------------
 
@@ -187,23 +190,36 @@ class LiveState:
         else:
             clock.resume()
 
-    def state_services(self, folder: Path) -> list[tuple[str, Path]]:
-        """(service, folder) of each process that saves components through the broker:
-        the agent processes (their agents under ``agents/<name>``) and, with
-        ``environments: own``, each environment process of the phase."""
-        phase = self.shell.spec.phases[self.shell.machine.phase]
-        if self.shell.plan.central:
-            names = ", ".join(sorted(self.shell.plan.central))
-            raise arl.ArlError(
-                f"snapshots of a run with central agents ({names}: a learner and inference servers) "
-                "are not supported yet"
-            )
-        services = [(service, folder) for service in sorted(set(self.shell.plan.agent_hosts.values()))]
-        for env in phase.environments if self.shell.plan.own_environments else ():
+    def state_requests(self, folder: Path, *, save: bool) -> list[tuple[str, Any]]:
+        """(service, request) of each process that saves (``save``) or loads components
+        through the broker: the agent processes (their agents under ``agents/<name>``),
+        each central agent's learner (first, when loading: it broadcasts what it loaded)
+        and inference servers (each under ``servers/<service>/``: several serve one
+        agent), and with ``environments: own`` each environment process of the phase."""
+        shell = self.shell
+        phase = shell.spec.phases[shell.machine.phase]
+        make = control.SaveState if save else control.LoadState
+        requests: list[tuple[str, Any]] = []
+        sent = self._experiences_sent(folder) if save else {}
+        for name, central in shell.plan.central.items():
+            if any(agent.name == name for agent in phase.agents):
+                learner = control.SaveState(str(folder), sent.get(name, 0)) if save else make(str(folder))
+                requests.append((central.learner, learner))
+                requests += [(server, make(str(folder / "servers" / server))) for server in central.servers]
+        requests += [(service, make(str(folder))) for service in sorted(set(shell.plan.agent_hosts.values()))]
+        for env in phase.environments if shell.plan.own_environments else ():
             for worker in range(phase.workers):
-                if self.shell.plan.env_host(env.uid, worker):
-                    services.append((env_service(env.uid, worker), folder / "workers" / str(worker) / f"env.{env.uid}"))
-        return services
+                directory = folder / "workers" / str(worker) / f"env.{env.uid}"
+                requests.append((env_service(env.uid, worker), make(str(directory))))
+        return requests
+
+    def _experiences_sent(self, folder: Path) -> dict[str, int]:
+        """The transitions the workers sent each central agent's learner in this phase:
+        the held ones' (their loops' counts, saved just now) and those that had ended it."""
+        sent: collections.Counter[str] = collections.Counter(self.shell._sent.get(self.shell.machine.phase, {}))
+        for loop in folder.glob("workers/*/loop.msgpack"):
+            sent.update(unpack(loop.read_bytes())["sent"])
+        return dict(sent)
 
     def store_marks(self) -> dict[str, Any]:
         assert self.shell.run_id is not None

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arl.errors import ArlError
-from arl.messages import control
 from arl.proc.child import SupervisedChild
 from arl.state import snapshot
 
@@ -234,10 +233,8 @@ class Snapshots:
     async def _save_services(self, folder: Path) -> None:
         """Every agent process and environment process saves what it hosts."""
         timeout = self.shell.options.timeouts.request
-        requests = []
-        for service, directory in self.shell.live.state_services(folder):
-            requests.append(self.shell.request(service, control.SaveState(str(directory)), timeout))
-        await asyncio.gather(*requests)
+        requests = self.shell.live.state_requests(folder, save=True)
+        await asyncio.gather(*(self.shell.request(service, request, timeout) for service, request in requests))
 
     def _prune(self, newest: Path) -> None:
         if self.keeper is None:

@@ -161,6 +161,7 @@ class SaveState:
     ``workers/<worker>/env.<uid>/``. Reply: :class:`StateSaved`."""
 
     directory: str
+    experiences: int = 0  # a central agent's learner: the transitions the workers sent it, taken first
 
 
 @message("control.load_state")
