@@ -36,7 +36,9 @@ def state_dir(spec: RunSpec) -> Path:
 
 
 def _status(url: str, run_id: int | None, uid: str) -> str | None:
-    """The store's status of run ``run_id`` (else of the newest run ``uid``); None if it has none."""
+    """The store's status of run ``run_id`` (else of the newest run ``uid``); None if it has
+    none. Raises :class:`ArlError` when the store's run ``run_id`` is another run than
+    ``uid`` (a snapshot resumed against another store than its run's)."""
     from sqlalchemy import select
 
     from arl.store.engine import connect_engine, sqlite_path
@@ -44,15 +46,22 @@ def _status(url: str, run_id: int | None, uid: str) -> str | None:
 
     path = sqlite_path(url)
     if path is not None and not Path(path).exists():
+        if run_id is not None:
+            raise ArlError(f"the store {url} does not exist: a snapshot of run {uid!r} goes on in its run's store")
         return None
     engine = connect_engine(url, create=False)
     try:
         with engine.connect() as conn:
-            query = select(RunRow.status).where(RunRow.id == run_id if run_id is not None else RunRow.uid == uid)
-            statuses = list(conn.scalars(query.order_by(RunRow.id.desc()).limit(1)))
+            query = select(RunRow.uid, RunRow.status).where(
+                RunRow.id == run_id if run_id is not None else RunRow.uid == uid
+            )
+            rows = list(conn.execute(query.order_by(RunRow.id.desc()).limit(1)))
     finally:
         engine.dispose()
-    return statuses[0] if statuses else None
+    if run_id is not None and (not rows or rows[0][0] != uid):
+        which = f"its run {run_id} is {rows[0][0]!r}" if rows else f"it has no run {run_id}"
+        raise ArlError(f"the store {url} is not the one run {uid!r} was stored in ({which}): give the run's --store")
+    return str(rows[0][1]) if rows else None
 
 
 def plan(specs: list[RunSpec], url: str, from_state: str | None) -> Plan:

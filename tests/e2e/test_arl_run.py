@@ -317,7 +317,9 @@ def test_envs_per_worker_stores_the_rows_of_as_many_workers_of_their_own(arl_run
     """Two controllers stepping two copies each (one ActMany a round to the agents) store
     what four workers store: the copies are workers 0-3, with the same seeds."""
     for workers in ("4", "2, envs_per_worker: 2"):
-        done = arl_run.run(write(arl_run.tmp, uid=f"w{workers[0]}", episodes=2, workers=workers))
+        # (statistics_interval: each copy's step statistics are its own worker's too)
+        more = "statistics_interval: 0.001\n" if "envs" in workers else ""
+        done = arl_run.run(write(arl_run.tmp, uid=f"w{workers[0]}", episodes=2, workers=workers, more=more))
         assert done.returncode == 0, done.stderr
 
     def rows(run_id: int) -> list[tuple[object, ...]]:
@@ -333,6 +335,8 @@ def test_envs_per_worker_stores_the_rows_of_as_many_workers_of_their_own(arl_run
     assert len(rows(2)) == 4 * 2 * 10 * 2
     layout = json.loads(arl_run.scalar("select detail from events e where e.run_id = 2 and kind = 'layout'"))
     assert layout["controllers"] == 2
+    stats = "select distinct worker from metrics where run_id = 2 and agent = 'arl:controller' order by worker"
+    assert [w for (w,) in arl_run.query(stats)] == [0, 1, 2, 3]
 
 
 def test_the_cartpole_example_trains_then_tests_a_gymnasium_environment(arl_run, no_leaks) -> None:

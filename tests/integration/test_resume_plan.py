@@ -71,3 +71,19 @@ def test_a_sweep_resumes_its_interrupted_runs_skips_finished_ones_and_starts_the
         plan(specs, url, str(snapshot.snapshots(states, "sweep-a")[0].path))
     with pytest.raises(ArlError, match="which the file does not have"):
         plan(specs[:1], url, str(older))
+
+
+def test_a_snapshot_is_not_resumed_against_another_runs_store(tmp_path: Path) -> None:
+    """Another store may hold a run of the same id: it is never taken for the snapshot's."""
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    engine = open_store(url)
+    other = _run(engine, "victim", "INTERRUPTED")
+    engine.dispose()
+    states = tmp_path / "states"
+    path = _snapshot(states, "mine", other)  # the same id, in the store it was taken with
+    with pytest.raises(ArlError, match="is not the one run 'mine' was stored in"):
+        plan([_spec("mine", states)], url, None)
+    with pytest.raises(ArlError, match="is not the one run 'mine' was stored in"):
+        plan([_spec("mine", states)], url, str(path))
+    with pytest.raises(ArlError, match="does not exist"):
+        plan([_spec("mine", states)], f"sqlite:///{tmp_path / 'none.db'}", None)

@@ -454,3 +454,18 @@ def test_a_phase_resumed_from_a_step_boundary_stores_what_an_uninterrupted_one_d
     assert _trajectory(before.records[: seen["sent"]]) + _trajectory(after.records) == _trajectory(whole)
     for name in AGENTS:  # and the brains learnt from every transition once, the open ones too
         assert host2.agents[name].brain.experiences == whole_host.agents[name].brain.experiences  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(10)
+def test_a_loop_saved_after_it_ended_ends_again_at_once_when_restored() -> None:
+    """An envs_per_worker copy whose episodes are all done when the others pause: its
+    state says so, and a resumed copy runs nothing more (not its last episode again)."""
+    done = _local_phase(_request(episodes=2))[0]
+    loop = PhaseLoop(_request(episodes=2))
+    loop.finished = done
+    state = codec.unpack(codec.pack(loop.state()))
+    again = PhaseLoop(_request(episodes=2))
+    again.restore(state)
+    with pytest.raises(StopIteration) as ended:  # no command at all: it ends at once
+        next(again.run())
+    assert ended.value.value == done

@@ -226,7 +226,11 @@ class SimulationController:
                 for k, copy in enumerate(copies)
             ]
             pause = self._pause(store, learners, [(loop, self._local(request, k)) for k, loop in enumerate(loops)])
-            vector = VectorDriver(drivers, [c.worker for c in copies], VectorAgents(request.agent_hosts, peers), pause)
+            ticks = [self._ticks(store, copy) for copy in copies]
+            vector = VectorDriver(
+                drivers, [c.worker for c in copies], VectorAgents(request.agent_hosts, peers), pause,
+                boundary=_each(ticks),
+            )  # fmt: skip
             dones = vector.run([loop.run() for loop in loops])
         done = merged(request.worker, dones)
         log.debug("worker %d ended phase %d with %d copies: %s", request.worker, request.phase, count, done)
@@ -235,6 +239,19 @@ class SimulationController:
     def close(self) -> None:
         for conductor in self.environments.values():
             conductor.close()
+
+
+def _each(ticks: list[Callable[[bool], None] | None]) -> Callable[[int], None] | None:
+    """Copy ``i``'s step statistics at each of its step boundaries (None: none kept)."""
+    if not any(ticks):
+        return None
+
+    def boundary(i: int) -> None:
+        tick = ticks[i]
+        if tick is not None:
+            tick(False)
+
+    return boundary
 
 
 def save_worker(folder: Path, loop: PhaseLoop, local: dict[str, EnvironmentConductor]) -> None:

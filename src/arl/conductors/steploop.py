@@ -32,6 +32,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from arl import codec
 from arl import time as arl_time
 from arl.classref import build
 from arl.conditions import PhaseSummary, PhaseView, RunView, StepView, TerminationCondition
@@ -188,8 +189,11 @@ class PhaseLoop:
         self.current: _Episode | None = None  # the episode in progress
         self._resume: _Episode | None = None  # the episode a snapshot was taken in (RunPhase.state)
         self._last: int | None = None  # and the index of the last episode the worker was to run
+        self.finished: control.PhaseDone | None = None  # once the loop has ended
 
     def run(self) -> Loop:
+        if self.finished is not None:  # (restored from a snapshot taken after this loop had ended)
+            return self.finished
         request = self.request
         reason: str = Ending.EPISODES
         ends_run = False
@@ -219,10 +223,11 @@ class PhaseLoop:
             if self.ending is not None:
                 reason, ends_run = self.ending
                 break
-        return control.PhaseDone(
+        self.finished = control.PhaseDone(
             request.phase, request.worker, self.episodes, self.steps, reason, ends_run, self.returns,
             self.sent if self.learners else None,
         )  # fmt: skip
+        return self.finished
 
     def _store(self, *, flush: bool = False, boundary: bool = False) -> Store:
         records, self._records = self._records, []
@@ -435,6 +440,8 @@ class PhaseLoop:
     def state(self) -> dict[str, Any]:
         """What the loop holds at a step boundary (a :class:`Store` with ``boundary``):
         with the components' own state, enough to go on from there exactly."""
+        if self.finished is not None:  # (a copy of envs_per_worker that ended before the others)
+            return {"finished": codec.encode(self.finished)}
         ep = self.current
         if ep is None or self._records or self._experiences:
             raise RuntimeError("a phase loop's state is taken at a step boundary only")
@@ -463,7 +470,10 @@ class PhaseLoop:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Go on from :meth:`state` (before :meth:`run`): the episode in progress then is
-        continued, not started again."""
+        continued, not started again (a loop that had ended ends at once, as it did)."""
+        if "finished" in state:
+            self.finished = codec.decode(state["finished"])
+            return
         self.steps, self.episodes = int(state["steps"]), int(state["episodes"])
         self._last = int(state["last"])
         self.returns = {name: list(values) for name, values in state["returns"].items()}

@@ -88,10 +88,12 @@ class VectorDriver:
         workers: Sequence[int],
         agents: VectorAgents,
         pause: tuple[Callable[[], bool], Callable[[], bool]] | None = None,
+        boundary: Callable[[int], None] | None = None,
     ) -> None:
         self.drivers, self.workers, self.agents = list(drivers), list(workers), agents
         # (asked, hold): a pause holds once every running copy is at a step boundary.
         self.pause = pause
+        self.boundary = boundary  # called with a copy's index at each of its step boundaries
 
     def run(self, loops: Sequence[Loop]) -> list[control.PhaseDone]:
         done: dict[int, control.PhaseDone] = {}
@@ -114,6 +116,8 @@ class VectorDriver:
                         command = waiting[i]
                         answer, failure = self._execute(i, command)
                         at_boundary = isinstance(command, Store) and command.boundary
+                        if at_boundary and self.boundary is not None:
+                            self.boundary(i)
                         if pausing and at_boundary and failure is None and not answer:
                             parked[i] = answer
                             break

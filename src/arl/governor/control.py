@@ -42,6 +42,7 @@ class ControlDesk:
         self._base = (0, 0, 0)  # (steps, environment_steps rows, phase) at the current phase's start
         self._steps_before = 0
         self._rate: tuple[float, int] = (time.monotonic(), 0)
+        self._replying: set[asyncio.Task[None]] = set()
 
     # -- requests ------------------------------------------------------------------
 
@@ -57,9 +58,16 @@ class ControlDesk:
             except Exception as exc:  # nothing the executor sends can end the run
                 log.warning("the governor dropped a malformed control request: %s", exc)
                 continue
-            reply = await self.answer(request)
-            await sock.send(codec.encode(reply))
-            log.debug("control request %s answered: %s", request.word, reply)
+            # Each in a task of its own: a status never waits behind a long save (the
+            # commands themselves are taken one at a time by the snapshots' lock).
+            task = asyncio.get_running_loop().create_task(self._reply(sock, request))
+            self._replying.add(task)
+            task.add_done_callback(self._replying.discard)
+
+    async def _reply(self, sock: Any, request: emsg.ControlRequest) -> None:
+        reply = await self.answer(request)
+        await sock.send(codec.encode(reply))
+        log.debug("control request %s answered: %s", request.word, reply)
 
     async def answer(self, request: emsg.ControlRequest) -> emsg.ControlReply:
         try:
@@ -173,9 +181,9 @@ class ControlDesk:
         while not self.ended:
             await asyncio.sleep(TICK)
             live = self.shell.live
-            if live.stepping() and live.snapshots.held is None and self.condition.due(self.view()):
-                try:
+            try:  # (a user's condition that raises costs its snapshot, not the run)
+                if live.stepping() and live.snapshots.held is None and self.condition.due(self.view()):
                     await self.save("condition")
-                except Exception as exc:  # the run goes on; the next due condition tries again
-                    trace = not isinstance(exc, ArlError)  # (an ArlError says all there is to say)
-                    log.error("the snapshot a save condition asked for failed: %s", exc, exc_info=trace)
+            except Exception as exc:  # the run goes on; the next due condition tries again
+                trace = not isinstance(exc, ArlError)  # (an ArlError says all there is to say)
+                log.error("the snapshot a save condition asked for failed: %s", exc, exc_info=trace)

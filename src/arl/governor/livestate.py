@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import arl
 from arl import time as arl_time
 from arl.classref import build
 from arl.codec import unpack
 from arl.conditions import PhaseSummary
 from arl.conductors.service import env_service
+from arl.errors import ArlError
 from arl.messages import control, store
 from arl.state import conditions as save_conditions
 from arl.state import keepers, snapshot
@@ -46,6 +46,11 @@ class LiveState:
         self.shell = shell
         spec = shell.spec
         state = spec.state
+        self.resumed: snapshot.Manifest | None = None  # the snapshot the run goes on from
+        self._stepping_at_snapshot: set[int] = set()
+        arl_time.set_clock(arl_time.ScaledClock(spec.time_scale))  # (before EverySeconds reads it)
+        if shell.options.resume is not None:
+            self._resume_from(Path(shell.options.resume))  # (its clock goes on from the snapshot's)
         settings = PauseSettings(spec.control.pause_timeout, spec.control.pause_attempts)
         keeper = None
         condition: SaveCondition | None = None
@@ -68,11 +73,6 @@ class LiveState:
         self.snapshots = Snapshots(shell, settings, state_dir, name_format, keeper, self.stepping)
         self.desk = ControlDesk(shell, condition)
         self._engine: Engine | None = None
-        self.resumed: snapshot.Manifest | None = None  # the snapshot the run goes on from
-        self._stepping_at_snapshot: set[int] = set()
-        arl_time.set_clock(arl_time.ScaledClock(spec.time_scale))
-        if shell.options.resume is not None:
-            self._resume_from(Path(shell.options.resume))  # (its clock goes on from the snapshot's)
         for child in shell.plan.all:  # every process of the run reads the same scaled clock
             child.args["clock"] = arl_time.clock().state()
 
@@ -84,15 +84,18 @@ class LiveState:
         manifest = snapshot.load(path)  # verified: every file's hash, the manifest's own
         fields = manifest.fields
         if fields.get("run_uid") != self.shell.spec.uid:
-            raise arl.ArlError(f"snapshot {path} is of run {fields.get('run_uid')!r}, not {self.shell.spec.uid!r}")
+            raise ArlError(f"snapshot {path} is of run {fields.get('run_uid')!r}, not {self.shell.spec.uid!r}")
         phase, phases = int(fields["phase"]), self.shell.spec.phases
         if not 0 <= phase < len(phases) or fields.get("phase_name") != phases[phase].name:
-            raise arl.ArlError(
+            raise ArlError(
                 f"snapshot {path} is of phase {fields.get('phase_name')!r}, which the file does not have there"
             )
         done = {int(w): m.WorkerDone(**d) for w, d in fields["done"].items()}
         history = tuple(PhaseSummary(**h) for h in fields["history"])
-        self.shell.machine.resume = m.ResumePoint(phase, history, done, bool(fields.get("phase_started", True)))
+        # The phase's row is within the marks whenever the snapshot was taken (a phase-end
+        # one comes after the phase was recorded, before it was set up).
+        self.shell.machine.resume = m.ResumePoint(phase, history, done, True)
+        self.shell.started = float(fields["started"])  # (run-level wall-clock conditions count on)
         self._stepping_at_snapshot = {int(w) for w in fields["stepping"]}
         self.resumed = manifest
         arl_time.clock().restore(fields["clock"])
@@ -108,6 +111,7 @@ class LiveState:
         def rewind() -> dict[str, int]:
             if self._engine is None:
                 self._engine = connect_engine(options.store_url, create=False, patience=options.timeouts.store)
+            _check_run(self._engine, run_id, str(fields["run_uid"]))
             counts = marks.rewind(self._engine, run_id, fields["store"])
             self._restore_checkpoints(run_id)
             return counts
@@ -136,11 +140,20 @@ class LiveState:
                 self.shell.checkpoints.record(phase, agent, Saved(path, digest))
 
     def _prune_on_resume(self) -> None:
-        """Staging folders a killed writer left go; the keeper learns of the snapshots made before."""
+        """Staging folders a killed writer left go; snapshots newer than the one resumed
+        from are set aside (they describe a history the rewind dropped: ``--resume`` must
+        not pick one later); the keeper learns of the snapshots made before."""
         snaps = self.snapshots
-        removed = snapshot.sweep_staging(snaps.state_dir, self.shell.spec.uid)
+        uid = self.shell.spec.uid
+        removed = snapshot.sweep_staging(snaps.state_dir, uid)
         if removed:
             log.info("removed %d unfinished snapshot(s) a killed run left", len(removed))
+        assert self.resumed is not None
+        for newer in snapshot.snapshots(snaps.state_dir, uid):
+            if newer.seq > self.resumed.seq:
+                aside = newer.path.with_name(f".abandoned-{newer.path.name}")
+                newer.path.rename(aside)
+                log.warning("snapshot %s is newer than the one resumed from: set aside as %s", newer.path, aside)
         if snaps.keeper is not None:
             paths = [s.path for s in snapshot.snapshots(snaps.state_dir, self.shell.spec.uid)]
             newest = paths[-1] if paths else None
@@ -257,7 +270,7 @@ class LiveState:
         fields = {**self.manifest_fields(), "phase_started": False, "stepping": [], "done": {}}
         try:
             await self.snapshots.save_between_phases(fields)
-        except (arl.ArlError, OSError) as exc:  # the run goes on without it
+        except Exception as exc:  # the run goes on without it (a name taken, a full disk, a slow store)
             log.error("the snapshot at the end of phase %d failed: %s", index - 1, exc)
 
     def manifest_fields(self, held: Held | None = None) -> dict[str, Any]:
@@ -293,3 +306,19 @@ class LiveState:
         if self.shell._control is not None:
             self.shell._background.append(group.create_task(self.desk.listen()))
         self.shell._background.append(group.create_task(self.desk.watch()))
+
+
+def _check_run(engine: Engine, run_id: int, uid: str) -> None:
+    """The store's run ``run_id`` must be the snapshot's (another store may have a run of
+    that id: never rewind it)."""
+    from sqlalchemy import select
+
+    from arl.store.schema import RunRow
+
+    with engine.connect() as conn:
+        found = conn.execute(select(RunRow.uid).where(RunRow.id == run_id)).scalar_one_or_none()
+    if found != uid:
+        which = f"its run {run_id} is {found!r}" if found is not None else f"it has no run {run_id}"
+        raise ArlError(
+            f"this store is not the one the snapshot's run {uid!r} was stored in ({which}): give the run's --store"
+        )

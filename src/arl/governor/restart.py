@@ -15,6 +15,7 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
+from arl import time as arl_time
 from arl.config.spec import PhaseSpec
 from arl.errors import ArlError
 from arl.governor import machine as m
@@ -166,5 +167,6 @@ async def _replace(shell: GovernorShell, label: str) -> SupervisedChild:
     await old.stop(grace=0.0)  # the dead one is reaped; a live controller is killed (SIGTERM)
     if shell.broker is not None:  # an idle dead worker would be handed the next request
         shell.broker.forget(old.spec.args["service"])
+    old.spec.args["clock"] = arl_time.clock().state()  # (the run's scaled time now, not at its start)
     child = shell.children[label] = SupervisedChild(old.spec, shell.logs.child_config)
     return child

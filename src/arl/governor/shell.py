@@ -252,7 +252,11 @@ class GovernorShell:
         spec = self.spec
         host, now = socket.gethostname(), time.time()
         if self.live.resumed is not None:  # the run's row is the store's: rewound, then written on
-            run_id = await self.live.rewind_store()
+            try:
+                run_id = await self.live.rewind_store()
+            except ArlError as exc:  # nothing was changed: the run fails, saying why
+                self._post(m.Failed(f"the run cannot go on from snapshot {self.live.resumed.path}: {exc}"))
+                return
             await self._record(store.RunResumed(run_id), flush=True)
             detail = {"snapshot": str(self.live.resumed.path), "phase": self.live.resumed.fields["phase_name"]}
             await self._record(store.Event("resumed", detail, now))

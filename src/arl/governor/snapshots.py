@@ -128,7 +128,11 @@ class Snapshots:
                 acked.update({w: t for w, t in waiting.items() if t in got})
                 running = set(self.stepping())  # a worker that ended its phase is not waited for
                 waiting = {w: t for w, t in waiting.items() if t not in got and w in running}
+            if not waiting and not acked:  # every worker ended its phase meanwhile: nothing is held
+                self._call_off(tokens)
+                raise ArlError("the phase ended while the run was to pause: nothing steps now; try again")
             if not waiting:
+                writer.forget([t for w, t in tokens.items() if w not in acked])  # (ended: never sent)
                 took = time.monotonic() - asked
                 self.held = Held(tokens, acked, took)
                 self.progress.pauses.append(took)
