@@ -115,6 +115,7 @@ def test_kill_9_of_everything_then_resume_stores_what_an_uninterrupted_run_store
     resumed = arl_run.run(str(path), "--store", f"sqlite:///{cut}", "--no-probe", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "goes on from snapshot" in resumed.stdout
+    assert f"steps {len(whole['steps'])}," in resumed.stdout  # the summary counts the whole run's rows
     assert _stored(cut) == whole
     # The run's scaled time goes on from the snapshot's: each worker's steps, in order, never go back.
     with sqlite3.connect(cut) as conn:

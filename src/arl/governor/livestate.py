@@ -234,6 +234,26 @@ class LiveState:
             sent.update(unpack(loop.read_bytes())["sent"])
         return dict(sent)
 
+    async def run_counts(self) -> dict[str, int]:
+        """The rows the run stored, for its outcome: the writer's counts, or for a resumed
+        run the store's (rows from before the resume included)."""
+        counts = dict(self.shell.writer.counts)
+        if self.resumed is None or self._engine is None or self.shell.run_id is None or self.shell.writer.error:
+            return counts
+        from arl.store.query import run_counts
+
+        try:
+            stored = await asyncio.to_thread(run_counts, self._engine, self.shell.run_id)
+        except Exception as exc:  # (the outcome then says what this writer stored)
+            log.warning("the run's counts could not be read back: %s", exc)
+            return counts
+        return {**counts, **stored}
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
     def store_marks(self) -> dict[str, Any]:
         assert self.shell.run_id is not None
         if self._engine is None:
@@ -270,6 +290,8 @@ class LiveState:
         fields = {**self.manifest_fields(), "phase_started": False, "stepping": [], "done": {}}
         try:
             await self.snapshots.save_between_phases(fields)
+            if self.desk.condition is not None:
+                self.desk.condition.saved(self.desk.view())  # (any save restarts every count)
         except Exception as exc:  # the run goes on without it (a name taken, a full disk, a slow store)
             log.error("the snapshot at the end of phase %d failed: %s", index - 1, exc)
 

@@ -121,6 +121,7 @@ class GovernorShell:
                 self.writer.close(settle=not self._drained)
             except ArlError as exc:  # reported as the run's failure already
                 log.debug("closing the store writer: %s", exc)
+            self.live.close()
             if self._control is not None:
                 self._control.close(linger=2000)
             self.logs.close()
@@ -529,7 +530,7 @@ class GovernorShell:
         await self._record(ended, flush=True)
         if self.writer.error is not None and self.run_id is not None:  # once more, on a connection of its own
             await asyncio.to_thread(self._record_end_directly, ended)
-        counts = self.writer.counts
+        counts = await self.live.run_counts()  # (a resumed run's: all it has stored)
         self._outcome = executor.RunOutcome(
             self.spec.uid, self.run_id, outcome.value, counts.get("phases", 0), counts.get("episodes", 0),
             counts.get("environment_steps", 0), counts.get("agent_actions", 0), error, reason,

@@ -90,6 +90,7 @@ class Snapshots:
         self.progress = Progress()
         self.lock = asyncio.Lock()  # one pause, save or resume at a time
         self._answers: dict[int, dict[int, asyncio.Future[str]]] = {}  # token -> worker -> "saved"/why
+        self._removals: set[asyncio.Task[None]] = set()
 
     # -- the controllers' words ---------------------------------------------------
 
@@ -246,5 +247,8 @@ class Snapshots:
         for old in self.keeper.append(newest):
             if old == newest or old.parent != newest.parent:
                 continue  # a keeper never removes the newest, nor anything outside the run's folder
-            shutil.rmtree(old, ignore_errors=True)
+            # In a thread: a large snapshot's removal must not hold the broker's heartbeats up.
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(shutil.rmtree, old, True))
+            self._removals.add(task)
+            task.add_done_callback(self._removals.discard)
             log.info("snapshot %s removed (keep)", old)
