@@ -47,7 +47,10 @@ def test_ctl_pauses_resumes_saves_and_stops_a_live_run(arl_run, no_leaks) -> Non
     assert _steps(arl_run) == paused
     code, said = _ctl(arl_run, "status", "--json")
     assert code == 0, said
-    assert json.loads(said)["paused"] is True
+    status = json.loads(said)
+    assert status["paused"] is True
+    assert [w["worker"] for w in status["workers"]] == [0, 1]
+    assert all(w["stepping"] and w["episode"] == 0 and w["step"] > 0 for w in status["workers"])
 
     code, said = _ctl(arl_run, "resume")
     assert code == 0, said
@@ -68,6 +71,7 @@ def test_ctl_pauses_resumes_saves_and_stops_a_live_run(arl_run, no_leaks) -> Non
     assert len(marks["open_episodes"]) == 2
     assert manifest.fields["phase_name"] == "train"
     assert manifest.fields["stepping"] == [0, 1]
+    assert set(manifest.fields["progress"]) == {"0", "1"}  # each worker's episode and step
 
     code, said = _ctl(arl_run, "stop")
     assert code == 0, said

@@ -201,7 +201,13 @@ def format_status(status: dict[str, Any]) -> str:
 def _worker(worker: Any) -> str:
     if not isinstance(worker, dict):
         return f"worker: {_value(worker)}"
-    return f"worker {worker.get('worker', '?')}: episode {worker.get('episode', '?')}, step {worker.get('step', '?')}"
+    name = f"worker {worker.get('worker', '?')}"
+    if "reason" in worker:  # it has ended the phase
+        counts = f"{worker.get('episodes', '?')} episodes, {worker.get('steps', '?')} steps"
+        return f"{name}: done ({worker['reason']}), {counts}"
+    if "copies" in worker:
+        return f"{name}: " + "; ".join(f"episode {c.get('episode')}, step {c.get('step')}" for c in worker["copies"])
+    return f"{name}: episode {worker.get('episode', '?')}, step {worker.get('step', '?')}"
 
 
 def format_result(word: str, answer: dict[str, Any]) -> str:

@@ -86,7 +86,7 @@ class ControlDesk:
         shell, live, snaps = self.shell, self.shell.live, self.shell.live.snapshots
         match word:
             case "status":
-                return self.status()
+                return await self.status()
             case "pause":
                 self._check_stepping(word)
                 async with snaps.lock:
@@ -131,7 +131,7 @@ class ControlDesk:
             self.condition.saved(self.view())
         return path
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         shell, machine, snaps = self.shell, self.shell.machine, self.shell.live.snapshots
         now, steps = time.monotonic(), self.steps()
         then, before = self._rate
@@ -146,7 +146,7 @@ class ControlDesk:
             "paused": snaps.held is not None,
             "steps": steps,
             "steps_per_s": round((steps - before) / (now - then), 1) if now > then and before else None,
-            "workers": shell.live.worker_progress(),
+            "workers": await shell.live.worker_progress(),
             "last_snapshot": snaps.progress.last_snapshot,
             "snapshots": snaps.progress.snapshots,
             "uptime": round(time.time() - shell.started, 3),

@@ -264,20 +264,48 @@ class LiveState:
     async def record_event(self, kind: str, detail: dict[str, Any]) -> None:
         await self.shell._record(store.Event(kind, detail, time.time()))
 
-    def worker_progress(self) -> list[dict[str, Any]]:
-        """Each worker of the current phase: stepping, or done with its counts."""
+    async def worker_progress(self) -> list[dict[str, Any]]:
+        """Each worker of the current phase: stepping (with the episode and step the store
+        has of it last; with ``envs_per_worker``, of each copy) or done with its counts."""
         machine = self.shell.machine
         if machine.phase < 0:
             return []
         done = machine.done_workers()
         stepping = set(self.stepping())
+        phase = self.shell.spec.phases[machine.phase]
+        stored = await asyncio.to_thread(self._stored_progress, machine.phase)
         rows = []
-        for worker in range(self.shell.spec.phases[machine.phase].workers):
+        for worker in range(phase.workers):
             row: dict[str, Any] = {"worker": worker, "stepping": worker in stepping}
             if worker in done:
                 row.update(episodes=done[worker].episodes, steps=done[worker].steps, reason=done[worker].reason)
+            copies = range(worker * phase.envs_per_worker, (worker + 1) * phase.envs_per_worker)
+            at = [stored[c] for c in copies if c in stored]
+            if len(at) == 1:
+                row.update(episode=at[0][0], step=at[0][1])
+            elif at:
+                row["copies"] = [{"episode": e, "step": st} for e, st in at]
             rows.append(row)
         return rows
+
+    def _stored_progress(self, phase: int) -> dict[int, tuple[int, int]]:
+        """Store worker -> (its newest episode's index, the last step stored of it)."""
+        from sqlalchemy import text
+
+        if self.shell.run_id is None:
+            return {}
+        if self._engine is None:
+            options = self.shell.options
+            self._engine = connect_engine(options.store_url, create=False, patience=options.timeouts.store)
+        query = text(
+            'select e.worker, e."index", (select max(s.step) from environment_steps s where s.episode_id = e.id) '
+            "from episodes e join phases p on e.phase_id = p.id "
+            'where p.run_id = :run and p."index" = :phase and e.id in ('
+            "  select max(e2.id) from episodes e2 where e2.phase_id = p.id group by e2.worker)"
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(query, {"run": self.shell.run_id, "phase": phase}).all()
+        return {int(w): (int(i), int(step or 0)) for w, i, step in rows}
 
     async def at_phase_start(self, index: int) -> None:
         """Before phase ``index`` is set up: the file's ``at_phase_end`` snapshot of the

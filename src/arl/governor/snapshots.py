@@ -201,6 +201,7 @@ class Snapshots:
         try:
             if held is not None:
                 await self._save_workers(staging.path, held)
+                fields = {**fields, "progress": _progress(staging.path)}
                 await self._save_services(staging.path)
             await asyncio.to_thread(self.shell.writer.flush)
             fields = {**fields, "store": await asyncio.to_thread(self.shell.live.store_marks), "reason": reason}
@@ -252,3 +253,15 @@ class Snapshots:
             self._removals.add(task)
             task.add_done_callback(self._removals.discard)
             log.info("snapshot %s removed (keep)", old)
+
+
+def _progress(folder: Path) -> dict[str, dict[str, int]]:
+    """Each held (store) worker's episode and step at the snapshot, from its loop's state."""
+    from arl.codec import unpack
+
+    progress = {}
+    for loop in sorted(folder.glob("workers/*/loop.msgpack")):
+        state = unpack(loop.read_bytes())
+        if "episode" in state:
+            progress[loop.parent.name] = {"episode": state["episode"]["index"], "step": state["episode"]["step"]}
+    return progress
