@@ -30,6 +30,7 @@ import numpy as np
 
 from arl.api import ActuatorInfo, Environment, SensorInfo, StepResult
 from arl.spaces import keys, parts
+from arl.state import NOT_PICKLABLE
 
 OBS = "obs"
 ACTION = "action"
@@ -90,14 +91,7 @@ class GymEnvironment(Environment):
         # write (a snapshot's hashes find damage, not tampering).
         try:
             data = pickle.dumps(unwrapped)
-        except (
-            pickle.PicklingError,
-            TypeError,
-            AttributeError,
-            ValueError,
-            NotImplementedError,
-            RecursionError,
-        ) as exc:
+        except NOT_PICKLABLE as exc:
             log.warning("%s does not pickle (%s): its state keeps only its generator and counters", unwrapped, exc)
             return
         (path / UNWRAPPED_FILE).write_bytes(data)

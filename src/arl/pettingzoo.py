@@ -70,6 +70,7 @@ from arl.api import ActuatorInfo, Environment, SensorInfo, StepResult
 from arl.classref import article, attribute, import_module, params_problems
 from arl.errors import ComponentLoadError
 from arl.spaces import keys, parts
+from arl.state import NOT_PICKLABLE
 
 OBS = "obs"
 ACTION = "action"
@@ -172,14 +173,7 @@ class PettingZooEnvironment(Environment):
         # code from the state folder: load only states from a folder only you can write.
         try:
             data = pickle.dumps(self.env)
-        except (
-            pickle.PicklingError,
-            TypeError,
-            AttributeError,
-            ValueError,
-            NotImplementedError,
-            RecursionError,
-        ) as exc:
+        except NOT_PICKLABLE as exc:
             log.warning("%s does not pickle (%s): its state keeps only its generators", self.env, exc)
             return
         (path / ENV_FILE).write_bytes(data)

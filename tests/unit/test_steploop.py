@@ -65,17 +65,7 @@ class _NoPeers:
 def _local_phase(
     request: control.RunPhase, prepare: Callable[[AgentHost], None] = lambda host: None
 ) -> tuple[control.PhaseDone, list[Any], AgentHost]:
-    env = EnvironmentConductor()
-    ready = env.setup(control.SetupEnvironment(0, "env", "arl.dummy:DummyEnvironment", DUMMY_ENV))
-    spaces = dict(ready.sensors) | dict(ready.actuators)
-    host = AgentHost()
-    for name, (sensors, actuators) in AGENTS.items():
-        host.handle(
-            control.SetupAgent(
-                0, name, ["arl.dummy:DummyBrain", {}], ["arl.dummy:DummyMuscle", {}], ["arl.dummy:DummyObjective", {}],
-                [[i, spaces[i]] for i in sensors], [[i, spaces[i]] for i in actuators], 1, True, 3, None,
-            )
-        )  # fmt: skip
+    env, host = _set_up()
     prepare(host)
     records = _Records()
     driver = Driver(Environments(0, {"env": env}, {}, _NoPeers()), LocalAgents(0, host), records, lambda: False)  # type: ignore[arg-type]
