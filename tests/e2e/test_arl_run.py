@@ -639,3 +639,16 @@ def test_each_process_of_a_run_uses_one_blas_thread_unless_the_user_says(arl_run
     )
     assert done.returncode == 0, done.stderr
     assert record.read_text() == "1"
+
+
+def test_a_module_beside_the_experiment_file_is_found(arl_run, no_leaks) -> None:
+    """``module:Class`` finds a module in the file's folder (put on the path, last), in the
+    check and in every process of the run, wherever arl-run is started."""
+    folder = arl_run.tmp / "mine"
+    folder.mkdir()
+    module = "from arl.dummy import DummyEnvironment\n\n\nclass Mine(DummyEnvironment):\n    pass\n"
+    (folder / "beside.py").write_text(module)
+    path = write(folder, uid="beside", env="beside:Mine")
+    done = arl_run.run(path)
+    assert done.returncode == 0, done.stderr
+    assert arl_run.scalar("select status from experiment_runs") == "FINISHED"

@@ -36,3 +36,20 @@ def test_importing_the_cli_leaves_what_the_commands_need_to_the_commands() -> No
 def test_arl_ships_its_annotations() -> None:
     assert (resources.files("arl") / "py.typed").is_file()
     assert "py.typed" in PYPROJECT["tool"]["setuptools"]["package-data"]["arl"]
+
+
+def test_a_mistyped_command_is_named_not_taken_for_a_file(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from arl.cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    said = runner.invoke(main, ["chekc", "a.yml"])
+    assert said.exit_code == 2
+    assert "no command 'chekc' (nor a file of that name); did you mean 'check'?" in said.output
+    assert "did you mean 'results'" in runner.invoke(main, ["reslts", "list"]).output
+    # A file of that name, or a word like no command, is still a file to run.
+    (tmp_path / "chekc").write_text("not: an experiment\n")
+    assert "did you mean" not in runner.invoke(main, ["chekc"]).output
+    assert "did you mean" not in runner.invoke(main, ["zzzz.yml"]).output

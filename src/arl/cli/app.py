@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 
 import click
@@ -19,8 +20,18 @@ class DefaultToRun(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         words = [a for a in args if not a.startswith("-")]
         if words and words[0] not in self.commands and not {"--help", "-h", "--version"} & set(args):
+            self._refuse_typo(words[0])
             args = ["run", *args]  # arl-run [run options] FILE... (also: arl-run -v a.yml)
         return super().parse_args(ctx, args)
+
+    def _refuse_typo(self, word: str) -> None:
+        """A first word that is no file but nearly a command's name is that command
+        mistyped (``arl-run chekc a.yml``), not a file to run: say which one was meant."""
+        if os.path.exists(word) or word.endswith((".yml", ".yaml")):
+            return
+        near = difflib.get_close_matches(word, list(self.commands), n=1, cutoff=0.6)
+        if near:
+            raise click.UsageError(f"no command {word!r} (nor a file of that name); did you mean {near[0]!r}?")
 
 
 @click.group(cls=DefaultToRun, context_settings={"help_option_names": ["-h", "--help"]})

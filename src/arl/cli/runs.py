@@ -9,6 +9,7 @@ executor and asyncio are imported by the commands that need them.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -114,6 +115,19 @@ def _checking() -> Iterator[None]:
         sys.exit(EXIT_INTERRUPTED)
 
 
+def _find_modules_beside(files: tuple[str, ...]) -> None:
+    """Each experiment file's folder goes on the Python path, last (an installed module of
+    the same name wins), so that ``module:Class`` finds a module beside the file, in this
+    process and in every process of the runs (``PYTHONPATH``: a spawned one reads it)."""
+    folders = [os.path.abspath(os.path.dirname(file) or ".") for file in files]
+    for folder in dict.fromkeys(folders):
+        if folder not in sys.path:
+            sys.path.append(folder)
+    if folders:
+        known = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*known, *folders]))
+
+
 def _file_options(command: Any) -> Any:
     """``--set``, ``--sweep``, ``--max-runs`` and ``--check-timeout``, shared by the
     commands that read experiment files."""
@@ -164,6 +178,7 @@ def check(
     """
     with _checking():
         _setup_console_logging(0)
+        _find_modules_beside(files)
         variants = _variants(files, sets, sweeps, max_runs)
         _check_and_describe(files, variants, probe=probe, timeout=check_timeout)
 
@@ -258,6 +273,7 @@ def run(
     """
     with _checking():
         level = _setup_console_logging(verbose)
+        _find_modules_beside(files)
         from arl.store.location import store_url
 
         url = store_url(store)
