@@ -18,6 +18,7 @@ it then continues from a fresh reset's inner state, not exactly (a warning says 
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 import logging
 import pickle
@@ -57,6 +58,15 @@ class GymEnvironment(Environment):
         checking a file before anything runs (the environment is built only in its process)."""
         if id in gymnasium.registry:
             return None
+        module, colon, name = id.rpartition(":")
+        if colon:  # Gymnasium's own "module:Env-v0": the module registers the id when imported
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                return f"the Gymnasium id {id!r} names module {module!r}, which cannot be imported: {exc}"
+            if name in gymnasium.registry:
+                return None
+            id = name
         close = difflib.get_close_matches(id, list(gymnasium.registry), n=3)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return f"Gymnasium has no environment {id!r}{hint} (an id from another package needs that package imported)"
