@@ -37,3 +37,11 @@ def test_a_misspelled_key_is_flagged(validator: jsonschema.Draft202012Validator)
 def test_a_later_phase_may_state_only_what_changes(validator: jsonschema.Draft202012Validator) -> None:
     document = {"uid": "x", "schedule": [{"a": {"phase_config": {"mode": "train"}}}, {"b": {}}]}
     assert list(validator.iter_errors(document)) == []
+
+
+def test_the_phase_config_keys_say_what_they_mean_and_episodes_counts_per_worker() -> None:
+    from arl.config.schema import json_schema
+
+    properties = json_schema()["$defs"]["PhaseConfigFile"]["properties"]
+    assert "EACH WORKER" in properties["episodes"]["description"]
+    assert all(properties[key].get("description") for key in properties)

@@ -337,12 +337,29 @@ class SimulationFile(_FileModel):
 
 
 class PhaseConfigFile(_FileModel):
-    mode: Literal["train", "test"] = "train"
-    episodes: int = Field(default=1, ge=1, le=MAX_COUNT)
-    workers: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
-    worker: int | None = Field(default=None, ge=1, le=MAX_WORKERS)  # palaestrAI's spelling
-    max_steps: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    envs_per_worker: int = Field(default=1, ge=1, le=MAX_ENVS_PER_WORKER)
+    mode: Literal["train", "test"] = Field(
+        default="train", description="train: brains learn and are saved at the phase's end; test: they only act."
+    )
+    episodes: int = Field(
+        default=1, ge=1, le=MAX_COUNT,
+        description="Episodes EACH WORKER runs (the phase runs episodes x workers in all, "
+        "x envs_per_worker with copies), unless a phase condition ends it first.",
+        examples=[10],
+    )  # fmt: skip
+    workers: int | None = Field(
+        default=None, ge=1, le=MAX_WORKERS,
+        description="Workers stepping the phase side by side, each in a controller process of its own with its own "
+        "instances of the environments (default 1).",
+    )  # fmt: skip
+    worker: int | None = Field(default=None, ge=1, le=MAX_WORKERS, description="palaestrAI's spelling of workers.")
+    max_steps: int | None = Field(
+        default=None, ge=1, le=MAX_COUNT, description="Steps an episode takes at most (none: the environment ends it)."
+    )
+    envs_per_worker: int = Field(
+        default=1, ge=1, le=MAX_ENVS_PER_WORKER,
+        description="Copies of the environments each worker's controller steps together, each a worker of its own in "
+        "the store (needs the environments in the controller).",
+    )  # fmt: skip
 
 
 class PhaseFile(_FileModel):
