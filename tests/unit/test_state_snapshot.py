@@ -270,7 +270,11 @@ def test_a_snapshot_killed_at_random_moments_is_complete_or_ignored(tmp_path: Pa
         try:
             poll_for(ready.exists, timeout=10, what="the writer to start")
             if attempt == 0:  # at least one complete snapshot, however slow the disk
-                poll_for(lambda: any(p.name[0] != "." for p in run.iterdir()), timeout=10, what="a snapshot")
+                # (the run's folder appears with the first staging folder, after "ready")
+                poll_for(
+                    lambda: run.is_dir() and any(p.name[0] != "." for p in run.iterdir()),
+                    timeout=10, what="a snapshot",
+                )  # fmt: skip
             time.sleep(delays.uniform(0.02, 0.2))  # the random moment, not a wait for something
         finally:
             os.kill(child.pid, signal.SIGKILL)
