@@ -449,3 +449,27 @@ def test_a_run_can_be_queried_while_it_runs(store_url: str, tmp_path: Path, priv
     assert proc.returncode == 0, err
     done = results.runs(store_url).iloc[0]
     assert (done["status"], done["steps"], done["actions"]) == ("FINISHED", 300, 300)
+
+
+def test_results_compare_puts_runs_side_by_side(dummy: Stored) -> None:
+    defender = dict(
+        raw(
+            dummy.url,
+            'select p."index", sum(a.objective) from agent_actions a join episodes e on a.episode_id = e.id '
+            "join phases p on e.phase_id = p.id where a.agent = 'defender' group by p.\"index\"",
+        )
+    )
+    shown = cli("results", "compare", "dummy-run", "1", "--store", dummy.url)
+    assert shown.exit_code == 0, shown.stderr
+    header, *rows = [line.split() for line in shown.stdout.splitlines()]
+    assert header == [
+        "run", "id", "status", "phase_0/episodes", "phase_0/attacker", "phase_0/defender",
+        "phase_1/episodes", "phase_1/attacker", "phase_1/defender",
+    ]  # fmt: skip
+    assert rows == [["dummy-run", "1", "FINISHED", "1", f"{-defender[0]:.3f}", f"{defender[0]:.3f}",
+                     "1", f"{-defender[1]:.3f}", f"{defender[1]:.3f}"]] * 2  # fmt: skip
+    frame = results.compare(["dummy-run"], dummy.url)
+    assert frame.loc[0, "phase_1/defender"] == pytest.approx(defender[1])
+    missing = cli("results", "compare", "dummy-run", "no-such-run", "--store", dummy.url)
+    assert missing.exit_code != 0
+    assert "no-such-run" in missing.stderr

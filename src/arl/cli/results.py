@@ -114,6 +114,35 @@ def show(run: str, store: str | None) -> None:
 
 
 @results_group.command()
+@click.argument("runs", nargs=-1, required=True, metavar="RUN...")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@store_option
+def compare(runs: tuple[str, ...], fmt: str, store: str | None) -> None:
+    """Show runs side by side: each phase's episodes and each agent's mean return."""
+    with _errors():
+        from arl.results import queries as q
+
+        with q.reading(store) as reader:
+            records, columns = q.compare_records(reader, list(runs))
+    if fmt != "table":
+        _echo_records(records, columns, fmt)
+        return
+    from arl.terminal import printable
+
+    cells = [[_cell(r.get(c)) for c in columns] for r in records]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    click.echo(printable("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()))
+    for row in cells:
+        click.echo(printable("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+@results_group.command()
 @click.argument("run")
 @click.option("--phase", metavar="PHASE", help="Only this phase (its name, or its index).")
 @click.option("--agent", metavar="NAME", help="Only this agent's values.")

@@ -9,6 +9,7 @@
     results.returns("dummy-run")               # tidy: phase, worker, episode, agent, return
     results.steps("dummy-run", phase="phase_0")  # sensors.<id>, rewards.<id> columns
     results.metrics("dqn-run", name="loss")    # what brains and muscles logged
+    results.compare(["run-a", "run-b"])        # runs side by side: mean return per phase and agent
     results.plot_returns("dummy-run", "returns.png")
 
 A run is named by its uid (the newest run with that uid) or its database id. ``store`` is a
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # `import x as x`: re-exported, for the type checker
     from arl.results.files import export as export
     from arl.results.frames import actions as actions
+    from arl.results.frames import compare as compare
     from arl.results.frames import episodes as episodes
     from arl.results.frames import events as events
     from arl.results.frames import metrics as metrics
@@ -49,6 +51,7 @@ _MODULES = {
     "actions": "arl.results.frames",
     "events": "arl.results.frames",
     "metrics": "arl.results.frames",
+    "compare": "arl.results.frames",
     "export": "arl.results.files",
     "plot_returns": "arl.results.plot",
     "RunNotFound": "arl.results.queries",

@@ -108,6 +108,14 @@ def returns(run: str | int, store: Store = None) -> pd.DataFrame:
     return _frame(rows, RETURN_COLUMNS)
 
 
+def compare(runs: Sequence[str | int], store: Store = None) -> pd.DataFrame:
+    """Runs side by side, one row each: ``run, id, status``, then per phase its episodes
+    (``<phase>/episodes``) and each agent's mean return (``<phase>/<agent>``)."""
+    with q.reading(store) as reader:
+        records, columns = q.compare_records(reader, list(runs))
+    return _frame(records, columns)
+
+
 def steps(run: str | int, store: Store = None, *, phase: PhaseKey = None) -> pd.DataFrame:
     """The environment steps of ``run`` (of one phase, by index or name), one row each:
     ``episode_id, phase, worker, episode, step, env_uid, terminated, truncated, sim_time``

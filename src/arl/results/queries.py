@@ -469,3 +469,32 @@ def flatten(row: Mapping[Any, Any], json_columns: tuple[str, ...]) -> Record:
         for key, value in (row[column] or {}).items():
             flat[f"{column}.{key}"] = value
     return flat
+
+
+def compare_records(reader: Reader, runs: list[str | int]) -> tuple[list[Record], tuple[str, ...]]:
+    """Runs side by side: a record per run (``run``, ``id``, ``status``, then each phase and
+    agent's mean return over the phase's episodes, as ``<phase>/<agent>``, and the phase's
+    episodes, as ``<phase>/episodes``), and every column in order (phases as they ran,
+    agents by name). A run missing a phase or agent has no value there."""
+    records: list[Record] = []
+    columns: dict[str, None] = dict.fromkeys(("run", "id", "status"))
+    for key in runs:
+        found = find_run(reader, key)
+        record: Record = {"run": found["uid"], "id": found["id"], "status": found["status"]}
+        by_episode = agent_returns(reader, found["id"])
+        sums: dict[tuple[int, str, str], list[float]] = {}
+        counts: dict[tuple[int, str], int] = {}
+        for episode in episode_records(reader, found["id"]):
+            phase = (episode["phase"], episode["phase_name"])
+            counts[phase] = counts.get(phase, 0) + 1
+            for agent, value in by_episode.get(episode["episode_id"], {}).items():
+                sums.setdefault((*phase, agent), []).append(value)
+        for (index, name), count in sorted(counts.items()):
+            columns[f"{name}/episodes"] = None
+            record[f"{name}/episodes"] = count
+            for (i, _, agent), values in sorted(sums.items()):
+                if i == index:
+                    columns[f"{name}/{agent}"] = None
+                    record[f"{name}/{agent}"] = sum(values) / len(values)
+        records.append(record)
+    return records, tuple(columns)
