@@ -3,8 +3,9 @@ run, and waiting on the writer (its fixtures are in tests/integration/conftest.p
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,9 @@ from sqlalchemy import Engine
 
 from arl.codec import encode
 from arl.messages.store import AgentAction, EnvironmentStep, EpisodeEnded, EpisodeStarted, PhaseStarted, RunStarted
+from arl.store.engine import open_store
 from arl.store.query import run_counts
+from arl.store.recorder import COUNTED, Recorder
 from arl.store.writer import StoreWriter
 
 T0 = 1_700_000_000.0
@@ -108,3 +111,16 @@ def begin_run(writer: StoreWriter, phases: int = 1) -> int:
 def count_steps(engine: Engine, run_id: int) -> int:
     counts = run_counts(engine, run_id)
     return counts["environment_steps"] + counts["agent_actions"]
+
+
+@contextlib.contextmanager
+def begun_recorder(store_url: str) -> Iterator[Recorder]:
+    """A Recorder on a new store, without the writer's thread or sockets: its run, phase 0
+    and episode 0 of worker 0 begun."""
+    engine = open_store(store_url)
+    with engine.connect() as conn:
+        recorder = Recorder(conn, dict.fromkeys(COUNTED, 0))
+        for record in (run_started(), PhaseStarted(0, "train", "train", T0), EpisodeStarted(0, 0, 0, T0)):
+            assert recorder.handle(encode(record)) is None
+        yield recorder
+    engine.dispose()

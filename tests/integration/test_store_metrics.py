@@ -11,23 +11,16 @@ import pytest
 from sqlalchemy import Connection, select
 
 from arl.codec import encode
-from arl.messages.store import AgentAction, EpisodeStarted, Metrics, PhaseStarted, RunEnded
-from arl.store.engine import open_store
-from arl.store.recorder import COUNTED, Recorder
+from arl.messages.store import AgentAction, Metrics, RunEnded
+from arl.store.recorder import Recorder
 from arl.store.schema import AgentActionRow, MetricRow, PhaseRow
-from store_writing import T0, run_started
+from store_writing import T0, begun_recorder
 
 
 @pytest.fixture
 def recorder(store_url: str) -> Iterator[Recorder]:
-    """A Recorder on a new store, its run and phase 0 (with an episode) begun."""
-    engine = open_store(store_url)
-    with engine.connect() as conn:
-        recorder = Recorder(conn, dict.fromkeys(COUNTED, 0))
-        for record in (run_started(), PhaseStarted(0, "train", "train", T0), EpisodeStarted(0, 0, 0, T0)):
-            assert recorder.handle(encode(record)) is None
+    with begun_recorder(store_url) as recorder:
         yield recorder
-    engine.dispose()
 
 
 def _conn(recorder: Recorder) -> Connection:

@@ -67,7 +67,6 @@ class LiveState:
             built = [save_conditions.from_save(table)] if table else []
             if built or user:
                 condition = save_conditions.any_of(*built, *user)
-        self.state_configured = state is not None
         state_dir = state.dir if state is not None else "arl-states"
         name_format = state.name_format if state is not None else None
         self.snapshots = Snapshots(shell, settings, state_dir, name_format, keeper, self.stepping)
@@ -94,7 +93,7 @@ class LiveState:
         history = tuple(PhaseSummary(**h) for h in fields["history"])
         # The phase's row is within the marks whenever the snapshot was taken (a phase-end
         # one comes after the phase was recorded, before it was set up).
-        self.shell.machine.resume = m.ResumePoint(phase, history, done, True)
+        self.shell.machine.resume = m.ResumePoint(phase, history, done)
         self.shell.started = float(fields["started"])  # (run-level wall-clock conditions count on)
         self._stepping_at_snapshot = {int(w) for w in fields["stepping"]}
         self.resumed = manifest

@@ -200,7 +200,7 @@ class RunMachine:
         self.state = RunState.RUNNING
         if self.resume is not None:  # the phase's row is the store's already (rewound)
             self.history = list(self.resume.history)
-            return self._enter_phase(self.resume.phase, record=not self.resume.started)
+            return self._enter_phase(self.resume.phase, record=False)
         return self._enter_phase(0)
 
     def _on_RunRecorded(self, event: RunRecorded) -> list[Command]:

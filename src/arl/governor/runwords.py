@@ -329,4 +329,3 @@ class ResumePoint:
     phase: int
     history: tuple[PhaseSummary, ...] = ()
     done: dict[int, WorkerDone] = field(default_factory=dict)
-    started: bool = True  # the phase had begun (its row is the store's); False: it starts afresh

@@ -27,7 +27,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +64,6 @@ class Progress:
 
     last_snapshot: str | None = None
     snapshots: int = 0
-    pauses: list[float] = field(default_factory=list)
 
 
 class Snapshots:
@@ -136,7 +135,6 @@ class Snapshots:
                 writer.forget([t for w, t in tokens.items() if w not in acked])  # (ended: never sent)
                 took = time.monotonic() - asked
                 self.held = Held(tokens, acked, took)
-                self.progress.pauses.append(took)
                 self.shell.live.clock_paused(True)
                 log.info("run paused in %.1f ms (attempt %d)", took * 1000, attempt)
                 return self.held
