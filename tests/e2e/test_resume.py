@@ -26,7 +26,7 @@ state: {dir: states, save: {every_steps: 100}, keep: {latest: 3}}
 schedule:
   - train:
       environments:
-        - environment: {name: arl.dummy:DummyEnvironment, uid: env, params: {episode_length: 150}}
+        - environment: {name: arl.dummy:DummyEnvironment, uid: env, params: {episode_length: 300}}
       agents:
         - name: defender
           brain: {name: arl.dummy:DummyBrain}
@@ -146,9 +146,7 @@ def test_kill_9_of_everything_then_resume_stores_what_an_uninterrupted_run_store
 
 def test_from_state_goes_on_from_the_snapshot_named(arl_run, no_leaks) -> None:
     path = arl_run.tmp / "res.yml"
-    path.write_text(
-        FILE.replace("keep: {latest: 3}", "keep: {latest: 50}").replace("episode_length: 150", "episode_length: 300")
-    )
+    path.write_text(FILE.replace("keep: {latest: 3}", "keep: {latest: 50}"))
     db = arl_run.tmp / "one.db"
     proc = arl_run.start(str(path), "--store", f"sqlite:///{db}", "--no-probe")
     poll_for(
