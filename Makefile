@@ -21,10 +21,11 @@ $(BENCH_STAMP): $(STAMP)
 run: $(STAMP)  ## run the dummy experiment on the embedded SQLite store
 	$(BIN)/arl-run experiments/dummy.yml
 
-# Three test workers on two cores: most tests wait on their arl-run's processes rather
-# than compute, so a third worker fills the idle time (measured: 241 s serial, 190 s
-# with -n 2, 153 s with -n 3 on this 2-core machine).
-PYTEST_ARGS ?= -n 3
+# Four test workers on two cores: most tests wait on their arl-run's processes rather
+# than compute, so more workers than cores fill the idle time (measured on this 2-core
+# machine: 241 s serial, 190 s with -n 2, 153 s with -n 3 for the suite of 974 tests;
+# for 1,123 tests 177 s with -n 3, 160 s with -n 4).
+PYTEST_ARGS ?= -n 4
 
 test: $(STAMP)  ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -33,6 +33,7 @@ _WHERE = {
     "StepView": "arl.conditions",
     "TerminationCondition": "arl.conditions",
     "WallClock": "arl.conditions",
+    "check_environment": "arl.envcheck",
     "Simulation": "arl.simulation",
     "run_experiment": "arl.runner",
 }
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors (``as``: 
     from arl.conditions import StepView as StepView
     from arl.conditions import TerminationCondition as TerminationCondition
     from arl.conditions import WallClock as WallClock
+    from arl.envcheck import check_environment as check_environment
     from arl.runner import run_experiment as run_experiment
     from arl.simulation import Simulation as Simulation
 

@@ -43,12 +43,16 @@ class StepResult:
 
     ``terminated``: the episode reached a terminal state (the task ended).
     ``truncated``: the episode was cut short (a time limit, say) and could have gone on.
+    ``info``: anything else to keep of the step (gymnasium's ``info``): stored with it in
+    ``environment_steps.info``, made JSON-safe and capped at 4 KiB (:mod:`arl.stepinfo`);
+    None or empty stores nothing.
     """
 
     sensors: Mapping[str, Any]
     rewards: Mapping[str, float]
     terminated: bool = False
     truncated: bool = False
+    info: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from arl.proc import forkserver
 from arl.proc.child import ChildSpec, SupervisedChild
 from arl.proc.ipc import private_dir
 from arl.proc.logs import LogConfig, LogServer
+from arl.progress import ProgressSink
 from arl.status import RunStatus
 from arl.transport import DropLog, limit_input
 
@@ -77,9 +78,16 @@ class _Governor:
 class Executor:
     """Runs runs; :meth:`execute` returns one outcome per run, in the order given."""
 
-    def __init__(self, options: ExecutorOptions, *, on_status: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        options: ExecutorOptions,
+        *,
+        on_status: Callable[[str, str], None] | None = None,
+        progress: ProgressSink | None = None,
+    ) -> None:
         self.options = options
         self._on_status = on_status or (lambda uid, state: None)
+        self.progress = progress  # shown the runs' statuses, polled while they go (arl.progress)
         self._workdir = ""
         self._router: zmq.asyncio.Socket | None = None
         self._governors: list[_Governor] = []
@@ -124,10 +132,12 @@ class Executor:
             slots = asyncio.Semaphore(max(1, self.options.parallel))
             starts = asyncio.Semaphore(self.options.start_at_once or len(os.sched_getaffinity(0)))
             listener = asyncio.create_task(self._listen())
+            watcher = asyncio.create_task(self.control.watch())
             try:
-                return list(await asyncio.gather(*(self._run(g, slots, starts) for g in self._governors)))
+                return list(await asyncio.gather(*(self._run_told(g, slots, starts) for g in self._governors)))
             finally:
                 listener.cancel()
+                watcher.cancel()
                 await asyncio.gather(*self._kills, return_exceptions=True)
         finally:
             await self.control.close()
@@ -137,6 +147,13 @@ class Executor:
             self._router.close(linger=0)
             zctx.term()
             logs.close()
+
+    async def _run_told(
+        self, governor: _Governor, slots: asyncio.Semaphore, starts: asyncio.Semaphore
+    ) -> emsg.RunOutcome:
+        outcome = await self._run(governor, slots, starts)
+        self.control.ended(governor, outcome)  # (the progress display shows how it ended)
+        return outcome
 
     async def _run(self, governor: _Governor, slots: asyncio.Semaphore, starts: asyncio.Semaphore) -> emsg.RunOutcome:
         async with slots:
@@ -243,6 +260,7 @@ class Executor:
                 if message.state != governor.state:  # a report may only bring the run's id
                     governor.state = message.state
                     self._on_status(message.run_uid, message.state)
+                    self.control.reported(governor)
                 if message.state not in _NOT_UP and not governor.up.is_set():
                     governor.up.set()
                     if message.state == "RUNNING":

@@ -2,17 +2,21 @@
 
 ``arl.gym:GymEnvironment`` with ``params: {id: CartPole-v1, ...}`` (in an experiment file,
 ``name: gym:CartPole-v1`` for short) runs any registered Gymnasium environment; the other
-params go to ``gymnasium.make``. Its sensors and
-actuators come from the spaces: a ``Dict`` space gives one per key, any other space a
-single sensor ``obs`` or actuator ``action``. The reward is ``reward``; terminated and
-truncated stay apart, as Gymnasium reports them.
+params go to ``gymnasium.make``, except ``wrappers``: the wrappers to put around what
+``gymnasium.make`` returns, by name with their params, the first innermost
+(:mod:`arl.wrapping`; a bare name is one of ``gymnasium.wrappers``). Its sensors and
+actuators come from the (wrapped) spaces: a ``Dict`` space gives one per key, any other
+space a single sensor ``obs`` or actuator ``action``. The reward is ``reward``;
+terminated and truncated stay apart, as Gymnasium reports them. The ``info`` of each
+step is stored with it (:mod:`arl.stepinfo`); that of a reset is not (a reset has no row).
 
 Its state (:meth:`GymEnvironment.save_state`) is the wrapped environment itself, pickled,
-with its generator's state and each wrapper's counters (the time limit's steps, say):
-Gymnasium has no API for an environment's inner state (CartPole's ``state``, a
-physics engine's), so there is no other general way to continue it exactly. An
-environment that does not pickle keeps only its generator and its wrappers' counters:
-it then continues from a fresh reset's inner state, not exactly (a warning says so).
+with its generator's state and each wrapper's counters (the time limit's steps, say) and
+other values that pickle (a reward normaliser's running statistics): Gymnasium has no
+API for an environment's inner state (CartPole's ``state``, a physics engine's), so
+there is no other general way to continue it exactly. An environment that does not
+pickle keeps only its generator and its wrappers' state: it then continues from a fresh
+reset's inner state, not exactly (a warning says so).
 """
 
 from __future__ import annotations
@@ -32,25 +36,37 @@ import numpy as np
 from arl.api import ActuatorInfo, Environment, SensorInfo, StepResult
 from arl.spaces import keys, parts
 from arl.state import NOT_PICKLABLE
+from arl.wrapping import Family, Found, problems, wrap
 
 OBS = "obs"
 ACTION = "action"
 STATE_FILE = "gym_state.json"
 UNWRAPPED_FILE = "unwrapped.pickle"
+WRAPPERS_FILE = "wrappers.pickle"
 # A wrapper's attributes of these types are its counters and flags (TimeLimit's
-# ``_elapsed_steps``, OrderEnforcing's ``_has_reset``): saved with the state.
+# ``_elapsed_steps``, OrderEnforcing's ``_has_reset``): saved with the state as JSON.
 _SIMPLE = (bool, int, float, str, type(None))
+# A wrapper's attributes that are its place in the chain or how it was made, not state:
+# the loading instance, made alike, has them already.
+_MADE = frozenset({"env", "_saved_kwargs", "_cached_spec", "_metadata", "_action_space", "_observation_space"})
+
+WRAPPERS = Family("gymnasium.wrappers", (gymnasium.Wrapper,), "a Gymnasium wrapper")
 
 log = logging.getLogger(__name__)
 
 
 class GymEnvironment(Environment):
-    """Wraps ``gymnasium.make(id, **kwargs)``."""
+    """Wraps ``gymnasium.make(id, **kwargs)``, in ``wrappers`` (:mod:`arl.wrapping`)."""
 
-    def __init__(self, id: str, **kwargs: Any) -> None:
-        self.env = gymnasium.make(id, **kwargs)
+    def __init__(self, id: str, wrappers: list[Any] | None = None, **kwargs: Any) -> None:
+        self.env = wrap(gymnasium.make(id, **kwargs), wrappers, WRAPPERS)
         self._obs_keys = keys(self.env.observation_space)
         self._action_keys = keys(self.env.action_space)
+
+    @classmethod
+    def param_problems(cls, id: str, wrappers: Any = None, **kwargs: Any) -> list[Found]:
+        """What is wrong with the ``wrappers`` named, each at its place in the params."""
+        return problems(wrappers, WRAPPERS)
 
     @classmethod
     def problem(cls, id: str, **kwargs: Any) -> str | None:
@@ -82,8 +98,10 @@ class GymEnvironment(Environment):
         return self._readings(observation)
 
     def step(self, setpoints: Mapping[str, Any]) -> StepResult:
-        observation, reward, terminated, truncated, _ = self.env.step(self._action(setpoints))
-        return StepResult(self._readings(observation), {"reward": float(reward)}, bool(terminated), bool(truncated))
+        observation, reward, terminated, truncated, info = self.env.step(self._action(setpoints))
+        return StepResult(
+            self._readings(observation), {"reward": float(reward)}, bool(terminated), bool(truncated), info
+        )
 
     def close(self) -> None:
         self.env.close()
@@ -99,6 +117,7 @@ class GymEnvironment(Environment):
         # pickle, because Gymnasium has no API for an environment's inner state. Loading
         # it runs code from the state folder: load only states from a folder only you can
         # write (a snapshot's hashes find damage, not tampering).
+        (path / WRAPPERS_FILE).write_bytes(pickle.dumps([_kept(w) for w in _wrappers(self.env)]))
         try:
             data = pickle.dumps(unwrapped)
         except NOT_PICKLABLE as exc:
@@ -128,6 +147,11 @@ class GymEnvironment(Environment):
         for wrapper, (_, counters) in zip(wrappers, state["wrappers"], strict=True):
             for name, value in counters.items():
                 setattr(wrapper, name, value)
+        kept = path / WRAPPERS_FILE
+        if kept.exists():  # (a state saved before arl kept more of a wrapper than its counters has none)
+            for wrapper, values in zip(wrappers, pickle.loads(kept.read_bytes()), strict=True):
+                for name, value in values.items():
+                    setattr(wrapper, name, value)
 
     def _readings(self, observation: Any) -> dict[str, Any]:
         if self._obs_keys is None:
@@ -155,3 +179,29 @@ def _wrappers(env: gymnasium.Env[Any, Any]) -> list[gymnasium.Wrapper[Any, Any, 
 
 def _counters(wrapper: gymnasium.Wrapper[Any, Any, Any, Any]) -> dict[str, Any]:
     return {name: value for name, value in vars(wrapper).items() if isinstance(value, _SIMPLE)}
+
+
+def _kept(wrapper: gymnasium.Wrapper[Any, Any, Any, Any]) -> dict[str, Any]:
+    """A wrapper's state besides its counters (NormalizeReward's running statistics,
+    RecordEpisodeStatistics' queues): each other attribute that pickles. One that does
+    not (a function the wrapper was made with) is how it was made, not what it went
+    through: the loading instance has its own."""
+    values = {
+        name: value
+        for name, value in vars(wrapper).items()
+        if name not in _MADE and not isinstance(value, (*_SIMPLE, gymnasium.Env, gymnasium.spaces.Space))
+    }
+    try:
+        pickle.dumps(values)
+    except NOT_PICKLABLE:
+        values = {name: value for name, value in values.items() if _pickles(value)}
+    return values
+
+
+def _pickles(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except NOT_PICKLABLE as exc:
+        log.debug("a wrapper's %s is not kept in its state: %s", type(value).__name__, exc)
+        return False
+    return True

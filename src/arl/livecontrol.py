@@ -1,7 +1,8 @@
 """The executor's side of controlling live runs: requests to a run's governor (over the
 control socket the governors report through), the HTTP control API
 (:mod:`arl.controlapi.server`, started beside the runs so that it never delays a first
-step), each run's uptime limit and its save signal."""
+step), each run's uptime limit and its save signal, and the statuses the progress
+display (:mod:`arl.progress`) shows."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import importlib
 import itertools
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +20,18 @@ from arl.config.spec import DEFAULT_STATE_DIR
 from arl.errors import ArlError
 from arl.messages import executor as emsg
 from arl.names import inside, path_part
+from arl.progress import POLL_INTERVAL, STATUS_TIMEOUT
 
 if TYPE_CHECKING:
     from arl.executor import Executor, _Governor
+    from arl.progress import ProgressSink
 
 log = logging.getLogger("arl.executor")
 
 REQUEST_TIMEOUT = 120.0  # seconds a governor has to answer (a snapshot of a large buffer takes a while)
 LIVE_STATES = frozenset({"RUNNING", "STARTING"})
+POLLED_STATES = frozenset({"RUNNING", "STOPPING"})  # the progress display asks these for their status
+SLOW_POLL = 10  # a run's statuses are asked at least this many times as long apart as one takes
 # Seconds after the first run is up before the API starts: a run shorter than this (the
 # dummy) never pays for starlette's and uvicorn's imports, nor waits for the API's end.
 API_DELAY = 0.5
@@ -43,6 +49,10 @@ class LiveControl:
         self._server: Any = None
         self._starting = False
         self.url: str | None = None
+        self._polling: set[int] = set()  # runs (by index) whose status the progress display waits for
+        self._shown: dict[int, int] = {}  # run -> the request id of the status last shown
+        self._due: dict[int, float] = {}  # run -> when its next status may be asked (time.monotonic)
+        self._sink_failed = False
 
     # -- the protocol the API serves ----------------------------------------------------
 
@@ -63,6 +73,12 @@ class LiveControl:
         governor = self._live().get(uid)
         if governor is None:
             raise ArlError(f"run {uid} is not live here (live: {', '.join(self.live()) or 'none'})")
+        return await self._ask(governor, word, detail, REQUEST_TIMEOUT)
+
+    async def _ask(
+        self, governor: _Governor, word: str, detail: dict[str, Any] | None, timeout: float
+    ) -> dict[str, Any]:
+        uid = governor.spec.uid
         router = self.executor._router
         assert router is not None
         request = emsg.ControlRequest(next(self._ids), word, detail or {})
@@ -71,9 +87,9 @@ class LiveControl:
         self._of[request.id] = uid
         try:
             await router.send_multipart([governor.identity, codec.encode(request)])
-            await asyncio.wait_for(asyncio.shield(reply), REQUEST_TIMEOUT)
+            await asyncio.wait_for(asyncio.shield(reply), timeout)
         except TimeoutError:
-            raise ArlError(f"run {uid}'s governor did not answer within {REQUEST_TIMEOUT:g} s") from None
+            raise ArlError(f"run {uid}'s governor did not answer within {timeout:g} s") from None
         finally:
             self._waiting.pop(request.id, None)
             self._of.pop(request.id, None)
@@ -93,6 +109,73 @@ class LiveControl:
         future = self._waiting.get(reply.id)
         if future is not None and not future.done():
             future.set_result(reply)
+
+    # -- the progress display ------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Every POLL_INTERVAL while the runs go: each governor that steps or stops is
+        asked for its status (one request at a time each, STATUS_TIMEOUT at most; a
+        status that fails is skipped), each answer goes to the executor's progress sink,
+        and the sink redraws. Only with a sink: ``-q`` asks nothing."""
+        while self._sink() is not None:
+            now = time.monotonic()
+            for governor in self.executor._governors:
+                due = now >= self._due.get(governor.index, 0.0)
+                if due and self._polled(governor) and governor.index not in self._polling:
+                    self._poll(governor)
+            self._tell("refresh")
+            await asyncio.sleep(POLL_INTERVAL)
+
+    def reported(self, governor: _Governor) -> None:
+        """The governor reported a new state: the sink hears of it; a run that stops is
+        asked once more at once (its last phase has ended: the status's history says so)."""
+        self._tell("state", governor.index, governor.state)
+        if governor.state == "STOPPING" and self._sink() is not None and self._polled(governor):
+            self._poll(governor)
+
+    def ended(self, governor: _Governor, outcome: emsg.RunOutcome) -> None:
+        self._tell("ended", governor.index, outcome)
+
+    def _sink(self) -> ProgressSink | None:
+        return None if self._sink_failed else self.executor.progress
+
+    @staticmethod
+    def _polled(governor: _Governor) -> bool:
+        return governor.child is not None and governor.child.exitcode is None and governor.state in POLLED_STATES
+
+    def _poll(self, governor: _Governor) -> None:
+        index, ticket = governor.index, next(self._ids)
+        self._polling.add(index)
+
+        async def poll() -> None:
+            asked = time.monotonic()
+            try:
+                status = await self._ask(governor, "status", None, STATUS_TIMEOUT)
+            except ArlError as exc:  # (the run goes on; the next poll asks again)
+                log.debug("run %s: no status for the progress display: %s", governor.spec.uid, exc)
+                return
+            finally:
+                self._polling.discard(index)
+                # A status that took long (a store far away, a busy one) is asked less
+                # often: answering takes the governor a tenth of its time at most.
+                took = time.monotonic() - asked
+                self._due[index] = asked + max(POLL_INTERVAL, SLOW_POLL * took)
+            if ticket > self._shown.get(index, 0):  # (an older answer that came late is stale)
+                self._shown[index] = ticket
+                self._tell("update", index, status)
+
+        self._spawn(poll())
+
+    def _tell(self, what: str, *args: Any) -> None:
+        """Hand the sink news; a sink that raises is turned off, the runs go on."""
+        sink = self._sink()
+        if sink is None:
+            return
+        try:
+            getattr(sink, what)(*args, time.monotonic())
+        except Exception as exc:  # the display's own failure must never end a run
+            self._sink_failed = True
+            log.warning("the progress display failed and is off (the runs go on): %s", exc, exc_info=True)
 
     # -- the API, the uptime limits, the save signals -------------------------------------
 

@@ -9,6 +9,11 @@ other params go to the function that builds it. ``env`` is
 * ``module:function``: that function builds it;
 * a registry id such as ``classic/rps-v2`` (it has a ``/``): ``pettingzoo.make`` builds it.
 
+``wrappers`` (a param of its own, not passed on): wrappers to put around the built
+environment, by name with their params, the first innermost (:mod:`arl.wrapping`; a bare
+name is one of ``pettingzoo.utils.wrappers``). An AEC environment takes AEC wrappers
+(``BaseWrapper``'s), a parallel one parallel wrappers (``BaseParallelWrapper``'s).
+
 ``api`` is ``parallel`` or ``aec``; left out, it is ``parallel`` when the environment
 has a parallel version (a module with ``parallel_env``, an id in the parallel registry),
 else ``aec``. PettingZoo's classic and butterfly families need pygame; see their extras.
@@ -34,6 +39,10 @@ One arl step:
   agents listed in the environment's turn order gives each agent exactly its own turns;
   ``vanilla`` suits any turn order but asks every agent each step. Sensors are every
   agent's latest ``observe()``; rewards are summed over the AEC steps the arl step made.
+
+A step's ``info`` (stored with it, :mod:`arl.stepinfo`) is ``{agent: its info}`` for the
+agents whose info says anything: the parallel step's ``infos``, or the AEC environment's
+``infos`` after the arl step.
 
 The episode is over when no agent plays on (every agent of ``env.agents`` is done, or
 none is left). It is *truncated* if an agent was truncated on that last step (it was cut
@@ -65,12 +74,14 @@ import pettingzoo
 from gymnasium import spaces
 from pettingzoo.env_registry.exceptions import PettingZooRegistryError
 from pettingzoo.utils.env import AECEnv, ParallelEnv
+from pettingzoo.utils.wrappers import BaseParallelWrapper, BaseWrapper
 
 from arl.api import ActuatorInfo, Environment, SensorInfo, StepResult
 from arl.classref import article, attribute, import_module, params_problems
 from arl.errors import ComponentLoadError
 from arl.spaces import keys, parts
 from arl.state import NOT_PICKLABLE
+from arl.wrapping import Family, Found, entries, problems, resolve, wrap
 
 OBS = "obs"
 ACTION = "action"
@@ -78,6 +89,8 @@ DONE = "done"
 APIS = ("parallel", "aec")
 STATE_FILE = "pettingzoo_state.json"
 ENV_FILE = "env.pickle"
+WRAPPERS = Family("pettingzoo.utils.wrappers", (BaseWrapper, BaseParallelWrapper), "a PettingZoo wrapper")
+_WRAPPER_API = {"aec": BaseWrapper, "parallel": BaseParallelWrapper}
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +106,11 @@ class AgentDone(IntEnum):
 class PettingZooEnvironment(Environment):
     """Wraps a PettingZoo ``ParallelEnv`` or ``AECEnv`` (see the module's docstring)."""
 
-    def __init__(self, env: str, api: str | None = None, **kwargs: Any) -> None:
-        self.env, self.api = make(env, api, **kwargs)
+    def __init__(self, env: str, api: str | None = None, wrappers: list[Any] | None = None, **kwargs: Any) -> None:
+        built, self.api = make(env, api, **kwargs)
+        self.env = wrap(built, wrappers, WRAPPERS)
+        if _api(self.env) != self.api:
+            raise ValueError(f"{env}: its wrappers made the {self.api} environment {_api(self.env) or 'neither API'}")
         self._agents = {str(agent): agent for agent in self.env.possible_agents}
         self._obs_keys = {name: keys(self.env.observation_space(a)) for name, a in self._agents.items()}
         self._sensors = [
@@ -111,7 +127,7 @@ class PettingZooEnvironment(Environment):
         self._over = False
 
     @classmethod
-    def problem(cls, env: str, api: str | None = None, **kwargs: Any) -> str | None:
+    def problem(cls, env: str, api: str | None = None, wrappers: Any = None, **kwargs: Any) -> str | None:
         """Why ``env`` and ``api`` name nothing that builds a PettingZoo environment, or
         why its builder would refuse ``kwargs``; None if neither. For checking a file
         before anything runs (the environment itself is built only in its process)."""
@@ -123,7 +139,27 @@ class PettingZooEnvironment(Environment):
         if not found:
             return None
         target = f"{getattr(builder, '__module__', '')}:{getattr(builder, '__qualname__', '')}"
-        return "; ".join(found) + f"; params other than 'api' go to {target}"
+        return "; ".join(found) + f"; params other than 'api' and 'wrappers' go to {target}"
+
+    @classmethod
+    def param_problems(cls, env: str, api: str | None = None, wrappers: Any = None, **kwargs: Any) -> list[Found]:
+        """What is wrong with the ``wrappers`` named, each at its place in the params; a
+        wrapper of the other API too, when the API is known before the environment is built."""
+        found = problems(wrappers, WRAPPERS)
+        if found:
+            return found
+        try:
+            known = _builder(env, api)[1]
+        except (ComponentLoadError, ValueError):  # problem() says so
+            return []
+        if known is None:  # module:function without api: only the built environment tells
+            return []
+        base = _WRAPPER_API[known]
+        for entry in entries(wrappers)[0]:
+            if not issubclass(resolve(entry.name, WRAPPERS), base):
+                message = f"{entry.name} does not wrap a {known} environment (it subclasses no {base.__name__})"
+                found.append((entry.at, message, entry.keyed))
+        return found
 
     def sensors(self) -> Sequence[SensorInfo]:
         return self._sensors
@@ -148,12 +184,14 @@ class PettingZooEnvironment(Environment):
             )
         rewards = dict.fromkeys(self._agents, 0.0)
         if self.api == "parallel":
-            observations, ended = self._step_parallel(setpoints, rewards)
+            observations, ended, infos = self._step_parallel(setpoints, rewards)
         else:
             observations, ended = self._step_aec(setpoints, rewards)
+            infos = self.env.infos
         self._over = all(self.done.get(str(a)) not in (None, AgentDone.PLAYING) for a in self.env.agents)
         truncated = self._over and AgentDone.TRUNCATED in ended
-        return StepResult(self._readings(observations), rewards, self._over and not truncated, truncated)
+        info = {str(agent): value for agent, value in infos.items() if value}  # each agent's, if it said anything
+        return StepResult(self._readings(observations), rewards, self._over and not truncated, truncated, info)
 
     def close(self) -> None:
         self.env.close()
@@ -202,7 +240,9 @@ class PettingZooEnvironment(Environment):
         self.done = {name: AgentDone(value) for name, value in state["done"].items()}
         self._over = bool(state["over"])
 
-    def _step_parallel(self, setpoints: Mapping[str, Any], rewards: dict[str, float]) -> tuple[Any, list[AgentDone]]:
+    def _step_parallel(
+        self, setpoints: Mapping[str, Any], rewards: dict[str, float]
+    ) -> tuple[Any, list[AgentDone], Mapping[Any, Any]]:
         live = list(self.env.agents)
         missing = [str(agent) for agent in live if f"{agent}.{ACTION}" not in setpoints]
         if missing:
@@ -211,9 +251,9 @@ class PettingZooEnvironment(Environment):
                 f"live agent at once; let an arl agent set {', '.join(f'{m}.{ACTION}' for m in missing)}"
             )
         actions = {agent: setpoints[f"{agent}.{ACTION}"] for agent in live}
-        observations, step_rewards, terminations, truncations, _ = self.env.step(actions)
+        observations, step_rewards, terminations, truncations, infos = self.env.step(actions)
         _add(rewards, step_rewards)
-        return observations, self._mark(terminations, truncations)
+        return observations, self._mark(terminations, truncations), infos
 
     def _step_aec(self, setpoints: Mapping[str, Any], rewards: dict[str, float]) -> tuple[Any, list[AgentDone]]:
         agent = self.env.agent_selection
@@ -368,6 +408,10 @@ def _generator(state: dict[str, Any]) -> np.random.Generator:
     generator = np.random.Generator(kind())
     generator.bit_generator.state = state
     return generator
+
+
+def _api(env: Any) -> str | None:
+    return "parallel" if isinstance(env, ParallelEnv) else "aec" if isinstance(env, AECEnv) else None
 
 
 def _is_done(env: Any, agent: Any) -> bool:

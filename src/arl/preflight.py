@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from arl.errors import ArlError, ConfigError, Location, Problem
+from arl.names import MAX_NAME
 
 if TYPE_CHECKING:
     from arl.config.overrides import Override
@@ -57,9 +58,6 @@ def unpack(data: bytes) -> Any:
 MAX_RUNS = 1000
 """How many runs the files and sweeps of one command may come to, unless told more
 (``--max-runs``): a sweep's runs multiply, and a typo should not start a million."""
-MAX_SWEPT_UID = 255
-"""The longest uid a swept run may get (the store's ``experiment_runs.uid``); a file's own
-uid is held to :data:`arl.names.MAX_NAME`, and the sweep's ``[key=value,...]`` follows."""
 CHECK_TIMEOUT = 120.0
 """Seconds one step of the check (an import, a probe, opening the store) may take."""
 _EXIT_GRACE = 5.0  # seconds a child that has said its last word gets to exit
@@ -80,25 +78,89 @@ class Refused(ArlError):
 
 
 def load(file: str, variant: Sequence[Override], **options: Any) -> Any:
-    """One run of ``file``: its overrides applied, and a swept run's uid naming its
-    values; ``options`` go to :func:`arl.config.load_experiment`."""
+    """One run of ``file``: its overrides applied; a swept run carries its swept values
+    (keyed as typed, for people) and has a uid of its own, a hash of those values keyed
+    by what they reached in the file (:func:`arl.config.overrides.sweep_uid`,
+    :func:`~arl.config.overrides.swept_by_path`): two spellings of one key give one uid,
+    and sweeping one value under two is refused before anything is checked. ``options``
+    go to :func:`arl.config.load_experiment`."""
     from arl.config import load_experiment
-    from arl.config.overrides import sweep_suffix
+    from arl.config.overrides import sweep_uid, swept_values
 
+    swept = swept_values(variant)
+    by_path = _swept_by_path(file, variant) if swept else None
     spec = load_experiment(file, overrides=variant, **options)
-    suffix = sweep_suffix(list(variant))
-    if suffix:
-        uid = spec.uid + suffix
-        if len(uid) > MAX_SWEPT_UID:
-            raise ConfigError([Problem(Location(file), "uid", _long_swept_uid(uid))])
-        spec = dataclasses.replace(spec, uid=uid, document={**spec.document, "uid": uid})
+    if swept:
+        uid = sweep_uid(spec.uid, swept if by_path is None else by_path)
+        if len(uid) > MAX_NAME:  # the file's uid is a valid name, and the suffix is only safe characters
+            raise ConfigError([Problem(_uid_location(file, variant), "uid", _long_swept_uid(spec.uid))])
+        spec = dataclasses.replace(spec, uid=uid, document={**spec.document, "uid": uid}, swept=swept)
     return spec
 
 
+def _swept_by_path(file: str, variant: Sequence[Override]) -> dict[str, Any] | None:
+    """The swept values of ``variant`` keyed by the path each reached in ``file``
+    (:func:`arl.config.overrides.swept_by_path`); ConfigError at the later option if two
+    sweeps reach one value. None if the file cannot be read or an override does not fit
+    it: the check that follows says why."""
+    import copy
+
+    from arl.config.overrides import OverrideError, SweptTwice, swept_by_path
+
+    try:
+        data = copy.deepcopy(_parsed(file, _stamp(file)))
+        return swept_by_path(data, variant)
+    except SweptTwice as twice:
+        raise ConfigError([Problem(Location(twice.option), "", str(twice))]) from None
+    except (OSError, ConfigError, OverrideError):
+        return None
+
+
+def _stamp(file: str) -> tuple[int, int, int]:
+    """What tells one version of ``file`` from another, for :func:`_parsed`."""
+    import os
+
+    stat = os.stat(file)
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(file: str, stamp: tuple[int, int, int]) -> Any:
+    """``file`` parsed, once per version (``stamp``): every run of a sweep reads it,
+    and parsing is most of the cost of reading it. Copy it before changing it."""
+    from pathlib import Path
+
+    from arl.config.parse import parse
+    from arl.config.source import read_source
+
+    del stamp  # the cache key only
+    data, _ = parse(read_source(Path(file)), file)
+    return data
+
+
+def _uid_location(file: str, variant: Sequence[Override]) -> Location:
+    """Where the run's uid was given: the last ``--set uid=...``, else the line of ``file``
+    (read and checked already) that writes it."""
+    from pathlib import Path
+
+    from arl.config.parse import parse
+    from arl.config.source import read_source
+
+    options = [o.source for o in variant if o.key == "uid"]
+    if options:
+        return Location(options[-1])
+    _, positions = parse(read_source(Path(file)), file)
+    line, column = positions[("uid",)].value  # a file with no uid was refused before
+    return Location(file, line + 1, column + 1)
+
+
 def _long_swept_uid(uid: str) -> str:
+    from arl.config.overrides import SUFFIX_LENGTH
+
     return (
-        f"with its swept values the run's uid is {len(uid):,} characters ({uid[:60]}...), over the "
-        f"{MAX_SWEPT_UID} the store keeps; sweep fewer keys or shorter values, or shorten the uid"
+        f"a swept run's uid is the file's uid and {SUFFIX_LENGTH} characters more (-<hash of the swept "
+        f"values>), at most {MAX_NAME} in all: this uid is {len(uid)} characters; shorten it to "
+        f"{MAX_NAME - SUFFIX_LENGTH} or fewer"
     )
 
 
@@ -294,7 +356,9 @@ def _child(conn: Any, files: list[str], variants: Variants, url: str | None, pro
     def progress(where: Location, path: str, what: str) -> None:
         conn.send_bytes(pack(["at", [where.file, where.line, where.column], path, what]))
 
-    prober: Prober | bool = Prober() if probe else False
+    # No run follows (check, --dry-run): the probe steps each environment too
+    # (arl.check_environment); before a run only builds and resets, for its steps may act.
+    prober: Prober | bool = Prober(check=url is None) if probe else False
     found = False
     external = []  # the runs that load brains from other runs: checked against the store
     for file in files:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from arl.config.spec import RunSpec
     from arl.messages.executor import RunOutcome
     from arl.preflight import Refused
+    from arl.progress import ProgressSink
 
 DEFAULT_CHECKPOINT_DIR = "arl-checkpoints"
 """Where brains are saved unless told otherwise (``--checkpoint-dir``), from the working directory."""
@@ -78,11 +79,12 @@ def run_experiment(
     _check_caller()
     url = _url(store)
     check_timeouts()
-    with _experiment_file(experiment) as (file, shown):
-        timeout = CHECK_TIMEOUT if check_timeout is None else check_timeout
-        specs = check(file, url, probe=probe, timeout=timeout, shown=shown)
-    level = logging.getLogger("arl").getEffectiveLevel() if log_level is None else log_level
-    (outcome,) = execute(specs, url, checkpoint_dir, level=level, store_steps=store_steps)
+    with _modules_found(experiment) as experiment:
+        with _experiment_file(experiment) as (file, shown):
+            timeout = CHECK_TIMEOUT if check_timeout is None else check_timeout
+            specs = check(file, url, probe=probe, timeout=timeout, shown=shown)
+        level = logging.getLogger("arl").getEffectiveLevel() if log_level is None else log_level
+        (outcome,) = execute(specs, url, checkpoint_dir, level=level, store_steps=store_steps)
     return outcome
 
 
@@ -126,10 +128,12 @@ def execute(
     store_steps: bool = True,
     max_uptime: float | None = None,
     resumes: dict[str, str] | None = None,
+    progress: ProgressSink | None = None,
 ) -> list[RunOutcome]:
     """Run ``specs`` with the Executor, one outcome each, in order: ``arl-run`` runs files
     so too. The Executor handles SIGINT and SIGTERM from when it starts; ``level`` is the
-    level the runs' processes log at."""
+    level the runs' processes log at; ``progress`` is shown the runs' statuses while
+    they go (:mod:`arl.progress`; None, as :func:`run_experiment` has it: nothing is asked)."""
     import asyncio
     import logging
     from pathlib import Path
@@ -145,7 +149,7 @@ def execute(
     def on_status(uid: str, state: str) -> None:
         logging.getLogger("arl.executor").info("run %s: %s", uid, state)
 
-    return asyncio.run(Executor(options, on_status=on_status).execute(specs))
+    return asyncio.run(Executor(options, on_status=on_status, progress=progress).execute(specs))
 
 
 def _check_caller() -> None:
@@ -173,6 +177,28 @@ def _url(store: Store) -> str:
     if isinstance(store, os.PathLike):
         return f"sqlite:///{os.path.abspath(os.fspath(store))}"
     return store_url(store)
+
+
+@contextlib.contextmanager
+def _modules_found(experiment: Experiment) -> Iterator[Experiment]:
+    """The folders a run's own modules are found in on the path for the block
+    (:mod:`arl.config.modulepaths`): a file's folder and its ``paths:``, a mapping's
+    ``paths:`` from the working directory. Yields the experiment, a mapping with those
+    folders made absolute (it is checked from a file elsewhere)."""
+    from arl.config import modulepaths
+
+    if not isinstance(experiment, Mapping):
+        with modulepaths.using(modulepaths.of_file(os.fspath(experiment))):
+            yield experiment
+        return
+    listed = experiment.get(modulepaths.KEY)
+    if not isinstance(listed, list | tuple):
+        yield experiment
+        return
+    cwd = os.getcwd()
+    absolute = [modulepaths.resolve(e, cwd) if isinstance(e, str) and e else e for e in listed]
+    with modulepaths.using(e for e in absolute if isinstance(e, str) and e):
+        yield {**experiment, modulepaths.KEY: absolute}
 
 
 @contextlib.contextmanager

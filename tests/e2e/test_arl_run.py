@@ -563,18 +563,67 @@ def test_a_store_that_fails_mid_run_fails_the_run_without_hanging(arl_run, no_le
 
 
 def test_a_sweep_runs_every_value_side_by_side_with_its_own_uid(arl_run, no_leaks) -> None:
+    """Each run of a sweep: a short uid safe in paths (the file's uid and a hash of its
+    values), its swept values stored as such, shown as columns by `results compare`, and
+    the runs drawn in one figure by `results plot`."""
+    from click.testing import CliRunner
+
+    from arl.cli import main
+    from arl.config.overrides import sweep_uid
+    from arl.names import name_problem
+
     file = write(arl_run.tmp)
     done = arl_run.run(file, "--sweep", "seed=1,2", "--set", "schedule.train.phase_config.episodes=2", "-j", "2")
     assert done.returncode == 0, done.stderr
-    runs = arl_run.query("select uid, seed, status, json_extract(document, '$.seed') from experiment_runs order by uid")
-    assert runs == [("e2e[seed=1]", 1, "FINISHED", 1), ("e2e[seed=2]", 2, "FINISHED", 2)]
+    seeds = (1, 2)
+    uids = [sweep_uid("e2e", {"seed": seed}) for seed in seeds]
+    runs = arl_run.query(
+        "select uid, seed, status, json_extract(document, '$.seed'), json_extract(document, '$.uid'), swept "
+        "from experiment_runs order by seed"
+    )
+    stored = [(uid, seed, "FINISHED", seed, uid, f'{{"seed":{seed}}}') for uid, seed in zip(uids, seeds, strict=True)]
+    assert runs == stored
+    assert all(name_problem(uid) is None for uid in uids)
     assert arl_run.scalar("select count(*) from episodes") == 4
+    # The brains' folders are named by the uid as it is (it needs no escaping).
+    folders = arl_run.query(
+        "select r.uid, r.id, c.path from brain_checkpoints c join phases p on c.phase_id = p.id "
+        "join experiment_runs r on p.run_id = r.id"
+    )
+    assert len(folders) == 4  # two agents' brains a run
+    assert all(Path(path).parts[-3].startswith(f"{uid}-{run}-") for uid, run, path in folders)
     # Different seeds, different trajectories.
     first_steps = arl_run.query(
         "select s.sensors from environment_steps s join episodes e on s.episode_id = e.id "
         'join phases p on e.phase_id = p.id where s.step = 1 and e."index" = 0 order by p.run_id'
     )
     assert first_steps[0] != first_steps[1]
+    # Side by side: the swept value a column of its own, as is the list's.
+    compared = CliRunner().invoke(main, ["results", "compare", *uids, "--store", arl_run.url, "--format", "csv"])
+    assert compared.exit_code == 0, compared.output
+    header, *rows = [line.split(",") for line in compared.output.splitlines()]
+    assert header == ["run", "id", "status", "seed", "train/episodes", "train/attacker", "train/defender"]
+    ids = dict(arl_run.query("select uid, id from experiment_runs"))
+    expected = [[uid, str(ids[uid]), "FINISHED", str(seed), "2"] for uid, seed in zip(uids, seeds, strict=True)]
+    assert [row[:5] for row in rows] == expected
+    listed = CliRunner().invoke(main, ["results", "list", "--store", arl_run.url])
+    header, *lines = listed.output.splitlines()  # newest first: the runs started side by side
+    assert (header.split()[-1], sorted(line.split()[-1] for line in lines)) == ("swept", ["seed=1", "seed=2"])
+    figure = arl_run.tmp / "compared.png"
+    plotted = CliRunner().invoke(main, ["results", "plot", *uids, "-o", str(figure), "--store", arl_run.url])
+    assert plotted.output == f"returns plotted to {figure}\n"
+    assert figure.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    checked = arl_run.run("check", file, "--sweep", "seed=1,2")  # says which run is which
+    said = [line for line in checked.stdout.splitlines() if line.startswith(("run ", "  swept"))]
+    assert said == [f"run {uids[0]}, seed 1  ({file})", "  swept seed=1", f"run {uids[1]}, seed 2  ({file})",
+                    "  swept seed=2"]  # fmt: skip
+    # Another arl-run makes the same uids of the same values: --resume finds the runs finished.
+    again = arl_run.run(file, "--sweep", "seed=1,2", "--set", "schedule.train.phase_config.episodes=2", "--resume")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [
+        *(f"run {uid}: FINISHED already; skipped" for uid in uids),
+        "nothing to run: every run has finished",
+    ]
 
 
 TINY = """\
@@ -616,7 +665,7 @@ def test_runs_side_by_side_take_turns_to_start_and_all_finish_under_a_deep_tmpdi
     starting: set[str] = set()
     most = 0
     for line in done.stderr.splitlines():
-        if "arl.executor: run tiny[" in line:
+        if "arl.executor: run tiny-" in line:
             uid, state = line.split("arl.executor: run ")[1].split(": ")
             (starting.add if state == "STARTING" else starting.discard)(uid)
             most = max(most, len(starting))
@@ -641,14 +690,17 @@ def test_each_process_of_a_run_uses_one_blas_thread_unless_the_user_says(arl_run
     assert record.read_text() == "1"
 
 
-def test_a_module_beside_the_experiment_file_is_found(arl_run, no_leaks) -> None:
-    """``module:Class`` finds a module in the file's folder (put on the path, last), in the
-    check and in every process of the run, wherever arl-run is started."""
-    folder = arl_run.tmp / "mine"
+def test_a_module_beside_the_experiment_file_and_in_its_paths_is_found(arl_run, no_leaks) -> None:
+    """``module:Class`` finds a module in the file's folder and in the folders its
+    ``paths:`` names (relative to the file; both put on the path, last), in the check and
+    in every process of the run, wherever arl-run is started."""
+    folder, lib = arl_run.tmp / "mine", arl_run.tmp / "lib"
     folder.mkdir()
-    module = "from arl.dummy import DummyEnvironment\n\n\nclass Mine(DummyEnvironment):\n    pass\n"
-    (folder / "beside.py").write_text(module)
-    path = write(folder, uid="beside", env="beside:Mine")
-    done = arl_run.run(path)
+    lib.mkdir()
+    (folder / "beside.py").write_text("from arl.dummy import DummyEnvironment\n\n\nclass Mine(DummyEnvironment): ...\n")
+    (lib / "faraway.py").write_text("from beside import Mine\n\n\nclass Far(Mine):\n    pass\n")
+    path = Path(write(folder, uid="beside", env="faraway:Far"))
+    path.write_text(path.read_text() + "paths: [../lib]\n")
+    done = arl_run.run(str(path))
     assert done.returncode == 0, done.stderr
     assert arl_run.scalar("select status from experiment_runs") == "FINISHED"

@@ -3,7 +3,9 @@ processes and a real SQLite file."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,25 @@ def test_a_file_runs_as_arl_run_runs_it_and_its_outcome_is_what_the_store_holds(
     # The brains went where checkpoint_dir said, as --checkpoint-dir sends them.
     assert len(saved) == 2
     assert all(Path(path).is_relative_to(tmp_path / "ckpt") for (path,) in saved)
+
+
+def test_a_module_beside_the_file_hides_nothing_and_the_callers_path_is_left_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_leaks
+) -> None:
+    """The file's folder goes on the path after the standard library, in the fork server
+    too (a fresh interpreter here, which a PYTHONPATH would have given the folder first):
+    a selectors.py beside the file is not the one asyncio and ZeroMQ import."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "selectors.py").write_text("raise ImportError('the selectors.py beside the file was imported')\n")
+    file = folder / "dummy.yml"
+    file.write_text(DUMMY.read_text())
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    path_before = list(sys.path)
+    outcome = run_experiment(file, store=tmp_path / "arl.db", checkpoint_dir=tmp_path / "ckpt")
+    assert (outcome.status, outcome.error) == ("FINISHED", None)
+    assert sys.path == path_before
+    assert "PYTHONPATH" not in os.environ
 
 
 def test_a_wrong_experiment_raises_naming_the_place_in_the_file_or_the_document(tmp_path: Path) -> None:

@@ -360,7 +360,7 @@ def test_a_file_that_cannot_be_written_is_an_error(dummy: Stored) -> None:
         assert done.exit_code == 1
         assert done.stderr.startswith("error: cannot write /proc/arl-no/")
     unknown = cli("results", "export", "dummy-run", "-o", "steps.txt", "--store", dummy.url)
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2  # a usage error, as click's own
     assert "--format csv or parquet" in unknown.stderr
 
 
@@ -473,3 +473,41 @@ def test_results_compare_puts_runs_side_by_side(dummy: Stored) -> None:
     missing = cli("results", "compare", "dummy-run", "no-such-run", "--store", dummy.url)
     assert missing.exit_code != 0
     assert "no-such-run" in missing.stderr
+
+
+def test_a_runs_swept_values_are_stored_and_read_back_and_a_run_with_no_actions_is_not_plotted(
+    store_url: str, tmp_path: Path
+) -> None:
+    """The recorder writes the swept values of a run's RunStarted into its row (SQL NULL for
+    a run no sweep made); list, compare and the frames read them back, keys in order on
+    every backend (PostgreSQL's JSONB keeps none)."""
+    from arl.codec import encode
+    from arl.errors import ArlError
+    from arl.messages.store import PhaseStarted, RunStarted
+    from arl.store.recorder import COUNTED, Recorder
+    from store_writing import episode
+
+    swept = {"seed": 1, "a.b": [1, "x"]}
+    engine = open_store(store_url)
+    try:
+        for uid, values in (("plain", None), ("swept-0123456789", swept)):
+            with engine.connect() as conn:
+                recorder = Recorder(conn, dict.fromkeys(COUNTED, 0))
+                acted = [PhaseStarted(0, "train", "train", 1.7e9), *episode(0, 0, 0, steps=2)] if values else []
+                for record in (RunStarted(uid, None, 1, {}, "0", "host", 1.7e9, values), *acted):
+                    assert recorder.handle(encode(record)) is None
+                recorder.commit()
+    finally:
+        engine.dispose()
+    assert raw(store_url, "select uid from experiment_runs where swept is null") == [("plain",)]
+    assert list(results.runs(store_url)["swept"]) == [None, {"a.b": [1, "x"], "seed": 1}]
+    assert list(results.compare(["plain", "swept-0123456789"], store_url).columns) == [
+        "run", "id", "status", "a.b", "seed", "train/episodes", "train/attacker", "train/defender",
+    ]  # fmt: skip
+    listed = cli("results", "list", "--store", store_url, "--format", "csv")
+    assert [row["swept"] for row in csv.DictReader(io.StringIO(listed.stdout))] == ["", '{"a.b": [1, "x"], "seed": 1}']
+    shown = cli("results", "show", "swept-0123456789", "--store", store_url)
+    assert '  swept        a.b=[1,"x"], seed=1\n' in shown.stdout
+    with pytest.raises(ArlError, match=r"^run plain \(run id 1\) has no agent actions to plot$"):
+        results.plot_runs(["swept-0123456789", "plain"], tmp_path / "runs.png", store_url)
+    assert not (tmp_path / "runs.png").exists()

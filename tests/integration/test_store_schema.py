@@ -136,9 +136,10 @@ def test_a_store_of_the_first_revision_is_refused_then_upgraded_keeping_its_rows
 def test_a_store_of_revision_0002_upgrades_with_its_steps_and_they_have_no_sim_time(
     store_url: str, bare: Engine, tmp_path: Path
 ) -> None:
-    """Revision 0003 (``environment_steps.sim_time``) on a store of 0002 with steps in it,
-    through `arl-run db upgrade` as a user runs it: the steps stay, with no scaled time;
-    down to 0002 again drops the column and keeps the rows."""
+    """Revisions 0003 (``environment_steps.sim_time``) and 0004 (``experiment_runs.swept``,
+    ``environment_steps.info``) on a store of 0002 with steps in it, through `arl-run db
+    upgrade` as a user runs it: the steps stay, with no scaled time, info nor swept values;
+    down to 0003 drops 0004's columns, down to 0002 drops sim_time, keeping the rows."""
     step = (
         "INSERT INTO environment_steps (episode_id, step, env_uid, sensors, rewards, terminated, truncated) "
         "VALUES (1, 3, 'env', '{\"env.s0\": 0.5}', '{}', true, false)"
@@ -147,16 +148,24 @@ def test_a_store_of_revision_0002_upgrades_with_its_steps_and_they_have_no_sim_t
         command.upgrade(migrate.alembic_config(conn), "0002")
         for statement in (*OLD_ROWS, step):
             conn.execute(text(statement))
-    with pytest.raises(ArlError, match=r"at schema revision 0002, this arl needs 0003\. .*`arl-run db upgrade`"):
+    with pytest.raises(
+        ArlError, match=rf"at schema revision 0002, this arl needs {migrate.HEAD}\. .*`arl-run db upgrade`"
+    ):
         open_store(store_url)
     done = arl_db("upgrade", "--store", store_url, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert schema_differences(bare) == []
     with bare.connect() as conn:
-        assert conn.execute(text("SELECT step, env_uid, terminated, sim_time FROM environment_steps")).all() == [
-            (3, "env", True, None)
+        assert conn.execute(text("SELECT step, env_uid, terminated, sim_time, info FROM environment_steps")).all() == [
+            (3, "env", True, None, None)
         ]
+        assert conn.execute(text("SELECT uid, swept FROM experiment_runs")).all() == [("old", None)]
     open_store(store_url).dispose()  # at HEAD now
+    with bare.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "0003")
+    with bare.connect() as conn:
+        assert "info" not in {c["name"] for c in inspect(conn).get_columns("environment_steps")}
+        assert "swept" not in {c["name"] for c in inspect(conn).get_columns("experiment_runs")}
     with bare.begin() as conn:
         command.downgrade(migrate.alembic_config(conn), "0002")
     with bare.connect() as conn:

@@ -30,10 +30,11 @@ def step(number: int, sim_time: Any) -> EnvironmentStep:
 
 
 def old_frame(number: int) -> bytes:
-    """An environment step as an arl before ``sim_time`` encoded it: one field fewer."""
+    """An environment step as an arl before ``sim_time`` encoded it: without it (and
+    without ``info``, which came later still)."""
     frame = unpack(encode(step(number, None)))
-    assert len(frame) == 2 + 10
-    return pack(frame[:-1])
+    assert len(frame) == 2 + 11
+    return pack(frame[:-2])
 
 
 def test_each_step_stores_the_scaled_time_it_came_with(recorder: Recorder) -> None:

@@ -21,7 +21,7 @@ def test_the_entry_point_is_the_cli_group() -> None:
     assert module == "arl.cli"
     group = getattr(arl.cli, name)
     assert isinstance(group, click.Group)
-    assert sorted(group.commands) == ["check", "ctl", "db", "results", "run", "schema"]
+    assert sorted(group.commands) == ["check", "ctl", "dashboard", "db", "results", "run", "schema"]
 
 
 def test_importing_the_cli_leaves_what_the_commands_need_to_the_commands() -> None:

@@ -69,7 +69,8 @@ def test_a_pettingzoo_shorthand_s_params_and_api_are_checked() -> None:
     text = RPS.read_text().replace(RPS_PARAMS, "params: {max_cycles: 20, apii: aec}")
     assert problems(text) == [
         "exp.yml:17:19: schedule.0.train.environments.0.environment.name: parallel_env takes no parameter 'apii' "
-        "(it takes 'max_cycles', 'first_to'); params other than 'api' go to arl.examples.rps:parallel_env"
+        "(it takes 'max_cycles', 'first_to'); params other than 'api' and 'wrappers' go to "
+        "arl.examples.rps:parallel_env"
     ]
     text = RPS.read_text().replace("pettingzoo:arl.examples.rps", "pettingzoo:arl.examples.tictactoe")
     text = text.replace(RPS_PARAMS, "params: {api: parallel}")

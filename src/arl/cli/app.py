@@ -9,6 +9,7 @@ import click
 
 import arl
 from arl.cli.ctl import ctl
+from arl.cli.dashboard import dashboard
 from arl.cli.db import db
 from arl.cli.results import results_group
 from arl.cli.runs import check, run, schema
@@ -47,5 +48,5 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-for command in (run, check, schema, results_group, db, ctl):
+for command in (run, check, schema, results_group, db, ctl, dashboard):
     main.add_command(command)

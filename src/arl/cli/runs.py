@@ -9,7 +9,6 @@ executor and asyncio are imported by the commands that need them.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -42,10 +41,10 @@ def _setup_console_logging(verbose: int) -> int:
 def _variants(files: tuple[str, ...], sets: tuple[str, ...], sweeps: tuple[str, ...], max_runs: int) -> Variants:
     """The overrides of every run a file expands to; exit 2 on an option that cannot be
     read, or on more runs than ``max_runs`` (counted before any is made)."""
-    from arl.config.overrides import OverrideError, combinations, count, parse_set, parse_sweep
+    from arl.config.overrides import OverrideError, combinations, count, parse_set, parse_sweeps
 
     try:
-        parsed_sets, parsed_sweeps = [parse_set(t) for t in sets], [parse_sweep(t) for t in sweeps]
+        parsed_sets, parsed_sweeps = [parse_set(t) for t in sets], parse_sweeps(sweeps)
     except OverrideError as exc:
         say(f"error: {exc}")
         sys.exit(EXIT_CONFIG)
@@ -88,6 +87,10 @@ def _describe(file: str, spec: Any) -> None:
 
     group = f", experiment {spec.experiment_uid}" if spec.experiment_uid else ""
     out(f"run {spec.uid}{group}, seed {spec.seed}  ({file})")
+    if spec.swept:
+        from arl.results.swept import describe
+
+        out(f"  swept {describe(spec.swept)}")
     for phase in spec.phases:
         limit = f", at most {phase.max_steps} steps an episode" if phase.max_steps else ""
         out(
@@ -116,16 +119,13 @@ def _checking() -> Iterator[None]:
 
 
 def _find_modules_beside(files: tuple[str, ...]) -> None:
-    """Each experiment file's folder goes on the Python path, last (an installed module of
-    the same name wins), so that ``module:Class`` finds a module beside the file, in this
-    process and in every process of the runs (``PYTHONPATH``: a spawned one reads it)."""
-    folders = [os.path.abspath(os.path.dirname(file) or ".") for file in files]
-    for folder in dict.fromkeys(folders):
-        if folder not in sys.path:
-            sys.path.append(folder)
-    if folders:
-        known = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*known, *folders]))
+    """Each experiment file's folder and the folders its ``paths:`` names go on the Python
+    path, last (an installed module of the same name wins), so that ``module:Class`` finds
+    a module there, in this process and in every process of the runs
+    (:mod:`arl.config.modulepaths`)."""
+    from arl.config import modulepaths
+
+    modulepaths.use(folder for file in files for folder in modulepaths.of_file(file))
 
 
 def _file_options(command: Any) -> Any:
@@ -145,7 +145,8 @@ def _file_options(command: Any) -> Any:
     )(command)  # fmt: skip
     command = click.option(
         "--sweep", "sweeps", multiple=True, metavar="KEY=A,B,...",
-        help="Run once per value (several sweeps multiply); each run's uid names its values.",
+        help="Run once per value (several sweeps multiply); each run's uid is the file's and a short hash of "
+        "its values, which are stored with it.",
     )(command)  # fmt: skip
     return click.option(
         "--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -159,7 +160,8 @@ def _file_options(command: Any) -> Any:
 @click.option(
     "--probe", is_flag=True,
     help="Also build and reset every environment once, and check the sensor and actuator ids agents name "
-    "against what it provides (run does this too).",
+    "against what it provides (run does this too); then step each a few times with sampled setpoints and "
+    "check what it returns (arl.check_environment; run does not).",
 )  # fmt: skip
 @_file_options
 def check(
@@ -174,7 +176,8 @@ def check(
 
     Every class named is imported and checked against what it must be; every problem
     is reported with its file, line and column (exit code 2). Nothing runs and the
-    store is not touched. With --probe, environments are built and reset once too.
+    store is not touched. With --probe, environments are built, reset and stepped a
+    few times too (arl.check_environment).
     """
     with _checking():
         _setup_console_logging(0)
@@ -246,7 +249,13 @@ def schema() -> None:
     "--from-state", type=click.Path(file_okay=False, exists=True), default=None, metavar="PATH",
     help="Continue the run this snapshot is of from it (the files' other runs are not run).",
 )  # fmt: skip
-@click.option("--verbose", "-v", count=True, help="Log more: -v for progress, -vv for debugging.")
+@click.option(
+    "--verbose", "-v", count=True, help="Log more: -v what the runs do (state changes, setups), -vv for debugging."
+)
+@click.option(
+    "--quiet", "-q", is_flag=True,
+    help="Print only the summary at the end: no live table (on a terminal), no progress lines (elsewhere).",
+)  # fmt: skip
 @_file_options
 def run(
     files: tuple[str, ...],
@@ -260,6 +269,7 @@ def run(
     resume: bool,
     from_state: str | None,
     verbose: int,
+    quiet: bool,
     sets: tuple[str, ...],
     sweeps: tuple[str, ...],
     max_runs: int,
@@ -268,8 +278,11 @@ def run(
     """Run the experiment FILES and record every step in the store.
 
     The files are checked completely before anything starts: a mistake is reported
-    with its file, line and column, and nothing runs (exit code 2). Exit codes: 0 all
-    runs finished, 1 a run failed, 130 interrupted (Ctrl-C).
+    with its file, line and column, and nothing runs (exit code 2). While the runs go,
+    a terminal shows a live table of them (episodes and steps of those planned,
+    steps/s, returns, time left); elsewhere (a pipe, CI) a line as each phase starts
+    and ends and each tenth of its episodes. Exit codes: 0 all runs finished, 1 a run
+    failed, 130 interrupted (Ctrl-C).
     """
     with _checking():
         level = _setup_console_logging(verbose)
@@ -291,7 +304,7 @@ def run(
         specs, resumes = _resumable(specs, url, from_state)
     started = time.perf_counter()
     try:
-        outcomes = _execute(specs, url, checkpoint_dir, parallel, level, store_steps, max_uptime, resumes)
+        outcomes = _execute(specs, url, checkpoint_dir, parallel, level, store_steps, max_uptime, resumes, quiet)
     except KeyboardInterrupt:  # before the executor took the signals over: nothing had started
         click.echo("interrupted before the runs started; nothing was run.", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -326,15 +339,21 @@ def _execute(
     store_steps: bool,
     max_uptime: float | None = None,
     resumes: dict[str, str] | None = None,
+    quiet: bool = False,
 ) -> list[Any]:
     """Run ``specs`` with the Executor (:func:`arl.runner.execute`); it handles SIGINT and
-    SIGTERM from when it starts."""
+    SIGTERM from when it starts. Their progress is shown as :func:`arl.progress.mode_for`
+    chooses (a live table on a terminal, plain lines elsewhere, nothing with ``quiet``)."""
+    from arl import progress
     from arl.runner import execute
 
-    return execute(
-        specs, url, checkpoint_dir, parallel=parallel, level=level, store_steps=store_steps, max_uptime=max_uptime,
-        resumes=resumes,
-    )  # fmt: skip
+    runs = [(spec.uid, progress.plans(spec)) for spec in specs]
+    mode = progress.mode_for(quiet, sys.stdout)
+    with progress.shown(mode, runs, sys.stdout, time.monotonic) as sink:
+        return execute(
+            specs, url, checkpoint_dir, parallel=parallel, level=level, store_steps=store_steps,
+            max_uptime=max_uptime, resumes=resumes, progress=sink,
+        )  # fmt: skip
 
 
 def _check_snapshot(path: str) -> None:

@@ -12,6 +12,8 @@ from arl.classref import import_class
 from arl.messages import control
 from arl.messages import environment as msg
 from arl.proc.child import ChildContext
+from arl.spacecheck import SetpointError, Test, membership, outside_space
+from arl.stepinfo import info_text
 
 from .service import Service
 
@@ -26,6 +28,7 @@ class EnvironmentConductor:
         self.uid = ""
         self._qualified: dict[str, str] = {}  # local sensor id -> "uid.id"
         self._prefix_len = 0
+        self._in_space: dict[str, Test] = {}  # local actuator id -> whether a setpoint lies in its space
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, msg.Step):
@@ -55,6 +58,7 @@ class EnvironmentConductor:
         sensors = [[f"{self.uid}.{s.id}", spaces.describe(s.space)] for s in env.sensors()]
         actuators = [[f"{self.uid}.{a.id}", spaces.describe(a.space)] for a in env.actuators()]
         self._qualified = {s.id: f"{self.uid}.{s.id}" for s in env.sensors()}
+        self._in_space = {a.id: membership(a.space) for a in env.actuators()}
         log.debug("environment %s set up for phase %d", self.uid, request.phase)
         return control.EnvironmentReady(self.uid, sensors, actuators)
 
@@ -78,10 +82,27 @@ class EnvironmentConductor:
         return msg.Observation(self._qualify(self._env().reset(seed=request.seed)))
 
     def step(self, request: msg.Step) -> msg.Stepped:
-        cut = self._prefix_len
-        result = self._env().step({k[cut:]: v for k, v in request.setpoints.items()})
+        cut, in_space = self._prefix_len, self._in_space
+        setpoints = {}
+        for key, value in request.setpoints.items():
+            local = key[cut:]
+            test = in_space.get(local)
+            if test is not None and not test(value):
+                raise self._outside(local, value)
+            setpoints[local] = value
+        result = self._env().step(setpoints)
         rewards = {key: float(v) for key, v in self._qualify(result.rewards).items()}
-        return msg.Stepped(self._qualify(result.sensors), rewards, bool(result.terminated), bool(result.truncated))
+        info = result.info
+        return msg.Stepped(
+            self._qualify(result.sensors), rewards, bool(result.terminated), bool(result.truncated),
+            None if info is None else info_text(info),
+        )  # fmt: skip
+
+    def _outside(self, local: str, value: Any) -> SetpointError:
+        """The error for a setpoint outside its actuator's space (the step loop names the
+        agent that set it, :func:`arl.spacecheck.outside_space`)."""
+        space = next(a.space for a in self._env().actuators() if a.id == local)
+        return SetpointError(outside_space(f"{self.uid}.{local}", value, space))
 
     def close(self) -> None:
         """Close the current environment instance, if any (at the next setup, or at exit)."""

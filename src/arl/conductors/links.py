@@ -419,9 +419,11 @@ def _with_json_text(record: Any) -> Any:
     if type(record) is store.EnvironmentStep:
         r = record
         sensors, rewards = to_json_text(r.sensors), to_json_text(r.rewards)
+        # (r.info is JSON text already, made where the environment runs: arl.stepinfo)
         return store.EnvironmentStep(
-            r.phase, r.worker, r.episode, r.step, r.env_uid, sensors, rewards, r.terminated, r.truncated, r.sim_time
-        )
+            r.phase, r.worker, r.episode, r.step, r.env_uid, sensors, rewards, r.terminated, r.truncated,
+            r.sim_time, r.info,
+        )  # fmt: skip
     if type(record) is store.AgentAction:
         a = record
         inputs, setpoints, rewards = to_json_text(a.inputs), to_json_text(a.setpoints), to_json_text(a.rewards)

@@ -36,12 +36,13 @@ from arl import codec
 from arl import time as arl_time
 from arl.classref import build
 from arl.conditions import PhaseSummary, PhaseView, RunView, StepView, TerminationCondition
-from arl.errors import ProtocolError
+from arl.errors import ComponentCrashed, ProtocolError
 from arl.messages import control, store
 from arl.messages import environment as emsg
-from arl.messages.common import raise_failures
+from arl.messages.common import ErrorReply, raise_failures
 from arl.seeding import episode_seed
 from arl.simulation import Simulation
+from arl.spacecheck import SetpointError, about
 from arl.status import Ending
 
 # ---- what the loop asks for ---------------------------------------------------------
@@ -345,6 +346,7 @@ class PhaseLoop:
             for aid, value in answer.setpoints.items():
                 setpoints[self.env_of.get(aid) or aid.partition(".")[0]][aid] = value
         stepped: Replies = yield StepEnvironments(setpoints)
+        _blame_setter(stepped.got, answers)
         raise_failures(stepped.got)
         if len(stepped.got) < len(self.envs):
             return False  # a step an environment left unanswered is stored for none of them
@@ -359,7 +361,7 @@ class PhaseLoop:
                 self._records.append(
                     store.EnvironmentStep(
                         ep.phase, ep.worker, ep.index, ep.step, uid,
-                        result.sensors, result.rewards, result.terminated, result.truncated, sim,
+                        result.sensors, result.rewards, result.terminated, result.truncated, sim, result.info,
                     )
                 )  # fmt: skip
             ep.sensors.update(result.sensors)
@@ -498,3 +500,13 @@ class PhaseLoop:
         parts.update({f"condition.{i}": c for i, c in enumerate(self.conditions)})
         parts.update({f"run-condition.{i}": c for i, c in enumerate(self.run_conditions)})
         return parts
+
+
+def _blame_setter(got: dict[str, Any], answers: dict[str, Answer]) -> None:
+    """A setpoint outside its actuator's space (the environment's host refused the step)
+    fails the agent that set it, by name; other failures are left to ``raise_failures``."""
+    for reply in got.values():
+        if isinstance(reply, ErrorReply) and reply.kind == SetpointError.__name__:
+            for name, answer in answers.items():
+                if any(about(reply.message, actuator) for actuator in answer.setpoints):
+                    raise ComponentCrashed(f"agent.{name}", reply.kind, reply.message, reply.traceback)

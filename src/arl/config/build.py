@@ -7,32 +7,34 @@ from typing import Any
 
 from arl.api import Brain, Environment, Muscle, Objective
 from arl.conditions import TerminationCondition
+from arl.config.filemodels import (
+    DEFAULT_CONDITION,
+    AgentFile,
+    ControlFile,
+    KeepFile,
+    PhaseConfigFile,
+    PhaseFile,
+    RunFile,
+    SaveFile,
+    StateFile,
+)
 from arl.config.phases import SECTIONS, Phase
 from arl.config.shorthands import class_ref
 from arl.config.spec import (
-    DEFAULT_CONDITION,
-    AgentFile,
     AgentSpec,
     ClassRef,
-    ControlFile,
     ControlSpec,
     EnvironmentSpec,
     InferenceSpec,
-    KeepFile,
     KeepSpec,
     LearnerSpec,
     LoadSpec,
-    PhaseConfigFile,
-    PhaseFile,
     PhaseSpec,
     ProcessLayout,
     RestartSpec,
-    RunFile,
     RunSpec,
-    SaveFile,
     SaveSpec,
     SimulationSpec,
-    StateFile,
     StateSpec,
 )
 from arl.simulation import Simulation

@@ -7,6 +7,7 @@ the store)."""
 from __future__ import annotations
 
 import difflib
+import os
 import typing
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,13 +15,15 @@ from typing import Any
 from arl.api import Brain, Environment, Muscle, Objective
 from arl.classref import qualname
 from arl.conditions import TerminationCondition
+from arl.config import modulepaths
 from arl.config.build import build_run
 from arl.config.classes import Classes
+from arl.config.filemodels import MAX_INT, MIN_INT, PhaseFile, RunFile
 from arl.config.parse import MAX_DEPTH
 from arl.config.phases import Phase, inherit
 from arl.config.probe import Prober
 from arl.config.report import DocPath, Report, did_you_mean, render, schema_problems, shorten, show
-from arl.config.spec import MAX_INT, MIN_INT, LoadSpec, PhaseFile, RunFile, RunSpec
+from arl.config.spec import LoadSpec, RunSpec
 from arl.config.statekeys import dir_problem, name_format_problem, signal_problem
 from arl.errors import Location
 from arl.names import name_problem
@@ -82,6 +85,7 @@ class Checker:
         self._check_names(data)
         self._check_run_conditions(data)
         self._check_state(data.get("state"))
+        self._check_paths(data.get(modulepaths.KEY))
         processes = data.get("processes")
         self._own_environments = isinstance(processes, dict) and processes.get("environments") == "own"
         phases = self._read_schedule(data.get("schedule"))
@@ -137,6 +141,12 @@ class Checker:
                 self.report.add(path, message)
             deep = deep or too_deep
         return not deep
+
+    def _check_paths(self, listed: Any) -> None:
+        """Each folder ``paths:`` names must be there (relative ones from the file's folder)."""
+        base = os.path.dirname(os.path.abspath(self.report.filename))
+        for index, message in modulepaths.problems(listed, base):
+            self.add(None, (modulepaths.KEY, index), message)
 
     def _check_version(self, data: dict[str, Any]) -> None:
         version = data.get("version", SCHEMA_VERSION)

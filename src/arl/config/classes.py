@@ -57,9 +57,14 @@ class Classes:
         if found:
             return None, found
         if entry_point in ADAPTERS:
-            problem = typing.cast(type[Adapter], cls).problem(**own, **(params or {}))
+            adapter = typing.cast(type[Adapter], cls)
+            problem = adapter.problem(**own, **(params or {}))
             if problem is not None:
                 return None, [(("name",), problem, False)]
+            inside = adapter.param_problems(**own, **(params or {}))  # its named wrappers, each at its line
+            found = [(("params", *at), message, key) for at, message, key in inside]
+            if found:
+                return None, found
         return cls, []
 
     def _entry_point(self, name: str, base: type, params: Any) -> tuple[str, dict[str, Any]] | list[Found]:

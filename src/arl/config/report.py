@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from arl.config.spec import DEVICE_PATTERN
+from arl.config.filemodels import DEVICE_PATTERN
 from arl.errors import Location, Problem
 
 DocPath = tuple[str | int, ...]

@@ -10,7 +10,8 @@ from typing import Any
 
 from arl.api import Environment
 from arl.classref import normalise_entry_point
-from arl.config.spec import ClassRef, ClassRefFile, EnvironmentFile, SimulationFile
+from arl.config.filemodels import ClassRefFile, EnvironmentFile, SimulationFile
+from arl.config.spec import ClassRef
 from arl.simulation import BUILT_IN as BUILT_IN_SIMULATIONS
 from arl.simulation import Simulation
 
@@ -44,6 +45,11 @@ class Adapter(typing.Protocol):
     @classmethod
     def problem(cls, **params: Any) -> str | None:
         """What is wrong with ``params``, or None."""
+
+    @classmethod
+    def param_problems(cls, **params: Any) -> list[tuple[tuple[str | int, ...], str, bool]]:
+        """What is wrong inside ``params`` (its named wrappers), each as (path from the
+        params, message, at the key): reported at its own line."""
 
 
 def expand(name: str, base: type) -> ClassRef | None:

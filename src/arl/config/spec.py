@@ -1,18 +1,18 @@
-"""What an experiment file says, in two layers.
+"""What an experiment file says, in two layers: the *specs* here, the file schema in
+:mod:`arl.config.filemodels`.
 
 The *file schema* (``*File`` pydantic models) mirrors the YAML keys one to one, so that
 pydantic's error locations are paths into the document and can be mapped back to lines.
 The *specs* (frozen dataclasses) are what the rest of arl consumes: normalised, defaults
 filled in, inheritance between phases already applied. Keeping them apart lets the file
-vocabulary follow palaestrAI's while the specs stay convenient to use.
+vocabulary follow palaestrAI's while the specs stay convenient to use (and a process that
+only runs a spec never imports pydantic for it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from arl.state.snapshot import NAME_FORMAT
 
@@ -250,187 +250,6 @@ class RunSpec:
     time_scale: float = 1.0  # how fast arl.time runs against the machine's clock
     max_uptime: float | None = None  # seconds; None: no limit
     statistics_interval: float | None = None  # seconds; None: no periodic statistics
-
-
-# --------------------------------------------------------------------------- file schema
-
-DEFAULT_CONDITION = "arl.conditions:EnvironmentDone"
-
-MIN_INT, MAX_INT = -(2**63), 2**64 - 1
-"""Integers anywhere in a file: what the wire (msgpack) carries."""
-MAX_SEED = 2**63 - 1
-"""The store keeps a run's seed in a signed 64-bit column; numpy wants it not negative."""
-MAX_COUNT = 2**31 - 1
-"""Episodes and steps: the store counts them in 32-bit columns."""
-MAX_ENVS_PER_WORKER = 256
-"""Copies of the environments one controller steps, each a worker of its own."""
-MAX_AGENT_PROCESSES = 256
-"""More agent processes than agents are not started (each hosts at least one agent)."""
-MAX_WORKERS = 256
-"""Each worker is a process per environment and a controller: far more than a machine's
-cores only makes a run slower (and can exhaust its processes and file descriptors)."""
-
-
-class _FileModel(BaseModel):
-    """Strict: an experiment file should say ``3``, not ``"3"`` or ``3.0``; unknown keys
-    are mistakes (typos), not extensions."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-
-class ClassRefFile(_FileModel):
-    name: str = Field(min_length=1)
-    params: dict[str, Any] | None = None
-
-
-class EnvironmentFile(_FileModel):
-    name: str = Field(min_length=1)
-    uid: str = Field(min_length=1)
-    params: dict[str, Any] | None = None
-
-
-class EnvironmentEntryFile(_FileModel):
-    environment: EnvironmentFile
-
-
-class LoadFile(_FileModel):
-    phase: str | None = Field(default=None, min_length=1)
-    agent: str | None = Field(default=None, min_length=1)
-    run: str | None = Field(default=None, min_length=1)
-
-
-DEVICE_PATTERN = r"^(cpu|cuda(:[0-9]{1,3})?|mps)$"
-MAX_INFERENCE_SERVERS = 64
-
-
-class LearnerFile(_FileModel):
-    max_train_frequency: float | int | None = Field(default=None, gt=0, allow_inf_nan=False)
-    minimum_buffer_size: int = Field(default=1, ge=1, le=MAX_COUNT)
-    broadcast_period: float | int = Field(default=0.1, gt=0, le=3600, allow_inf_nan=False)
-    device: str = Field(default="cpu", pattern=DEVICE_PATTERN)
-    max_steps_per_update: float | int | None = Field(default=None, gt=0, allow_inf_nan=False)
-
-
-class InferenceFile(_FileModel):
-    servers: int = Field(default=1, ge=1, le=MAX_INFERENCE_SERVERS)
-    batchsize: int | None = Field(default=None, ge=1, le=65536)
-    delay: float | int = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
-    device: str = Field(default="cpu", pattern=DEVICE_PATTERN)
-
-
-class AgentFile(_FileModel):
-    name: str = Field(min_length=1)
-    brain: ClassRefFile
-    muscle: ClassRefFile
-    objective: ClassRefFile
-    sensors: list[str] = Field(default_factory=list)
-    actuators: list[str] = Field(default_factory=list)
-    load: LoadFile | None = None
-    learner: LearnerFile | None = None
-    inference: InferenceFile | None = None
-
-
-class SimulationFile(_FileModel):
-    name: str = Field(min_length=1)
-    params: dict[str, Any] | None = None
-    conditions: list[ClassRefFile] | None = None
-
-
-class PhaseConfigFile(_FileModel):
-    mode: Literal["train", "test"] = Field(
-        default="train", description="train: brains learn and are saved at the phase's end; test: they only act."
-    )
-    episodes: int = Field(
-        default=1, ge=1, le=MAX_COUNT,
-        description="Episodes EACH WORKER runs (the phase runs episodes x workers in all, "
-        "x envs_per_worker with copies), unless a phase condition ends it first.",
-        examples=[10],
-    )  # fmt: skip
-    workers: int | None = Field(
-        default=None, ge=1, le=MAX_WORKERS,
-        description="Workers stepping the phase side by side, each in a controller process of its own with its own "
-        "instances of the environments (default 1).",
-    )  # fmt: skip
-    worker: int | None = Field(default=None, ge=1, le=MAX_WORKERS, description="palaestrAI's spelling of workers.")
-    max_steps: int | None = Field(
-        default=None, ge=1, le=MAX_COUNT, description="Steps an episode takes at most (none: the environment ends it)."
-    )
-    envs_per_worker: int = Field(
-        default=1, ge=1, le=MAX_ENVS_PER_WORKER,
-        description="Copies of the environments each worker's controller steps together, each a worker of its own in "
-        "the store (needs the environments in the controller).",
-    )  # fmt: skip
-
-
-class PhaseFile(_FileModel):
-    """One phase after inheritance: the three sections are required by then."""
-
-    environments: list[EnvironmentEntryFile] = Field(min_length=1)
-    agents: list[AgentFile]
-    simulation: SimulationFile
-    phase_config: PhaseConfigFile | None = None
-
-
-class RestartFile(_FileModel):
-    max: int = Field(ge=1, le=1_000_000)
-    within: float | int = Field(gt=0, le=10**9, allow_inf_nan=False)
-
-
-class ProcessesFile(_FileModel):
-    environments: Literal["in_controller", "own"] = "in_controller"
-    agents: int = Field(default=1, ge=1, le=MAX_AGENT_PROCESSES)
-
-
-class SaveFile(_FileModel):
-    """Ranges as :func:`arl.state.conditions.from_save` accepts them (a test holds them to it).
-    ``float``, not ``float | int``: strict, it takes an integer too, and a wrong value is
-    one problem, not one per member of the union."""
-
-    every_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    every_steps: int | None = Field(default=None, ge=1)
-    every_episodes: int | None = Field(default=None, ge=1)
-    at_phase_end: bool = False
-    # A string, checked beside the schema (statekeys) to say why another signal is refused.
-    on_signal: str | None = Field(default=None, json_schema_extra={"enum": [*SAVE_SIGNALS, None]})
-    conditions: list[ClassRefFile] | None = None
-
-
-class KeepFile(_FileModel):
-    """Ranges as :func:`arl.state.keepers.from_keep` accepts them (a test holds them to it)."""
-
-    latest: int | None = Field(default=None, ge=1)
-    every_hours: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    max_total_mb: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    keeper: ClassRefFile | None = None
-
-
-class StateFile(_FileModel):
-    dir: str = Field(default=DEFAULT_STATE_DIR, min_length=1)
-    name_format: str = Field(default=NAME_FORMAT, min_length=1)
-    save: SaveFile | None = None
-    keep: KeepFile | None = None
-
-
-class ControlFile(_FileModel):
-    pause_timeout: float = Field(default=5.0, gt=0, allow_inf_nan=False)
-    pause_attempts: int = Field(default=3, ge=1)
-    queue_size: int = Field(default=16, ge=1)
-
-
-class RunFile(_FileModel):
-    """The top level; phases are validated one by one (after inheritance) as PhaseFile."""
-
-    uid: str = Field(min_length=1)
-    experiment_uid: str | None = Field(default=None, min_length=1)
-    seed: int = Field(default=0, ge=0, le=MAX_SEED)
-    version: int = 1
-    schedule: list[Any] = Field(min_length=1)
-    conditions: list[ClassRefFile] | None = None  # run-level termination conditions
-    run_config: dict[str, Any] | None = None  # palaestrAI's; kept in the document, unused
-    processes: ProcessesFile | None = None
-    restart: RestartFile | None = None
-    state: StateFile | None = None
-    control: ControlFile | None = None
-    time_scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    max_uptime: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    statistics_interval: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # A --sweep's values this run was made with ({"dotted.key": value}, stored in
+    # experiment_runs.swept); None for a run no sweep made.
+    swept: dict[str, Any] | None = None

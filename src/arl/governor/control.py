@@ -11,8 +11,12 @@ are :mod:`arl.governor.snapshots`'.
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import logging
+import math
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from arl import codec
@@ -24,12 +28,76 @@ from arl.status import Ending
 from . import machine as m
 
 if TYPE_CHECKING:
+    from arl.conditions import PhaseSummary
+    from arl.config.spec import PhaseSpec
+
     from .shell import GovernorShell
 
 log = logging.getLogger("arl.governor")
 
 TICK = 0.1  # seconds between looks at the save conditions
+RETURN_WINDOW = 10  # a status's returns: the mean of the phase's newest ended episodes, this many
+PACE_WINDOW = 5.0  # a status's steps_per_s: over about this many seconds of earlier statuses
+MIN_PACE = 0.2  # seconds: statuses closer together say no steps_per_s
+SETTLE = 1.0  # seconds the run's end waits for answers being made
 WORDS = ("status", "pause", "resume", "save", "stop", "uptime", "signal")
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseTally:
+    """A phase's ended episodes as the store has them, read on from where the reading
+    before stopped (:meth:`arl.governor.livestate.LiveState.read_tally`): how many and their steps, and the
+    return per agent of the newest of them."""
+
+    phase: int
+    phase_id: int | None = None  # its row, once it has one
+    counted: int = 0  # every episode of the phase up to this id has ended, and is in ``base``
+    base: tuple[int, int] = (0, 0)  # (episodes, steps) of those
+    episodes: int = 0  # every ended episode: those and later ones
+    steps: int = 0
+    returns: Mapping[int, Mapping[str, float]] = dataclasses.field(default_factory=dict)  # the newest: id -> per agent
+
+
+def count_on(
+    rows: Iterable[Sequence[Any]], counted: int, base: tuple[int, int]
+) -> tuple[int, tuple[int, int], tuple[int, int], list[int]]:
+    """A phase's episodes after id ``counted`` (``rows``: id, steps, whether it ended; by
+    id) added to ``base`` (the episodes and steps of those up to it): the last id up to
+    which all have ended and their counts, the counts of every ended one, and the ids of
+    the ended ones among ``rows``."""
+    episodes, steps = base
+    extra, extra_steps, open_before, ended = 0, 0, False, []
+    for episode, length, over in rows:
+        if not over:
+            open_before = True
+        elif open_before:  # (counted again next time: the open one before it may end)
+            extra, extra_steps = extra + 1, extra_steps + int(length or 0)
+            ended.append(int(episode))
+        else:
+            counted, episodes, steps = int(episode), episodes + 1, steps + int(length or 0)
+            ended.append(int(episode))
+    return counted, (episodes, steps), (episodes + extra, steps + extra_steps), ended
+
+
+class Pace:
+    """Steps a second over the last :data:`PACE_WINDOW` seconds of statuses, whoever asked
+    them (a display polling and a user's ``ctl status`` do not shorten each other's
+    window, and the store's commits, a quarter of a second apart, do not make it jump)."""
+
+    def __init__(self) -> None:
+        self._seen: collections.deque[tuple[float, int]] = collections.deque()  # (when, steps)
+
+    def rate(self, now: float, steps: int) -> float | None:
+        """With ``steps`` done at ``now``; None until a status with steps is MIN_PACE old."""
+        seen = self._seen
+        if not steps or (seen and steps < seen[-1][1]):  # (start-up is no pace; nor a count that fell back)
+            seen.clear()
+            return None
+        seen.append((now, steps))
+        while len(seen) > 2 and now - seen[1][0] >= PACE_WINDOW:
+            seen.popleft()
+        then, before = seen[0]
+        return round((steps - before) / (now - then), 1) if now - then >= MIN_PACE else None
 
 
 class ControlDesk:
@@ -41,7 +109,9 @@ class ControlDesk:
         self.ended = False  # a stop was asked (a final snapshot taken): no more saves
         self._base = (0, 0, 0)  # (steps, environment_steps rows, phase) at the current phase's start
         self._steps_before = 0
-        self._rate: tuple[float, int] = (time.monotonic(), 0)
+        self._pace = Pace()
+        self._read: PhaseTally | None = None  # the current phase's ended episodes, read on at each status
+        self._tally_lock = asyncio.Lock()
         self._replying: set[asyncio.Task[None]] = set()
 
     # -- requests ------------------------------------------------------------------
@@ -63,6 +133,13 @@ class ControlDesk:
             task = asyncio.get_running_loop().create_task(self._reply(sock, request))
             self._replying.add(task)
             task.add_done_callback(self._replying.discard)
+
+    async def settle(self) -> None:
+        """Until the answers being made have gone out (at most :data:`SETTLE` seconds):
+        called before the run closes its socket, so that a status asked as the run
+        stopped (the progress display's last) is answered."""
+        if self._replying:
+            await asyncio.wait(set(self._replying), timeout=SETTLE)
 
     async def _reply(self, sock: Any, request: emsg.ControlRequest) -> None:
         reply = await self.answer(request)
@@ -132,24 +209,54 @@ class ControlDesk:
         return path
 
     async def status(self) -> dict[str, Any]:
+        """The run now: its state and phase, how far the phase is and what it was to run,
+        the mean return of its newest :data:`RETURN_WINDOW` ended episodes, its ended
+        phases (``history``), its workers, snapshots and age. What ``arl-run``'s progress
+        display polls (every half second), ``arl-run ctl status`` and the API show."""
         shell, machine, snaps = self.shell, self.shell.machine, self.shell.live.snapshots
-        now, steps = time.monotonic(), self.steps()
-        then, before = self._rate
-        self._rate = (now, steps)
+        steps = self.steps()
         phase = shell.spec.phases[machine.phase] if machine.phase >= 0 else None
+        history = [_ended(summary) for summary in machine.history]
+        tally = await self._tally(machine.phase) if phase is not None else {}
+        # Steps the store has rows of (none with --no-store-steps) or those of the ended
+        # episodes (a resumed phase's from before the resume too), whichever is more.
+        done = max(steps - self._base[0], tally.get("phase_steps", 0)) if phase is not None else 0
         return {
             "run": shell.spec.uid,
             "run_id": shell.run_id,
             "state": machine.state.name,
             "phase": phase.name if phase else None,
+            "phase_index": machine.phase if phase else None,
+            "phase_count": len(shell.spec.phases),
             "phase_step": machine.phase_step.name if machine.phase_step is not None else None,
             "paused": snaps.held is not None,
             "steps": steps,
-            "steps_per_s": round((steps - before) / (now - then), 1) if now > then and before else None,
+            "steps_per_s": self._pace.rate(time.monotonic(), sum(h["steps"] for h in history[: machine.phase]) + done),
+            **({"planned": _planned(phase), **tally, "phase_steps": done} if phase is not None else {}),
+            "history": history,
             "workers": await shell.live.worker_progress(),
             "last_snapshot": snaps.progress.last_snapshot,
             "snapshots": snaps.progress.snapshots,
             "uptime": round(time.time() - shell.started, 3),
+        }
+
+    async def _tally(self, phase: int) -> dict[str, Any]:
+        """``phase_episodes`` ended, their ``phase_steps``, and ``returns``: per agent, the
+        mean return of the newest :data:`RETURN_WINDOW` of them (``returns_over`` many)."""
+        async with self._tally_lock:  # (two statuses at once read on from the same tally once)
+            tally = self._read if self._read is not None and self._read.phase == phase else PhaseTally(phase)
+            self._read = tally = await self.shell.live.read_tally(tally, RETURN_WINDOW)
+        if tally.phase_id is None:
+            return {}
+        by_agent: dict[str, list[float]] = {}
+        for returns in tally.returns.values():
+            for agent, value in returns.items():
+                by_agent.setdefault(agent, []).append(value)
+        return {
+            "phase_episodes": tally.episodes,
+            "phase_steps": tally.steps,
+            "returns": {agent: _mean(values) for agent, values in sorted(by_agent.items())},
+            "returns_over": len(tally.returns),
         }
 
     # -- the file's save conditions -------------------------------------------------
@@ -187,3 +294,36 @@ class ControlDesk:
             except Exception as exc:  # the run goes on; the next due condition tries again
                 trace = not isinstance(exc, ArlError)  # (an ArlError says all there is to say)
                 log.error("the snapshot a save condition asked for failed: %s", exc, exc_info=trace)
+
+
+def _planned(phase: PhaseSpec) -> dict[str, Any]:
+    """What a phase is to run: ``episodes`` on each worker times its workers (each copy of
+    ``envs_per_worker`` one), and at most ``max_steps`` steps each when it has a cap."""
+    episodes = phase.episodes * phase.actors
+    return {
+        "episodes": episodes,
+        "episodes_per_worker": phase.episodes,
+        "workers": phase.actors,
+        "max_steps": phase.max_steps,
+        "steps": episodes * phase.max_steps if phase.max_steps else None,
+    }
+
+
+def _ended(summary: PhaseSummary) -> dict[str, Any]:
+    """An ended phase as a status says it: its counts and each agent's mean return."""
+    return {
+        "name": summary.name,
+        "mode": summary.mode,
+        "reason": summary.reason,
+        "episodes": summary.episodes,
+        "steps": summary.steps,
+        "returns": {agent: _mean(values) for agent, values in sorted(summary.returns.items()) if values},
+    }
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    """The mean, rounded for showing; None for none or a non-finite one (JSON has no NaN)."""
+    if not values:
+        return None
+    mean = math.fsum(values) / len(values)
+    return round(mean, 6) if math.isfinite(mean) else None

@@ -116,6 +116,7 @@ class GovernorShell:
                         self.ctx.ready()
                     await self._loop()
         finally:
+            await self.live.desk.settle()  # (answers to the executor's last requests go out)
             await self._ensure_children_stopped(controller_grace=not self.machine.store_failed)
             try:
                 self.writer.close(settle=not self._drained)
@@ -263,7 +264,7 @@ class GovernorShell:
             await self._record(store.Event("resumed", detail, now))
         else:
             started = store.RunStarted(
-                spec.uid, spec.experiment_uid, spec.seed, spec.document, arl.__version__, host, now
+                spec.uid, spec.experiment_uid, spec.seed, spec.document, arl.__version__, host, now, spec.swept
             )
             await self._record(started, flush=True)
             await self._record(store.Event("layout", self.plan.layout(), time.time()))

@@ -32,3 +32,4 @@ class Stepped:
     rewards: dict[str, float]
     terminated: bool
     truncated: bool
+    info: str | None = None  # the step's info as JSON text (arl.stepinfo), None when it gave none

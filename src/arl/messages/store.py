@@ -17,6 +17,7 @@ class RunStarted:
     arl_version: str
     host: str
     started_at: float
+    swept: dict[str, Any] | None = None  # a --sweep's values (RunSpec.swept); None: no sweep
 
 
 @message("store.run_resumed")
@@ -55,6 +56,7 @@ class EnvironmentStep:
     terminated: bool
     truncated: bool
     sim_time: float | None = None  # arl.time.time() at the step; last, so older senders' frames decode
+    info: str | None = None  # the environment's info, JSON text (arl.stepinfo); after sim_time, as it came later
 
 
 @message("store.agent_action")

@@ -27,9 +27,11 @@ def runs(
     uid: str | None = None,
     last: int | None = None,
 ) -> pd.DataFrame:
-    """One row per run, oldest first: ``id, uid, experiment_uid, status, seed, host,
+    """One row per run, oldest first: ``id, uid, experiment_uid, status, seed, swept, host,
     arl_version, started_at, ended_at, duration_s, end_reason, error`` and the counts
-    ``phases, episodes, steps, actions`` stored so far.
+    ``phases, episodes, steps, actions`` stored so far. ``swept`` is a dict of the values a
+    ``--sweep`` made the run with (``{"seed": 1}``), None for a run no sweep made;
+    :func:`compare` gives each its own column.
 
     Filters: ``experiment`` (its ``experiment_uid``), ``status`` (any case), ``uid`` (may
     hold ``*`` wildcards), ``last`` (the newest N of those). ``duration_s`` of a run not
@@ -109,8 +111,13 @@ def returns(run: str | int, store: Store = None) -> pd.DataFrame:
 
 
 def compare(runs: Sequence[str | int], store: Store = None) -> pd.DataFrame:
-    """Runs side by side, one row each: ``run, id, status``, then per phase its episodes
-    (``<phase>/episodes``) and each agent's mean return (``<phase>/<agent>``)."""
+    """Runs side by side, one row each: ``run, id, status``, then a column per swept key
+    (named in full, ``schedule.train.phase_config.episodes``) holding the value the run
+    was made with, then per phase its episodes (``<phase>/episodes``) and each agent's mean
+    return (``<phase>/<agent>``). A run without such a key, phase or agent has NaN there::
+
+        results.compare(results.runs(experiment="dummy")["id"])  # every run of an experiment
+    """
     with q.reading(store) as reader:
         records, columns = q.compare_records(reader, list(runs))
     return _frame(records, columns)
@@ -120,8 +127,10 @@ def steps(run: str | int, store: Store = None, *, phase: PhaseKey = None) -> pd.
     """The environment steps of ``run`` (of one phase, by index or name), one row each:
     ``episode_id, phase, worker, episode, step, env_uid, terminated, truncated, sim_time``
     (the run's scaled clock at the step, seconds since 1970; NaN where none was stored),
-    then one column per sensor (``sensors.env.s0``) and reward (``rewards.env.reward``).
-    A value that is a list stays a list. For runs too big for memory: ``export``."""
+    then one column per sensor (``sensors.env.s0``) and reward (``rewards.env.reward``),
+    and one per key of what environments said of their steps (gymnasium's ``info``:
+    ``info.episode``; missing where a step said nothing of it). A value that is a list (or,
+    in ``info``, a mapping) stays one. For runs too big for memory: ``export``."""
     frame = _flat_frame(run, store, q.STEPS, phase)
     frame["sim_time"] = frame["sim_time"].astype("float64")  # NaN where none was stored, never objects
     return frame

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import operator
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -119,10 +120,12 @@ def _engine(store: Store) -> Iterator[Engine]:
 # -- runs -----------------------------------------------------------------------------------
 
 RUN_COLUMNS = (
-    "id", "uid", "experiment_uid", "status", "seed", "host", "arl_version", "started_at", "ended_at",
+    "id", "uid", "experiment_uid", "status", "seed", "swept", "host", "arl_version", "started_at", "ended_at",
     "duration_s", "end_reason", "error", "phases", "episodes", "steps", "actions",
 )  # fmt: skip
-"""The columns of :func:`run_records`; :func:`find_run`'s record also has ``checkpoints``."""
+"""The columns of :func:`run_records` (``swept``: a dict of the ``--sweep`` values the run
+was made with, ``{"dotted.key": value}`` keys sorted, or None); :func:`find_run`'s record
+also has ``checkpoints``."""
 
 _COUNT_NAMES = {"environment_steps": "steps", "agent_actions": "actions"}
 """The results' names of the counts that :func:`arl.store.query.run_count_columns` names
@@ -132,7 +135,7 @@ after their tables."""
 def _runs_query() -> Query:
     counts = [column.element.label(_COUNT_NAMES.get(column.name, column.name)) for column in run_count_columns()]
     return select(
-        RunRow.id, RunRow.uid, RunRow.experiment_uid, RunRow.status, RunRow.seed, RunRow.host,
+        RunRow.id, RunRow.uid, RunRow.experiment_uid, RunRow.status, RunRow.seed, RunRow.swept, RunRow.host,
         RunRow.arl_version, RunRow.started_at, RunRow.ended_at, RunRow.end_reason, RunRow.error, *counts,
     )  # fmt: skip
 
@@ -160,7 +163,7 @@ def run_records(
     if last is not None:
         query = query.limit(last)
     now = datetime.now(UTC)
-    records = [_with_duration(dict(row._mapping), now) for row in reader.conn.execute(query)]
+    records = [_run_record(row._mapping, now) for row in reader.conn.execute(query)]
     return [{column: record[column] for column in RUN_COLUMNS} for record in reversed(records)]
 
 
@@ -178,6 +181,15 @@ def _uid_matches(pattern: str) -> Any:
     return RunRow.uid.like(escaped.replace("*", "%"), escape="\\")
 
 
+def _run_record(row: Mapping[Any, Any], now: datetime) -> Record:
+    """A run's row with its duration, its swept values with their keys in order (PostgreSQL's
+    JSONB keeps none: the same on every backend)."""
+    record = _with_duration(dict(row), now)
+    if record["swept"] is not None:
+        record["swept"] = dict(sorted(record["swept"].items()))
+    return record
+
+
 def _with_duration(record: Record, now: datetime) -> Record:
     """Seconds from start to end; for a run or phase not ended, to ``now``."""
     started, ended = record["started_at"], record["ended_at"]
@@ -189,6 +201,8 @@ def find_run(reader: Reader, run: str | int) -> Record:
     """The run ``run`` names, with its counts (:data:`RUN_COLUMNS` and ``checkpoints``): by
     database id when it is a number and such a run exists, else the newest run with that
     uid. Raises :class:`RunNotFound`."""
+    if not isinstance(run, str):
+        run = operator.index(run)  # a numpy integer too: an id from a DataFrame's column
     by_id = run if isinstance(run, int) else int(run) if run.isdigit() else None
     matches = RunRow.uid == str(run)
     id_first: list[Any] = []
@@ -202,7 +216,7 @@ def find_run(reader: Reader, run: str | int) -> Record:
         uids = list(reader.conn.execute(newest_first).scalars())
         nearest = difflib.get_close_matches(str(run), uids, n=SUGGESTIONS, cutoff=0.5)
         raise RunNotFound(str(run), reader.location, nearest, uids[:SUGGESTIONS])
-    return _with_duration(dict(found._mapping), datetime.now(UTC))
+    return _run_record(found._mapping, datetime.now(UTC))
 
 
 def any_runs(reader: Reader) -> bool:
@@ -411,7 +425,10 @@ class FlatTable:
 
 
 STEPS = FlatTable(
-    EnvironmentStepRow, ("step", "env_uid", "terminated", "truncated", "sim_time"), ("sensors", "rewards"), "env_uid"
+    EnvironmentStepRow,
+    ("step", "env_uid", "terminated", "truncated", "sim_time"),
+    ("sensors", "rewards", "info"),
+    "env_uid",
 )
 ACTIONS = FlatTable(
     AgentActionRow, ("step", "agent", "objective", "policy_version"), ("inputs", "setpoints", "rewards"), "agent"
@@ -451,7 +468,7 @@ def _chunks(reader: Reader, query: Query, json_columns: tuple[str, ...], size: i
         yield [flatten(row._mapping, json_columns) for row in partition]
 
 
-_SPREAD_ORDER = {name: rank for rank, name in enumerate(("sensors", "inputs", "setpoints", "rewards"))}
+_SPREAD_ORDER = {name: rank for rank, name in enumerate(("sensors", "inputs", "setpoints", "rewards", "info"))}
 
 
 def column_order(fixed: tuple[str, ...], seen: Iterable[str]) -> list[str]:
@@ -472,29 +489,47 @@ def flatten(row: Mapping[Any, Any], json_columns: tuple[str, ...]) -> Record:
 
 
 def compare_records(reader: Reader, runs: list[str | int]) -> tuple[list[Record], tuple[str, ...]]:
-    """Runs side by side: a record per run (``run``, ``id``, ``status``, then each phase and
-    agent's mean return over the phase's episodes, as ``<phase>/<agent>``, and the phase's
-    episodes, as ``<phase>/episodes``), and every column in order (phases as they ran,
-    agents by name). A run missing a phase or agent has no value there."""
+    """Runs side by side: a record per run (``run``, ``id``, ``status``; each value it was
+    swept over, named by its key as given to ``--sweep``; then each phase and agent's mean
+    return over the phase's episodes, as ``<phase>/<agent>``, and the phase's episodes, as
+    ``<phase>/episodes``), and every column in order (swept keys by name, phases as they
+    ran, agents by name; a key, phase or agent only a later run has comes after those of
+    the runs before it). A run missing a swept key, phase or agent has no value there."""
     records: list[Record] = []
-    columns: dict[str, None] = dict.fromkeys(("run", "id", "status"))
+    swept: dict[str, None] = {}
+    returns: dict[str, None] = {}
     for key in runs:
         found = find_run(reader, key)
         record: Record = {"run": found["uid"], "id": found["id"], "status": found["status"]}
-        by_episode = agent_returns(reader, found["id"])
-        sums: dict[tuple[int, str, str], list[float]] = {}
-        counts: dict[tuple[int, str], int] = {}
-        for episode in episode_records(reader, found["id"]):
-            phase = (episode["phase"], episode["phase_name"])
-            counts[phase] = counts.get(phase, 0) + 1
-            for agent, value in by_episode.get(episode["episode_id"], {}).items():
-                sums.setdefault((*phase, agent), []).append(value)
-        for (index, name), count in sorted(counts.items()):
-            columns[f"{name}/episodes"] = None
-            record[f"{name}/episodes"] = count
-            for (i, _, agent), values in sorted(sums.items()):
-                if i == index:
-                    columns[f"{name}/{agent}"] = None
-                    record[f"{name}/{agent}"] = sum(values) / len(values)
+        for name, value in (found["swept"] or {}).items():  # a dotted key: never "run", nor "<phase>/..."
+            swept[name] = None
+            record[name] = value
+        for column, value in _phase_returns(reader, found["id"]).items():
+            returns[column] = None
+            record[column] = value
         records.append(record)
-    return records, tuple(columns)
+    return records, (*COMPARE_COLUMNS, *swept, *returns)
+
+
+COMPARE_COLUMNS = ("run", "id", "status")
+"""The first columns of :func:`compare_records`."""
+
+
+def _phase_returns(reader: Reader, run_id: int) -> dict[str, float | int]:
+    """``<phase>/episodes`` and ``<phase>/<agent>`` (the agent's mean return over the
+    phase's episodes) of run ``run_id``, phases as they ran, agents by name."""
+    by_episode = agent_returns(reader, run_id)
+    sums: dict[tuple[int, str, str], list[float]] = {}
+    counts: dict[tuple[int, str], int] = {}
+    for episode in episode_records(reader, run_id):
+        phase = (episode["phase"], episode["phase_name"])
+        counts[phase] = counts.get(phase, 0) + 1
+        for agent, value in by_episode.get(episode["episode_id"], {}).items():
+            sums.setdefault((*phase, agent), []).append(value)
+    columns: dict[str, float | int] = {}
+    for (index, name), count in sorted(counts.items()):
+        columns[f"{name}/episodes"] = count
+        for (i, _, agent), values in sorted(sums.items()):
+            if i == index:
+                columns[f"{name}/{agent}"] = sum(values) / len(values)
+    return columns

@@ -8,7 +8,9 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from arl.results.queries import Record
+from arl.results.queries import COMPARE_COLUMNS, Record
+from arl.results.swept import describe, short_keys, value_text
+from arl.terminal import printable
 
 EPISODES_SHOWN = 30
 """``show`` prints every episode's returns up to this many episodes; beyond, the summary."""
@@ -58,13 +60,39 @@ def text(value: Any) -> str:
 
 
 def runs_table(runs: Sequence[Record]) -> str:
-    headers = ("uid", "id", "status", "started (UTC)", "duration", "phases", "episodes", "steps", "end reason")
+    """``results list``: a row per run; a last column ``swept`` when any run was made by a
+    ``--sweep``, its values with keys shortened alike for all rows (:func:`short_keys`)."""
+    headers = ["uid", "id", "status", "started (UTC)", "duration", "phases", "episodes", "steps", "end reason"]
     rows = [
-        (r["uid"], str(r["id"]), r["status"], when(r["started_at"]), duration(r["duration_s"]), str(r["phases"]),
-         str(r["episodes"]), str(r["steps"]), text(r["end_reason"]))
+        [r["uid"], str(r["id"]), r["status"], when(r["started_at"]), duration(r["duration_s"]), str(r["phases"]),
+         str(r["episodes"]), str(r["steps"]), text(r["end_reason"])]
         for r in runs
     ]  # fmt: skip
+    if any(r["swept"] for r in runs):
+        names = short_keys(key for r in runs for key in r["swept"] or {})
+        headers.append("swept")
+        for row, r in zip(rows, runs, strict=True):
+            row.append(printable(describe(r["swept"], names)) if r["swept"] else "-")  # users' text
     return table(headers, rows, right={1, 4, 5, 6, 7})
+
+
+def compare_table(records: Sequence[Record], columns: Sequence[str]) -> str:
+    """``results compare``: a row per run; swept keys shortened (:func:`short_keys`) and
+    their values as given, returns to 3 decimals, ``-`` where a run has no value."""
+    swept = [c for c in columns if c not in COMPARE_COLUMNS and "/" not in c]
+    names = short_keys(swept)
+    headers = [names.get(c, c) for c in columns]
+
+    def cell(column: str, value: Any) -> str:
+        if value is None:
+            return "-"
+        if column in names:
+            return printable(value_text(value))  # users' text: no escape codes reach the terminal
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    rows = [[cell(c, r.get(c)) for c in columns] for r in records]
+    numbers = {i for i, c in enumerate(columns) if c == "id" or "/" in c}
+    return table(headers, rows, right=numbers)
 
 
 def run_header(run: Record) -> str:
@@ -78,6 +106,7 @@ def run_header(run: Record) -> str:
     fields = [
         ("experiment", text(run["experiment_uid"])),
         ("seed", str(run["seed"])),
+        *([("swept", printable(describe(run["swept"])))] if run["swept"] else []),
         ("host", run["host"]),
         ("arl version", run["arl_version"]),
         ("started", f"{when(run['started_at'])} UTC"),

@@ -25,7 +25,7 @@ from arl.store.schema import Base
 if TYPE_CHECKING:
     from alembic.config import Config
 
-REVISIONS = ("0001", "0002", "0003")
+REVISIONS = ("0001", "0002", "0003", "0004")
 """Every revision in ``migrations/versions``, oldest first (a test checks it against them)."""
 
 HEAD = REVISIONS[-1]

@@ -62,7 +62,7 @@ _BAD_RECORD = (ProtocolError, TypeError, ValueError, OverflowError, RecursionErr
 # building a frozen dataclass per row, which costs as much as unpacking the frame.
 
 _KEY_FIELDS = ("phase", "worker", "episode", "step")
-_ENV_FIELDS = (*_KEY_FIELDS, "env_uid", "sensors", "rewards", "terminated", "truncated", "sim_time")
+_ENV_FIELDS = (*_KEY_FIELDS, "env_uid", "sensors", "rewards", "terminated", "truncated", "sim_time", "info")
 _ENV_FRAME = 2 + len(_ENV_FIELDS)  # [version, tag, *fields]
 _ACTION_FIELDS = (*_KEY_FIELDS, "agent", "inputs", "setpoints", "rewards", "objective", "policy_version")
 
@@ -129,8 +129,8 @@ class Recorder:
         self.patience = patience or Patience()
         self._env_insert = BulkInsert(
             EnvironmentStepRow,
-            ("episode_id", "step", "env_uid", "sensors", "rewards", "terminated", "truncated", "sim_time"),
-            {"sensors", "rewards"},
+            ("episode_id", "step", "env_uid", "sensors", "rewards", "terminated", "truncated", "sim_time", "info"),
+            {"sensors", "rewards", "info"},
             conn.dialect,
         )
         self._action_insert = BulkInsert(
@@ -225,10 +225,12 @@ class Recorder:
 
     def _environment_step(self, m: list[Any]) -> None:
         if len(m) == _ENV_FRAME:
-            _v, _t, phase, worker, episode, step, env_uid, sensors, rewards, terminated, truncated, sim_time = m
-        else:  # a frame of an arl before sim_time (the codec's decode fills the default alike)
-            _v, _t, phase, worker, episode, step, env_uid, sensors, rewards, terminated, truncated = m
-            sim_time = None
+            _v, _t, phase, worker, episode, step, env_uid, sensors, rewards, terminated, truncated, sim_time, info = m
+        else:  # a frame of an arl before info (or sim_time): None, as the codec's decode fills them
+            _v, _t, phase, worker, episode, step, env_uid, sensors, rewards, terminated, truncated, *rest = m
+            if len(rest) > 1:
+                raise ProtocolError(f"an environment step of {len(m)} fields")
+            sim_time, info = (rest[0] if rest else None), None
         episode_id = self._episodes.get((phase, worker, episode))
         if episode_id is None:
             self.drop(f"an environment step of unknown episode {(phase, worker, episode)}")
@@ -239,6 +241,7 @@ class Recorder:
             (
                 episode_id, int(step), env_uid, column_text(sensors), column_text(rewards),
                 bool(terminated), bool(truncated), None if sim_time is None else _finite_or_none(sim_time),
+                None if info is None else column_text(info),
             )
         )  # fmt: skip
         self.pending_rows += 1
@@ -281,6 +284,8 @@ class Recorder:
             pid=self._process[0],
             pid_started_at=self._process[1],
             started_at=utc(r.started_at),
+            # Left out for no sweep: SQL NULL, where a None would be stored as JSON's null.
+            **({} if r.swept is None else {"swept": r.swept}),
         )
 
     def _run_resumed(self, r: rec.RunResumed) -> None:

@@ -83,7 +83,7 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSONType}
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSONType, dict[str, Any] | None: JSONType}
 
 
 def _parent(target: str, *, nullable: bool = False) -> Mapped[Any]:
@@ -113,6 +113,8 @@ class RunRow(Base):
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(64))  # "completed", or the condition's reason
     error: Mapped[str | None] = mapped_column(Text)
+    # A --sweep's values this run was made with ({"key.path": value}); NULL for no sweep.
+    swept: Mapped[dict[str, Any] | None]
 
 
 class PhaseRow(Base):
@@ -157,6 +159,9 @@ class EnvironmentStepRow(Base):
     # The run's scaled clock (arl.time.time(): seconds since 1970 as time_scale counts
     # them, pauses left out) at the step; NULL where the sender gave none.
     sim_time: Mapped[float | None] = mapped_column(Float)
+    # What the environment said of the step (gymnasium's ``info``), JSON-safe and capped;
+    # NULL where it said nothing.
+    info: Mapped[dict[str, Any] | None]
 
 
 class AgentActionRow(Base):

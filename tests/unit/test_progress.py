@@ -1,0 +1,263 @@
+"""What ``arl-run run`` shows while runs go (arl.progress), worked out from statuses as the
+governors give them, without any process: the plan of a file, the live table's rows, the
+plain lines off a terminal, the pace of steps, the tally of a phase's ended episodes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import pty
+import sys
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from arl import progress
+from arl.config.loader import load_experiment_text
+from arl.governor.control import Pace, count_on
+from arl.livecontrol import LiveControl
+from arl.progress import PhasePlan, PlainLines, Progress, RunProgress
+
+AGENT = """
+        - name: {name}
+          brain: {{name: arl.dummy:DummyBrain}}
+          muscle: {{name: arl.dummy:DummyMuscle}}
+          objective: {{name: arl.dummy:DummyObjective}}
+          sensors: [env.s0]
+          actuators: [env.a0]"""
+
+PLANNED = "100 episodes planned, 50 on each of 2 workers, at most 100 steps each"
+RETURNED = "mean return red 1.5, blue -1.5"
+TWO_PHASES = (PhasePlan("train", "train", 50, 2, 100), PhasePlan("test", "test", 5, 1))
+
+
+def status(phase: int | None, done: int, **more: Any) -> dict[str, Any]:
+    """A status as :meth:`arl.governor.control.ControlDesk.status` gives it."""
+    return {"state": "RUNNING", "phase_index": phase, "phase_count": 2, "phase_episodes": done, **more}
+
+
+def ended_phase(name: str, episodes: int, steps: int, **returns: float) -> dict[str, Any]:
+    return {"name": name, "mode": "train", "reason": "completed", "episodes": episodes, "steps": steps,
+            "returns": returns}  # fmt: skip
+
+
+def test_the_plan_counts_every_copy_of_envs_per_worker_and_caps_steps_where_the_file_does() -> None:
+    agents = "".join(AGENT.format(name=name) for name in ("red", "blue"))
+    text = f"""uid: planned
+schedule:
+  - learn:
+      environments:
+        - environment: {{name: arl.dummy:DummyEnvironment, uid: env}}
+      agents:{agents}
+      simulation: {{name: vanilla}}
+      phase_config: {{episodes: 4, workers: 3, envs_per_worker: 2, max_steps: 25}}
+  - check:
+      phase_config: {{mode: test, episodes: 1, workers: 1, envs_per_worker: 1, max_steps: null}}
+"""
+    learn, check = progress.plans(load_experiment_text(text, "planned.yml"))
+    assert (learn.name, learn.episodes, learn.workers, learn.total, learn.steps) == ("learn", 4, 6, 24, 600)
+    assert (check.mode, check.total, check.steps) == ("test", 1, None)
+
+
+def test_a_row_shows_the_phase_its_counts_of_those_planned_the_pace_returns_and_time_left() -> None:
+    shown = Progress([("sweep[lr=0.1]", TWO_PHASES)])
+    shown.state(0, "STARTING", now=100.0)
+    shown.update(0, status(0, 10, phase_steps=900, steps_per_s=812.4, returns={"red": 1.23456, "blue": -2.0}), 102.0)
+    shown.update(0, status(0, 30, phase_steps=2800, steps_per_s=950.0, returns={"red": 2.5}), 104.0)
+    row = shown.rows(now=104.0)[0]
+    assert row.run == "sweep[lr=0.1]"
+    assert (row.state, row.phase, row.episodes, row.steps, row.steps_per_s) == (
+        "RUNNING", "1/2 train", "30/100", "2,800/10,000", "950"
+    )  # fmt: skip
+    assert row.returns == "red 2.5"
+    assert row.elapsed == "0:00:04"
+    # 20 episodes in 2 s: 70 more here (7 s), then test's 5 a worker at 2 workers / 10 a second (1 s).
+    assert row.left == "0:00:08"
+    assert shown.rows(now=107.0)[0].left == "0:00:05"  # it counts down between statuses
+
+
+def test_a_row_leaves_blank_what_is_not_known_and_an_ended_run_keeps_its_outcome() -> None:
+    shown = Progress([("a", TWO_PHASES), ("b", TWO_PHASES)])
+    assert shown.rows(0.0)[1] == progress.Row("b", "waiting", "", "", "", "", "", "", "")
+    shown.update(0, status(0, 0, phase_steps=0, steps_per_s=None), 1.0)
+    first = shown.rows(1.0)[0]
+    assert (first.episodes, first.steps_per_s, first.returns, first.left) == ("0/100", "", "", "")
+    outcome = SimpleNamespace(status="FAILED", episodes=3, steps=120)
+    shown.ended(0, outcome, 5.0)
+    shown.update(0, status(0, 9), 6.0)  # (a late answer changes nothing once the run ended)
+    done = shown.rows(9.0)[0]
+    assert (done.state, done.episodes, done.steps, done.left, done.elapsed) == ("FAILED", "3", "120", "", "0:00:04")
+
+
+def test_off_a_terminal_a_phase_gives_a_start_line_a_line_a_tenth_and_an_end_line() -> None:
+    run = RunProgress("dummy", TWO_PHASES)
+    lines = PlainLines()
+    said: list[str] = []
+    for second, done in enumerate([0, 4, 9, 10, 11, 12, 25, 99]):
+        run.status, run.seen = status(0, done, phase_steps=done * 10, steps_per_s=500.0), float(second)
+        said += lines.after_update(run, float(second))
+    run.status = status(1, 0, history=[ended_phase("train", 100, 1000, red=1.5, blue=-1.5)])
+    said += lines.after_update(run, 9.0)
+    assert said[0] == f"[dummy] phase 1/2 train (train): {PLANNED}"
+    # 10% is the first tenth; 11% and 12% are in it still; then 25% and 99% each pass one
+    assert [line.split(":")[0] for line in said[1:4]] == ["[dummy] train 10%", "[dummy] train 25%", "[dummy] train 99%"]
+    assert said[1].startswith("[dummy] train 10%: 10/100 episodes, 100/10,000 steps, 500 steps/s;")
+    assert said[4] == "[dummy] phase 1/2 train ended (completed): 100 episodes, 1,000 steps; " + RETURNED
+    assert said[5] == "[dummy] phase 2/2 test (test): 5 episodes planned"
+    assert len(said) == 6
+    assert not any("\x1b" in line for line in said)
+
+
+def test_a_phase_that_began_and_ended_between_two_statuses_is_still_said() -> None:
+    run = RunProgress("quick", TWO_PHASES)
+    run.status = {"state": "STOPPING", "phase_index": 1, "phase_count": 2,
+                  "history": [ended_phase("train", 100, 1000), ended_phase("test", 5, 50, red=0.5)]}  # fmt: skip
+    said = PlainLines().after_update(run, 1.0)
+    assert [line.split(":")[0] for line in said] == [
+        "[quick] phase 1/2 train (train)", "[quick] phase 1/2 train ended (completed)",
+        "[quick] phase 2/2 test (test)", "[quick] phase 2/2 test ended (completed)",
+    ]  # fmt: skip
+    assert said[1].endswith("100 episodes, 1,000 steps")  # (no return: none stored, none said)
+    assert said[3].endswith("5 episodes, 50 steps; mean return red 0.5")
+
+
+def test_a_long_phase_says_it_still_goes_at_least_every_quiet_limit() -> None:
+    run = RunProgress("slow", TWO_PHASES)
+    lines = PlainLines()
+    run.status = status(0, 0)
+    assert len(lines.after_update(run, 0.0)) == 1  # its start
+    assert lines.after_update(run, progress.QUIET_LIMIT - 1) == []
+    [line] = lines.after_update(run, progress.QUIET_LIMIT)
+    assert line.startswith("[slow] train 0%: 0/100 episodes")
+
+
+def test_users_text_is_escaped_and_never_read_as_markup() -> None:
+    shown = Progress([("evil\x1b[31m[bold]x", (PhasePlan("p\x1b]0;", "train", 1, 1),))])
+    shown.update(0, {"state": "RUNNING", "phase_index": 0, "returns": {"[red]": 1.0}}, 1.0)
+    console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
+    console.print(progress.render(shown.rows(1.0)))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "evil\\x1b[31m[bold]x" in text
+    assert "p\\x1b]0;" in text
+    assert "[red] 1" in text
+    assert "\x1b" not in text
+
+
+def test_the_mode_is_live_on_a_terminal_plain_elsewhere_and_none_when_quiet() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert progress.mode_for(False, Terminal(), {"TERM": "xterm"}) == "live"
+    assert progress.mode_for(False, Terminal(), {"TERM": "dumb"}) == "plain"
+    assert progress.mode_for(False, io.StringIO(), {"TERM": "xterm"}) == "plain"
+    assert progress.mode_for(True, Terminal(), {"TERM": "xterm"}) == "none"
+
+
+class Terminal:
+    """A real pseudo-terminal: ``out``, its writing end as a text stream; :meth:`said`,
+    what reached the other end."""
+
+    def __init__(self) -> None:
+        self._main, other = pty.openpty()
+        os.set_blocking(self._main, False)
+        self.out = os.fdopen(other, "w", encoding="utf-8")
+
+    def said(self) -> str:
+        chunks = []
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self._main, 65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def close(self) -> None:
+        self.out.close()
+        os.close(self._main)
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    made = Terminal()
+    yield made
+    made.close()
+
+
+def test_log_lines_go_through_the_live_table_while_it_is_on_and_back_after(
+    terminal: Terminal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stderr", terminal.out)
+    handler = logging.StreamHandler(terminal.out)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [handler])
+    with progress.shown("live", [("r", TWO_PHASES)], terminal.out, lambda: 0.0) as shown:
+        assert isinstance(shown, progress.LiveProgress)
+        assert handler.stream is sys.stderr  # rich's proxy: lines print above the table
+        assert sys.stderr is not terminal.out
+        logging.getLogger("arl.test").warning("a line above the table")
+    assert handler.stream is terminal.out
+    assert sys.stderr is terminal.out
+    said = terminal.said()
+    assert said.index("a line above the table") < said.rindex("steps/s")  # (the table drawn again below it)
+
+
+def test_the_live_table_is_stopped_and_the_cursor_shown_when_the_runs_end_by_an_exception(terminal: Terminal) -> None:
+    started: list[Any] = []
+
+    def interrupted() -> None:
+        with progress.shown("live", [("r", TWO_PHASES)], terminal.out, lambda: 0.0) as shown:
+            started.append(shown)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert isinstance(started[0], progress.LiveProgress)
+    assert not started[0]._live.is_started
+    said = terminal.said()
+    assert "\x1b[?25l" in said  # the cursor hidden while the table is live,
+    assert said.endswith("\x1b[?25h")  # and shown again at its end
+
+
+def test_plain_lines_are_written_and_flushed_as_they_come() -> None:
+    out = io.StringIO()
+    with progress.shown("plain", [("r", TWO_PHASES)], out, lambda: 0.0) as shown:
+        assert shown is not None
+        shown.update(0, status(0, 0), 0.0)
+        assert out.getvalue() == f"[r] phase 1/2 train (train): {PLANNED}\n"
+    with progress.shown("none", [("r", TWO_PHASES)], out, lambda: 0.0) as nothing:
+        assert nothing is None
+
+
+def test_the_pace_is_over_a_window_of_statuses_and_none_before_steps() -> None:
+    pace = Pace()
+    assert pace.rate(0.0, 0) is None  # start-up
+    assert pace.rate(1.0, 100) is None  # one status with steps: no pace yet
+    assert pace.rate(1.5, 600) == 1000.0
+    for second in range(2, 12):
+        rate = pace.rate(float(second), 600 + 1000 * (second - 1))
+    assert rate == pytest.approx(1000.0)
+    # 10,000 steps in the last second: over the window (from the status at 7 s, 6,600 steps)
+    assert pace.rate(12.0, 20_600) == (20_600 - 6_600) / 5
+    assert pace.rate(13.0, 50) is None  # a count that fell back starts again
+
+
+def test_the_tally_counts_on_from_the_last_episode_before_an_open_one() -> None:
+    # (id, steps, ended): 4 is still open, 5 ended after it
+    counted, base, total, ended = count_on([(3, 10, True), (4, None, False), (5, 7, True)], 2, (2, 20))
+    assert (counted, base, total, ended) == (3, (3, 30), (4, 37), [3, 5])
+    assert count_on([], 3, (3, 30)) == (3, (3, 30), (3, 30), [])
+
+
+def test_a_display_that_fails_is_turned_off_and_the_runs_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(Progress):
+        def refresh(self, now: float) -> None:
+            raise ValueError("the terminal went away")
+
+    control = LiveControl(SimpleNamespace(_governors=[], progress=Broken([])))  # type: ignore[arg-type]
+    asyncio.run(asyncio.wait_for(control.watch(), timeout=10))  # (it returns: nothing more to show)
+    assert "the progress display failed and is off (the runs go on): the terminal went away" in caplog.text
+    control.ended(SimpleNamespace(index=0), SimpleNamespace(status="FINISHED"))  # type: ignore[arg-type]
