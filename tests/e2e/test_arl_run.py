@@ -130,9 +130,15 @@ def _steps(arl_run) -> int:
     return arl_run.count("environment_steps")
 
 
-def test_ctrl_c_stops_at_a_step_boundary_and_marks_the_run_interrupted(arl_run, no_leaks) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_to_the_group_stops_at_a_step_boundary_and_marks_the_run_interrupted(
+    arl_run, no_leaks, sig: signal.Signals
+) -> None:
+    """To the whole process group, as a terminal sends Ctrl-C and coreutils' timeout (or
+    ``kill -TERM -PGID``) SIGTERM: arl-run alone gets it (its runs' processes are in a group
+    of their own) and stops the runs between steps; nothing is killed under it."""
     proc = _slow_run(arl_run)
-    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
+    os.killpg(proc.pid, sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "INTERRUPTED" in out

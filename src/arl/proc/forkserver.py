@@ -320,23 +320,34 @@ def _spawn_server(theirs: socket.socket) -> subprocess.Popen[bytes]:
         str(theirs.fileno()),
         str(os.getpid()),
     ]
-    with sigint_ignored():
-        return subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+    with sigint_ignored():  # (a group of its own: see _fork_server)
+        return subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, process_group=0)
+
+
+_GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def _fork_server(ours: socket.socket, theirs: socket.socket, preload: Sequence[str]) -> int:
-    """Fork this process into a server; its pid. SIGINT is blocked across the fork, so
-    that the server has ignored it before it can get one."""
+    """Fork this process into a server; its pid.
+
+    The server, and every process it forks, is in a process group of its own: a signal to
+    ``arl-run``'s group (a terminal's Ctrl-C, coreutils ``timeout``, ``kill -TERM -PGID``)
+    reaches ``arl-run`` alone, which stops the runs at a step boundary, rather than killing
+    the runs' processes under it (a SIGTERM to the whole group ended a run FAILED, its
+    governor killed). If ``arl-run`` dies, they end with it all the same (PDEATHSIG). SIGINT
+    and SIGTERM are blocked across the fork, so that the server is in its group, ignoring
+    SIGINT, before it can get either."""
     starter = os.getpid()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # else the server's children would write what is buffered again
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    signal.pthread_sigmask(signal.SIG_BLOCK, _GROUP_SIGNALS)
     try:
         pid = os.fork()
         if pid == 0:
             try:
+                os.setpgid(0, 0)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _GROUP_SIGNALS)
                 ours.close()
                 die_with(starter)
                 _serve(theirs, preload)
@@ -344,7 +355,7 @@ def _fork_server(ours: socket.socket, theirs: socket.socket, preload: Sequence[s
                 traceback.print_exc()
             os._exit(1)
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _GROUP_SIGNALS)
     return pid
 
 
