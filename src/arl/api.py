@@ -97,6 +97,14 @@ class Environment(ABC):
     def step(self, setpoints: Mapping[str, Any]) -> StepResult:
         """Apply the setpoints (keyed by actuator id; an id may be missing) and advance."""
 
+    def applies(self, actuator: str) -> bool:
+        """Whether the next :meth:`step` applies a setpoint of ``actuator`` (its id). arl
+        checks a setpoint against its actuator's space before each step; one that lies
+        outside it is let through when this says False (the environment ignores it: a
+        PettingZoo agent off its turn, or done, sends ``None``). The default is True:
+        every setpoint is applied, so every one is checked."""
+        return True
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the environment holds. Called once, when the instance is done:
         before the next phase sets up a new one, or when the run ends."""

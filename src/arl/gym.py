@@ -12,7 +12,8 @@ step is stored with it (:mod:`arl.stepinfo`); that of a reset is not (a reset ha
 
 Its state (:meth:`GymEnvironment.save_state`) is the wrapped environment itself, pickled,
 with its generator's state and each wrapper's counters (the time limit's steps, say) and
-other values that pickle (a reward normaliser's running statistics): Gymnasium has no
+other values that pickle (a reward normaliser's running statistics), in one pickle with
+the environment, so that what they share stays shared: Gymnasium has no
 API for an environment's inner state (CartPole's ``state``, a physics engine's), so
 there is no other general way to continue it exactly. An environment that does not
 pickle keeps only its generator and its wrappers' state: it then continues from a fresh
@@ -22,7 +23,6 @@ reset's inner state, not exactly (a warning says so).
 from __future__ import annotations
 
 import difflib
-import importlib
 import json
 import logging
 import pickle
@@ -34,6 +34,8 @@ import gymnasium
 import numpy as np
 
 from arl.api import ActuatorInfo, Environment, SensorInfo, StepResult
+from arl.classref import import_module
+from arl.errors import ComponentLoadError
 from arl.spaces import keys, parts
 from arl.state import NOT_PICKLABLE
 from arl.wrapping import Family, Found, problems, wrap
@@ -41,8 +43,9 @@ from arl.wrapping import Family, Found, problems, wrap
 OBS = "obs"
 ACTION = "action"
 STATE_FILE = "gym_state.json"
-UNWRAPPED_FILE = "unwrapped.pickle"
-WRAPPERS_FILE = "wrappers.pickle"
+CHAIN_FILE = "environment.pickle"  # the unwrapped environment and its wrappers' values, in one pickle
+WRAPPERS_FILE = "wrappers.pickle"  # the wrappers' values alone, of an environment that does not pickle
+UNWRAPPED_FILE = "unwrapped.pickle"  # (states saved before CHAIN_FILE: the environment alone)
 # A wrapper's attributes of these types are its counters and flags (TimeLimit's
 # ``_elapsed_steps``, OrderEnforcing's ``_has_reset``): saved with the state as JSON.
 _SIMPLE = (bool, int, float, str, type(None))
@@ -77,8 +80,8 @@ class GymEnvironment(Environment):
         module, colon, name = id.rpartition(":")
         if colon:  # Gymnasium's own "module:Env-v0": the module registers the id when imported
             try:
-                importlib.import_module(module)
-            except ImportError as exc:
+                import_module(module)  # the user's code: whatever it raises is said, not raised
+            except ComponentLoadError as exc:
                 return f"the Gymnasium id {id!r} names module {module!r}, which cannot be imported: {exc}"
             if name in gymnasium.registry:
                 return None
@@ -116,14 +119,17 @@ class GymEnvironment(Environment):
         (path / STATE_FILE).write_text(json.dumps(state))
         # pickle, because Gymnasium has no API for an environment's inner state. Loading
         # it runs code from the state folder: load only states from a folder only you can
-        # write (a snapshot's hashes find damage, not tampering).
-        (path / WRAPPERS_FILE).write_bytes(pickle.dumps([_kept(w) for w in _wrappers(self.env)]))
+        # write (a snapshot's hashes find damage, not tampering). The environment and its
+        # wrappers' values go in one pickle, so what they share (a wrapper drawing from the
+        # environment's generator) is still shared when loaded.
+        kept = [_kept(w) for w in _wrappers(self.env)]
         try:
-            data = pickle.dumps(unwrapped)
+            data = pickle.dumps((unwrapped, kept))
         except NOT_PICKLABLE as exc:
-            log.warning("%s does not pickle (%s): its state keeps only its generator and counters", unwrapped, exc)
+            log.warning("%s does not pickle (%s): its state keeps only its generator and wrappers", unwrapped, exc)
+            (path / WRAPPERS_FILE).write_bytes(pickle.dumps(kept))
             return
-        (path / UNWRAPPED_FILE).write_bytes(data)
+        (path / CHAIN_FILE).write_bytes(data)
 
     def load_state(self, path: Path) -> None:
         state = json.loads((path / STATE_FILE).read_text())
@@ -134,11 +140,10 @@ class GymEnvironment(Environment):
                 f"{path / STATE_FILE}: saved with the wrappers {[n for n, _ in state['wrappers']]}, not {names}: "
                 "load it into the environment (id and wrappers) that saved it"
             )
+        saved, kept = _pickled(path)
         unwrapped = self.env.unwrapped
-        pickled = path / UNWRAPPED_FILE
-        if pickled.exists():
+        if saved is not None:
             # Into the wrapped instance (its wrappers keep pointing at it), not a new one.
-            saved = pickle.loads(pickled.read_bytes())
             vars(unwrapped).clear()
             vars(unwrapped).update(vars(saved))
         elif state["np_random"] is not None:
@@ -147,9 +152,8 @@ class GymEnvironment(Environment):
         for wrapper, (_, counters) in zip(wrappers, state["wrappers"], strict=True):
             for name, value in counters.items():
                 setattr(wrapper, name, value)
-        kept = path / WRAPPERS_FILE
-        if kept.exists():  # (a state saved before arl kept more of a wrapper than its counters has none)
-            for wrapper, values in zip(wrappers, pickle.loads(kept.read_bytes()), strict=True):
+        if kept is not None:  # (a state saved before arl kept more of a wrapper than its counters has none)
+            for wrapper, values in zip(wrappers, kept, strict=True):
                 for name, value in values.items():
                     setattr(wrapper, name, value)
 
@@ -166,6 +170,19 @@ class GymEnvironment(Environment):
         if action_keys is None:
             return setpoints[ACTION]
         return {key: setpoints[key] for key in action_keys}
+
+
+def _pickled(path: Path) -> tuple[Any, list[dict[str, Any]] | None]:
+    """The pickled environment (None if it did not pickle) and wrappers' values (None in a
+    state saved before arl kept them) in the state folder ``path``; also from the files
+    of states saved before both went into one pickle."""
+    chain = path / CHAIN_FILE
+    if chain.exists():
+        saved, kept = pickle.loads(chain.read_bytes())
+        return saved, kept
+    unwrapped, wrappers = path / UNWRAPPED_FILE, path / WRAPPERS_FILE
+    saved = pickle.loads(unwrapped.read_bytes()) if unwrapped.exists() else None
+    return saved, pickle.loads(wrappers.read_bytes()) if wrappers.exists() else None
 
 
 def _wrappers(env: gymnasium.Env[Any, Any]) -> list[gymnasium.Wrapper[Any, Any, Any, Any]]:

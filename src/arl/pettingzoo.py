@@ -40,6 +40,10 @@ One arl step:
   ``vanilla`` suits any turn order but asks every agent each step. Sensors are every
   agent's latest ``observe()``; rewards are summed over the AEC steps the arl step made.
 
+A setpoint the step does not pass on (a done agent's, another agent's in AEC) is not
+checked against its space either (:meth:`PettingZooEnvironment.applies`): such agents
+send ``None``, as PettingZoo's own loops do.
+
 A step's ``info`` (stored with it, :mod:`arl.stepinfo`) is ``{agent: its info}`` for the
 agents whose info says anything: the parallel step's ``infos``, or the AEC environment's
 ``infos`` after the arl step.
@@ -167,6 +171,17 @@ class PettingZooEnvironment(Environment):
     def actuators(self) -> Sequence[ActuatorInfo]:
         return self._actuators
 
+    def applies(self, actuator: str) -> bool:
+        """Whether the next step passes ``actuator``'s setpoint on: in AEC, the action of
+        the agent whose turn it is; in parallel, those of the live agents."""
+        name, _, kind = actuator.rpartition(".")
+        agent = self._agents.get(name)
+        if kind != ACTION or agent is None:
+            return True
+        if self.api == "aec":
+            return bool(agent == self.env.agent_selection)
+        return any(agent == live for live in self.env.agents)
+
     def reset(self, *, seed: int) -> Mapping[str, Any]:
         self.done = dict.fromkeys(self._agents, AgentDone.PLAYING)
         self._over = False
@@ -190,7 +205,7 @@ class PettingZooEnvironment(Environment):
             infos = self.env.infos
         self._over = all(self.done.get(str(a)) not in (None, AgentDone.PLAYING) for a in self.env.agents)
         truncated = self._over and AgentDone.TRUNCATED in ended
-        info = {str(agent): value for agent, value in infos.items() if value}  # each agent's, if it said anything
+        info = {str(agent): value for agent, value in infos.items() if _says_something(value)}
         return StepResult(self._readings(observations), rewards, self._over and not truncated, truncated, info)
 
     def close(self) -> None:
@@ -412,6 +427,14 @@ def _generator(state: dict[str, Any]) -> np.random.Generator:
 
 def _api(env: Any) -> str | None:
     return "parallel" if isinstance(env, ParallelEnv) else "aec" if isinstance(env, AECEnv) else None
+
+
+def _says_something(info: Any) -> bool:
+    """Whether an agent's info is worth keeping: not None, nor an empty mapping or list
+    (an array says something; ``if info`` would raise on one of several values)."""
+    if info is None:
+        return False
+    return not isinstance(info, Mapping | list | tuple | str) or len(info) > 0
 
 
 def _is_done(env: Any, agent: Any) -> bool:

@@ -4,19 +4,22 @@ Gymnasium's ``space.contains`` costs 7 µs for a float in a scalar ``Box`` (it b
 array and warns about it): ten actuators would cost a sixth of a dummy step. So
 :func:`membership` builds, once per space, a test with a fast path for the values agents
 send most (a Python float in a scalar ``Box``, an int in a ``Discrete``: about 0.1 µs),
-falling back to a general one.
+falling back to a general one. A ``Dict`` or ``Tuple`` space is tested part by part with
+the tests of its parts, so what follows holds inside them too.
 
 What is accepted is gymnasium's ``contains`` with one difference: a float ``Box`` takes
 numbers of any float or integer dtype (a ``float64`` array in a ``float32`` Box, a
-Python int), as long as the shape is the space's and every value lies within the bounds
-(NaN lies within none); gymnasium refuses a ``float64`` array there, which agents send
-all the time and environments take. An integer ``Box`` takes integer values only, and a
-``Discrete`` an integer (``int``, a numpy integer, or a 0-d integer array), as gymnasium has it.
+Python int), as long as the shape is the space's and every value, cast to the space's
+dtype as gymnasium casts a value it is given, lies within the bounds (so ``0.7`` lies in
+a scalar ``float32`` ``Box(-0.7, 0.7)``, whose bound is 0.699999988; NaN lies in none);
+gymnasium refuses a ``float64`` array there, which agents send all the time and
+environments take. An integer ``Box`` takes integer values only, and a ``Discrete`` an
+integer (``int``, a numpy integer, or a 0-d integer array), as gymnasium has it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -39,6 +42,10 @@ def membership(space: spaces.Space[Any]) -> Test:
         return _discrete(int(space.start), int(space.start + space.n))
     if isinstance(space, spaces.Box):
         return _box(space)
+    if isinstance(space, spaces.Dict):
+        return _dict({key: membership(part) for key, part in space.spaces.items()})
+    if isinstance(space, spaces.Tuple):
+        return _tuple([membership(part) for part in space.spaces])
     return lambda value: _contains(space, value)
 
 
@@ -84,10 +91,42 @@ def _discrete(start: int, stop: int) -> Test:
     return test
 
 
+def _dict(tests: dict[str, Test]) -> Test:
+    """Gymnasium's ``Dict.contains``, with each key's value tested by its part's test."""
+
+    def test(value: Any) -> bool:
+        return (
+            isinstance(value, Mapping)
+            and value.keys() == tests.keys()
+            and all(tests[key](part) for key, part in value.items())
+        )
+
+    return test
+
+
+def _tuple(tests: list[Test]) -> Test:
+    """Gymnasium's ``Tuple.contains`` (a list or an array of the parts too), part by part."""
+
+    def test(value: Any) -> bool:
+        if isinstance(value, list | np.ndarray):
+            value = tuple(value)
+        return (
+            isinstance(value, tuple)
+            and len(value) == len(tests)
+            and all(part_test(part) for part_test, part in zip(tests, value, strict=True))
+        )
+
+    return test
+
+
 def _box(space: spaces.Box) -> Test:
     integral = _integral(space)
     kinds = _INTEGER_KINDS if integral else _NUMBER_KINDS
-    shape, low, high = space.shape, space.low, space.high
+    shape = space.shape
+    # A float Box compares what a value becomes in its dtype (gymnasium casts a value it
+    # is given): the furthest float64 values that cast within the bounds compare alike,
+    # with no cast of each value (a cast costs as much as the test, and warns on overflow).
+    low, high = (space.low, space.high) if integral else _reach(space.low, space.high, space.dtype)
 
     def general(value: Any) -> bool:
         try:
@@ -107,6 +146,54 @@ def _box(space: spaces.Box) -> Test:
         return general(value)
 
     return scalar
+
+
+def _reach(low: np.ndarray[Any, Any], high: np.ndarray[Any, Any], dtype: np.dtype[Any]) -> tuple[Any, Any]:
+    """For a float Box's bounds, the float64 arrays ``lo``, ``hi`` such that a float64 ``x``
+    lies in ``[lo, hi]`` exactly when ``x`` cast to ``dtype`` lies in ``[low, high]``."""
+    if not (dtype.kind == "f" and dtype.itemsize < 8):  # float64 (or wider): compared as they are
+        return low, high
+    return _furthest(low, dtype, upward=False), _furthest(high, dtype, upward=True)
+
+
+_SIGN = np.uint64(1 << 63)
+
+
+def _furthest(bound: np.ndarray[Any, Any], dtype: np.dtype[Any], upward: bool) -> np.ndarray[Any, Any]:
+    """Elementwise, the float64 furthest from ``bound`` (up or down) that ``dtype`` casts
+    to no further than ``bound``: a bisection over the float64s between the bound and the
+    dtype's next value past it (a cast is monotonic), as the unsigned integers of
+    :func:`_keys`, in which a float's neighbours are one key away. Done once for each
+    distinct bound (a Box has one or two, mostly)."""
+    distinct, where = np.unique(bound, return_inverse=True)
+    start = distinct.astype(np.float64)  # exact: a narrower float is a float64
+    one = np.uint64(1)
+    with np.errstate(over="ignore"):  # past the dtype's range is infinity, as meant
+        good = _keys(start)  # within, trivially
+        # beyond: the dtype's next value past the bound (itself when the bound is infinite)
+        bad = _keys(np.nextafter(distinct, np.inf if upward else -np.inf).astype(np.float64))
+        while True:
+            gap = bad - good if upward else good - bad
+            open_ = gap > one
+            if not open_.any():
+                return _floats(good)[where].reshape(bound.shape)
+            middle = good + gap // 2 if upward else good - gap // 2
+            cast = _floats(middle).astype(dtype)
+            within = cast <= start if upward else cast >= start
+            good = np.where(open_ & within, middle, good)
+            bad = np.where(open_ & ~within, middle, bad)
+
+
+def _keys(floats: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """float64s as unsigned integers in the floats' order (-inf lowest, +inf highest)."""
+    bits = np.array(floats, np.float64).view(np.uint64)  # (a copy: 0-d arrays stay 0-d)
+    return np.where(bits & _SIGN, ~bits, bits | _SIGN)
+
+
+def _floats(keys: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The float64s of :func:`_keys`."""
+    bits = np.where(keys & _SIGN, keys & ~_SIGN, ~keys).astype(np.uint64)
+    return bits.view(np.float64)
 
 
 def _integral(space: spaces.Box) -> bool:

@@ -83,22 +83,34 @@ def entries(spec: Any) -> tuple[list[Entry], list[Found]]:
 
 def resolve(name: str, family: Family) -> type:
     """The wrapper class ``name`` names; ComponentLoadError saying what is wrong."""
-    if ":" in name or "." in name:
-        cls = import_class(name)
-    else:
-        module = import_module(family.module)
-        known = list(getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")])
-        if name not in known or not hasattr(module, name):
-            close = difflib.get_close_matches(name, known, n=3)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise ComponentLoadError(
-                f"{family.module} has no wrapper {name!r}{hint} (a wrapper of your own: 'module:Class')"
-            )
-        cls = getattr(module, name)
+    try:
+        cls = _lookup(name, family)
+    except ComponentLoadError:
+        raise
+    except ModuleNotFoundError as exc:  # gymnasium.wrappers imports NumpyToTorch & co. only when asked
+        missing = f"module {exc.name!r}" if exc.name else f"a module ({exc})"
+        raise ComponentLoadError(f"wrapper {name} needs {missing}, which is not installed") from None
+    except Exception as exc:  # the user's code, or a package's lazy import: whatever it raises is the finding
+        raise ComponentLoadError(f"getting wrapper {name} raised {type(exc).__name__}: {exc}") from None
     if not (inspect.isclass(cls) and issubclass(cls, family.bases)):
         bases = " or ".join(f"{b.__module__}.{b.__qualname__}" for b in family.bases)
         raise ComponentLoadError(f"{name} is not {family.what}: a wrapper must subclass {bases}")
     return cls
+
+
+def _lookup(name: str, family: Family) -> Any:
+    """What ``name`` names: a class reference, or a bare name in the family's module."""
+    if ":" in name or "." in name:
+        return import_class(name)
+    module = import_module(family.module)
+    known = list(getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")])
+    if name not in known or not hasattr(module, name):
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ComponentLoadError(
+            f"{family.module} has no wrapper {name!r}{hint} (a wrapper of your own: 'module:Class')"
+        )
+    return getattr(module, name)
 
 
 def problems(spec: Any, family: Family) -> list[Found]:

@@ -5,7 +5,9 @@ arl before the field; kept by the controllers' store link."""
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterator
+from types import MappingProxyType
 
 import pytest
 from sqlalchemy import select
@@ -14,6 +16,7 @@ from arl import results
 from arl.codec import decode, encode, pack, unpack
 from arl.conductors.links import _as_stored
 from arl.messages.store import EnvironmentStep
+from arl.stepinfo import info_text
 from arl.store.recorder import Recorder
 from arl.store.schema import EnvironmentStepRow
 from store_writing import T0, begun_recorder
@@ -70,3 +73,15 @@ def test_a_frame_without_info_decodes_with_none_and_the_store_link_keeps_info() 
     stored = _as_stored(step(1, '{"a":1}'))  # the controller's JSON made at the source
     assert (stored.info, stored.sensors) == ('{"a":1}', '{"s":1.0}')
     assert json.loads(stored.info) == {"a": 1}
+
+
+def test_a_step_whose_info_is_a_mapping_but_no_dict_is_stored_whole(recorder: Recorder) -> None:
+    """The environment's host makes the text (arl.stepinfo); before, a mappingproxy became
+    its repr, a JSON string the store refuses: the step itself was dropped."""
+    info = MappingProxyType({"lives": 3, "inner": MappingProxyType({"hits": deque([1, 2])})})
+    assert recorder.handle(encode(step(1, info_text(info)))) is None
+    recorder.commit()
+    s = EnvironmentStepRow
+    stored = recorder._conn.execute(select(s.step, s.info)).all()
+    assert [tuple(row) for row in stored] == [(1, {"lives": 3, "inner": {"hits": [1, 2]}})]
+    assert (recorder.counts["environment_steps"], recorder.counts["dropped"]) == (1, 0)

@@ -189,7 +189,7 @@ def test_a_gym_state_refuses_other_wrappers_and_restores_a_generator_without_the
     env.reset(seed=SEED)
     env.save_state(tmp_path)
     draws = env.env.unwrapped.np_random.random(3)
-    (tmp_path / "unwrapped.pickle").unlink()  # as for an environment that does not pickle
+    (tmp_path / "environment.pickle").unlink()  # as for an environment that does not pickle
     fresh = GymEnvironment("CartPole-v1", max_episode_steps=25)
     fresh.load_state(tmp_path)
     np.testing.assert_array_equal(fresh.env.unwrapped.np_random.random(3), draws)

@@ -92,3 +92,45 @@ def test_a_state_that_does_not_hold_everything_and_a_raising_step_are_found() ->
     assert problem.endswith("the state does not hold all the environment goes on from")
     assert environment_problems(FailsAtStep()) == ["step 3: step() raised RuntimeError: the simulator crashed"]
     assert environment_problems(DummyEnvironment(episode_length=50)) == []  # its state holds its generator
+
+
+class Paired(DummyEnvironment):
+    """A Tuple-space sensor whose reading holds an array; with ``forget``, the array part
+    is not in the state, so a loaded one reads otherwise."""
+
+    def __init__(self, forget: bool = False) -> None:
+        super().__init__(sensors=1, actuators=1, episode_length=50)
+        self.forget, self.drift = forget, 0
+
+    def sensors(self) -> Sequence[SensorInfo]:
+        pair = spaces.Tuple((spaces.Box(0.0, 100.0, shape=(2,)), spaces.Discrete(3)))
+        return [*super().sensors(), SensorInfo("pair", pair)]
+
+    def _pair(self) -> dict[str, Any]:
+        return {"pair": (np.array([self._step, self.drift], np.float32), 1)}
+
+    def reset(self, *, seed: int) -> Mapping[str, Any]:
+        return {**super().reset(seed=seed), **self._pair()}
+
+    def step(self, setpoints: Mapping[str, Any]) -> StepResult:
+        result = super().step(setpoints)
+        self.drift += 1
+        return StepResult({**result.sensors, **self._pair()}, result.rewards, result.terminated, result.truncated)
+
+    def save_state(self, path: Path) -> None:
+        super().save_state(path)
+        (path / "drift.json").write_text(json.dumps(0 if self.forget else self.drift))
+
+    def load_state(self, path: Path) -> None:
+        super().load_state(path)
+        self.drift = json.loads((path / "drift.json").read_text())
+
+
+def test_readings_that_are_tuples_of_arrays_are_compared_in_the_state_round_trip() -> None:
+    assert environment_problems(Paired()) == []
+    (problem,) = environment_problems(Paired(forget=True))
+    assert problem.startswith("after load_state(), step 4 gave other results than after the save_state() it loads")
+    assert "(sensor 'pair': (array([" in problem
+    assert problem.endswith(
+        "then (array([4., 1.], dtype=float32), 1)): the state does not hold all the environment goes on from"
+    )

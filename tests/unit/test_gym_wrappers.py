@@ -4,9 +4,12 @@ kept in the environment's state."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
+import gymnasium
+import numpy as np
 import pytest
 
 from arl.config import load_experiment_text
@@ -115,3 +118,85 @@ def test_pettingzoo_wrappers_are_checked_for_the_environment_s_api_and_applied()
 def test_wrappers_of_the_wrong_shape_are_refused_when_built_in_python() -> None:
     with pytest.raises(ValueError, match=r"wrappers\.0: a wrapper is a name or a mapping of one name"):
         GymEnvironment("CartPole-v1", wrappers=[3])
+
+
+LAZY = """\
+def __getattr__(name):  # as gymnasium.wrappers gets NumpyToTorch: importing what it needs, when asked
+    raise ModuleNotFoundError("No module named 'arl_absent_dependency'", name="arl_absent_dependency")
+"""
+
+
+def test_what_a_wrapper_s_or_an_id_s_module_raises_is_reported_at_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, each ended the check with a traceback that blamed arl.gym."""
+    (tmp_path / "arl_lazy_wrappers.py").write_text(LAZY)
+    (tmp_path / "arl_raising_envs.py").write_text("raise RuntimeError('no licence for the simulator')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (wrapper,) = problems_of("            params: {wrappers: [arl_lazy_wrappers:Clip]}\n")
+    assert wrapper == (
+        f"exp.yml:12:33: {AT}.0: wrapper arl_lazy_wrappers:Clip needs module 'arl_absent_dependency', "
+        "which is not installed"
+    )
+    text = (EXPERIMENTS / "cartpole.yml").read_text().replace("gym:CartPole-v1", "gym:arl_raising_envs:Sim-v0")
+    with pytest.raises(ConfigError) as caught:
+        load_experiment_text(text, "exp.yml")
+    (problem,) = caught.value.problems
+    assert str(problem).endswith(
+        "environment.name: the Gymnasium id 'arl_raising_envs:Sim-v0' names module 'arl_raising_envs', which "
+        "cannot be imported: importing module 'arl_raising_envs' raised RuntimeError: no licence for the simulator"
+    )
+    rps = (EXPERIMENTS / "rps.yml").read_text().replace("pettingzoo:arl.examples.rps", "pettingzoo:arl_lazy_wrappers")
+    with pytest.raises(ConfigError) as caught:
+        load_experiment_text(rps, "x.yml")
+    (problem,) = caught.value.problems
+    assert str(problem).endswith(
+        "environment.name: checking pettingzoo:arl_lazy_wrappers raised ModuleNotFoundError: "
+        "No module named 'arl_absent_dependency'"
+    )
+
+
+class SharedNoise(gymnasium.ObservationWrapper):  # type: ignore[type-arg]
+    """Noise drawn from the environment's own generator, which it shares."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.rng: Any = None
+
+    def observation(self, observation: Any) -> Any:
+        if self.rng is None:
+            self.rng = self.env.unwrapped.np_random
+        return (observation + self.rng.normal(size=observation.shape)).astype(np.float32)
+
+
+def _draws(env: GymEnvironment) -> list[Any]:
+    """The environment drawing from its generator, then the wrapper from the same one."""
+    drawn = [float(env.env.unwrapped.np_random.random())]
+    return drawn + [env.step({"action": 1}).sensors["obs"].tolist() for _ in range(2)]
+
+
+def test_what_wrappers_share_with_the_environment_is_still_shared_after_a_load(tmp_path: Path) -> None:
+    params = {"id": "CartPole-v1", "wrappers": [f"{__name__}:SharedNoise"]}
+    saving = GymEnvironment(**params)
+    saving.reset(seed=3)
+    saving.step({"action": 0})
+    saving.save_state(tmp_path)
+    expected = _draws(saving)
+    old = tmp_path / "old"  # the same state as arl saved it before: the environment and the wrappers apart
+    old.mkdir()
+    unwrapped, kept = pickle.loads((tmp_path / "environment.pickle").read_bytes())
+    (old / "unwrapped.pickle").write_bytes(pickle.dumps(unwrapped))
+    (old / "wrappers.pickle").write_bytes(pickle.dumps(kept))
+    (old / "gym_state.json").write_bytes((tmp_path / "gym_state.json").read_bytes())
+    for folder in (tmp_path, old):
+        loading = GymEnvironment(**params)
+        loading.reset(seed=99)
+        loading.step({"action": 0})
+        loading.load_state(folder)
+        if folder == tmp_path:
+            assert loading.env.rng is loading.env.unwrapped.np_random
+            assert _draws(loading) == expected
+        else:  # loaded as before (the generators come back as copies, which then go apart)
+            assert _draws(loading)[0] == expected[0]
+        loading.close()
+    saving.close()

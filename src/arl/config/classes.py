@@ -58,11 +58,14 @@ class Classes:
             return None, found
         if entry_point in ADAPTERS:
             adapter = typing.cast(type[Adapter], cls)
-            problem = adapter.problem(**own, **(params or {}))
+            try:  # (it imports the user's modules: what they raise is a problem, not the check's end)
+                problem = adapter.problem(**own, **(params or {}))
+                inside = [] if problem is not None else adapter.param_problems(**own, **(params or {}))
+            except Exception as exc:
+                problem = f"checking {name} raised {type(exc).__name__}: {exc}"
             if problem is not None:
                 return None, [(("name",), problem, False)]
-            inside = adapter.param_problems(**own, **(params or {}))  # its named wrappers, each at its line
-            found = [(("params", *at), message, key) for at, message, key in inside]
+            found = [(("params", *at), message, key) for at, message, key in inside]  # its wrappers, each at its line
             if found:
                 return None, found
         return cls, []
