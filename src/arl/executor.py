@@ -36,6 +36,7 @@ from arl.livecontrol import LiveControl
 from arl.messages import executor as emsg
 from arl.proc import forkserver
 from arl.proc.child import ChildSpec, SupervisedChild
+from arl.proc.forkclient import ForkServer
 from arl.proc.ipc import private_dir
 from arl.proc.logs import LogConfig, LogServer
 from arl.progress import ProgressSink
@@ -110,10 +111,25 @@ class Executor:
         log.debug("ipc endpoints in %s", self._workdir)
         try:
             # The one arl-run started while it checked the files, else one for these runs.
-            with forkserver.serving():
+            with forkserver.serving() as server:
+                self._relay_output(server)
                 return await self._execute()
         finally:
             shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def _relay_output(self, server: ForkServer) -> None:
+        """With a live table, the runs' processes write to a terminal of its own, which it
+        prints above itself (:mod:`arl.childoutput`): sent to the fork server before it
+        forks the first governor."""
+        relay = self.progress.children_output() if self.progress is not None else None
+        if relay is None or not server.owned:
+            return
+        try:
+            server.send_output(relay.terminal())
+        except OSError as exc:  # (they write to the terminal itself, as off a table)
+            log.debug("the runs' processes write to the terminal itself: %s", exc)
+        finally:
+            relay.handed_over()
 
     async def _execute(self) -> list[emsg.RunOutcome]:
         logs = LogServer(f"ipc://{self._workdir}/log")

@@ -153,6 +153,7 @@ class LiveControl:
                 status = await self._ask(governor, "status", None, STATUS_TIMEOUT)
             except ArlError as exc:  # (the run goes on; the next poll asks again)
                 log.debug("run %s: no status for the progress display: %s", governor.spec.uid, exc)
+                self._tell("missed", index)  # (its row says so if none comes for a while)
                 return
             finally:
                 self._polling.discard(index)

@@ -14,6 +14,7 @@ table as plain text, never as rich markup.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -21,9 +22,12 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, NamedTuple, Protocol
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from arl.terminal import printable
+
+if TYPE_CHECKING:
+    from arl.childoutput import OutputRelay
 
 log = logging.getLogger("arl.executor")
 
@@ -31,8 +35,11 @@ POLL_INTERVAL = 0.5  # seconds between two statuses of a run
 STATUS_TIMEOUT = 5.0  # seconds a status may take; a later one is skipped (the run goes on)
 MILESTONES = 10  # off a terminal: a line each tenth of a phase's planned episodes
 QUIET_LIMIT = 60.0  # off a terminal: a line at least this often while a run steps
-RETURNS_OF = 10  # the governor's mean return is of this many newest episodes (control.RETURN_WINDOW)
-COLUMNS = ("run", "state", "phase", "episodes", "steps", "steps/s", f"return (last {RETURNS_OF})", "elapsed", "left")
+RETURN_WINDOW = 10  # a status's returns: the mean of its phase's newest ended episodes, this many
+STALE_AFTER = 2 * STATUS_TIMEOUT  # seconds without a status, one at least missed, before a row says so
+MAX_ROWS = 40  # the live table's rows at most (fewer on a short terminal); a line says how many more
+MIN_ROWS = 5  # (even on a terminal shorter than the table)
+COLUMNS = ("run", "state", "phase", "episodes", "steps", "steps/s", f"return (last {RETURN_WINDOW})", "elapsed", "left")
 
 
 class ProgressSink(Protocol):
@@ -45,19 +52,29 @@ class ProgressSink(Protocol):
 
     def ended(self, run: int, outcome: Any, now: float) -> None: ...  # its RunOutcome
 
+    def missed(self, run: int, now: float) -> None: ...  # a status asked of it did not come
+
     def refresh(self, now: float) -> None: ...  # redraw (every POLL_INTERVAL)
+
+    def children_output(self) -> OutputRelay | None: ...  # where the runs' processes write (arl.childoutput)
 
 
 @dataclass(frozen=True)
 class PhasePlan:
     """A phase as the file plans it: ``episodes`` on each of its ``workers`` (each copy of
-    ``envs_per_worker`` a worker), at most ``max_steps`` steps an episode if capped."""
+    ``envs_per_worker`` a worker), at most ``max_steps`` steps an episode if capped. The
+    one place a plan is worked out: the display's, and a status's ``planned``."""
 
     name: str
     mode: str
     episodes: int
     workers: int
     max_steps: int | None = None
+
+    @classmethod
+    def of(cls, phase: Any) -> PhasePlan:
+        """The plan of a :class:`arl.config.spec.PhaseSpec`."""
+        return cls(phase.name, phase.mode, phase.episodes, phase.actors, phase.max_steps)
 
     @property
     def total(self) -> int:
@@ -67,10 +84,20 @@ class PhasePlan:
     def steps(self) -> int | None:
         return self.total * self.max_steps if self.max_steps else None
 
+    def as_status(self) -> dict[str, Any]:
+        """As a status's ``planned`` says it."""
+        return {
+            "episodes": self.total,
+            "episodes_per_worker": self.episodes,
+            "workers": self.workers,
+            "max_steps": self.max_steps,
+            "steps": self.steps,
+        }
+
 
 def plans(spec: Any) -> tuple[PhasePlan, ...]:
     """The phases of a :class:`arl.config.spec.RunSpec`."""
-    return tuple(PhasePlan(p.name, p.mode, p.episodes, p.actors, p.max_steps) for p in spec.phases)
+    return tuple(PhasePlan.of(phase) for phase in spec.phases)
 
 
 @dataclass
@@ -85,8 +112,22 @@ class RunProgress:
     status: dict[str, Any] = field(default_factory=dict)
     seen: float = 0.0
     pace: tuple[int, float, int] | None = None
+    missed: float | None = None  # when a status asked since the last one came did not come
     outcome: Any = None
     ended: float | None = None
+
+    @property
+    def history(self) -> list[Mapping[str, Any]]:
+        """Its ended phases: as its outcome says once it ended, else as its last status."""
+        said = getattr(self.outcome, "history", None) or self.status.get("history")
+        return list(said or [])
+
+    def stale(self, now: float) -> float | None:
+        """Seconds since its last status, once one missed and :data:`STALE_AFTER` passed."""
+        if self.outcome is not None or self.missed is None:
+            return None
+        since = now - (self.seen if self.status else self.missed)
+        return since if since >= STALE_AFTER else None
 
 
 class Progress:
@@ -106,7 +147,7 @@ class Progress:
         run = self.runs[index]
         if run.outcome is not None:
             return
-        run.status, run.seen = dict(status), now
+        run.status, run.seen, run.missed = dict(status), now, None
         run.state = str(status.get("state", run.state))
         if run.began is None:
             run.began = now
@@ -118,7 +159,16 @@ class Progress:
         run = self.runs[index]
         run.outcome, run.ended, run.state = outcome, now, str(outcome.status)
 
+    def missed(self, index: int, now: float) -> None:
+        run = self.runs[index]
+        if run.missed is None:
+            run.missed = now
+
     def refresh(self, now: float) -> None:
+        return None
+
+    def children_output(self) -> OutputRelay | None:
+        """None: the runs' processes write where ``arl-run`` does."""
         return None
 
     def rows(self, now: float) -> list[Row]:
@@ -143,17 +193,20 @@ class Row(NamedTuple):
 def row(run: RunProgress, now: float) -> Row:
     """A run's row of the live table; a figure not known yet is blank."""
     s, outcome = run.status, run.outcome
-    index = s.get("phase_index")
-    phase = _phase_label(run, index) if isinstance(index, int) else ""
+    index = _shown_phase(run)
+    phase = _phase_label(run, index) if index is not None else ""
     elapsed = duration(elapsed_of(run, now))
     if outcome is not None:
-        returns = s.get("returns") or (s.get("history") or [{}])[-1].get("returns") or {}
+        returns = s.get("returns") or (run.history or [{}])[-1].get("returns") or {}
         return Row(
             printable(run.uid), run.state, phase, f"{outcome.episodes:,}", f"{outcome.steps:,}", "",
             returns_text(returns), elapsed, "",
         )  # fmt: skip
     state = run.state + (" (paused)" if s.get("paused") else "")
-    if not isinstance(index, int):
+    stale = run.stale(now)
+    if stale is not None:  # (its figures are as they were then: "left" is not counted down)
+        state += f" (no status for {stale:.0f} s)"
+    if index is None:
         return Row(printable(run.uid), state, "", "", "", "", "", elapsed, "")
     planned = run.phases[index] if index < len(run.phases) else None
     done, steps = s.get("phase_episodes"), s.get("phase_steps")
@@ -167,8 +220,17 @@ def row(run: RunProgress, now: float) -> Row:
         f"{rate:,.0f}" if isinstance(rate, int | float) else "",
         returns_text(s.get("returns") or {}),
         elapsed,
-        duration(remaining(run, now)),
+        "?" if stale is not None else duration(remaining(run, now)),
     )
+
+
+def _shown_phase(run: RunProgress) -> int | None:
+    """The phase a row names: its last status's, or the last its outcome says ended."""
+    index = run.status.get("phase_index")
+    last = len(run.history) - 1 if run.outcome is not None else -1
+    if isinstance(index, int):
+        return max(index, last)
+    return last if last >= 0 else None
 
 
 def elapsed_of(run: RunProgress, now: float) -> float | None:
@@ -249,14 +311,8 @@ class PlainLines:
 
     def after_update(self, run: RunProgress, now: float) -> list[str]:
         marks = self._marks.setdefault(id(run), _Marks())
-        s, lines = run.status, []
-        history = s.get("history") or []
-        for ended in range(marks.closed, len(history)):
-            if ended >= marks.announced:
-                lines.append(start_line(run, ended))
-            lines.append(end_line(run, ended, history[ended], now))
-        marks.closed = len(history)
-        marks.announced = max(marks.announced, marks.closed)
+        s = run.status
+        lines = _closing(run, marks, s.get("history") or [], now)
         index = s.get("phase_index")
         if isinstance(index, int) and index >= marks.closed and s.get("state") == "RUNNING":
             if index >= marks.announced:
@@ -270,6 +326,24 @@ class PlainLines:
         if lines:
             marks.last = now
         return lines
+
+    def after_end(self, run: RunProgress, now: float) -> list[str]:
+        """Once the run has ended: the lines of the phases its outcome says ended that no
+        status said (its last phase's end, when its last status came before it)."""
+        return _closing(run, self._marks.setdefault(id(run), _Marks()), run.history, now)
+
+
+def _closing(run: RunProgress, marks: _Marks, history: Sequence[Mapping[str, Any]], now: float) -> list[str]:
+    """The start (if not said yet) and end lines of the phases in ``history`` not said to
+    have ended yet."""
+    lines = []
+    for ended in range(marks.closed, len(history)):
+        if ended >= marks.announced:
+            lines.append(start_line(run, ended))
+        lines.append(end_line(run, ended, history[ended], now))
+    marks.closed = max(marks.closed, len(history))
+    marks.announced = max(marks.announced, marks.closed)
+    return lines
 
 
 def _tenth(done: Any, planned: int) -> int:
@@ -307,7 +381,7 @@ def progress_line(run: RunProgress, now: float) -> str:
     if shown.steps_per_s:
         parts.append(f"{shown.steps_per_s} steps/s")
     if shown.returns:
-        parts.append(f"return {shown.returns} (last {s.get('returns_over', RETURNS_OF)})")
+        parts.append(f"return {shown.returns} (last {s.get('returns_over', RETURN_WINDOW)})")
     times = f"{shown.elapsed} elapsed" + (f", ~{shown.left} left" if shown.left else "")
     return f"{_who(run)} {printable(run.phases[index].name)}{share}: {', '.join(parts)}; {times}"
 
@@ -335,14 +409,22 @@ class PlainProgress(Progress):
             for line in self._lines.after_update(run, now):
                 self._echo(line)
 
+    def ended(self, index: int, outcome: Any, now: float) -> None:
+        super().ended(index, outcome, now)
+        for line in self._lines.after_end(self.runs[index], now):
+            self._echo(line)
+
 
 # -- on a terminal: a live table -------------------------------------------------------------
 
 
 class LiveProgress(Progress):
     """On a terminal: the runs as rows of one table (rich's ``Live``), redrawn at each
-    :meth:`refresh`. While it is on, log lines written to the terminal's stderr go
-    through it, above the table (the console handler's stream is swapped, then back)."""
+    :meth:`refresh` where it changed, at most :data:`MAX_ROWS` rows (:func:`shown_rows`:
+    rich renders every row, even those the terminal would crop, and the table is drawn on
+    the executor's event loop). While it is on, log lines written to the terminal's stderr
+    go through it, above the table (the console handler's stream is swapped, then back),
+    and so does what the runs' processes write (:meth:`children_output`)."""
 
     def __init__(self, runs: Sequence[tuple[str, tuple[PhasePlan, ...]]], out: IO[str]) -> None:
         from rich.console import Console
@@ -356,6 +438,8 @@ class LiveProgress(Progress):
             transient=False,
         )  # fmt: skip
         self._swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+        self._drawn: tuple[list[Row], str] | None = None
+        self._relay: OutputRelay | None = None
 
     def start(self, now: float) -> None:
         stderr = sys.stderr
@@ -367,26 +451,73 @@ class LiveProgress(Progress):
         self.refresh(now)
 
     def stop(self, now: float) -> None:
-        """Draws the table once more and leaves it on the screen, the cursor shown."""
+        """Draws the table once more and leaves it on the screen, the cursor shown. (A
+        display that fails here says so: the runs have ended, their summary is to come.)"""
         try:
+            if self._relay is not None and not self._relay.finish():
+                log.debug("a process of the runs still writes: it is printed for as long as arl-run lasts")
             self.refresh(now)
+        except Exception as exc:  # the display's own failure must never end arl-run
+            log.warning("the progress display failed: %s", exc, exc_info=True)
         finally:
             for handler, stream in self._swapped:
                 handler.setStream(stream)
             self._swapped = []
             self._live.stop()
 
+    def children_output(self) -> OutputRelay | None:
+        """A terminal for the runs' processes' own output, which prints above the table
+        (:mod:`arl.childoutput`); None if none can be made (they write to ours)."""
+        if self._relay is None:
+            from arl.childoutput import OutputRelay
+
+            try:
+                self._relay = OutputRelay(self._above, self.console.width, self.console.height)
+            except OSError as exc:  # (no pseudo-terminal left: the runs go on all the same)
+                log.debug("the runs' processes write to the terminal itself: %s", exc)
+        return self._relay
+
+    def _above(self, text: str) -> None:
+        """Print ``text`` above the table (from the relay's thread: rich locks)."""
+        from rich.text import Text
+
+        self.console.print(Text.from_ansi(text), soft_wrap=True)  # (the terminal wraps: 10x faster)
+
     def refresh(self, now: float) -> None:
-        self._live.update(render(self.rows(now)), refresh=True)
+        # (the terminal's lines less the table's title, head and rule, the blank line under
+        # it and the cursor's, and one for a log line printed over it)
+        limit = max(MIN_ROWS, min(MAX_ROWS, self.console.height - 6))
+        drawn = shown_rows(self.runs, now, limit)
+        if drawn != self._drawn:  # (unchanged, it is not drawn again)
+            self._live.update(render(*drawn), refresh=True)
+            self._drawn = drawn
 
 
-def render(rows: Sequence[Row]) -> Any:
-    """The rows as a rich table; every cell plain text (a ``[`` in a uid is no markup)."""
+def shown_rows(runs: Sequence[RunProgress], now: float, limit: int) -> tuple[list[Row], str]:
+    """The rows of the live table, in the order of the runs, ``limit`` at most, and a line
+    that says what it leaves out. When all do not fit: the runs that go first, then the
+    latest that ended, then those waiting their turn."""
+    if len(runs) <= limit:
+        return [row(run, now) for run in runs], ""
+    going = [i for i, run in enumerate(runs) if run.outcome is None and run.began is not None]
+    ended = sorted((i for i, run in enumerate(runs) if run.outcome is not None), key=lambda i: -(runs[i].ended or 0))
+    waiting = [i for i, run in enumerate(runs) if run.outcome is None and run.began is None]
+    ranked = going + ended + waiting
+    kept, left = ranked[: limit - 1], ranked[limit - 1 :]  # (one line, over the table, says how many more)
+    states = collections.Counter(runs[i].state for i in left)
+    more = f"... and {len(left):,} more: " + ", ".join(f"{n:,} {printable(state)}" for state, n in states.items())
+    return [row(runs[i], now) for i in sorted(kept)], more
+
+
+def render(rows: Sequence[Row], more: str = "") -> Any:
+    """The rows as a rich table, ``more`` over it; every cell plain text (a ``[`` in a
+    uid is no markup)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    # (``more`` above the table: a terminal too short for the rows crops them, not it)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=Text(more) if more else None, title_justify="left")
     for name in COLUMNS:
         right = name in ("episodes", "steps", "steps/s", "elapsed", "left")
         table.add_column(name, justify="right" if right else "left", overflow="fold")

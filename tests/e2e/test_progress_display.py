@@ -22,19 +22,25 @@ SUMMARY = re.compile(r"run (\S+) \(run id \d+\): FINISHED")
 
 
 def test_in_a_pipe_each_phase_is_said_in_plain_lines_and_quiet_says_only_the_summary(arl_run: ArlRun) -> None:
-    done = arl_run.run(DUMMY)
+    # Without the steps stored (no return of an episode to read) and a last phase of
+    # 12 episodes of 200 steps, long enough to be asked its status while it goes.
+    slower = ("--set", "schedule.phase_0.environments.0.environment.params.episode_length=200")
+    done = arl_run.run(DUMMY, "--no-store-steps", *slower, "--set", "schedule.phase_1.phase_config.episodes=12")
     assert done.returncode == 0, done.stderr
+    assert "control request" not in done.stderr  # (every status was answered: none failed)
     assert "\x1b" not in done.stdout
     lines = done.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines[:4]] == [
+    phases = [line for line in lines if line.startswith("[dummy-run] phase ")]
+    assert [line.split(":")[0] for line in phases] == [
         "[dummy-run] phase 1/2 phase_0 (train)",
         "[dummy-run] phase 1/2 phase_0 ended (completed)",
         "[dummy-run] phase 2/2 phase_1 (test)",
         "[dummy-run] phase 2/2 phase_1 ended (completed)",
     ]
-    assert lines[0] == "[dummy-run] phase 1/2 phase_0 (train): 1 episode planned"
-    assert ": 1 episode, 10 steps; mean return attacker -" in lines[1]
-    assert lines[4] == "run dummy-run (run id 1): FINISHED"
+    assert phases[0] == lines[0] == "[dummy-run] phase 1/2 phase_0 (train): 1 episode planned"
+    assert ": 1 episode, 200 steps; mean return attacker -" in phases[1]  # (the workers' own counts)
+    assert ": 12 episodes, 2,400 steps; mean return attacker -" in phases[3]
+    assert lines.index(phases[3]) + 1 == lines.index("run dummy-run (run id 1): FINISHED")
 
     quiet = arl_run.run(DUMMY, "-q", "-vv")
     assert quiet.returncode == 0, quiet.stderr
@@ -47,9 +53,11 @@ def test_in_a_pipe_each_phase_is_said_in_plain_lines_and_quiet_says_only_the_sum
 
 
 def _on_a_terminal(arl_run: ArlRun, *args: str, timeout: float = 60.0) -> tuple[int, str]:
-    """arl-run with its stdout and stderr a pseudo-terminal; its exit code and all it wrote."""
+    """arl-run with its stdout and stderr a pseudo-terminal (and the test's folder on its
+    path); its exit code and all it wrote."""
     main, other = pty.openpty()
     env = {**arl_run.env, "TERM": "xterm", "COLUMNS": "160", "LINES": "40"}
+    env["PYTHONPATH"] = f"{arl_run.tmp}{os.pathsep}{env['PYTHONPATH']}"
     argv = arl_run.argv(*args, "--checkpoint-dir", str(arl_run.tmp / "ckpt"))
     proc = subprocess.Popen(argv, env=env, cwd=arl_run.tmp, stdin=subprocess.DEVNULL, stdout=other, stderr=other)
     arl_run.started.append(proc)  # (reaped by the fixture if the test fails)
@@ -74,9 +82,34 @@ def _on_a_terminal(arl_run: ArlRun, *args: str, timeout: float = 60.0) -> tuple[
     return code, b"".join(chunks).decode("utf-8", "replace")
 
 
+NOISY = """
+import ctypes, os
+from arl.dummy import DummyEnvironment
+
+class NoisyEnvironment(DummyEnvironment):
+    def __init__(self, **params):
+        super().__init__(**params)
+        print(f"noisy print from pid {os.getpid()}", flush=True)
+        os.write(2, b"noisy stderr\\n")
+        ctypes.CDLL(None).printf(b"noisy C printf\\n")  # (C's stdio: to a terminal, a line at a time)
+"""
+
+
 def test_on_a_terminal_a_sweep_runs_as_rows_of_a_live_table_with_log_lines_above_it(arl_run: ArlRun) -> None:
-    code, said = _on_a_terminal(arl_run, DUMMY, "--sweep", "seed=1,2", "--parallel", "2", "-v")
+    # The runs' environments write to their stdout and stderr as they start: above the table.
+    (arl_run.tmp / "noisy_env.py").write_text(NOISY)
+    noisy = ("--set", "schedule.phase_0.environments.0.environment.name=noisy_env:NoisyEnvironment")
+    code, said = _on_a_terminal(arl_run, DUMMY, "--sweep", "seed=1,2", "--parallel", "2", "-v", *noisy)
     assert code == 0, said
+    live = said.index("\x1b[?25l")  # the table's start (the files' check made an environment before)
+    for line in ("noisy print from pid", "noisy stderr", "noisy C printf"):
+        assert said.count(line, live) == 4, said  # (once a phase of each run)
+    for printed in re.finditer(r"noisy print from pid \d+", said[live:]):
+        before = said[: live + printed.start()]
+        # Printed where the table was (rich erased it, and draws it again below), never into
+        # it; or right under another process's line printed there in the same batch.
+        line_before = before.rstrip().rsplit("\n", 1)[-1].rsplit("\x1b[2K", 1)[-1]
+        assert before.endswith("\x1b[2K") or line_before.startswith("noisy"), before[-300:]
     assert "\x1b[" in said  # drawn and redrawn in place
     uids = SUMMARY.findall(said)
     assert len(uids) == 2

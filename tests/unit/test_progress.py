@@ -18,11 +18,14 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from arl import progress
+from arl import childoutput, progress
+from arl.conditions import PhaseSummary
 from arl.config.loader import load_experiment_text
-from arl.governor.control import Pace, count_on
+from arl.governor.control import ControlDesk, Pace, PhaseTally, count_on
 from arl.livecontrol import LiveControl
+from arl.messages.executor import ControlRequest
 from arl.progress import PhasePlan, PlainLines, Progress, RunProgress
+from arl.testing import poll_for
 
 AGENT = """
         - name: {name}
@@ -245,11 +248,12 @@ def test_the_pace_is_over_a_window_of_statuses_and_none_before_steps() -> None:
     assert pace.rate(13.0, 50) is None  # a count that fell back starts again
 
 
-def test_the_tally_counts_on_from_the_last_episode_before_an_open_one() -> None:
-    # (id, steps, ended): 4 is still open, 5 ended after it
-    counted, base, total, ended = count_on([(3, 10, True), (4, None, False), (5, 7, True)], 2, (2, 20))
-    assert (counted, base, total, ended) == (3, (3, 30), (4, 37), [3, 5])
-    assert count_on([], 3, (3, 30)) == (3, (3, 30), (3, 30), [])
+def test_the_tally_counts_each_ended_episode_once_and_keeps_the_open_ones_to_read_again() -> None:
+    # (id, steps, ended): 4 is still open, 5 ended after it; 2 was open before and ended now
+    before = PhaseTally(0, 1, seen=3, still_open=(2,), episodes=1, steps=10)
+    seen, still_open, total, ended = count_on([(4, None, False), (5, 7, True), (2, 9, True)], before)
+    assert (seen, still_open, total, ended) == (5, (4,), (3, 26), [5, 2])
+    assert count_on([], before) == (3, (), (1, 10), [])  # (an open one deleted since is read no more)
 
 
 def test_a_display_that_fails_is_turned_off_and_the_runs_go_on(caplog: pytest.LogCaptureFixture) -> None:
@@ -261,3 +265,181 @@ def test_a_display_that_fails_is_turned_off_and_the_runs_go_on(caplog: pytest.Lo
     asyncio.run(asyncio.wait_for(control.watch(), timeout=10))  # (it returns: nothing more to show)
     assert "the progress display failed and is off (the runs go on): the terminal went away" in caplog.text
     control.ended(SimpleNamespace(index=0), SimpleNamespace(status="FINISHED"))  # type: ignore[arg-type]
+
+
+def _desk(moves_on_while: str) -> tuple[ControlDesk, SimpleNamespace]:
+    """A governor's control desk over a shell that is in phase 0 (train, 40 episodes) and
+    moves on to phase 1 while the status reads the store: ``tally`` or ``workers``."""
+    machine = SimpleNamespace(phase=0, history=[], state=SimpleNamespace(name="RUNNING"), phase_step=None)
+    phases = [
+        SimpleNamespace(name=name, mode=name, episodes=episodes, actors=1, max_steps=None, environments=[1])
+        for name, episodes in (("train", 40), ("test", 5))
+    ]
+
+    def move_on() -> None:
+        machine.phase, machine.history = 1, [PhaseSummary("train", "train", "completed", 40, 800)]
+
+    async def read_tally(tally: PhaseTally, last: int) -> PhaseTally:
+        if moves_on_while == "tally":
+            move_on()
+        return PhaseTally(tally.phase, 7, 40, (), 40, 800, {40: {"red": 1.0}})
+
+    async def worker_progress() -> list[dict[str, Any]]:
+        said = [{"worker": 0, "of_phase": machine.phase}]  # (what the machine says before the store's read)
+        if moves_on_while == "workers":
+            move_on()
+        return said
+
+    snapshots = SimpleNamespace(held=None, progress=SimpleNamespace(last_snapshot=None, snapshots=0))
+    live = SimpleNamespace(snapshots=snapshots, read_tally=read_tally, worker_progress=worker_progress)
+    shell = SimpleNamespace(machine=machine, spec=SimpleNamespace(uid="r", phases=phases), run_id=1, live=live,
+                            started=0.0, writer=SimpleNamespace(counts={"environment_steps": 0}))  # fmt: skip
+    return ControlDesk(shell, None), machine  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("moves_on_while", ["tally", "workers"])
+def test_a_status_is_of_the_phase_it_began_in_when_the_phase_ends_while_the_store_is_read(moves_on_while: str) -> None:
+    desk, machine = _desk(moves_on_while)
+    said = asyncio.run(desk.status())
+    assert machine.phase == 1  # (it did move on)
+    assert (said["phase"], said["phase_index"], said["phase_episodes"], said["history"]) == ("train", 0, 40, [])
+    assert said["workers"] == [{"worker": 0, "of_phase": 0}]
+    assert said["planned"] == PhasePlan("train", "train", 40, 1).as_status() == {
+        "episodes": 40, "episodes_per_worker": 40, "workers": 1, "max_steps": None, "steps": None
+    }  # fmt: skip
+    assert said["returns"] == {"red": 1.0}
+    # The display then pins the phase's pace at phase 0, not at phase 1 with phase 0's count.
+    shown = Progress([("r", TWO_PHASES)])
+    shown.update(0, said, 1.0)
+    assert shown.runs[0].pace == (0, 1.0, 40)
+
+
+def test_a_status_answered_is_logged_by_its_size_not_its_figures(caplog: pytest.LogCaptureFixture) -> None:
+    desk, _ = _desk("neither")
+    sent: list[bytes] = []
+
+    class Socket:
+        async def send(self, data: bytes) -> None:
+            sent.append(data)
+
+    with caplog.at_level(logging.DEBUG, logger="arl.governor"):
+        asyncio.run(desk._reply(Socket(), ControlRequest(1, "status", {})))
+    assert f"control request status answered: {len(sent[0]):,} bytes" in caplog.text
+    assert "history" not in caplog.text
+    assert "planned" not in caplog.text
+
+
+def test_off_a_terminal_the_end_lines_no_status_said_come_from_the_outcome() -> None:
+    said: list[str] = []
+    shown = progress.PlainProgress([("r", TWO_PHASES)], said.append)
+    shown.update(0, status(0, 50, history=[]), 1.0)
+    shown.update(0, status(1, 0, history=[ended_phase("train", 100, 1000, red=1.5, blue=-1.5)]), 2.0)
+    outcome = SimpleNamespace(
+        status="FINISHED", episodes=105, steps=1050,
+        history=[ended_phase("train", 100, 1000, red=1.5, blue=-1.5), ended_phase("test", 5, 50, red=0.5)],
+    )  # fmt: skip
+    shown.ended(0, outcome, 3.0)  # (the test phase ended after the last status)
+    assert [line.split(":")[0] for line in said] == [
+        "[r] phase 1/2 train (train)", "[r] train 50%", "[r] phase 1/2 train ended (completed)",
+        "[r] phase 2/2 test (test)", "[r] phase 2/2 test ended (completed)",
+    ]  # fmt: skip
+    assert (
+        said[-1] == "[r] phase 2/2 test ended (completed): 5 episodes, 50 steps; mean return red 0.5; 0:00:02 elapsed"
+    )
+    shown.ended(0, outcome, 4.0)  # (said once)
+    assert len(said) == 5
+    # An ended run's row names its last phase, whatever its last status said.
+    assert shown.rows(4.0)[0][1:3] == ("FINISHED", "2/2 test")
+
+
+def test_a_row_says_when_no_status_came_for_a_while_and_stops_counting_down() -> None:
+    shown = Progress([("r", TWO_PHASES)])
+    shown.update(0, status(0, 10), 100.0)
+    shown.update(0, status(0, 30), 102.0)
+    shown.missed(0, 103.0)  # (one missed: not said yet)
+    assert shown.rows(104.0)[0][1] == "RUNNING"
+    late = shown.rows(102.0 + progress.STALE_AFTER + 2)[0]
+    assert (late.state, late.left) == ("RUNNING (no status for 12 s)", "?")
+    shown.update(0, status(0, 40), 115.0)  # one came: the row is as before
+    assert shown.rows(115.0)[0].state == "RUNNING"
+    assert shown.rows(115.0)[0].left != "?"
+
+
+def test_the_live_table_shows_at_most_its_limit_of_rows_those_that_go_first_and_says_how_many_more() -> None:
+    shown = Progress([(f"run{i}", TWO_PHASES) for i in range(1000)])
+    for i in range(0, 600, 3):  # 200 ended, in turn (the latest last), every other one FAILED
+        shown.ended(i, SimpleNamespace(status="FAILED" if i % 2 else "FINISHED", episodes=1, steps=2), float(i))
+    for i in (5, 500, 998):
+        shown.update(i, status(0, 1), 700.0)
+    rows, more = progress.shown_rows(shown.runs, 700.0, 10)
+    # the 3 that go, then the 6 latest that ended (the last line says the rest), in the runs' order
+    assert [r.run for r in rows] == [f"run{i}" for i in (5, 500, 582, 585, 588, 591, 594, 597, 998)]
+    assert more == "... and 991 more: 97 FAILED, 97 FINISHED, 797 waiting"
+    assert progress.shown_rows(shown.runs[:10], 700.0, 10) == (shown.rows(700.0)[:10], "")  # (all fit: all, in order)
+
+
+def test_the_live_table_of_a_large_sweep_draws_only_some_rows_and_only_when_they_changed(
+    terminal: Terminal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    monkeypatch.setenv("LINES", "50")
+    runs = [(f"sweep-{i:04d}", TWO_PHASES) for i in range(1000)]
+    with progress.shown("live", runs, terminal.out, lambda: 0.0) as shown:
+        assert isinstance(shown, progress.LiveProgress)
+        for i in range(0, 1000, 10):
+            shown.update(i, status(0, 3, phase_steps=300), 1.0)
+        shown.refresh(1.2)
+        said = terminal.said()
+        shown.refresh(1.4)  # (nothing changed: nothing drawn)
+        assert terminal.said() == ""
+    drawn = said[said.rindex("... and ") :]  # its last drawing (the first: before any status)
+    assert drawn.startswith("... and 961 more: 61 RUNNING, 900 waiting")
+    assert drawn.count("sweep-") == progress.MAX_ROWS - 1
+
+
+def test_a_display_that_fails_as_it_stops_says_so_and_raises_nothing(
+    terminal: Terminal, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> Any:
+        raise ValueError("the terminal went away")
+
+    with progress.shown("live", [("r", TWO_PHASES)], terminal.out, lambda: 0.0) as shown:
+        assert isinstance(shown, progress.LiveProgress)
+        shown.update(0, status(0, 1), 0.0)
+        monkeypatch.setattr(progress, "render", broken)
+    assert "the progress display failed: the terminal went away" in caplog.text
+    assert not shown._live.is_started
+    assert terminal.said().endswith("\x1b[?25h")  # (the cursor shown all the same)
+
+
+def test_what_the_runs_processes_write_prints_above_the_table_a_line_at_a_time_and_all_of_it(
+    terminal: Terminal,
+) -> None:
+    said: list[str] = []
+
+    def seen(text: str) -> bool:
+        said.append(terminal.said())
+        return text in "".join(said)
+
+    assert Progress([]).children_output() is None  # (off a terminal they write where arl-run does)
+    with progress.shown("live", [("r", TWO_PHASES)], terminal.out, lambda: 0.0) as shown:
+        assert shown is not None
+        relay = shown.children_output()
+        assert relay is not None
+        child = os.dup(relay.terminal())  # (as the fork server's children have it)
+        relay.handed_over()
+        assert os.isatty(child)  # (so C's stdio there flushes a line at a time)
+        snowman = "\N{SNOWMAN}".encode()
+        os.write(child, b"first line\nsecond, " + snowman[:2])  # (a line, and the start of one)
+        os.write(child, snowman[2:] + b" its end\n")
+        poll_for(lambda: seen("its end"), what="two whole lines")
+        os.write(child, b"no end yet")
+        poll_for(lambda: seen("no end yet"), what=f"a line without its end, after {childoutput.PARTIAL_WAIT} s")
+        os.write(child, b"last words")
+        os.close(child)  # (the runs end: what is left is shown before the table's last drawing)
+    said.append(terminal.said())
+    text = "".join(said)
+    last_table = text.rindex("steps/s")
+    for line in ("first line\r\n", "second, \N{SNOWMAN} its end\r\n", "no end yet\r\n", "last words\r\n"):
+        assert -1 < text.find(line) < last_table, text
+    assert text.count("first line") == 1

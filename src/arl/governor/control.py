@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from arl import codec
 from arl.errors import ArlError
 from arl.messages import executor as emsg
+from arl.progress import RETURN_WINDOW, PhasePlan
 from arl.state.conditions import SaveCondition, SaveView
 from arl.status import Ending
 
@@ -29,14 +30,12 @@ from . import machine as m
 
 if TYPE_CHECKING:
     from arl.conditions import PhaseSummary
-    from arl.config.spec import PhaseSpec
 
     from .shell import GovernorShell
 
 log = logging.getLogger("arl.governor")
 
 TICK = 0.1  # seconds between looks at the save conditions
-RETURN_WINDOW = 10  # a status's returns: the mean of the phase's newest ended episodes, this many
 PACE_WINDOW = 5.0  # a status's steps_per_s: over about this many seconds of earlier statuses
 MIN_PACE = 0.2  # seconds: statuses closer together say no steps_per_s
 SETTLE = 1.0  # seconds the run's end waits for answers being made
@@ -46,37 +45,36 @@ WORDS = ("status", "pause", "resume", "save", "stop", "uptime", "signal")
 @dataclasses.dataclass(frozen=True)
 class PhaseTally:
     """A phase's ended episodes as the store has them, read on from where the reading
-    before stopped (:meth:`arl.governor.livestate.LiveState.read_tally`): how many and their steps, and the
-    return per agent of the newest of them."""
+    before stopped (:meth:`arl.governor.livestate.LiveState.read_tally`): how many and
+    their steps, and the return per agent of the newest of them."""
 
     phase: int
     phase_id: int | None = None  # its row, once it has one
-    counted: int = 0  # every episode of the phase up to this id has ended, and is in ``base``
-    base: tuple[int, int] = (0, 0)  # (episodes, steps) of those
-    episodes: int = 0  # every ended episode: those and later ones
+    seen: int = 0  # the newest episode read: every one up to it is counted, or in ``still_open``
+    still_open: tuple[int, ...] = ()  # those up to ``seen`` that had not ended: read again each time
+    episodes: int = 0  # every ended episode
     steps: int = 0
     returns: Mapping[int, Mapping[str, float]] = dataclasses.field(default_factory=dict)  # the newest: id -> per agent
 
 
 def count_on(
-    rows: Iterable[Sequence[Any]], counted: int, base: tuple[int, int]
-) -> tuple[int, tuple[int, int], tuple[int, int], list[int]]:
-    """A phase's episodes after id ``counted`` (``rows``: id, steps, whether it ended; by
-    id) added to ``base`` (the episodes and steps of those up to it): the last id up to
-    which all have ended and their counts, the counts of every ended one, and the ids of
-    the ended ones among ``rows``."""
-    episodes, steps = base
-    extra, extra_steps, open_before, ended = 0, 0, False, []
+    rows: Iterable[Sequence[Any]], tally: PhaseTally
+) -> tuple[int, tuple[int, ...], tuple[int, int], list[int]]:
+    """``tally`` counted on with ``rows`` (id, steps, whether it ended) of the episodes
+    after ``tally.seen`` and of those still open at ``tally.still_open``: the newest id
+    seen, the ids still open, the counts of every ended episode, and the ids of those that
+    ended since. (An episode read once as ended is never read again: one episode open for
+    long costs each status only itself, not every episode after it.)"""
+    seen, episodes, steps = tally.seen, tally.episodes, tally.steps
+    still_open, ended = [], []
     for episode, length, over in rows:
-        if not over:
-            open_before = True
-        elif open_before:  # (counted again next time: the open one before it may end)
-            extra, extra_steps = extra + 1, extra_steps + int(length or 0)
+        seen = max(seen, int(episode))
+        if over:
+            episodes, steps = episodes + 1, steps + int(length or 0)
             ended.append(int(episode))
         else:
-            counted, episodes, steps = int(episode), episodes + 1, steps + int(length or 0)
-            ended.append(int(episode))
-    return counted, (episodes, steps), (episodes + extra, steps + extra_steps), ended
+            still_open.append(int(episode))
+    return seen, tuple(sorted(still_open)), (episodes, steps), ended
 
 
 class Pace:
@@ -143,8 +141,12 @@ class ControlDesk:
 
     async def _reply(self, sock: Any, request: emsg.ControlRequest) -> None:
         reply = await self.answer(request)
-        await sock.send(codec.encode(reply))
-        log.debug("control request %s answered: %s", request.word, reply)
+        data = codec.encode(reply)
+        await sock.send(data)
+        # (not a status's figures: the progress display asks one each half second, and
+        # its history and workers run to kilobytes; ctl and the API show them in full)
+        said = f"{len(data):,} bytes" if request.word == "status" else reply.result
+        log.debug("control request %s answered: %s", request.word, said if reply.ok else reply.error)
 
     async def answer(self, request: emsg.ControlRequest) -> emsg.ControlReply:
         try:
@@ -212,33 +214,46 @@ class ControlDesk:
         """The run now: its state and phase, how far the phase is and what it was to run,
         the mean return of its newest :data:`RETURN_WINDOW` ended episodes, its ended
         phases (``history``), its workers, snapshots and age. What ``arl-run``'s progress
-        display polls (every half second), ``arl-run ctl status`` and the API show."""
+        display polls (every half second), ``arl-run ctl status`` and the API show.
+
+        All that is the machine's is taken at once, before the store is read (in a thread,
+        while the run goes on): a phase that ends meanwhile leaves the status whole, of
+        the phase it began in, never a name of one and the counts of another."""
         shell, machine, snaps = self.shell, self.shell.machine, self.shell.live.snapshots
-        steps = self.steps()
-        phase = shell.spec.phases[machine.phase] if machine.phase >= 0 else None
-        history = [_ended(summary) for summary in machine.history]
-        tally = await self._tally(machine.phase) if phase is not None else {}
-        # Steps the store has rows of (none with --no-store-steps) or those of the ended
-        # episodes (a resumed phase's from before the resume too), whichever is more.
-        done = max(steps - self._base[0], tally.get("phase_steps", 0)) if phase is not None else 0
-        return {
+        index, steps = machine.phase, self.steps()
+        before = self._base[0]  # (the phase's start: another status may move it meanwhile)
+        phase = shell.spec.phases[index] if index >= 0 else None
+        history = self.history()
+        now = {
             "run": shell.spec.uid,
             "run_id": shell.run_id,
             "state": machine.state.name,
-            "phase": phase.name if phase else None,
-            "phase_index": machine.phase if phase else None,
+            "phase": phase.name if phase is not None else None,
+            "phase_index": index if phase is not None else None,
             "phase_count": len(shell.spec.phases),
             "phase_step": machine.phase_step.name if machine.phase_step is not None else None,
             "paused": snaps.held is not None,
             "steps": steps,
-            "steps_per_s": self._pace.rate(time.monotonic(), sum(h["steps"] for h in history[: machine.phase]) + done),
-            **({"planned": _planned(phase), **tally, "phase_steps": done} if phase is not None else {}),
+        }
+        workers = await shell.live.worker_progress()  # (it reads the machine before its first await)
+        tally = await self._tally(index) if phase is not None else {}
+        # Steps the store has rows of (none with --no-store-steps) or those of the ended
+        # episodes (a resumed phase's from before the resume too), whichever is more.
+        done = max(steps - before, tally.get("phase_steps", 0)) if phase is not None else 0
+        return {
+            **now,
+            "steps_per_s": self._pace.rate(time.monotonic(), sum(h["steps"] for h in history[:index]) + done),
+            **({"planned": PhasePlan.of(phase).as_status(), **tally, "phase_steps": done} if phase is not None else {}),
             "history": history,
-            "workers": await shell.live.worker_progress(),
+            "workers": workers,
             "last_snapshot": snaps.progress.last_snapshot,
             "snapshots": snaps.progress.snapshots,
             "uptime": round(time.time() - shell.started, 3),
         }
+
+    def history(self) -> list[dict[str, Any]]:
+        """The run's ended phases, as a status and the run's outcome say them."""
+        return [_ended(summary) for summary in self.shell.machine.history]
 
     async def _tally(self, phase: int) -> dict[str, Any]:
         """``phase_episodes`` ended, their ``phase_steps``, and ``returns``: per agent, the
@@ -294,19 +309,6 @@ class ControlDesk:
             except Exception as exc:  # the run goes on; the next due condition tries again
                 trace = not isinstance(exc, ArlError)  # (an ArlError says all there is to say)
                 log.error("the snapshot a save condition asked for failed: %s", exc, exc_info=trace)
-
-
-def _planned(phase: PhaseSpec) -> dict[str, Any]:
-    """What a phase is to run: ``episodes`` on each worker times its workers (each copy of
-    ``envs_per_worker`` one), and at most ``max_steps`` steps each when it has a cap."""
-    episodes = phase.episodes * phase.actors
-    return {
-        "episodes": episodes,
-        "episodes_per_worker": phase.episodes,
-        "workers": phase.actors,
-        "max_steps": phase.max_steps,
-        "steps": episodes * phase.max_steps if phase.max_steps else None,
-    }
 
 
 def _ended(summary: PhaseSummary) -> dict[str, Any]:

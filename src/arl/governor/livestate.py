@@ -40,7 +40,8 @@ log = logging.getLogger("arl.governor")
 
 
 _PHASE_ROW = 'select id from phases where run_id = :run and "index" = :phase'
-_EPISODES_AFTER = "select id, steps, ended_at is not null from episodes where phase_id = :p and id > :after order by id"
+_EPISODES_AFTER = "select id, steps, ended_at is not null from episodes where phase_id = :p and id > :after"
+_EPISODES_OPEN = "select id, steps, ended_at is not null from episodes where id in :open"
 
 
 class LiveState:
@@ -269,14 +270,14 @@ class LiveState:
 
     async def worker_progress(self) -> list[dict[str, Any]]:
         """Each worker of the current phase: stepping (with the episode and step the store
-        has of it last; with ``envs_per_worker``, of each copy) or done with its counts."""
+        has of it last; with ``envs_per_worker``, of each copy) or done with its counts.
+        What is the machine's is read before the store is: all of one phase."""
         machine = self.shell.machine
         if machine.phase < 0:
             return []
-        done = machine.done_workers()
-        stepping = set(self.stepping())
-        phase = self.shell.spec.phases[machine.phase]
-        stored = await asyncio.to_thread(self._stored_progress, machine.phase)
+        index, done, stepping = machine.phase, machine.done_workers(), set(self.stepping())
+        phase = self.shell.spec.phases[index]
+        stored = await asyncio.to_thread(self._stored_progress, index)
         rows = []
         for worker in range(phase.workers):
             row: dict[str, Any] = {"worker": worker, "stepping": worker in stepping}
@@ -383,10 +384,10 @@ def stored_progress(engine: Engine, run_id: int, phase: int) -> dict[int, tuple[
 def read_tally(engine: Engine, run_id: int, tally: PhaseTally, last: int) -> PhaseTally:
     """``tally`` (:class:`~arl.governor.control.PhaseTally`) read on from the store, with
     the returns of the newest ``last`` ended episodes. Reads only the phase's episodes
-    after ``tally.counted`` (new ones, and those still open since), by index, so that a
-    status costs the same at the 10,000th episode as at the first; sums the actions only
-    of the newest ended episodes whose returns ``tally`` lacks (an ended episode's return
-    never changes)."""
+    after ``tally.seen`` and those that were open then (``tally.still_open``), by index,
+    so that a status costs the same at the 10,000th episode as at the first, one episode
+    open for long or not; sums the actions only of the newest ended episodes whose
+    returns ``tally`` lacks (an ended episode's return never changes)."""
     from sqlalchemy import bindparam, text
 
     with engine.connect() as conn:
@@ -395,8 +396,11 @@ def read_tally(engine: Engine, run_id: int, tally: PhaseTally, last: int) -> Pha
             phase_id = conn.execute(text(_PHASE_ROW), {"run": run_id, "phase": tally.phase}).scalar_one_or_none()
         if phase_id is None:
             return tally
-        rows = conn.execute(text(_EPISODES_AFTER), {"p": phase_id, "after": tally.counted}).all()
-        counted, base, total, ended = count_on(rows, tally.counted, tally.base)
+        rows = list(conn.execute(text(_EPISODES_AFTER), {"p": phase_id, "after": tally.seen}))
+        if tally.still_open:
+            again = text(_EPISODES_OPEN).bindparams(bindparam("open", expanding=True))
+            rows += conn.execute(again, {"open": list(tally.still_open)})
+        seen, still_open, total, ended = count_on(rows, tally)
         newest = sorted({*tally.returns, *ended}, reverse=True)[:last]
         wanted = [i for i in newest if i not in tally.returns]
         found: dict[int, dict[str, float]] = {i: {} for i in wanted}  # (no actions stored: no return)
@@ -407,8 +411,9 @@ def read_tally(engine: Engine, run_id: int, tally: PhaseTally, last: int) -> Pha
             ).bindparams(bindparam("ids", expanding=True))
             for episode, agent, value in conn.execute(sums, {"ids": wanted}):
                 found[int(episode)][str(agent)] = float(value)
-    returns = {i: tally.returns.get(i) or found[i] for i in newest}
-    return PhaseTally(tally.phase, phase_id, counted, base, *total, returns)
+    # (``{}`` is a return known to be none, with --no-store-steps: kept, not looked up again)
+    returns = {i: tally.returns[i] if i in tally.returns else found[i] for i in newest}
+    return PhaseTally(tally.phase, phase_id, seen, still_open, *total, returns)
 
 
 def _check_run(engine: Engine, run_id: int, uid: str) -> None:

@@ -535,6 +535,7 @@ class GovernorShell:
         self._outcome = executor.RunOutcome(
             self.spec.uid, self.run_id, outcome.value, counts.get("phases", 0), counts.get("episodes", 0),
             counts.get("environment_steps", 0), counts.get("agent_actions", 0), error, reason,
+            self.live.desk.history(),
         )  # fmt: skip
         await self._report(self._outcome)
 

@@ -4,6 +4,7 @@ before the governor has connected this socket.)"""
 
 from __future__ import annotations
 
+from dataclasses import field
 from typing import Any
 
 from arl.codec import message
@@ -27,6 +28,9 @@ class RunOutcome:
     actions: int
     error: str | None
     reason: str | None = None  # why the run ended: "completed", a run-level condition's reason, ...
+    # Its ended phases, as a status's ``history`` says them (arl.governor.control): the
+    # progress display says those no status it saw did (the last phase's end, often).
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 @message("exec.control_request")

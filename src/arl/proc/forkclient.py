@@ -6,7 +6,8 @@ two integers). Requester to server: ``f`` (request id) carrying two descriptors,
 child's end of its control pipe and a pidfd of the requester. Server to requester: ``F``
 (pid, request id) carrying a pidfd of the child, or ``E`` (errno, request id) if it
 could not fork; ``X`` (pid, exit code, negative for a signal) once the child has exited
-and the server has reaped it.
+and the server has reaped it. Starter to server only: ``o`` carrying one descriptor, which
+becomes the server's stdout and stderr (:meth:`ForkServer.send_output`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from arl.errors import ArlError
 
 CLOSE_WAIT = 2.0  # seconds a server that was let go gets to exit before it is killed
 MESSAGE = struct.Struct("=cqq")  # every message: a kind, and two integers
-FORK, FORKED, FAILED, EXITED = b"f", b"F", b"E", b"X"  # the kinds
+FORK, FORKED, FAILED, EXITED, OUTPUT = b"f", b"F", b"E", b"X", b"o"  # the kinds
 _GONE = "the fork server has exited (see its output above); no process can be started"
 
 
@@ -90,6 +91,12 @@ class ForkServer:
     def owned(self) -> bool:
         """True where this process started the server (and so ends it)."""
         return self._process is not None
+
+    def send_output(self, fd: int) -> None:
+        """Have the server write its stdout and stderr (descriptors 1 and 2) to ``fd``
+        (a copy: the caller closes its own), and so every process it forks from then on
+        (:mod:`arl.childoutput`). Raises OSError if it cannot be sent now."""
+        socket.send_fds(self._channel, [MESSAGE.pack(OUTPUT, 0, 0)], [fd])
 
     async def fork(self, control: int) -> Forked:
         """A new child, given ``control`` (its end of the control pipe: the server passes

@@ -47,7 +47,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
-from arl.proc.forkclient import EXITED, FAILED, FORK, FORKED, MESSAGE, ForkServer, ServerProcess, close_all
+from arl.proc.forkclient import EXITED, FAILED, FORK, FORKED, MESSAGE, OUTPUT, ForkServer, ServerProcess, close_all
 
 PRELOAD = (
     "arl.proc.child",
@@ -165,6 +165,8 @@ class _Server:
             self._drop(channel)
         elif len(data) == MESSAGE.size and data[:1] == FORK and len(fds) == 2:
             self._fork(channel, MESSAGE.unpack(data)[1], fds[0], fds[1])
+        elif len(data) == MESSAGE.size and data[:1] == OUTPUT and len(fds) == 1 and channel is self.root:
+            _output_to(fds[0])
         else:  # only arl's own processes hold a channel: nothing else to answer
             close_all(fds)
 
@@ -226,6 +228,21 @@ class _Server:
         # hundreds of answers queued: an exit it then learns from the child's pidfd.
         with contextlib.suppress(OSError):
             socket.send_fds(channel, [MESSAGE.pack(kind, a, b)], [] if fd is None else [fd])
+
+
+def _output_to(fd: int) -> None:
+    """The server's descriptors 1 and 2 are ``fd`` from now on (what it forks inherits
+    them): ``arl-run``'s live table prints what comes there above itself."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # (what was written before goes where it was meant to)
+            stream.flush()
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    except OSError:
+        traceback.print_exc()  # (to the terminal as before: the processes' output goes there still)
+    finally:
+        os.close(fd)
 
 
 def exit_now(code: int) -> NoReturn:
