@@ -121,11 +121,13 @@ class Executor:
         """With a live table, the runs' processes write to a terminal of its own, which it
         prints above itself (:mod:`arl.childoutput`): sent to the fork server before it
         forks the first governor."""
-        relay = self.progress.children_output() if self.progress is not None else None
-        if relay is None or not server.owned:
+        if self.progress is None or not server.owned:  # (no terminal made for nothing)
+            return
+        relay = self.progress.children_output()
+        if relay is None:
             return
         try:
-            server.send_output(relay.terminal())
+            server.send_output(relay.terminal(), stderr=relay.takes_stderr)
         except OSError as exc:  # (they write to the terminal itself, as off a table)
             log.debug("the runs' processes write to the terminal itself: %s", exc)
         finally:

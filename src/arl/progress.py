@@ -14,12 +14,10 @@ table as plain text, never as rich markup.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import math
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -415,125 +413,6 @@ class PlainProgress(Progress):
             self._echo(line)
 
 
-# -- on a terminal: a live table -------------------------------------------------------------
-
-
-class LiveProgress(Progress):
-    """On a terminal: the runs as rows of one table (rich's ``Live``), redrawn at each
-    :meth:`refresh` where it changed, at most :data:`MAX_ROWS` rows (:func:`shown_rows`:
-    rich renders every row, even those the terminal would crop, and the table is drawn on
-    the executor's event loop). While it is on, log lines written to the terminal's stderr
-    go through it, above the table (the console handler's stream is swapped, then back),
-    and so does what the runs' processes write (:meth:`children_output`)."""
-
-    def __init__(self, runs: Sequence[tuple[str, tuple[PhasePlan, ...]]], out: IO[str]) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
-        super().__init__(runs)
-        self.console = Console(file=out)
-        stderr_here = _same_terminal(out, sys.stderr)
-        self._live = Live(
-            console=self.console, auto_refresh=False, redirect_stdout=True, redirect_stderr=stderr_here,
-            transient=False,
-        )  # fmt: skip
-        self._swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
-        self._drawn: tuple[list[Row], str] | None = None
-        self._relay: OutputRelay | None = None
-
-    def start(self, now: float) -> None:
-        stderr = sys.stderr
-        self._live.start()
-        if sys.stderr is not stderr:  # rich redirected it: log lines print above the table
-            for handler in logging.getLogger().handlers:
-                if isinstance(handler, logging.StreamHandler) and handler.stream is stderr:
-                    self._swapped.append((handler, handler.setStream(sys.stderr)))
-        self.refresh(now)
-
-    def stop(self, now: float) -> None:
-        """Draws the table once more and leaves it on the screen, the cursor shown. (A
-        display that fails here says so: the runs have ended, their summary is to come.)"""
-        try:
-            if self._relay is not None and not self._relay.finish():
-                log.debug("a process of the runs still writes: it is printed for as long as arl-run lasts")
-            self.refresh(now)
-        except Exception as exc:  # the display's own failure must never end arl-run
-            log.warning("the progress display failed: %s", exc, exc_info=True)
-        finally:
-            for handler, stream in self._swapped:
-                handler.setStream(stream)
-            self._swapped = []
-            self._live.stop()
-
-    def children_output(self) -> OutputRelay | None:
-        """A terminal for the runs' processes' own output, which prints above the table
-        (:mod:`arl.childoutput`); None if none can be made (they write to ours)."""
-        if self._relay is None:
-            from arl.childoutput import OutputRelay
-
-            try:
-                self._relay = OutputRelay(self._above, self.console.width, self.console.height)
-            except OSError as exc:  # (no pseudo-terminal left: the runs go on all the same)
-                log.debug("the runs' processes write to the terminal itself: %s", exc)
-        return self._relay
-
-    def _above(self, text: str) -> None:
-        """Print ``text`` above the table (from the relay's thread: rich locks)."""
-        from rich.text import Text
-
-        self.console.print(Text.from_ansi(text), soft_wrap=True)  # (the terminal wraps: 10x faster)
-
-    def refresh(self, now: float) -> None:
-        # (the terminal's lines less the table's title, head and rule, the blank line under
-        # it and the cursor's, and one for a log line printed over it)
-        limit = max(MIN_ROWS, min(MAX_ROWS, self.console.height - 6))
-        drawn = shown_rows(self.runs, now, limit)
-        if drawn != self._drawn:  # (unchanged, it is not drawn again)
-            self._live.update(render(*drawn), refresh=True)
-            self._drawn = drawn
-
-
-def shown_rows(runs: Sequence[RunProgress], now: float, limit: int) -> tuple[list[Row], str]:
-    """The rows of the live table, in the order of the runs, ``limit`` at most, and a line
-    that says what it leaves out. When all do not fit: the runs that go first, then the
-    latest that ended, then those waiting their turn."""
-    if len(runs) <= limit:
-        return [row(run, now) for run in runs], ""
-    going = [i for i, run in enumerate(runs) if run.outcome is None and run.began is not None]
-    ended = sorted((i for i, run in enumerate(runs) if run.outcome is not None), key=lambda i: -(runs[i].ended or 0))
-    waiting = [i for i, run in enumerate(runs) if run.outcome is None and run.began is None]
-    ranked = going + ended + waiting
-    kept, left = ranked[: limit - 1], ranked[limit - 1 :]  # (one line, over the table, says how many more)
-    states = collections.Counter(runs[i].state for i in left)
-    more = f"... and {len(left):,} more: " + ", ".join(f"{n:,} {printable(state)}" for state, n in states.items())
-    return [row(runs[i], now) for i in sorted(kept)], more
-
-
-def render(rows: Sequence[Row], more: str = "") -> Any:
-    """The rows as a rich table, ``more`` over it; every cell plain text (a ``[`` in a
-    uid is no markup)."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    # (``more`` above the table: a terminal too short for the rows crops them, not it)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=Text(more) if more else None, title_justify="left")
-    for name in COLUMNS:
-        right = name in ("episodes", "steps", "steps/s", "elapsed", "left")
-        table.add_column(name, justify="right" if right else "left", overflow="fold")
-    for cells in rows:
-        table.add_row(*(Text(cell) for cell in cells))
-    return table
-
-
-def _same_terminal(out: IO[str], err: IO[str]) -> bool:
-    """Whether ``err`` is a terminal too (then log lines must not tear the live table)."""
-    try:
-        return out.isatty() and err.isatty()
-    except (AttributeError, ValueError):  # a closed or odd stream: leave it alone
-        return False
-
-
 # -- which one --------------------------------------------------------------------------------
 
 
@@ -566,6 +445,8 @@ def shown(
 
         yield PlainProgress(runs, echo)
         return
+    from arl.liveprogress import LiveProgress
+
     live = LiveProgress(runs, out)
     live.start(clock())
     try:

@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -118,3 +119,56 @@ def test_on_a_terminal_a_sweep_runs_as_rows_of_a_live_table_with_log_lines_above
         assert re.search(re.escape(uid) + r"\s+FINISHED\s+2/2 phase_1\s+2\s+20\b", table), table
     assert "INFO    arl.executor: run " in said  # -v's lines, printed above the table
     assert "\x1b[?25h" in table  # the cursor shown again once it stopped
+
+
+READER = """
+import sys
+from arl.dummy import DummyEnvironment
+
+class ReadingEnvironment(DummyEnvironment):
+    read = False
+
+    def step(self, *args, **kwargs):  # (the files' check builds and resets it; only a run steps it)
+        if not self.read:
+            self.read = True
+            print(f"the terminal said {sys.stdin.readline()!r}", flush=True)
+        return super().step(*args, **kwargs)
+"""
+
+
+def test_a_component_that_reads_the_terminal_gets_nothing_and_does_not_hang_the_run(arl_run: ArlRun) -> None:
+    """arl-run in a terminal that is its controlling one (a user's shell): the runs'
+    processes are in a process group of their own, so a read of that terminal would stop
+    them (SIGTTIN) and hang the run; they read /dev/null instead."""
+    (arl_run.tmp / "reading_env.py").write_text(READER)
+    argv = arl_run.argv(
+        DUMMY, "--set", "schedule.phase_0.environments.0.environment.name=reading_env:ReadingEnvironment",
+        "--checkpoint-dir", str(arl_run.tmp / "ckpt"),
+    )  # fmt: skip
+    env = {**arl_run.env, "TERM": "xterm", "COLUMNS": "160", "LINES": "40"}
+    env["PYTHONPATH"] = f"{arl_run.tmp}{os.pathsep}{env['PYTHONPATH']}"
+    pid, main = pty.fork()  # the child: a session of its own, the terminal its controlling one
+    if pid == 0:
+        try:
+            os.chdir(arl_run.tmp)
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    chunks, deadline, status = [], time.monotonic() + 30, None
+    try:
+        while status is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 0.2)
+            if ready:
+                with contextlib.suppress(OSError):  # EIO: every writer has closed the terminal
+                    chunks.append(os.read(main, 65536))
+            done, code = os.waitpid(pid, os.WNOHANG)
+            status = code if done else None
+    finally:
+        if status is None:
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(main)
+    said = b"".join(chunks).decode("utf-8", "replace")
+    assert status is not None, f"the run hung: {said[-2000:]}"
+    assert os.waitstatus_to_exitcode(status) == 0, said
+    assert "the terminal said ''" in said

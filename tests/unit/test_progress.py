@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from arl import childoutput, progress
+from arl import childoutput, liveprogress, progress
 from arl.conditions import PhaseSummary
 from arl.config.loader import load_experiment_text
 from arl.governor.control import ControlDesk, Pace, PhaseTally, count_on
@@ -144,7 +144,7 @@ def test_users_text_is_escaped_and_never_read_as_markup() -> None:
     shown = Progress([("evil\x1b[31m[bold]x", (PhasePlan("p\x1b]0;", "train", 1, 1),))])
     shown.update(0, {"state": "RUNNING", "phase_index": 0, "returns": {"[red]": 1.0}}, 1.0)
     console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
-    console.print(progress.render(shown.rows(1.0)))
+    console.print(liveprogress.render(shown.rows(1.0)))
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "evil\\x1b[31m[bold]x" in text
     assert "p\\x1b]0;" in text
@@ -198,7 +198,7 @@ def test_log_lines_go_through_the_live_table_while_it_is_on_and_back_after(
     handler = logging.StreamHandler(terminal.out)
     monkeypatch.setattr(logging.getLogger(), "handlers", [handler])
     with progress.shown("live", [("r", TWO_PHASES)], terminal.out, lambda: 0.0) as shown:
-        assert isinstance(shown, progress.LiveProgress)
+        assert isinstance(shown, liveprogress.LiveProgress)
         assert handler.stream is sys.stderr  # rich's proxy: lines print above the table
         assert sys.stderr is not terminal.out
         logging.getLogger("arl.test").warning("a line above the table")
@@ -218,7 +218,7 @@ def test_the_live_table_is_stopped_and_the_cursor_shown_when_the_runs_end_by_an_
 
     with pytest.raises(KeyboardInterrupt):
         interrupted()
-    assert isinstance(started[0], progress.LiveProgress)
+    assert isinstance(started[0], liveprogress.LiveProgress)
     assert not started[0]._live.is_started
     said = terminal.said()
     assert "\x1b[?25l" in said  # the cursor hidden while the table is live,
@@ -371,11 +371,12 @@ def test_the_live_table_shows_at_most_its_limit_of_rows_those_that_go_first_and_
         shown.ended(i, SimpleNamespace(status="FAILED" if i % 2 else "FINISHED", episodes=1, steps=2), float(i))
     for i in (5, 500, 998):
         shown.update(i, status(0, 1), 700.0)
-    rows, more = progress.shown_rows(shown.runs, 700.0, 10)
+    rows, more = liveprogress.shown_rows(shown.runs, 700.0, 10)
     # the 3 that go, then the 6 latest that ended (the last line says the rest), in the runs' order
     assert [r.run for r in rows] == [f"run{i}" for i in (5, 500, 582, 585, 588, 591, 594, 597, 998)]
     assert more == "... and 991 more: 97 FAILED, 97 FINISHED, 797 waiting"
-    assert progress.shown_rows(shown.runs[:10], 700.0, 10) == (shown.rows(700.0)[:10], "")  # (all fit: all, in order)
+    # (all fit: all, in order)
+    assert liveprogress.shown_rows(shown.runs[:10], 700.0, 10) == (shown.rows(700.0)[:10], "")
 
 
 def test_the_live_table_of_a_large_sweep_draws_only_some_rows_and_only_when_they_changed(
@@ -385,7 +386,7 @@ def test_the_live_table_of_a_large_sweep_draws_only_some_rows_and_only_when_they
     monkeypatch.setenv("LINES", "50")
     runs = [(f"sweep-{i:04d}", TWO_PHASES) for i in range(1000)]
     with progress.shown("live", runs, terminal.out, lambda: 0.0) as shown:
-        assert isinstance(shown, progress.LiveProgress)
+        assert isinstance(shown, liveprogress.LiveProgress)
         for i in range(0, 1000, 10):
             shown.update(i, status(0, 3, phase_steps=300), 1.0)
         shown.refresh(1.2)
@@ -404,9 +405,9 @@ def test_a_display_that_fails_as_it_stops_says_so_and_raises_nothing(
         raise ValueError("the terminal went away")
 
     with progress.shown("live", [("r", TWO_PHASES)], terminal.out, lambda: 0.0) as shown:
-        assert isinstance(shown, progress.LiveProgress)
+        assert isinstance(shown, liveprogress.LiveProgress)
         shown.update(0, status(0, 1), 0.0)
-        monkeypatch.setattr(progress, "render", broken)
+        monkeypatch.setattr(liveprogress, "render", broken)
     assert "the progress display failed: the terminal went away" in caplog.text
     assert not shown._live.is_started
     assert terminal.said().endswith("\x1b[?25h")  # (the cursor shown all the same)
@@ -433,13 +434,31 @@ def test_what_the_runs_processes_write_prints_above_the_table_a_line_at_a_time_a
         os.write(child, b"first line\nsecond, " + snowman[:2])  # (a line, and the start of one)
         os.write(child, snowman[2:] + b" its end\n")
         poll_for(lambda: seen("its end"), what="two whole lines")
-        os.write(child, b"no end yet")
-        poll_for(lambda: seen("no end yet"), what=f"a line without its end, after {childoutput.PARTIAL_WAIT} s")
-        os.write(child, b"last words")
+        os.write(child, b"\r 10% no end yet")
+        # (over the table, as the line it is: what follows its last "\r")
+        poll_for(
+            lambda: seen("\x1b[2K 10% no end yet\r\n"),
+            what=f"a line without its end after {childoutput.PARTIAL_WAIT} s",
+        )
+        os.write(child, b"\r100% last words")
         os.close(child)  # (the runs end: what is left is shown before the table's last drawing)
     said.append(terminal.said())
     text = "".join(said)
     last_table = text.rindex("steps/s")
-    for line in ("first line\r\n", "second, \N{SNOWMAN} its end\r\n", "no end yet\r\n", "last words\r\n"):
+    for line in ("first line\r\n", "second, \N{SNOWMAN} its end\r\n", "100% last words\r\n"):
         assert -1 < text.find(line) < last_table, text
     assert text.count("first line") == 1
+    assert "100% last words" not in text[last_table:]  # (printed above, no more over the table)
+
+
+def test_the_runs_processes_stderr_is_taken_only_where_arl_runs_stderr_is_the_tables_terminal(
+    terminal: Terminal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for stderr, taken in ((io.StringIO(), False), (terminal.out, True)):  # (arl-run x.yml 2>err.log; both on it)
+        monkeypatch.setattr(sys, "stderr", stderr)
+        with progress.shown("live", [("r", TWO_PHASES)], terminal.out, lambda: 0.0) as shown:
+            assert shown is not None
+            relay = shown.children_output()
+            assert relay is not None
+            assert relay.takes_stderr is taken
+            relay.handed_over()

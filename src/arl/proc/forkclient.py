@@ -6,8 +6,9 @@ two integers). Requester to server: ``f`` (request id) carrying two descriptors,
 child's end of its control pipe and a pidfd of the requester. Server to requester: ``F``
 (pid, request id) carrying a pidfd of the child, or ``E`` (errno, request id) if it
 could not fork; ``X`` (pid, exit code, negative for a signal) once the child has exited
-and the server has reaped it. Starter to server only: ``o`` carrying one descriptor, which
-becomes the server's stdout and stderr (:meth:`ForkServer.send_output`).
+and the server has reaped it. Starter to server only: ``o`` (1 or 0, 0) carrying one
+descriptor, which becomes the server's stdout, and its stderr too if the first integer
+is 1 (:meth:`ForkServer.send_output`).
 """
 
 from __future__ import annotations
@@ -92,11 +93,11 @@ class ForkServer:
         """True where this process started the server (and so ends it)."""
         return self._process is not None
 
-    def send_output(self, fd: int) -> None:
-        """Have the server write its stdout and stderr (descriptors 1 and 2) to ``fd``
-        (a copy: the caller closes its own), and so every process it forks from then on
-        (:mod:`arl.childoutput`). Raises OSError if it cannot be sent now."""
-        socket.send_fds(self._channel, [MESSAGE.pack(OUTPUT, 0, 0)], [fd])
+    def send_output(self, fd: int, *, stderr: bool = True) -> None:
+        """Have the server write its stdout (descriptor 1), and its stderr (2) if
+        ``stderr``, to ``fd`` (a copy: the caller closes its own), and so every process it
+        forks from then on (:mod:`arl.childoutput`). Raises OSError if it cannot be sent now."""
+        socket.send_fds(self._channel, [MESSAGE.pack(OUTPUT, int(stderr), 0)], [fd])
 
     async def fork(self, control: int) -> Forked:
         """A new child, given ``control`` (its end of the control pipe: the server passes

@@ -166,7 +166,7 @@ class _Server:
         elif len(data) == MESSAGE.size and data[:1] == FORK and len(fds) == 2:
             self._fork(channel, MESSAGE.unpack(data)[1], fds[0], fds[1])
         elif len(data) == MESSAGE.size and data[:1] == OUTPUT and len(fds) == 1 and channel is self.root:
-            _output_to(fds[0])
+            _output_to(fds[0], stderr=MESSAGE.unpack(data)[1] == 1)
         else:  # only arl's own processes hold a channel: nothing else to answer
             close_all(fds)
 
@@ -230,15 +230,16 @@ class _Server:
             socket.send_fds(channel, [MESSAGE.pack(kind, a, b)], [] if fd is None else [fd])
 
 
-def _output_to(fd: int) -> None:
-    """The server's descriptors 1 and 2 are ``fd`` from now on (what it forks inherits
-    them): ``arl-run``'s live table prints what comes there above itself."""
+def _output_to(fd: int, *, stderr: bool) -> None:
+    """The server's descriptor 1, and 2 if ``stderr``, are ``fd`` from now on (what it
+    forks inherits them): ``arl-run``'s live table prints what comes there above itself."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # (what was written before goes where it was meant to)
             stream.flush()
     try:
         os.dup2(fd, 1)
-        os.dup2(fd, 2)
+        if stderr:
+            os.dup2(fd, 2)
     except OSError:
         traceback.print_exc()  # (to the terminal as before: the processes' output goes there still)
     finally:
@@ -344,6 +345,18 @@ def _spawn_server(theirs: socket.socket) -> subprocess.Popen[bytes]:
 _GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
+def _no_terminal_input() -> None:
+    """Standard input from /dev/null, as a spawned server has it: in a process group of
+    its own, a read of ``arl-run``'s terminal (``input()``, ``breakpoint()`` in a component)
+    would stop the reader (SIGTTIN) and hang its run without a word; from /dev/null it
+    ends at once (EOF), and the component's error says so."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(null, 0)
+    finally:
+        os.close(null)
+
+
 def _fork_server(ours: socket.socket, theirs: socket.socket, preload: Sequence[str]) -> int:
     """Fork this process into a server; its pid.
 
@@ -363,6 +376,7 @@ def _fork_server(ours: socket.socket, theirs: socket.socket, preload: Sequence[s
         if pid == 0:
             try:
                 os.setpgid(0, 0)
+                _no_terminal_input()
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _GROUP_SIGNALS)
                 ours.close()
