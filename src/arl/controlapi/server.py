@@ -41,6 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from arl.asgi import quiet_config
 from arl.controlapi import COMMANDS, TOKEN_FILE, Controls
 from arl.errors import ArlError
 
@@ -215,18 +216,7 @@ class ControlServer:
             middleware=[Middleware(_TokenGate, token=token)],
             exception_handlers={HTTPException: _http_error},
         )
-        # log_config None: uvicorn must not reconfigure arl's logging; no lifespan, no
-        # websockets, no access log (the executor logs what the commands do).
-        return uvicorn.Config(
-            app,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            http="h11",
-            timeout_graceful_shutdown=int(CLOSE_TIMEOUT),
-        )
+        return quiet_config(app, close_timeout=int(CLOSE_TIMEOUT))  # (the executor logs what the commands do)
 
     async def close(self) -> None:
         """Stop serving; see the class for what holds when this returns."""

@@ -44,6 +44,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from arl.asgi import quiet_config
 from arl.dashboard.data import ID_MAX, StoreBusy, StoreView
 from arl.errors import ArlError
 
@@ -201,19 +202,7 @@ def make_server(view: StoreView, sock: socket.socket, host: str) -> uvicorn.Serv
     """A uvicorn server of the dashboard of ``view``, to serve on ``sock`` (bound for
     ``--host`` ``host``). In the main thread it stops on SIGINT or SIGTERM; in another,
     when its ``should_exit`` is set."""
-    config = uvicorn.Config(
-        create_app(view, hosts=trusted_hosts(sock, host)),
-        # log_config None: uvicorn must not reconfigure logging; no lifespan, no websockets,
-        # no access log (a request a second).
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        ws="none",
-        http="h11",
-        timeout_graceful_shutdown=CLOSE_TIMEOUT,
-    )
-    return _Server(config)
+    return _Server(quiet_config(create_app(view, hosts=trusted_hosts(sock, host)), close_timeout=CLOSE_TIMEOUT))
 
 
 def serve(
