@@ -24,8 +24,10 @@ run: $(STAMP)  ## run the dummy experiment on the embedded SQLite store
 # Four test workers on two cores: most tests wait on their arl-run's processes rather
 # than compute, so more workers than cores fill the idle time (measured on this 2-core
 # machine: 241 s serial, 190 s with -n 2, 153 s with -n 3 for the suite of 974 tests;
-# for 1,123 tests 177 s with -n 3, 160 s with -n 4).
-PYTEST_ARGS ?= -n 4
+# for 1,123 tests 177 s with -n 3, 160 s with -n 4). Work stealing: a worker that runs out
+# takes tests queued for another, so the long e2e tests do not end the run on one worker
+# (1,176 tests: 170-175 s with xdist's default distribution, 156 s with worksteal).
+PYTEST_ARGS ?= -n 4 --dist worksteal
 
 test: $(STAMP)  ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
