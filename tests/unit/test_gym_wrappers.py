@@ -139,21 +139,23 @@ def test_what_a_wrapper_s_or_an_id_s_module_raises_is_reported_at_its_line(
         "which is not installed"
     )
     text = (EXPERIMENTS / "cartpole.yml").read_text().replace("gym:CartPole-v1", "gym:arl_raising_envs:Sim-v0")
-    with pytest.raises(ConfigError) as caught:
-        load_experiment_text(text, "exp.yml")
-    (problem,) = caught.value.problems
-    assert str(problem).endswith(
+    assert _the_problem(text, "exp.yml").endswith(
         "environment.name: the Gymnasium id 'arl_raising_envs:Sim-v0' names module 'arl_raising_envs', which "
         "cannot be imported: importing module 'arl_raising_envs' raised RuntimeError: no licence for the simulator"
     )
     rps = (EXPERIMENTS / "rps.yml").read_text().replace("pettingzoo:arl.examples.rps", "pettingzoo:arl_lazy_wrappers")
-    with pytest.raises(ConfigError) as caught:
-        load_experiment_text(rps, "x.yml")
-    (problem,) = caught.value.problems
-    assert str(problem).endswith(
+    assert _the_problem(rps, "x.yml").endswith(
         "environment.name: checking pettingzoo:arl_lazy_wrappers raised ModuleNotFoundError: "
         "No module named 'arl_absent_dependency'"
     )
+
+
+def _the_problem(text: str, filename: str) -> str:
+    """The one problem the check of ``text`` finds, as printed."""
+    with pytest.raises(ConfigError) as caught:
+        load_experiment_text(text, filename)
+    (problem,) = caught.value.problems
+    return str(problem)
 
 
 class SharedNoise(gymnasium.ObservationWrapper):  # type: ignore[type-arg]
