@@ -50,10 +50,13 @@ class ArlRun:
             timeout=timeout,
         )
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        """Start in a new session, as a shell would start a foreground job."""
+    def start(self, *args: str, checkpoints: bool = True) -> subprocess.Popen[str]:
+        """Start in a new session, as a shell would start a foreground job; a run keeps its
+        checkpoints in the test's folder (``checkpoints=False``: a command with no
+        ``--checkpoint-dir``, such as ``check``)."""
+        where = ("--checkpoint-dir", str(self.tmp / "ckpt")) if checkpoints else ()
         proc = subprocess.Popen(
-            self.argv(*args, "--checkpoint-dir", str(self.tmp / "ckpt")),
+            self.argv(*args, *where),
             env=self.env,
             cwd=self.tmp,
             stdout=subprocess.PIPE,

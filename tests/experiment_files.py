@@ -59,3 +59,14 @@ def write(tmp: Path, **fields: object) -> str:
     path = tmp / f"{values['uid']}.yml"
     path.write_text(TEMPLATE.format(**values))
     return str(path)
+
+
+DUMMY_AGENT = """
+        - name: {name}
+          brain: {{name: arl.dummy:DummyBrain}}
+          muscle: {{name: arl.dummy:DummyMuscle}}
+          objective: {{name: arl.dummy:DummyObjective}}
+          sensors: [env.s0]
+          actuators: [env.a0]"""
+"""One agent of the dummy components in a phase's ``agents:`` list (``.format(name=...)``),
+sensing ``env.s0`` and setting ``env.a0``."""

@@ -74,19 +74,7 @@ def test_ctrl_c_while_checking_says_so_exits_130_and_creates_nothing(arl_run, mo
 
 
 def _start_check(arl_run, file: str):
-    import subprocess
-
-    proc = subprocess.Popen(
-        arl_run.argv("check", file),
-        env=arl_run.env,
-        cwd=arl_run.tmp,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    arl_run.started.append(proc)
-    return proc
+    return arl_run.start("check", file, checkpoints=False)
 
 
 def test_run_checks_sensor_and_actuator_ids_against_the_environment_before_it_starts(arl_run, no_leaks) -> None:

@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,16 +101,7 @@ def test_kill_9_of_everything_then_resume_stores_what_an_uninterrupted_run_store
     path = arl_run.tmp / "res.yml"
     path.write_text(FILE.replace("every_steps: 100", save))
     cut = arl_run.tmp / "cut.db"
-    proc = arl_run.start(str(path), "--store", f"sqlite:///{cut}", "--no-probe")
-    poll_for(
-        lambda: snapshot.snapshots(arl_run.tmp / "states", "res") or proc.poll() is not None,
-        timeout=60, what="a snapshot",
-    )  # fmt: skip
-    taken = snapshot.snapshots(arl_run.tmp / "states", "res")
-    assert proc.poll() is None, proc.communicate()  # (the run must not end before the kill)
-    os.killpg(proc.pid, signal.SIGKILL)  # arl-run and every process of the run, at once
-    proc.communicate(timeout=30)
-    poll_for(lambda: not _alive(arl_run), timeout=10, what="the killed processes to go")
+    taken = _killed_after_a_snapshot(arl_run, path, "res", "--store", f"sqlite:///{cut}")
     assert len(_stored(cut)["steps"]) < len(whole["steps"])
 
     resumed = arl_run.run(str(path), "--store", f"sqlite:///{cut}", "--no-probe", "--resume")
@@ -148,15 +140,7 @@ def test_from_state_goes_on_from_the_snapshot_named(arl_run, no_leaks) -> None:
     path = arl_run.tmp / "res.yml"
     path.write_text(FILE.replace("keep: {latest: 3}", "keep: {latest: 50}"))
     db = arl_run.tmp / "one.db"
-    proc = arl_run.start(str(path), "--store", f"sqlite:///{db}", "--no-probe")
-    poll_for(
-        lambda: snapshot.snapshots(arl_run.tmp / "states", "res") or proc.poll() is not None,
-        timeout=60, what="a snapshot",
-    )  # fmt: skip
-    assert proc.poll() is None, proc.communicate()  # (the run must not end before the kill)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
-    poll_for(lambda: not _alive(arl_run), timeout=10, what="the killed processes to go")
+    _killed_after_a_snapshot(arl_run, path, "res", "--store", f"sqlite:///{db}")
     first = snapshot.snapshots(arl_run.tmp / "states", "res")[0]
     resumed = arl_run.run(str(path), "--store", f"sqlite:///{db}", "--no-probe", "--from-state", str(first.path))
     assert resumed.returncode == 0, resumed.stderr
@@ -175,6 +159,23 @@ def _alive(arl_run) -> bool:
     return bool(arl_processes(os.environ[LEAK_TOKEN_VARIABLE]))
 
 
+def _killed_after_a_snapshot(arl_run, path, uid: str, *options: str) -> list[Any]:
+    """Run ``path`` until its first snapshot, then kill -9 arl-run (the run's processes,
+    in a process group of their own, die with it by PDEATHSIG) and wait until none is
+    left; the snapshots taken by the kill."""
+    proc = arl_run.start(str(path), *options, "--no-probe")
+    poll_for(
+        lambda: snapshot.snapshots(arl_run.tmp / "states", uid) or proc.poll() is not None,
+        timeout=60, what="a snapshot",
+    )  # fmt: skip
+    taken = snapshot.snapshots(arl_run.tmp / "states", uid)
+    assert proc.poll() is None, proc.communicate()  # (the run must not end before the kill)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    poll_for(lambda: not _alive(arl_run), timeout=10, what="the killed processes to go")
+    return taken
+
+
 def test_a_run_with_a_central_agent_resumes_after_kill_9(arl_run, no_leaks) -> None:
     """The learner's brain and counts and the inference servers' muscles go into the
     snapshot (the learner first takes every transition sent before the pause); after
@@ -185,15 +186,7 @@ def test_a_run_with_a_central_agent_resumes_after_kill_9(arl_run, no_leaks) -> N
     path.write_text(
         CENTRAL.replace("uid: chain-central", "uid: chain-central\nstate: {dir: states, save: {every_steps: 300}}")
     )
-    proc = arl_run.start(str(path), "--no-probe")
-    poll_for(
-        lambda: snapshot.snapshots(arl_run.tmp / "states", "chain-central") or proc.poll() is not None,
-        timeout=60, what="a snapshot",
-    )  # fmt: skip
-    assert proc.poll() is None, proc.communicate()
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
-    poll_for(lambda: not _alive(arl_run), timeout=10, what="the killed processes to go")
+    _killed_after_a_snapshot(arl_run, path, "chain-central")
     [latest] = snapshot.snapshots(arl_run.tmp / "states", "chain-central")[-1:]
     assert any(name.startswith("servers/") for name in latest.files)  # the inference servers' part
     assert "agents/dqn/learner.msgpack" in latest.files

@@ -10,14 +10,7 @@ from arl.config.loader import load_experiment_text
 from arl.config.spec import RunSpec
 from arl.governor.plan import plan_children
 from arl.messages.control import SetupAgent
-
-AGENT = """
-        - name: {name}
-          brain: {{name: arl.dummy:DummyBrain}}
-          muscle: {{name: arl.dummy:DummyMuscle}}
-          objective: {{name: arl.dummy:DummyObjective}}
-          sensors: [env.s0]
-          actuators: [env.a0]"""
+from experiment_files import DUMMY_AGENT as AGENT
 
 
 def _spec(tmp_path: Path, processes: str, workers: int = 2) -> RunSpec:

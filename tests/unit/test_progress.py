@@ -26,14 +26,7 @@ from arl.livecontrol import LiveControl
 from arl.messages.executor import ControlRequest
 from arl.progress import PhasePlan, PlainLines, Progress, RunProgress
 from arl.testing import poll_for
-
-AGENT = """
-        - name: {name}
-          brain: {{name: arl.dummy:DummyBrain}}
-          muscle: {{name: arl.dummy:DummyMuscle}}
-          objective: {{name: arl.dummy:DummyObjective}}
-          sensors: [env.s0]
-          actuators: [env.a0]"""
+from experiment_files import DUMMY_AGENT as AGENT
 
 PLANNED = "100 episodes planned, 50 on each of 2 workers, at most 100 steps each"
 RETURNED = "mean return red 1.5, blue -1.5"
