@@ -4,13 +4,13 @@ It is the edge: it owns the LogServer, the console, the control socket the gover
 report to, and the signals. The first SIGINT/SIGTERM asks every governor to stop at a
 step boundary; a second one stops them at once.
 
-Every governor is forked by the fork server (:mod:`arl.proc.forkserver`): the one
-``arl-run`` started while it checked the files, else one started here for the runs.
-Starting a run is CPU-bound (the store, the components' own imports and set-up), so
-however many runs go side by side (``--parallel``), only as many start at once as there
-are cores: a run takes its turn to start, and gives it up once its children are up.
-Start timeouts count only the time a child was not kept waiting for a CPU
-(:class:`arl.proc.child.StartClock`).
+Where the governors run is its backend's business (:mod:`arl.backends`): forked by the
+fork server on this machine (``local``), or one per Ray actor on a cluster's nodes
+(``ray``). Starting a run is CPU-bound (the store, the components' own imports and
+set-up), so however many runs go side by side here (``--parallel``), only as many start
+at once as there are cores: a run takes its turn to start, and gives it up once its
+children are up. Start timeouts count only the time a child was not kept waiting for a
+CPU (:class:`arl.proc.child.StartClock`).
 """
 
 from __future__ import annotations
@@ -19,34 +19,28 @@ import asyncio
 import collections
 import logging
 import os
-import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import zmq
-import zmq.asyncio
-
 from arl import codec
+from arl.backends import Backend, GovernorProcess, NotOpened, NotStarted, backend_for
 from arl.config.spec import RunSpec
-from arl.errors import ArlError, ProtocolError
-from arl.governor.options import RunOptions, Timeouts, describe_exit, last_lines, timeouts_from
+from arl.errors import ProtocolError
+from arl.governor.options import RunOptions, Timeouts, timeouts_from
 from arl.livecontrol import LiveControl
 from arl.messages import executor as emsg
-from arl.proc import forkserver
-from arl.proc.child import ChildSpec, SupervisedChild
-from arl.proc.forkclient import ForkServer
-from arl.proc.ipc import private_dir
-from arl.proc.logs import LogConfig, LogServer
+from arl.proc.logs import LogConfig
 from arl.progress import ProgressSink
 from arl.status import RunStatus
-from arl.transport import DropLog, limit_input
+from arl.transport import DropLog
 
 log = logging.getLogger("arl.executor")
 OUTCOME_GRACE = 2.0  # seconds to wait for a governor's outcome message after it exited
 _NOT_UP = (RunStatus.PRISTINE, RunStatus.STARTING)  # a governor in these states is still starting its run
 TAIL = 10  # log lines kept per governor, to show when one dies
+MAX_MOVES = 3  # times a run goes on from its snapshot elsewhere, its machine lost, before it fails
 
 
 @dataclass(frozen=True)
@@ -59,21 +53,33 @@ class ExecutorOptions:
     start_at_once: int = 0  # runs starting at the same time; 0: as many as the cores this process may use
     max_uptime: float | None = None  # seconds; each run then snapshots and ends INTERRUPTED (over the file's)
     resumes: dict[str, str] = field(default_factory=dict)  # run uid -> the snapshot it goes on from
+    backend: str = "local"  # where the governors run (arl.backends): local, ray
+    ray_address: str | None = None  # ray: the cluster's; None: $RAY_ADDRESS, else a Ray started for the runs
+    module_paths: tuple[str, ...] = ()  # folders of the runs' own modules (arl.config.modulepaths)
 
 
 @dataclass
 class _Governor:
     index: int
     spec: RunSpec
-    child: SupervisedChild | None = None
+    child: GovernorProcess | None = None
     run_id: int | None = None  # its row in the store, once the governor has reported it
     state: str = ""  # the last state it reported
     up: asyncio.Event = field(default_factory=asyncio.Event)  # set once its children are up (or it ended)
     outcome: asyncio.Future[emsg.RunOutcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    resume: str | None = None  # the snapshot it goes on from
+    moves: int = 0  # times it went on elsewhere, its machine lost
 
     @property
     def identity(self) -> bytes:
         return f"g{self.index}".encode()
+
+    def again(self, snapshot: str) -> None:
+        """Start over from ``snapshot``: a new governor, which reports afresh."""
+        self.child, self.state, self.resume = None, "", snapshot
+        self.up = asyncio.Event()
+        self.outcome = asyncio.get_running_loop().create_future()
+        self.moves += 1
 
 
 class Executor:
@@ -89,139 +95,143 @@ class Executor:
         self.options = options
         self._on_status = on_status or (lambda uid, state: None)
         self.progress = progress  # shown the runs' statuses, polled while they go (arl.progress)
-        self._workdir = ""
-        self._router: zmq.asyncio.Socket | None = None
         self._governors: list[_Governor] = []
+        self._by_identity: dict[bytes, _Governor] = {}
         self._interrupts = 0
         self._kills: set[asyncio.Task[int]] = set()  # forced stops after a second signal
         self._timeouts = Timeouts()
-        self._tails = _GovernorTails()
+        self.tails = _GovernorTails()
+        self.backend: Backend | None = None
         self._drops = DropLog(log, "dropped a message on the control socket")
 
     async def execute(self, specs: list[RunSpec]) -> list[emsg.RunOutcome]:
-        self._governors = [_Governor(i, spec) for i, spec in enumerate(specs)]
+        self._governors = [
+            _Governor(i, spec, resume=self.options.resumes.get(spec.uid)) for i, spec in enumerate(specs)
+        ]
+        self._by_identity = {g.identity: g for g in self._governors}
         try:
             self._timeouts = timeouts_from(os.environ)
-            # ipc paths are short (107 bytes): a deep $TMPDIR is left for a short folder.
-            self._workdir = private_dir("arl-exec-")
-        except (ValueError, ArlError) as exc:
-            log.error("%s; nothing was run", exc)
-            forkserver.stop()  # the one started for these runs, while the files were checked
-            return [self._synthetic(g, "FAILED", f"not started: {exc}") for g in self._governors]
-        log.debug("ipc endpoints in %s", self._workdir)
-        try:
-            # The one arl-run started while it checked the files, else one for these runs.
-            with forkserver.serving() as server:
-                self._relay_output(server)
+            self.backend = backend_for(self)
+            async with self.backend.opened():
                 return await self._execute()
-        finally:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def _relay_output(self, server: ForkServer) -> None:
-        """With a live table, the runs' processes write to a terminal of its own, which it
-        prints above itself (:mod:`arl.childoutput`): sent to the fork server before it
-        forks the first governor."""
-        if self.progress is None or not server.owned:  # (no terminal made for nothing)
-            return
-        relay = self.progress.children_output()
-        if relay is None:
-            return
-        try:
-            server.send_output(relay.terminal(), stderr=relay.takes_stderr)
-        except OSError as exc:  # (they write to the terminal itself, as off a table)
-            log.debug("the runs' processes write to the terminal itself: %s", exc)
-        finally:
-            relay.handed_over()
+        except (ValueError, NotOpened) as exc:  # (NotOpened: only before the runs start)
+            log.error("%s; nothing was run", exc)
+            return [self._synthetic(g, "FAILED", f"not started: {exc}") for g in self._governors]
 
     async def _execute(self) -> list[emsg.RunOutcome]:
-        logs = LogServer(f"ipc://{self._workdir}/log")
-        logs.start()
-        zctx = zmq.asyncio.Context()
-        self._router = zctx.socket(zmq.ROUTER)
-        limit_input(self._router)
-        self._router.bind(f"ipc://{self._workdir}/control")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
-        logging.getLogger().addHandler(self._tails)
+        logging.getLogger().addHandler(self.tails)
         self.control = LiveControl(self)
         self.control.start()
         try:
             slots = asyncio.Semaphore(max(1, self.options.parallel))
-            starts = asyncio.Semaphore(self.options.start_at_once or len(os.sched_getaffinity(0)))
-            listener = asyncio.create_task(self._listen())
+            at_once = self.options.start_at_once or self._backend.start_at_once or len(os.sched_getaffinity(0))
+            starts = asyncio.Semaphore(at_once)
             watcher = asyncio.create_task(self.control.watch())
             try:
                 return list(await asyncio.gather(*(self._run_told(g, slots, starts) for g in self._governors)))
             finally:
-                listener.cancel()
                 watcher.cancel()
                 await asyncio.gather(*self._kills, return_exceptions=True)
         finally:
             await self.control.close()
-            logging.getLogger().removeHandler(self._tails)
+            logging.getLogger().removeHandler(self.tails)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            self._router.close(linger=0)
-            zctx.term()
-            logs.close()
+
+    @property
+    def _backend(self) -> Backend:
+        assert self.backend is not None
+        return self.backend
 
     async def _run_told(
         self, governor: _Governor, slots: asyncio.Semaphore, starts: asyncio.Semaphore
     ) -> emsg.RunOutcome:
-        outcome = await self._run(governor, slots, starts)
+        try:
+            outcome = await self._run(governor, slots, starts)
+        finally:
+            await self._backend.release(governor)
         self.control.ended(governor, outcome)  # (the progress display shows how it ended)
         return outcome
 
     async def _run(self, governor: _Governor, slots: asyncio.Semaphore, starts: asyncio.Semaphore) -> emsg.RunOutcome:
         async with slots:
-            async with starts:  # this run's turn to start, until its children are up
-                if self._interrupts:
-                    return self._synthetic(governor, "INTERRUPTED", "not started: interrupted before its turn")
-                governor.child = self._governor_child(governor)
-                try:
-                    await governor.child.start(timeout=self._timeouts.governor_start)
-                except Exception as exc:
-                    await governor.child.stop(grace=0)
-                    return await self._died(governor, "FAILED", f"the run's governor did not start: {exc}")
-                await self._until_up(governor)
-            code = await governor.child.exited
-            self.control.gone(governor.spec.uid)
-            await governor.child.stop(grace=0)  # reaps and closes the pipe; it has exited already
-            # A governor that ended normally sent its outcome just before; one that was
-            # killed sent none, so there is nothing to wait for.
-            grace = OUTCOME_GRACE if code == 0 else 0.1
-            try:
-                return await asyncio.wait_for(asyncio.shield(governor.outcome), grace)
-            except TimeoutError:
-                if self._interrupts > 1:
-                    return await self._died(governor, "INTERRUPTED", "stopped at once by a second interrupt")
-                lines = self._tails.of(governor.child.spec.label)
-                said = last_lines(lines)
-                return await self._died(
-                    governor,
-                    "FAILED",
-                    f"the run's governor process {describe_exit(code)} without reporting (pid "
-                    f"{governor.child.pid}). Its last log lines:\n{said}",
-                )
+            while True:
+                ended = await self._attempt(governor, starts)
+                if isinstance(ended, emsg.RunOutcome):
+                    return ended
+                await self._backend.release(governor)
+                governor.again(ended)
 
-    def _governor_child(self, governor: _Governor) -> SupervisedChild:
-        options = RunOptions(
+    async def _attempt(self, governor: _Governor, starts: asyncio.Semaphore) -> emsg.RunOutcome | str:
+        """The run's outcome, or the snapshot it goes on from, its governor lost with its
+        machine (a Ray node)."""
+        async with starts:  # this run's turn to start, until its children are up
+            if self._interrupts:
+                return await self._unstarted(governor, "not started: interrupted before its turn")
+            governor.child = self._backend.process(governor)
+            try:
+                await governor.child.start(timeout=self._timeouts.governor_start)
+            except NotStarted as exc:  # let go before it started: nothing ran
+                return await self._unstarted(governor, f"not started: {exc}")
+            except Exception as exc:
+                await governor.child.stop(grace=0)
+                return await self._died(governor, "FAILED", f"the run's governor did not start: {exc}")
+            await self._until_up(governor)
+        code = await governor.child.exited
+        self.control.gone(governor.spec.uid)
+        await governor.child.stop(grace=0)  # reaps and closes the pipe; it has exited already
+        # A governor that ended normally sent its outcome just before; one that was
+        # killed sent none, so there is nothing to wait for.
+        grace = OUTCOME_GRACE if code == 0 else 0.1
+        try:
+            return await asyncio.wait_for(asyncio.shield(governor.outcome), grace)
+        except TimeoutError:
+            pass
+        if self._interrupts > 1:
+            return await self._died(governor, "INTERRUPTED", "stopped at once by a second interrupt")
+        why = self._backend.death(governor, code)
+        snapshot = await self._goes_on_from(governor)
+        if snapshot is None:
+            return await self._died(governor, "FAILED", why)
+        log.warning("run %s: %s; it goes on from its snapshot %s", governor.spec.uid, why, snapshot)
+        return snapshot
+
+    async def _unstarted(self, governor: _Governor, error: str) -> emsg.RunOutcome:
+        """INTERRUPTED before its governor started: a run that was going on elsewhere (its
+        machine lost) has its row ended so in the store, a new one has none."""
+        if governor.run_id is None:
+            return self._synthetic(governor, "INTERRUPTED", error)
+        return await self._died(governor, "INTERRUPTED", error)
+
+    async def _goes_on_from(self, governor: _Governor) -> str | None:
+        """The snapshot a run goes on from elsewhere, when its machine was lost (and with
+        it the run's processes, none at fault) and it saves snapshots (``state``); at most
+        :data:`MAX_MOVES` times a run."""
+        spec = governor.spec
+        if not self._backend.lost(governor) or spec.state is None or governor.moves >= MAX_MOVES or self._interrupts:
+            return None
+        from arl.resume import state_dir
+        from arl.state import snapshot
+
+        newest = await asyncio.to_thread(snapshot.latest, state_dir(spec), spec.uid)
+        return None if newest is None else str(newest)
+
+    def run_options(self, governor: _Governor, *, logs: LogConfig, control: str, rundir: str | None) -> RunOptions:
+        """What ``governor`` is started with, its backend giving where it reports and logs."""
+        return RunOptions(
             store_url=self.options.store_url,
             checkpoint_dir=self.options.checkpoint_dir,
-            logs=LogConfig(f"ipc://{self._workdir}/log", self.options.level),
-            control=f"ipc://{self._workdir}/control",
+            logs=logs,
+            control=control,
             control_id=governor.identity.decode(),
-            # Inside the executor's directory, so even a killed governor leaves nothing.
-            rundir=f"{self._workdir}/{governor.identity.decode()}",
+            rundir=rundir,
             timeouts=self._timeouts,
             store_steps=self.options.store_steps,
-            resume=self.options.resumes.get(governor.spec.uid),
+            resume=governor.resume,
         )
-        spec = ChildSpec(
-            "governor", governor.spec.uid, "arl.governor.shell:main", {"spec": governor.spec, "options": options}
-        )
-        return SupervisedChild(spec, options.logs, asynchronous=True)
 
     @staticmethod
     async def _until_up(governor: _Governor) -> None:
@@ -260,33 +270,34 @@ class Executor:
             )
         return self._synthetic(governor, status, error, stored)
 
-    async def _listen(self) -> None:
-        assert self._router is not None
-        by_identity = {g.identity: g for g in self._governors}
-        while True:
-            identity, *frames = await self._router.recv_multipart()
-            governor = by_identity.get(identity)
-            try:
-                if governor is None or len(frames) != 1:
-                    raise ProtocolError(f"{len(frames)} frame(s) from {identity!r}, not one from a governor")
-                message: Any = codec.decode(frames[0])
-            except ProtocolError as exc:
-                self._drops.drop(exc)
-                continue
-            if isinstance(message, emsg.GovernorStatus):
-                governor.run_id = message.run_id if message.run_id is not None else governor.run_id
-                if message.state != governor.state:  # a report may only bring the run's id
-                    governor.state = message.state
-                    self._on_status(message.run_uid, message.state)
-                    self.control.reported(governor)
-                if message.state not in _NOT_UP and not governor.up.is_set():
-                    governor.up.set()
-                    if message.state == "RUNNING":
-                        self.control.governor_up(governor)
-            elif isinstance(message, emsg.ControlReply):
-                self.control.replied(message)
-            elif isinstance(message, emsg.RunOutcome) and not governor.outcome.done():
-                governor.outcome.set_result(message)
+    async def send(self, governor: _Governor, frame: bytes) -> None:
+        """Send ``governor`` a control frame, wherever it runs."""
+        await self._backend.send(governor, frame)
+
+    def heard(self, identity: bytes, frames: list[bytes]) -> None:
+        """A governor's report (status, outcome, a control reply), as its backend got it."""
+        governor = self._by_identity.get(identity)
+        try:
+            if governor is None or len(frames) != 1:
+                raise ProtocolError(f"{len(frames)} frame(s) from {identity!r}, not one from a governor")
+            message: Any = codec.decode(frames[0])
+        except ProtocolError as exc:
+            self._drops.drop(exc)
+            return
+        if isinstance(message, emsg.GovernorStatus):
+            governor.run_id = message.run_id if message.run_id is not None else governor.run_id
+            if message.state != governor.state:  # a report may only bring the run's id
+                governor.state = message.state
+                self._on_status(message.run_uid, message.state)
+                self.control.reported(governor)
+            if message.state not in _NOT_UP and not governor.up.is_set():
+                governor.up.set()
+                if message.state == "RUNNING":
+                    self.control.governor_up(governor)
+        elif isinstance(message, emsg.ControlReply):
+            self.control.replied(message)
+        elif isinstance(message, emsg.RunOutcome) and not governor.outcome.done():
+            governor.outcome.set_result(message)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._interrupts += 1

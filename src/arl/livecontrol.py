@@ -79,14 +79,12 @@ class LiveControl:
         self, governor: _Governor, word: str, detail: dict[str, Any] | None, timeout: float
     ) -> dict[str, Any]:
         uid = governor.spec.uid
-        router = self.executor._router
-        assert router is not None
         request = emsg.ControlRequest(next(self._ids), word, detail or {})
         reply: asyncio.Future[emsg.ControlReply] = asyncio.get_running_loop().create_future()
         self._waiting[request.id] = reply
         self._of[request.id] = uid
         try:
-            await router.send_multipart([governor.identity, codec.encode(request)])
+            await self.executor.send(governor, codec.encode(request))
             await asyncio.wait_for(asyncio.shield(reply), timeout)
         except TimeoutError:
             raise ArlError(f"run {uid}'s governor did not answer within {timeout:g} s") from None

@@ -129,11 +129,16 @@ def execute(
     max_uptime: float | None = None,
     resumes: dict[str, str] | None = None,
     progress: ProgressSink | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    module_paths: tuple[str, ...] = (),
 ) -> list[RunOutcome]:
     """Run ``specs`` with the Executor, one outcome each, in order: ``arl-run`` runs files
     so too. The Executor handles SIGINT and SIGTERM from when it starts; ``level`` is the
     level the runs' processes log at; ``progress`` is shown the runs' statuses while
-    they go (:mod:`arl.progress`; None, as :func:`run_experiment` has it: nothing is asked)."""
+    they go (:mod:`arl.progress`; None, as :func:`run_experiment` has it: nothing is asked);
+    ``backend`` where their processes go (:mod:`arl.backends`: ``local``, or ``ray`` on the
+    cluster at ``ray_address``, whose nodes put ``module_paths`` on their Python path)."""
     import asyncio
     import logging
     from pathlib import Path
@@ -143,7 +148,7 @@ def execute(
     checkpoints = str(Path(checkpoint_dir).resolve())
     options = ExecutorOptions(
         url, checkpoints, parallel=parallel, level=level, store_steps=store_steps, max_uptime=max_uptime,
-        resumes=dict(resumes or {}),
+        resumes=dict(resumes or {}), backend=backend, ray_address=ray_address, module_paths=module_paths,
     )  # fmt: skip
 
     def on_status(uid: str, state: str) -> None:

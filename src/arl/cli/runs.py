@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import click
 
+from arl.backends import BACKENDS
 from arl.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, say, store_option
 from arl.runner import DEFAULT_CHECKPOINT_DIR
 
@@ -211,18 +214,29 @@ def schema() -> None:
 @click.option(
     "--parallel",
     "-j",
-    default=1,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=1),
-    help="How many runs to execute side by side.",
+    help="How many runs to execute side by side [default: 1; with --backend ray, as many as the cluster has room for].",
 )
+@click.option(
+    "--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
+    help="Where the runs' processes go: this machine, or the nodes of a Ray cluster, each run on one node "
+    "(docs/cluster.md).",
+)  # fmt: skip
+@click.option(
+    "--ray-address", default=None, metavar="ADDR",
+    help="With --backend ray: the cluster's address (`ray start --head` prints it) [default: $RAY_ADDRESS, "
+    "else a Ray started on this machine for the runs].",
+)  # fmt: skip
 @store_option
 @click.option(
     "--checkpoint-dir",
     default=DEFAULT_CHECKPOINT_DIR,
     show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where brains are saved at the end of each train phase.",
+    callback=lambda ctx, param, value: _folder(value),
+    metavar="DIR|file://DIR",
+    help="Where brains are saved at the end of each train phase; with --backend ray a folder every node "
+    "mounts at the same path.",
 )
 @click.option(
     "--store-steps/--no-store-steps",
@@ -260,7 +274,9 @@ def schema() -> None:
 def run(
     files: tuple[str, ...],
     dry_run: bool,
-    parallel: int,
+    parallel: int | None,
+    backend: str,
+    ray_address: str | None,
     store: str | None,
     checkpoint_dir: str,
     store_steps: bool,
@@ -284,6 +300,8 @@ def run(
     and ends and each tenth of its episodes. Exit codes: 0 all runs finished, 1 a run
     failed, 130 interrupted (Ctrl-C).
     """
+    if ray_address is not None and backend != "ray":
+        raise click.BadParameter("a Ray cluster's address is for --backend ray", param_hint="--ray-address")
     with _checking():
         level = _setup_console_logging(verbose)
         _find_modules_beside(files)
@@ -304,7 +322,8 @@ def run(
         specs, resumes = _resumable(specs, url, from_state)
     started = time.perf_counter()
     try:
-        outcomes = _execute(specs, url, checkpoint_dir, parallel, level, store_steps, max_uptime, resumes, quiet)
+        where = Where(backend, ray_address, parallel or (len(specs) if backend == "ray" else 1))
+        outcomes = _execute(specs, url, checkpoint_dir, where, level, store_steps, max_uptime, resumes, quiet)
     except KeyboardInterrupt:  # before the executor took the signals over: nothing had started
         click.echo("interrupted before the runs started; nothing was run.", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -315,6 +334,28 @@ def run(
         sys.exit(EXIT_FAILED)
     if "INTERRUPTED" in statuses:
         sys.exit(EXIT_INTERRUPTED)
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where the runs go: ``--backend``, ``--ray-address``, and how many at once."""
+
+    backend: str
+    ray_address: str | None
+    parallel: int
+
+
+def _folder(value: str) -> str:
+    """A folder option's path: a ``file://`` URI's, or the text as it is."""
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.scheme == "file":
+        return urllib.parse.unquote(parsed.path)
+    if len(parsed.scheme) > 1 and "://" in value:
+        raise click.BadParameter(
+            f"{value}: of URIs only file:// ones are taken for now: mount the storage on every node and give "
+            "its path (or file:// and its path)"
+        )
+    return value
 
 
 def _check_timeouts() -> None:
@@ -334,7 +375,7 @@ def _execute(
     specs: list[Any],
     url: str,
     checkpoint_dir: str,
-    parallel: int,
+    where: Where,
     level: int,
     store_steps: bool,
     max_uptime: float | None = None,
@@ -345,14 +386,16 @@ def _execute(
     SIGTERM from when it starts. Their progress is shown as :func:`arl.progress.mode_for`
     chooses (a live table on a terminal, plain lines elsewhere, nothing with ``quiet``)."""
     from arl import progress
+    from arl.config import modulepaths
     from arl.runner import execute
 
     runs = [(spec.uid, progress.plans(spec)) for spec in specs]
     mode = progress.mode_for(quiet, sys.stdout)
     with progress.shown(mode, runs, sys.stdout, time.monotonic) as sink:
         return execute(
-            specs, url, checkpoint_dir, parallel=parallel, level=level, store_steps=store_steps,
-            max_uptime=max_uptime, resumes=resumes, progress=sink,
+            specs, url, checkpoint_dir, parallel=where.parallel, level=level, store_steps=store_steps,
+            max_uptime=max_uptime, resumes=resumes, progress=sink, backend=where.backend,
+            ray_address=where.ray_address, module_paths=modulepaths.wanted(),
         )  # fmt: skip
 
 

@@ -54,10 +54,20 @@ def of_file(file: str, base: str | None = None) -> list[str]:
     return folders(file, data, base)
 
 
+_wanted: list[str] = []  # every folder use() was given (and using() has not taken off)
+
+
+def wanted() -> tuple[str, ...]:
+    """The folders the runs' modules are found in, as :func:`use` was given them: what a
+    process on another machine puts on its path (``--backend ray``)."""
+    return tuple(dict.fromkeys(_wanted))
+
+
 def use(found: Iterable[str]) -> list[str]:
     """Append ``found`` to ``sys.path`` (each once, in order); the folders it added."""
     added = []
     for folder in dict.fromkeys(found):
+        _wanted.append(folder)
         if folder not in sys.path:
             sys.path.append(folder)
             added.append(folder)
@@ -68,10 +78,14 @@ def use(found: Iterable[str]) -> list[str]:
 def using(found: Iterable[str]) -> Iterator[None]:
     """``found`` on ``sys.path`` for the block, then taken off again (those it added): a
     library caller's path is as it was after the run."""
+    found = list(found)
     added = use(found)
     try:
         yield
     finally:
+        for folder in found:
+            with contextlib.suppress(ValueError):
+                _wanted.remove(folder)
         for folder in added:
             with contextlib.suppress(ValueError):
                 sys.path.remove(folder)

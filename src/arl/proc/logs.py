@@ -172,6 +172,19 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
 
 
+def handle_frame(frame: bytes, drops: DropLog) -> None:
+    """Handle a record a child sent (:class:`RemoteLogHandler`) in this process, as its
+    own; a frame that is not one is dropped, and ``drops`` says so."""
+    try:
+        record = restore_record(unpack(frame))
+    except ProtocolError as exc:
+        drops.drop(exc)
+        return
+    logger = _existing_logger(record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)
+
+
 class LogServer:
     """Receives records from children on ``endpoint`` and handles them in this process.
 
@@ -220,14 +233,7 @@ class LogServer:
             socket.close()
 
     def _handle(self, frame: bytes) -> None:
-        try:
-            record = restore_record(unpack(frame))
-        except ProtocolError as exc:
-            self._drops.drop(exc)
-            return
-        logger = _existing_logger(record.name)
-        if logger.isEnabledFor(record.levelno):
-            logger.handle(record)
+        handle_frame(frame, self._drops)
 
     def close(self) -> None:
         """Stop receiving; records that had arrived are handled first. Idempotent."""
