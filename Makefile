@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test bench bench-scaling bench-learning lint clean
+.PHONY: run test bench bench-scaling bench-ray bench-learning lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ PYTEST_ARGS ?= -n 4 --dist worksteal
 test: $(STAMP)  ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# BENCH_ARGS go to the one script of bench-scaling or bench-learning (--help lists them).
+# BENCH_ARGS go to the one script of bench-scaling, bench-ray or bench-learning (--help lists them).
 BENCH_ARGS ?=
 
 bench: $(STAMP)  ## print the performance figures (never a pass/fail test), scaling with workers last
@@ -41,6 +41,11 @@ bench: $(STAMP)  ## print the performance figures (never a pass/fail test), scal
 
 bench-scaling: $(STAMP)  ## aggregate steps/s against workers (about a minute on 2 cores)
 	$(BIN)/python tests/benchmarks/bench_scaling.py $(BENCH_ARGS)
+
+# Not in `make bench`, which stays quick: starting Ray clusters takes a while (3-6 s each on
+# 2 cores, two clusters), and so do the 12 sweeps of 8 dummy runs timed on and beside them.
+bench-ray: $(STAMP)  ## 8 dummy runs on a local 2-node Ray cluster against --parallel 2 (about 1.5 min on 2 cores)
+	$(BIN)/python tests/benchmarks/bench_ray.py $(BENCH_ARGS)
 
 bench-learning: $(BENCH_STAMP)  ## arl's DQN and PPO against stable-baselines3's on CartPole (long)
 	$(BIN)/python tests/benchmarks/bench_learning.py $(BENCH_ARGS)

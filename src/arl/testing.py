@@ -87,7 +87,9 @@ def check_process_leak(*, timeout: float = 10.0) -> Iterator[str]:
             else:
                 os.environ[name] = value
     try:
-        poll_for(lambda: not arl_processes(token), timeout=timeout, what="arl processes to exit")
+        # Every 50 ms: a look reads every process of the machine (some 10 ms of CPU with
+        # a busy suite's several hundred), which a tighter poll would take from the tests.
+        poll_for(lambda: not arl_processes(token), timeout=timeout, interval=0.05, what="arl processes to exit")
     except TimeoutError:
         left = arl_processes(token)
         for proc in left:

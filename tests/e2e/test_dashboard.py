@@ -109,6 +109,7 @@ def _screenshot(page: Any, folder: Path, name: str) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.long(16)
 def test_the_page_follows_a_live_run_and_shows_a_failed_runs_error(arl_run, no_leaks, tmp_path: Path) -> None:
     shots = Path(os.environ.get(SCREENSHOTS_VARIABLE) or tmp_path)
     with _dashboard(arl_run) as url, _page() as (page, problems):

@@ -30,6 +30,7 @@ def _steps(arl_run) -> int:
     return arl_run.count("environment_steps")
 
 
+@pytest.mark.long(25)
 def test_ctl_pauses_resumes_saves_and_stops_a_live_run(arl_run, no_leaks) -> None:
     more = "state: {dir: states}\n"
     path = write(arl_run.tmp, uid="live", env_params=LONG, workers=2, more=more)

@@ -176,6 +176,7 @@ def _killed_after_a_snapshot(arl_run, path, uid: str, *options: str) -> list[Any
     return taken
 
 
+@pytest.mark.long(14)
 def test_a_run_with_a_central_agent_resumes_after_kill_9(arl_run, no_leaks) -> None:
     """The learner's brain and counts and the inference servers' muscles go into the
     snapshot (the learner first takes every transition sent before the pause); after

@@ -6,6 +6,7 @@ Plain data in, a problem's words out (None: no problem), so that it is tested al
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import secrets
 from collections.abc import Iterable, Sequence
@@ -15,21 +16,24 @@ from pathlib import Path
 from arl.config.spec import RunSpec
 from arl.errors import ArlError
 
-LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1", "0.0.0.0"})
+LOCAL_HOSTS = frozenset({"", "localhost", "localhost.localdomain", "ip6-localhost"})  # and loopback addresses
 MARK_PREFIX = ".arl-shared-"  # the file arl-run puts in each shared folder while its runs go
 
 
 @dataclass(frozen=True)
 class Need:
     """What one run takes of a node: a CPU for each of its processes (the governor and
-    its children), and a GPU for each CUDA device its agents name."""
+    its children), and GPUs up to the highest CUDA device its agents name."""
 
     cpus: int
     gpus: int
 
     def __str__(self) -> str:
-        gpus = f" and {self.gpus} GPU{'s' if self.gpus != 1 else ''}" if self.gpus else ""
-        return f"{self.cpus} CPU{'s' if self.cpus != 1 else ''}{gpus}"
+        return f"{_count(self.cpus, 'CPU')} and {_count(self.gpus, 'GPU')}" if self.gpus else _count(self.cpus, "CPU")
+
+
+def _count(number: float, unit: str) -> str:
+    return f"{number:g} {unit}{'' if number == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,10 @@ def need_of(spec: RunSpec) -> Need:
     from arl.governor.plan import plan_children
 
     children = plan_children(spec, "", "", "").all
-    return Need(cpus=1 + len(children), gpus=len(cuda_devices(spec)))
+    # Ray hands a run its GPUs as CUDA devices 0..n-1 (CUDA_VISIBLE_DEVICES): a run that
+    # names cuda:1 needs two of them for cuda:1 to be there.
+    indices = [int(device.partition(":")[2] or 0) for device in cuda_devices(spec)]
+    return Need(cpus=1 + len(children), gpus=max(indices) + 1 if indices else 0)
 
 
 def cuda_devices(spec: RunSpec) -> set[str]:
@@ -75,38 +82,57 @@ def unplaceable(uid: str, need: Need, nodes: Sequence[Node]) -> str | None:
         return None
     if not nodes:
         return f"run {uid} needs {need}, and the Ray cluster has no live node"
-    cpus = max(node.cpus for node in nodes)
-    gpus = max(node.gpus for node in nodes)
+    # (the most CPUs and the most GPUs may be on different nodes: said apart)
+    cpus = _count(max(node.cpus for node in nodes), "CPU")
+    gpus = _count(max(node.gpus for node in nodes), "GPU")
     return (
-        f"run {uid} needs {need} on one node (a CPU for each of its processes, a GPU for each CUDA "
-        f"device it names), and the largest node of the Ray cluster has {cpus:g} CPUs and {gpus:g} GPUs: "
-        "give a node more (ray start --num-cpus N --num-gpus M), or the run fewer processes"
+        f"run {uid} needs {need} on one node (a CPU for each of its processes, GPUs up to the highest "
+        f"CUDA device it names), and no node of the Ray cluster has that much (the most a node has: {cpus}; "
+        f"{gpus}): give a node more (ray start --num-cpus N --num-gpus M), or the run fewer processes"
     )
 
 
 def unreachable_store(url: str, here: str, nodes: Iterable[Node]) -> str | None:
     """Why some node cannot reach the store ``url``, which this machine (``here``, its
-    address) reaches: a SQLite file, or a server named as ``localhost``, is this machine's
-    alone."""
+    address) reaches: a SQLite file, or a server named as this machine (``localhost``, a
+    loopback address, a local socket), is this machine's alone. The URL is said without
+    its password."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from arl.store.engine import sqlite_path
+    from arl.store.engine import describe_location, sqlite_path
 
     elsewhere = sorted({node.address for node in nodes if node.address != here})
     if not elsewhere:
         return None
     where = f"the Ray cluster has nodes on other machines ({', '.join(elsewhere[:3])})"
     advice = "give --store a PostgreSQL URL every node can reach, with the server's address (docs/cluster.md)"
+    shown = describe_location(url)
     if sqlite_path(url) is not None:
-        return f"the store {url} is a SQLite file on this machine, and {where}: {advice}"
+        return f"the store {shown} is a SQLite file on this machine, and {where}: {advice}"
     try:
-        host = make_url(url).host or ""
+        parsed = make_url(url)
     except ArgumentError:
         return None  # (the check said what is wrong with it)
-    if host in LOCAL_HOSTS:
-        return f"the store {url} names its server as {host or 'a local socket'}, each node's own, and {where}: {advice}"
+    # libpq takes the server from the URL's host, else from ?host= (a name, or a socket's
+    # folder), else a local socket; several, comma-separated, are tried in turn.
+    host = parsed.host or ",".join(parsed.normalized_query.get("host", ()))
+    local = [name for name in host.split(",") if _this_machine(name)]
+    if local:
+        named = f"a local socket in {local[0]}" if local[0].startswith("/") else local[0] or "a local socket"
+        return f"the store {shown} names its server as {named}, each node's own, and {where}: {advice}"
     return None
+
+
+def _this_machine(host: str) -> bool:
+    """Whether ``host`` (a server's name or address in a URL) means whichever machine reads it."""
+    if host.lower() in LOCAL_HOSTS or host.startswith("/"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def resolved(spec: RunSpec, cwd: str) -> RunSpec:

@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("arl.executor")
 FETCH_WAIT = 1.0  # seconds a host holds a fetch of its events while it has none
 CLOSE_WAIT = 10.0  # seconds a host has to stop its governor and hand over its last events
+CONNECT_TIMEOUT = 5.0  # seconds a cluster's address has to take a connection
 T = TypeVar("T")
 
 
@@ -93,6 +95,7 @@ class RayBackend:
                 log.info("starting a local Ray for the runs (%d CPUs)", cpus)
                 self.ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
             else:
+                _answers(address)
                 self.ray.init(address=address, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray"
@@ -126,9 +129,7 @@ class RayBackend:
         child = governor.child
         assert isinstance(child, RayGovernor)
         if child.lost is not None:
-            return (
-                f"the Ray node the run was on ({child.place}) was lost, and the run's processes with it: {child.lost}"
-            )
+            return f"the run's Ray actor on {child.place} died, and the run's processes with it: {child.lost}"
         said = last_lines(self.executor.tails.of(child.spec.label))
         return (
             f"the run's governor process {describe_exit(code)} without reporting (pid {child.pid} on "
@@ -141,6 +142,19 @@ class RayBackend:
     async def release(self, governor: _Governor) -> None:
         if isinstance(governor.child, RayGovernor):
             await governor.child.release()
+
+
+def _answers(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """ConnectionError unless something takes connections at a ``host:port`` address:
+    ``ray.init`` would try such an address for ever. (Ray's other forms, ``auto`` and
+    ``ray://``, are left to Ray.)"""
+    host, colon, port = address.rpartition(":")
+    if "://" in address or not colon or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {address} within {timeout:g} s ({exc})") from None
 
 
 class RayGovernor:
@@ -187,7 +201,7 @@ class RayGovernor:
         options = backend.executor.options
         self._actor = backend.host.options(
             num_cpus=need.cpus, num_gpus=need.gpus, scheduling_strategy="SPREAD", max_restarts=0, name=None
-        ).remote(options.module_paths)
+        ).remote(options.module_paths, backend._cwd)
         placed = asyncio.ensure_future(self._call(self._actor.where.remote()))
         let_go = asyncio.ensure_future(self._let_go.wait())
         await asyncio.wait({placed, let_go}, return_when=asyncio.FIRST_COMPLETED)
@@ -221,7 +235,7 @@ class RayGovernor:
             return await ref
         except self._backend.ray.exceptions.RayActorError as exc:
             self._lose(exc)
-            raise ArlError(f"{self.place} was lost: {self.lost}") from None
+            raise ArlError(f"the run's Ray actor on {self.place} died: {self.lost}") from None
 
     async def _fetch(self) -> None:
         """Hand what the governor reports and logs to the executor, until released."""

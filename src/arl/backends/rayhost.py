@@ -71,7 +71,11 @@ def unshared(shared: Shared) -> list[str]:
 class RunHost:
     """Hosts one run's governor on the node Ray placed it on."""
 
-    def __init__(self, module_paths: Sequence[str] = ()) -> None:
+    def __init__(self, module_paths: Sequence[str] = (), cwd: str | None = None) -> None:
+        # Relative paths of a run (the default snapshot folder, a file an environment reads)
+        # mean here what they mean where arl-run was started, where that folder is here too.
+        if cwd is not None and os.path.isdir(cwd):
+            os.chdir(cwd)
         # The runs' own modules (the experiment files' folders, their `paths:`), last on the
         # path as in arl-run, before the fork server is spawned with this sys.path.
         for folder in module_paths:

@@ -349,6 +349,14 @@ def _folder(value: str) -> str:
     """A folder option's path: a ``file://`` URI's, or the text as it is."""
     parsed = urllib.parse.urlsplit(value)
     if parsed.scheme == "file":
+        # file://shared/ckpt would name the host `shared` and the folder /ckpt: said, not guessed.
+        if parsed.netloc not in ("", "localhost"):
+            raise click.BadParameter(
+                f"{value}: a file:// URI names the host {parsed.netloc!r}; give file:///PATH (three slashes) "
+                "for a folder, or the path itself"
+            )
+        if not parsed.path:
+            raise click.BadParameter(f"{value}: names no folder; give file:///PATH, or the path itself")
         return urllib.parse.unquote(parsed.path)
     if len(parsed.scheme) > 1 and "://" in value:
         raise click.BadParameter(

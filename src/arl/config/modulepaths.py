@@ -78,7 +78,7 @@ def use(found: Iterable[str]) -> list[str]:
 def using(found: Iterable[str]) -> Iterator[None]:
     """``found`` on ``sys.path`` for the block, then taken off again (those it added): a
     library caller's path is as it was after the run."""
-    found = list(found)
+    found = list(dict.fromkeys(found))  # once each, as use() takes them: a folder twice is one use
     added = use(found)
     try:
         yield
