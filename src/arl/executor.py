@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import signal
@@ -109,14 +110,15 @@ class Executor:
             _Governor(i, spec, resume=self.options.resumes.get(spec.uid)) for i, spec in enumerate(specs)
         ]
         self._by_identity = {g.identity: g for g in self._governors}
-        try:
-            self._timeouts = timeouts_from(os.environ)
-            self.backend = backend_for(self)
-            async with self.backend.opened():
-                return await self._execute()
-        except (ValueError, NotOpened) as exc:  # (NotOpened: only before the runs start)
-            log.error("%s; nothing was run", exc)
-            return [self._synthetic(g, "FAILED", f"not started: {exc}") for g in self._governors]
+        async with contextlib.AsyncExitStack() as opened:
+            try:
+                self._timeouts = timeouts_from(os.environ)
+                self.backend = backend_for(self)
+                await opened.enter_async_context(self.backend.opened())
+            except (ValueError, NotOpened) as exc:
+                log.error("%s; nothing was run", exc)
+                return [self._synthetic(g, "FAILED", f"not started: {exc}") for g in self._governors]
+            return await self._execute()
 
     async def _execute(self) -> list[emsg.RunOutcome]:
         loop = asyncio.get_running_loop()
@@ -178,6 +180,10 @@ class Executor:
                 return await self._unstarted(governor, f"not started: {exc}")
             except Exception as exc:
                 await governor.child.stop(grace=0)
+                snapshot = await self._goes_on_from(governor)
+                if snapshot is not None:  # (its machine lost while it started again)
+                    log.warning("run %s: %s; it goes on from its snapshot %s", governor.spec.uid, exc, snapshot)
+                    return snapshot
                 return await self._died(governor, "FAILED", f"the run's governor did not start: {exc}")
             await self._until_up(governor)
         code = await governor.child.exited
@@ -208,16 +214,23 @@ class Executor:
 
     async def _goes_on_from(self, governor: _Governor) -> str | None:
         """The snapshot a run goes on from elsewhere, when its machine was lost (and with
-        it the run's processes, none at fault) and it saves snapshots (``state``); at most
-        :data:`MAX_MOVES` times a run."""
+        it the run's processes, none at fault) and it saves snapshots (``state``): its
+        newest, if it is of this run (this row in the store); at most :data:`MAX_MOVES`
+        times a run."""
         spec = governor.spec
         if not self._backend.lost(governor) or spec.state is None or governor.moves >= MAX_MOVES or self._interrupts:
             return None
         from arl.resume import state_dir
         from arl.state import snapshot
 
-        newest = await asyncio.to_thread(snapshot.latest, state_dir(spec), spec.uid)
-        return None if newest is None else str(newest)
+        def newest_of_this_run() -> str | None:
+            # (the folder may hold an earlier run's of the same uid: an arl-run before this one)
+            newest = snapshot.latest(state_dir(spec), spec.uid)
+            if newest is None or governor.run_id is None:
+                return None
+            return str(newest) if snapshot.load(newest).fields.get("run_id") == governor.run_id else None
+
+        return await asyncio.to_thread(newest_of_this_run)
 
     def run_options(self, governor: _Governor, *, logs: LogConfig, control: str, rundir: str | None) -> RunOptions:
         """What ``governor`` is started with, its backend giving where it reports and logs."""

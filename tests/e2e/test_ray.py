@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from arl.state import snapshot
 from arl.testing import arl_processes, check_process_leak, poll_for
 from arl_runner import ArlRun
 
@@ -104,10 +105,9 @@ def _resumed(engine: Engine, uid: str) -> bool:
         return bool(conn.execute(text(query + " and v.kind = 'resumed'"), {"uid": uid}).scalar())
 
 
-def _snapshotted(folder: Path) -> bool:
-    """Whether a snapshot has been committed in ``folder`` (a look at its entries: no
-    snapshot is loaded and hashed, as a poll every 0.1 s would)."""
-    return folder.is_dir() and any(not entry.name.startswith(".") for entry in folder.iterdir())
+def _snapshotted(states: Path, uid: str) -> bool:
+    """Whether run ``uid`` has a complete snapshot (only the newest is loaded and hashed)."""
+    return snapshot.latest(states, uid) is not None
 
 
 def _ended(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
@@ -178,7 +178,7 @@ def _a_lost_node_fails_its_run_and_one_that_saves_snapshots_goes_on_on_another(
     on_ray = ("--backend", "ray", "--ray-address", nodes.address, "--store", postgres_url, "-v")
     proc = arl_run.start(str(plain), str(saved), *on_ray)
     poll_for(
-        lambda: _snapshotted(arl_run.tmp / "states" / "saved") or proc.poll() is not None,
+        lambda: _snapshotted(arl_run.tmp / "states", "saved") or proc.poll() is not None,
         timeout=60,
         what="a snapshot of run saved",
         interval=0.1,

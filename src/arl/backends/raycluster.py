@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +44,7 @@ log = logging.getLogger("arl.executor")
 FETCH_WAIT = 1.0  # seconds a host holds a fetch of its events while it has none
 CLOSE_WAIT = 10.0  # seconds a host has to stop its governor and hand over its last events
 CONNECT_TIMEOUT = 5.0  # seconds a cluster's address has to take a connection
+FETCH_PATIENCE = 30.0  # seconds a host may be out of reach before its run is taken as lost
 T = TypeVar("T")
 
 
@@ -75,13 +77,13 @@ class RayBackend:
 
         self.ray = import_ray()
         forkserver.stop()  # (the one started while the files were checked: nothing is forked here)
-        self._connect()
         try:
+            self._connect()
             self._check()
             yield
         finally:
             check.unmark(self.shared.folders)
-            self.ray.shutdown()
+            self.ray.shutdown()  # (nothing to do if it never connected)
 
     def _connect(self) -> None:
         # Ray says at every start that it authenticates with a token; nothing to act on.
@@ -104,8 +106,11 @@ class RayBackend:
                 "with --ray-address or $RAY_ADDRESS)"
             ) from None
         self.host = self.ray.remote(RunHost)
-        self.nodes = [check.Node.from_ray(entry) for entry in self.ray.nodes() if entry.get("Alive")]
+        self.nodes = self.live_nodes()
         log.info("Ray cluster: %d node(s), %g CPUs", len(self.nodes), sum(n.cpus for n in self.nodes))
+
+    def live_nodes(self) -> list[check.Node]:
+        return [check.Node.from_ray(entry) for entry in self.ray.nodes() if entry.get("Alive")]
 
     def _check(self) -> None:
         options = self.executor.options
@@ -195,6 +200,7 @@ class RayGovernor:
         until it is ready (``timeout``, counted on the node)."""
         backend, uid = self._backend, self._governor.spec.uid
         need = check.need_of(self._governor.spec)
+        backend.nodes = await asyncio.to_thread(backend.live_nodes)  # (nodes come and go)
         problem = check.unplaceable(uid, need, backend.nodes)
         if problem:
             raise ArlError(problem)
@@ -230,21 +236,40 @@ class RayGovernor:
             self._actor.request_stop.remote()
 
     async def _call(self, ref: Awaitable[T]) -> T:
-        """The result of a call to the actor; its death (its node lost) raises ArlError."""
+        """The result of a call to the actor. ArlError if it failed: its actor's death (its
+        node lost: :attr:`lost` says why), or a failure that may pass (the actor out of
+        reach for a moment, Ray's own error)."""
+        exceptions = self._backend.ray.exceptions
         try:
             return await ref
-        except self._backend.ray.exceptions.RayActorError as exc:
+        except exceptions.ActorUnavailableError as exc:  # (a subclass of RayActorError: first)
+            raise ArlError(f"the run's Ray actor on {self.place} is out of reach: {exc}") from None
+        except exceptions.RayActorError as exc:
             self._lose(exc)
             raise ArlError(f"the run's Ray actor on {self.place} died: {self.lost}") from None
+        except exceptions.RayError as exc:
+            raise ArlError(f"a call to the run's Ray actor on {self.place} failed: {exc}") from None
 
     async def _fetch(self) -> None:
-        """Hand what the governor reports and logs to the executor, until released."""
+        """Hand what the governor reports and logs to the executor, until released. A fetch
+        that fails is tried again a second later; the actor dead, or out of reach for
+        :data:`FETCH_PATIENCE` seconds, the run's governor is taken as gone."""
         heard = self._backend.executor.heard
         identity = self._governor.identity
-        with contextlib.suppress(ArlError):  # (its node lost: _lose said so)
-            while True:
-                for kind, payload in await self._call(self._actor.events.remote(FETCH_WAIT)):
-                    self._take(kind, payload, heard, identity)
+        failing_since: float | None = None
+        while self.lost is None:
+            try:
+                events = await self._call(self._actor.events.remote(FETCH_WAIT))
+            except ArlError as exc:
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if self.lost is None and now - failing_since > FETCH_PATIENCE:
+                    self._lose(exc)
+                await asyncio.sleep(FETCH_WAIT)
+                continue
+            failing_since = None
+            for kind, payload in events:
+                self._take(kind, payload, heard, identity)
 
     def _take(self, kind: str, payload: Any, heard: Any, identity: bytes) -> None:
         if kind == CONTROL:

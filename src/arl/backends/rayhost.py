@@ -87,7 +87,10 @@ class RunHost:
         self._server = forkserver.start()
         self._queue: deque[tuple[str, Any]] = deque()
         self._dropped = 0
-        self._news: asyncio.Event | None = None
+        # Made here: Ray may run an async actor's calls in another order than they were made
+        # (events before start); an Event binds to the loop that first waits on it.
+        self._news = asyncio.Event()
+        self._stop_asked = False
         self._child: SupervisedChild | None = None
         self._zctx: zmq.asyncio.Context | None = None
         self._sockets: list[zmq.asyncio.Socket] = []
@@ -104,7 +107,6 @@ class RunHost:
 
     async def start(self, spec: RunSpec, options: RunOptions, shared: Shared, timeout: float) -> str | None:
         """Start the run's governor; None once it is ready, else why it did not start."""
-        self._news = asyncio.Event()
         missing = unshared(shared)
         if missing:
             return (
@@ -125,6 +127,8 @@ class RunHost:
             self._put(EXIT, self._child.exitcode)
             return str(exc)
         self._child.exited.add_done_callback(lambda done: self._put(EXIT, done.result()))
+        if self._stop_asked:  # (asked while it started: now it can hear it)
+            self._child.request_stop()
         return None
 
     def _listen(self, options: RunOptions) -> RunOptions:
@@ -160,12 +164,10 @@ class RunHost:
             self._dropped += 1  # the executor is not fetching: its logs may go, never its reports
             return
         self._queue.append((kind, payload))
-        if self._news is not None:
-            self._news.set()
+        self._news.set()
 
     async def events(self, wait: float) -> list[tuple[str, Any]]:
         """What happened since the last call, waiting up to ``wait`` seconds for something."""
-        assert self._news is not None, "start() first"
         if not self._queue:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._news.wait(), wait)
@@ -183,6 +185,7 @@ class RunHost:
             await self._sockets[0].send_multipart([self._identity, frame])
 
     def request_stop(self) -> None:
+        self._stop_asked = True
         if self._child is not None:
             self._child.request_stop()
 
