@@ -70,3 +70,24 @@ DUMMY_AGENT = """
           actuators: [env.a0]"""
 """One agent of the dummy components in a phase's ``agents:`` list (``.format(name=...)``),
 sensing ``env.s0`` and setting ``env.a0``."""
+
+
+def three_agents(uid: str, *, blue: str = "", green: str = "", workers: str = "2", more: str = "") -> str:
+    """A one-phase document of agents red, blue and green (:data:`DUMMY_AGENT`), each of
+    blue and green followed by its extra lines (``learner:``/``inference:`` make it a
+    central agent), ``workers`` the phase's (text: ``"2, envs_per_worker: 3"`` goes too);
+    ``more``: top-level keys or a second phase, after the schedule."""
+    extra = {"red": "", "blue": blue, "green": green}
+    agents = "".join(
+        DUMMY_AGENT.format(name=name) + ("\n" + extra[name].rstrip("\n") if extra[name] else "")
+        for name in ("red", "blue", "green")
+    )
+    return f"""uid: {uid}
+schedule:
+  - p:
+      environments:
+        - environment: {{name: arl.dummy:DummyEnvironment, uid: env}}
+      agents:{agents}
+      simulation: {{name: vanilla}}
+      phase_config: {{workers: {workers}}}
+{more}"""

@@ -11,6 +11,7 @@ from arl.config.spec import RunSpec
 from arl.governor.plan import plan_children
 from arl.messages.control import SetupAgent
 from experiment_files import DUMMY_AGENT as AGENT
+from experiment_files import three_agents
 
 
 def _spec(tmp_path: Path, processes: str, workers: int = 2) -> RunSpec:
@@ -78,19 +79,7 @@ def test_a_central_agent_gets_a_learner_and_its_inference_servers_and_the_others
 
 
 def _spec_text(blue: str = "", workers: str = "2", processes: str = "") -> str:
-    agents = "".join(
-        AGENT.format(name=name) + ("\n" + blue.rstrip("\n") if name == "blue" else "")
-        for name in ("red", "blue", "green")
-    )
-    return f"""uid: plan
-schedule:
-  - p:
-      environments:
-        - environment: {{name: arl.dummy:DummyEnvironment, uid: env}}
-      agents:{agents}
-      simulation: {{name: vanilla}}
-      phase_config: {{workers: {workers}}}
-{processes}"""
+    return three_agents("plan", blue=blue, workers=workers, more=processes)
 
 
 def test_envs_per_worker_with_environments_in_their_own_processes_is_refused_where_it_is_set() -> None:

@@ -29,7 +29,7 @@ from arl.config import modulepaths
 from arl.config.loader import load_experiment, load_experiment_text
 from arl.config.spec import RunSpec
 from arl.errors import ArlError
-from experiment_files import DUMMY_AGENT
+from experiment_files import DUMMY_AGENT, three_agents
 
 DUMMY = Path(__file__).parents[2] / "experiments" / "dummy.yml"
 HERE = "10.0.0.1"
@@ -37,22 +37,9 @@ HERE = "10.0.0.1"
 
 def _central(red: str = "", blue: str = "", workers: int = 2, more: str = "") -> RunSpec:
     """Agents red (plain), blue and green (central when given ``learner:``/``inference:``
-    lines), ``workers`` controllers; ``more``: a second phase or top-level keys."""
-    extra = {"red": "", "blue": blue, "green": red}
-    agents = "".join(
-        DUMMY_AGENT.format(name=name) + ("\n" + extra[name].rstrip("\n") if extra[name] else "")
-        for name in ("red", "blue", "green")
-    )
-    text = f"""uid: gpus
-schedule:
-  - p:
-      environments:
-        - environment: {{name: arl.dummy:DummyEnvironment, uid: env}}
-      agents:{agents}
-      simulation: {{name: vanilla}}
-      phase_config: {{workers: {workers}}}
-{more}"""
-    return load_experiment_text(text, "gpus.yml")
+    lines: ``red`` gives green's, as it did), ``workers`` controllers; ``more``: a second
+    phase or top-level keys."""
+    return load_experiment_text(three_agents("gpus", blue=blue, green=red, workers=str(workers), more=more), "gpus.yml")
 
 
 def _node(address: str = HERE, cpus: float = 4, gpus: float = 0) -> Node:
