@@ -1,8 +1,9 @@
 """The Executor: runs experiment runs, each in its own RunGovernor process.
 
-It is the edge: it owns the LogServer, the console, the control socket the governors
-report to, and the signals. The first SIGINT/SIGTERM asks every governor to stop at a
-step boundary; a second one stops them at once.
+It is the edge: it owns the console and the signals, and hears every governor's reports
+and logs through its backend (the LogServer and the control socket here, a Ray actor's
+queue on a cluster). The first SIGINT/SIGTERM asks every governor to stop at a step
+boundary; a second one stops them at once.
 
 Where the governors run is its backend's business (:mod:`arl.backends`): forked by the
 fork server on this machine (``local``), or one per Ray actor on a cluster's nodes
