@@ -124,8 +124,8 @@ def test_the_page_follows_a_live_run_and_shows_a_failed_runs_error(arl_run, no_l
             db.execute("update experiment_runs set error = error || char(10) || ?", (INJECTED,))
         live = arl_run.start(
             write(
-                arl_run.tmp, uid="live", env_params="{episode_length: 20}", episodes=100000,
-                brain="arl_test_components:MetricBrain",
+                arl_run.tmp, uid="live", env="arl_test_components:SlowEnvironment", episodes=100000,
+                env_params="{episode_length: 20, delay: 0.002}", brain="arl_test_components:MetricBrain",
             )
         )  # fmt: skip
 

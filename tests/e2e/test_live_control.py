@@ -33,7 +33,10 @@ def _steps(arl_run) -> int:
 @pytest.mark.long(25)
 def test_ctl_pauses_resumes_saves_and_stops_a_live_run(arl_run, no_leaks) -> None:
     more = "state: {dir: states}\n"
-    path = write(arl_run.tmp, uid="live", env_params=LONG, workers=2, more=more)
+    # Steps of 2 ms: the workers sleep rather than take the cores from the ctl commands
+    # (each an arl-run of its own) and from the rest of the suite.
+    slow = {"env": "arl_test_components:SlowEnvironment", "env_params": "{episode_length: 100000, delay: 0.002}"}
+    path = write(arl_run.tmp, uid="live", workers=2, more=more, **slow)
     proc = arl_run.start(path)
     poll_for(lambda: arl_run.count("events") and arl_run.scalar("select count(*) from events where kind='control'"),
              timeout=30, what="the run's control API")  # fmt: skip
