@@ -175,6 +175,7 @@ class RayGovernor:
         self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._let_go = asyncio.Event()
         self._fetcher: asyncio.Task[None] | None = None
+        self._closing = False  # released: the fetch ends with its batch under way
 
     @property
     def pid(self) -> int | None:
@@ -257,7 +258,7 @@ class RayGovernor:
         heard = self._backend.executor.heard
         identity = self._governor.identity
         failing_since: float | None = None
-        while self.lost is None:
+        while self.lost is None and not self._closing:
             try:
                 events = await self._call(self._actor.events.remote(FETCH_WAIT))
             except ArlError as exc:
@@ -314,8 +315,14 @@ class RayGovernor:
             return
         if self.where is not None and self.lost is None:
             heard, identity = self._backend.executor.heard, self._governor.identity
+            self._closing = True
+            closed = asyncio.ensure_future(self._call(self._actor.close.remote()))
+            if self._fetcher is not None:
+                # The fetch under way holds events the host no longer has: it ends with the
+                # batch the close wakes it with, before the close's own (later) events.
+                await asyncio.wait({self._fetcher}, timeout=CLOSE_WAIT)
             with contextlib.suppress(ArlError, TimeoutError):
-                for kind, payload in await asyncio.wait_for(self._call(self._actor.close.remote()), CLOSE_WAIT):
+                for kind, payload in await asyncio.wait_for(closed, CLOSE_WAIT):
                     self._take(kind, payload, heard, identity)
         if self._fetcher is not None:
             self._fetcher.cancel()

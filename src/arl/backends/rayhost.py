@@ -214,4 +214,5 @@ class RunHost:
             shutil.rmtree(self._dir, ignore_errors=True)
         taken = list(self._queue)
         self._queue.clear()
+        self._news.set()  # (a fetch waiting for news returns now, with what it had)
         return taken
