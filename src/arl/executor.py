@@ -180,12 +180,8 @@ class Executor:
             except NotStarted as exc:  # let go before it started: nothing ran
                 return await self._unstarted(governor, f"not started: {exc}")
             except Exception as exc:
-                await governor.child.stop(grace=0)
-                snapshot = await self._goes_on_from(governor)
-                if snapshot is not None:  # (its machine lost while it started again)
-                    log.warning("run %s: %s; it goes on from its snapshot %s", governor.spec.uid, exc, snapshot)
-                    return snapshot
-                return await self._died(governor, "FAILED", f"the run's governor did not start: {exc}")
+                await governor.child.stop(grace=0)  # (its machine may have been lost as it started again)
+                return await self._failed_or_moved(governor, f"the run's governor did not start: {exc}")
             await self._until_up(governor)
         code = await governor.child.exited
         self.control.gone(governor.spec.uid)
@@ -199,7 +195,10 @@ class Executor:
             pass
         if self._interrupts > 1:
             return await self._died(governor, "INTERRUPTED", "stopped at once by a second interrupt")
-        why = self._backend.death(governor, code)
+        return await self._failed_or_moved(governor, self._backend.death(governor, code))
+
+    async def _failed_or_moved(self, governor: _Governor, why: str) -> emsg.RunOutcome | str:
+        """FAILED for ``why``; or, its machine lost, the snapshot it goes on from elsewhere."""
         snapshot = await self._goes_on_from(governor)
         if snapshot is None:
             return await self._died(governor, "FAILED", why)

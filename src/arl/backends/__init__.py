@@ -90,6 +90,18 @@ class Backend(Protocol):
         ...
 
 
+def died_without_reporting(executor: Executor, governor: _Governor, code: int, where: str = "") -> str:
+    """What a governor that exited with ``code`` and no outcome is said to have done,
+    with its last log lines (the executor keeps them); ``where``: its machine, if not
+    this one."""
+    from arl.governor.options import describe_exit, last_lines
+
+    assert governor.child is not None
+    said = last_lines(executor.tails.of(governor.child.spec.label))
+    pid = f"pid {governor.child.pid}{f' on {where}' if where else ''}"
+    return f"the run's governor process {describe_exit(code)} without reporting ({pid}). Its last log lines:\n{said}"
+
+
 def backend_for(executor: Executor) -> Backend:
     """The backend the executor's options name. Imports Ray only for ``ray``."""
     name = executor.options.backend

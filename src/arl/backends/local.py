@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 import zmq
 import zmq.asyncio
 
-from arl.backends import NotOpened
+from arl.backends import NotOpened, died_without_reporting
 from arl.errors import ArlError
-from arl.governor.options import describe_exit, last_lines
 from arl.proc import forkserver
 from arl.proc.child import ChildSpec, SupervisedChild
 from arl.proc.forkclient import ForkServer
@@ -110,12 +109,7 @@ class LocalBackend:
         await self._router.send_multipart([governor.identity, frame])
 
     def death(self, governor: _Governor, code: int) -> str:
-        assert governor.child is not None
-        said = last_lines(self.executor.tails.of(governor.child.spec.label))
-        return (
-            f"the run's governor process {describe_exit(code)} without reporting (pid "
-            f"{governor.child.pid}). Its last log lines:\n{said}"
-        )
+        return died_without_reporting(self.executor, governor, code)
 
     def lost(self, governor: _Governor) -> bool:
         return False  # (this machine going down takes the executor with it)

@@ -28,11 +28,10 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import arl
-from arl.backends import NotOpened, NotStarted
+from arl.backends import NotOpened, NotStarted, died_without_reporting
 from arl.backends import raycheck as check
 from arl.backends.rayhost import CONTROL, DROPPED, EXIT, LOG, RunHost, Shared, Where
 from arl.errors import ArlError
-from arl.governor.options import describe_exit, last_lines
 from arl.proc.child import ChildSpec
 from arl.proc.logs import LogConfig, handle_frame
 from arl.transport import DropLog
@@ -68,7 +67,7 @@ class RayBackend:
         self.host: Any = None  # RunHost as a Ray actor class
         self.nodes: list[check.Node] = []
         self.shared = Shared()
-        self._cwd = os.getcwd()
+        self.cwd = os.getcwd()  # arl-run's: what relative paths of the runs mean
         self.drops = DropLog(log, "dropped a malformed log frame from a node")
 
     @contextlib.asynccontextmanager
@@ -117,7 +116,7 @@ class RayBackend:
         problem = check.unreachable_store(options.store_url, self.ray.util.get_node_ip_address(), self.nodes)
         if problem:
             raise NotOpened(problem)
-        specs = [check.resolved(g.spec, self._cwd) for g in self.executor._governors]
+        specs = [check.resolved(g.spec, self.cwd) for g in self.executor._governors]
         try:
             self.shared = Shared(check.mark(check.shared_folders(options.checkpoint_dir, specs)))
         except ArlError as exc:
@@ -135,11 +134,7 @@ class RayBackend:
         assert isinstance(child, RayGovernor)
         if child.lost is not None:
             return f"the run's Ray actor on {child.place} died, and the run's processes with it: {child.lost}"
-        said = last_lines(self.executor.tails.of(child.spec.label))
-        return (
-            f"the run's governor process {describe_exit(code)} without reporting (pid {child.pid} on "
-            f"{child.place}). Its last log lines:\n{said}"
-        )
+        return died_without_reporting(self.executor, governor, code, child.place)
 
     def lost(self, governor: _Governor) -> bool:
         return isinstance(governor.child, RayGovernor) and governor.child.lost is not None
@@ -208,7 +203,7 @@ class RayGovernor:
         options = backend.executor.options
         self._actor = backend.host.options(
             num_cpus=need.cpus, num_gpus=need.gpus, scheduling_strategy="SPREAD", max_restarts=0, name=None
-        ).remote(options.module_paths, backend._cwd)
+        ).remote(options.module_paths, backend.cwd)
         placed = asyncio.ensure_future(self._call(self._actor.where.remote()))
         let_go = asyncio.ensure_future(self._let_go.wait())
         await asyncio.wait({placed, let_go}, return_when=asyncio.FIRST_COMPLETED)
@@ -224,12 +219,12 @@ class RayGovernor:
             )
         log.info("run %s: on %s", uid, self.place)
         self._fetcher = asyncio.create_task(self._fetch())
-        spec = check.resolved(self._governor.spec, backend._cwd)
+        spec = check.resolved(self._governor.spec, backend.cwd)
         run_options = backend.executor.run_options(
             self._governor, logs=LogConfig("", options.level), control="", rundir=None
         )
         if run_options.resume is not None:
-            run_options = dataclasses.replace(run_options, resume=os.path.join(backend._cwd, run_options.resume))
+            run_options = dataclasses.replace(run_options, resume=os.path.join(backend.cwd, run_options.resume))
         error = await self._call(self._actor.start.remote(spec, run_options, backend.shared, timeout))
         if error is not None:
             raise ArlError(error)

@@ -155,9 +155,11 @@ class RunHost:
 
     async def _read(self, sock: zmq.asyncio.Socket, kind: str) -> None:
         while True:
-            frames = await sock.recv_multipart()
-            # A report is the governor's identity and one frame; a log record, one frame.
-            self._put(kind, frames[1:] if kind == CONTROL else frames[0])
+            self._put_frames(kind, await sock.recv_multipart())
+
+    def _put_frames(self, kind: str, frames: list[bytes]) -> None:
+        # A report is the governor's identity and one frame; a log record, one frame.
+        self._put(kind, frames[1:] if kind == CONTROL else frames[0])
 
     def _put(self, kind: str, payload: Any) -> None:
         if kind == LOG and len(self._queue) >= MAX_QUEUED:
@@ -204,8 +206,7 @@ class RunHost:
         for sock, kind in zip(self._sockets, (CONTROL, LOG), strict=False):
             plain: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)  # what arrived before the end is read first
             while plain.poll(0):
-                frames = plain.recv_multipart()
-                self._put(kind, frames[1:] if kind == CONTROL else frames[0])
+                self._put_frames(kind, plain.recv_multipart())
             sock.close(linger=0)
         if self._zctx is not None:
             self._zctx.term()
